@@ -8,10 +8,8 @@
 //!
 //! - [`socktable`]: pure parser of `/proc/net/tcp{,6}` text, with state, uid and timers.
 //! - [`ftp`]: the FTP control protocol over any byte stream (commands, replies, PASV/EPSV).
-//! - [`netrc`]: FTP credentials from `~/.netrc`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod ftp;
-pub mod netrc;
 pub mod socktable;
