@@ -4,12 +4,32 @@
 //!
 //! # Layout
 //!
-//! One module per concept a user can name:
+//! One module per concept a user can name, in the order a transfer uses them:
 //!
-//! - [`socktable`]: pure parser of `/proc/net/tcp{,6}` text, with state, uid and timers.
+//! - [`cli`]: the command line and exit codes; [`output`]: what stderr shows.
+//! - [`endpoint`]: `[USER@]HOST[:PORT]` and `~/.ssh/config`; [`credentials`]: the FTP login.
+//! - [`session`]: the SSH session (russh): host key, auth, exec, direct-tcpip, tcpip-forward.
 //! - [`ftp`]: the FTP control protocol over any byte stream (commands, replies, PASV/EPSV).
+//! - [`socktable`]: pure parser of `/proc/net/tcp{,6}` text, with state, uid and timers.
+//! - [`discovery`]: finding the proxy port P by diffing the SSH server's socket table.
+//! - [`relay`]: the SO_REUSEADDR relay that RFC 959 servers (port U) need.
+//! - [`forward`]: the reverse forward and the gate that refuses stray data connections.
+//! - [`link`]: one FTP session inside SSH and its data path (default port or passive).
+//! - [`transfer`]: `get`, `put`, `ls`: streaming, part files, verification.
+//! - [`error`]: failure classes and exit codes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod credentials;
+pub mod discovery;
+pub mod endpoint;
+pub mod error;
+pub mod forward;
 pub mod ftp;
+pub mod link;
+pub mod output;
+pub mod relay;
+pub mod session;
 pub mod socktable;
+pub mod transfer;

@@ -1,0 +1,184 @@
+//! The command line: parse, set up output, run one command, map errors to exit codes.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::endpoint::{self, DEFAULT_FTP};
+use crate::error::{classified, Kind};
+use crate::link::{DataMode, Link};
+use crate::session::Session;
+use crate::{credentials, transfer};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  other error
+  2  usage error (bad arguments, no FTP password available)
+  3  SSH failure (connect, host key, authentication, channel or forward refused)
+  4  the FTP server refused (login, missing file, permission, not reachable)
+  5  transfer or verification failure
+
+The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the terminal.";
+
+/// FTP with the control connection and every data connection inside SSH.
+#[derive(Debug, Parser)]
+#[command(name = "ftpssh-fullsecure", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The SSH server
+    #[arg(short = 's', long = "ssh", env = "FTPSSH_SSH", global = true, value_name = "[USER@]HOST[:PORT]")]
+    pub ssh: Option<String>,
+    /// The FTP server, as reached from the SSH server
+    #[arg(short = 'f', long = "ftp", global = true, value_name = "HOST[:PORT]", default_value = DEFAULT_FTP)]
+    pub ftp: String,
+    /// FTP user name [default: the login in ~/.netrc for that host, else the SSH user]
+    #[arg(short = 'u', long = "ftp-user", global = true, value_name = "NAME")]
+    pub ftp_user: Option<String>,
+    /// SSH private key file (repeatable; the ssh-agent is tried first)
+    #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// known_hosts file to check the SSH host key against [default: ~/.ssh/known_hosts]
+    #[arg(long = "known-hosts", global = true, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// How data connections are made: auto tries the default port first, then EPSV/PASV; both inside SSH
+    #[arg(long = "data-mode", global = true, value_enum, default_value = "auto")]
+    pub data_mode: DataMode,
+    /// Show each step and the FTP control conversation (-vv: more)
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print nothing but errors
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+    /// What to do
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Download REMOTE to LOCAL (a file or directory; default: the current directory)
+    Get {
+        /// Remote file
+        remote: String,
+        /// Local file or directory
+        local: Option<PathBuf>,
+    },
+    /// Upload LOCAL to REMOTE (default: the same base name in the FTP login directory)
+    Put {
+        /// Local file
+        local: PathBuf,
+        /// Remote name
+        remote: Option<String>,
+    },
+    /// List a remote directory (LIST)
+    Ls {
+        /// Remote directory
+        path: Option<String>,
+    },
+}
+
+/// Run the program; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    crate::output::init(cli.verbose, cli.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(&cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ftpssh-fullsecure: error: {e:#}");
+            crate::error::exit_code(&e)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<()> {
+    let spec = cli.ssh.as_deref().ok_or_else(|| classified(Kind::Usage, "no SSH server: give --ssh [USER@]HOST[:PORT] or set FTPSSH_SSH"))?;
+    let home = endpoint::home();
+    let config = home.as_ref().map(|h| h.join(".ssh/config"));
+    let target = endpoint::ssh_target(spec, config.as_deref(), &cli.identity).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
+    let ftp = endpoint::ftp_target(&cli.ftp).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
+    let known_hosts = match (&cli.known_hosts, &home) {
+        (Some(k), _) => k.clone(),
+        (None, Some(h)) => h.join(".ssh/known_hosts"),
+        (None, None) => return Err(classified(Kind::Usage, "no HOME: give --known-hosts")),
+    };
+    let netrc = home.as_ref().map(|h| h.join(".netrc"));
+    let login = credentials::resolve(
+        cli.ftp_user.as_deref(),
+        &target.user,
+        &ftp.host,
+        netrc.as_deref(),
+        std::env::var(credentials::PASSWORD_ENV).ok(),
+        std::io::stdin().is_terminal(),
+    )?;
+
+    tracing::info!("connecting to SSH server {}@{}:{}", target.user, target.host, target.port);
+    let session = Session::connect(&target, &known_hosts).await?;
+    let result = async {
+        let mut link = Link::open(&session, &ftp, &login, cli.data_mode).await?;
+        let outcome = execute(cli, &mut link).await;
+        link.close().await;
+        outcome
+    }
+    .await;
+    session.close().await;
+    result
+}
+
+async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
+    let started = Instant::now();
+    let (what, bytes) = match &cli.command {
+        Cmd::Get { remote, local } => {
+            let path = transfer::local_target(remote, local.as_deref())?;
+            let bar = progress_bar(cli.quiet);
+            let n = transfer::get(link, remote, &path, &bar).await.with_context(|| format!("get {remote}"))?;
+            bar.finish_and_clear();
+            (format!("{remote} -> {}", path.display()), n)
+        }
+        Cmd::Put { local, remote } => {
+            let remote = remote_target(local, remote.as_deref())?;
+            let bar = progress_bar(cli.quiet);
+            let n = transfer::put(link, local, &remote, &bar).await.with_context(|| format!("put {}", local.display()))?;
+            bar.finish_and_clear();
+            (format!("{} -> {remote}", local.display()), n)
+        }
+        Cmd::Ls { path } => {
+            return transfer::list(link, path.as_deref(), &mut std::io::stdout().lock()).await.context("ls");
+        }
+    };
+    if !cli.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        let mode = if link.is_passive() { "passive" } else { "default port" };
+        eprintln!("{what}: {bytes} bytes in {secs:.2} s ({:.1} MiB/s, data inside SSH, {mode})", bytes as f64 / secs.max(1e-6) / 1048576.0);
+    }
+    Ok(())
+}
+
+/// Where `put` stores: REMOTE as given (a trailing `/` means "into that
+/// directory"), else the local base name.
+fn remote_target(local: &Path, remote: Option<&str>) -> Result<String> {
+    let base = local.file_name().map(|n| n.to_string_lossy().into_owned()).context("the local path has no file name")?;
+    Ok(match remote {
+        Some(r) if r.ends_with('/') => format!("{r}{base}"),
+        Some(r) => r.to_string(),
+        None => base,
+    })
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bytes:>10} / {total_bytes:10} {wide_bar} {binary_bytes_per_sec:>12} {eta:>4}")
+            .expect("valid template"),
+    );
+    bar
+}

@@ -1,0 +1,100 @@
+//! Finding the proxy port P: the source port of the SSH server's connection
+//! to the FTP server, as the FTP server sees it (FIELD-NOTES section 3).
+//!
+//! sshd's own process is not readable by the SSH user, so we diff the socket
+//! table instead: read `/proc/net/tcp{,6}` before and after opening the
+//! control connection, keep the new ESTABLISHED rows owned by our uid whose
+//! remote end is the FTP server. Exactly one such row must appear.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{bail, Context, Result};
+
+use crate::session::Session;
+use crate::socktable::{self, Entry, TcpState};
+
+/// The remote command: our uid, then both socket tables.
+const SNAPSHOT_COMMAND: &str = "id -u; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
+
+/// One reading of the SSH server's socket table.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The SSH user's uid on the server.
+    pub uid: u32,
+    /// Every TCP socket the table shows.
+    pub entries: Vec<Entry>,
+}
+
+/// Read the SSH server's socket table over an exec channel.
+pub async fn snapshot(session: &Session) -> Result<Snapshot> {
+    let out = session.exec(SNAPSHOT_COMMAND).await?;
+    parse_snapshot(&String::from_utf8_lossy(&out.stdout)).context("could not read the SSH server's socket table")
+}
+
+/// Parse the output of [`SNAPSHOT_COMMAND`].
+pub fn parse_snapshot(text: &str) -> Result<Snapshot> {
+    let (uid, tables) = text.split_once('\n').context("empty output")?;
+    let uid = uid.trim().parse().with_context(|| format!("`id -u` said {uid:?}"))?;
+    let entries = socktable::parse(tables);
+    if entries.is_empty() {
+        bail!("/proc/net/tcp is empty or unreadable (is the SSH server Linux?)");
+    }
+    Ok(Snapshot { uid, entries })
+}
+
+/// The local end of the one new connection to the FTP server at `ftp_port`
+/// (and `ftp_ip`, when known as an address): that is (address, P).
+pub fn find_proxy(before: &Snapshot, after: &Snapshot, ftp_ip: Option<IpAddr>, ftp_port: u16) -> Result<(SocketAddr, SocketAddr)> {
+    let found: Vec<&Entry> = socktable::new_entries(&before.entries, &after.entries)
+        .into_iter()
+        .filter(|e| e.state == TcpState::Established && e.uid == after.uid && e.remote.port() == ftp_port)
+        .filter(|e| ftp_ip.is_none_or(|ip| e.remote.ip() == ip.to_canonical()))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((one.local, one.remote)),
+        [] => bail!("no new connection to the FTP server port {ftp_port} appeared in the SSH server's socket table"),
+        many => bail!("{} new connections to port {ftp_port} appeared at once; cannot tell which is ours", many.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Rows laid out as the kernel prints them (uid 1001 = the SSH user): a
+    // listener on 2121 and the two ends of sshd's connection to it.
+    const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    const LISTEN: &str = "   0: 00000000:0849 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0\n";
+    const OURS: &str = "   1: 0100007F:A3C2 0100007F:0849 01 00000000:00000000 00:00000000 00000000  1001        0 2001 1 0000000000000000 20 4 30 10 -1\n";
+    const FTPD_SIDE: &str = "   2: 0100007F:0849 0100007F:A3C2 01 00000000:00000000 00:00000000 00000000     0        0 2002 1 0000000000000000 20 4 30 10 -1\n";
+
+    fn snap(rows: &[&str]) -> Snapshot {
+        let mut text = format!("1001\n{HEADER}");
+        rows.iter().for_each(|r| text.push_str(r));
+        parse_snapshot(&text).unwrap()
+    }
+
+    #[test]
+    fn finds_the_new_row_owned_by_us() {
+        let before = snap(&[LISTEN]);
+        let after = snap(&[LISTEN, OURS, FTPD_SIDE]);
+        let (local, remote) = find_proxy(&before, &after, Some("127.0.0.1".parse().unwrap()), 2121).unwrap();
+        assert_eq!(local, "127.0.0.1:41922".parse().unwrap());
+        assert_eq!(remote, "127.0.0.1:2121".parse().unwrap());
+    }
+
+    #[test]
+    fn nothing_new_or_too_much_is_an_error() {
+        let before = snap(&[LISTEN, OURS]);
+        assert!(find_proxy(&before, &before, None, 2121).is_err());
+        let other = OURS.replace("A3C2", "A3C4");
+        let after = snap(&[LISTEN, OURS, &other, OURS.replace("A3C2", "A3C6").as_str()]);
+        assert!(find_proxy(&before, &after, None, 2121).unwrap_err().to_string().contains("2 new connections"));
+    }
+
+    #[test]
+    fn bad_uid_line_is_an_error() {
+        assert!(parse_snapshot("").is_err());
+        assert!(parse_snapshot("sh: id: not found\n").is_err());
+    }
+}

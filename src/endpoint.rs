@@ -1,0 +1,153 @@
+//! Where to connect: the SSH server (`[USER@]HOST[:PORT]`, completed from
+//! `~/.ssh/config`) and the FTP server (`HOST[:PORT]`, as reached *from the
+//! SSH server*).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ssh2_config::{ParseRule, SshConfig};
+
+/// Default FTP server, as seen from the SSH server.
+pub const DEFAULT_FTP: &str = "127.0.0.1:21";
+
+/// A fully resolved SSH server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// Login name on the SSH server.
+    pub user: String,
+    /// Host name or address to connect to (after `HostName`).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Key files to try, in order (command line first, then `IdentityFile`, then the defaults).
+    pub identities: Vec<PathBuf>,
+}
+
+/// The FTP server as the SSH server reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtpTarget {
+    /// Host name or address, resolved on the SSH server.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// Split `[USER@]HOST[:PORT]`; an IPv6 address goes in brackets: `[::1]:22`.
+pub fn split_spec(spec: &str) -> Result<(Option<String>, String, Option<u16>)> {
+    let (user, rest) = match spec.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
+        Some(_) => bail!("empty user name in {spec:?}"),
+        None => (None, spec),
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (h, after) = inner.split_once(']').with_context(|| format!("missing ']' in {spec:?}"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => bail!("unexpected {after:?} after ']' in {spec:?}"),
+        }
+    } else if rest.matches(':').count() > 1 {
+        (rest, None) // a bare IPv6 address
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        bail!("no host in {spec:?}");
+    }
+    let port = port
+        .map(|p| p.parse::<u16>().ok().filter(|p| *p != 0).with_context(|| format!("bad port {p:?} in {spec:?}")))
+        .transpose()?;
+    Ok((user, host.to_string(), port))
+}
+
+/// Parse the FTP server spec (`HOST[:PORT]`, default port 21).
+pub fn ftp_target(spec: &str) -> Result<FtpTarget> {
+    let (user, host, port) = split_spec(spec)?;
+    if user.is_some() {
+        bail!("--ftp takes HOST[:PORT]; give the FTP user with --ftp-user");
+    }
+    Ok(FtpTarget { host, port: port.unwrap_or(21) })
+}
+
+/// Resolve the SSH server spec against an ssh config file (if it exists),
+/// as OpenSSH does: the command line wins, then the first matching `Host` block.
+pub fn ssh_target(spec: &str, config_file: Option<&Path>, cli_identities: &[PathBuf]) -> Result<SshTarget> {
+    let (user, alias, port) = split_spec(spec)?;
+    let params = match config_file.filter(|p| p.exists()) {
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("could not read {}", path.display()))?;
+            SshConfig::default()
+                .parse(&mut std::io::BufReader::new(file), ParseRule::ALLOW_UNKNOWN_FIELDS)
+                .with_context(|| format!("could not parse {}", path.display()))?
+                .query(&alias)
+        }
+        None => SshConfig::default().query(&alias),
+    };
+    let user = user
+        .or(params.user)
+        .or_else(local_user)
+        .context("no SSH user: give USER@HOST")?;
+    let mut identities = cli_identities.to_vec();
+    identities.extend(params.identity_file.unwrap_or_default());
+    if let Some(ssh_dir) = home().map(|h| h.join(".ssh")) {
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            identities.push(ssh_dir.join(name));
+        }
+    }
+    identities.dedup();
+    Ok(SshTarget {
+        user,
+        host: params.host_name.unwrap_or(alias),
+        port: port.or(params.port).unwrap_or(22),
+        identities,
+    })
+}
+
+/// The user's home directory, from `$HOME`.
+pub fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+fn local_user() -> Option<String> {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_specs() {
+        assert_eq!(split_spec("h").unwrap(), (None, "h".into(), None));
+        assert_eq!(split_spec("u@h:2222").unwrap(), (Some("u".into()), "h".into(), Some(2222)));
+        assert_eq!(split_spec("[::1]:22").unwrap(), (None, "::1".into(), Some(22)));
+        assert_eq!(split_spec("fe80::1").unwrap(), (None, "fe80::1".into(), None));
+        assert!(split_spec("h:0").is_err());
+        assert!(split_spec("h:99999").is_err());
+        assert!(split_spec("@h").is_err());
+        assert!(split_spec(":22").is_err());
+    }
+
+    #[test]
+    fn ftp_default_port() {
+        assert_eq!(ftp_target("127.0.0.1").unwrap(), FtpTarget { host: "127.0.0.1".into(), port: 21 });
+        assert!(ftp_target("u@h").is_err());
+    }
+
+    #[test]
+    fn ssh_config_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        std::fs::write(&cfg, "Host lab\n  HostName 10.250.0.2\n  User alice\n  Port 2222\n  IdentityFile /k/lab_key\n").unwrap();
+        let t = ssh_target("lab", Some(&cfg), &[PathBuf::from("/k/cli")]).unwrap();
+        assert_eq!((t.user.as_str(), t.host.as_str(), t.port), ("alice", "10.250.0.2", 2222));
+        assert_eq!(t.identities[..2], [PathBuf::from("/k/cli"), PathBuf::from("/k/lab_key")]);
+        let t = ssh_target("bob@lab:22", Some(&cfg), &[]).unwrap();
+        assert_eq!((t.user.as_str(), t.port), ("bob", 22));
+    }
+}

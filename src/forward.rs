@@ -1,0 +1,113 @@
+//! The reverse forward (`-R` of the book) and the gate in front of it.
+//!
+//! sshd listens on the port the FTP server will connect to and hands each
+//! connection to us as a forwarded-tcpip channel, telling us who made it.
+//! Anyone on the SSH server host can connect to that port, so the [`Gate`]
+//! admits exactly one connection per transfer, only while a transfer is
+//! pending and only from the FTP server's address; any other is refused and
+//! reported as a possible data port theft.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use anyhow::Result;
+use russh::client::Msg;
+use russh::Channel;
+
+use crate::session::Session;
+
+/// A data connection that came back through the reverse forward.
+pub struct DataChannel {
+    /// The channel carrying its bytes.
+    pub channel: Channel<Msg>,
+    /// Who connected (as sshd saw it): address and port.
+    pub originator: (String, u32),
+    /// Which forwarded address and port it connected to.
+    pub connected: (String, u32),
+}
+
+/// Admits the one expected data connection of a pending transfer.
+#[derive(Debug, Default)]
+pub struct Gate {
+    expected: Mutex<Option<IpAddr>>,
+    refused: Mutex<Vec<String>>,
+}
+
+impl Gate {
+    /// A transfer is pending: admit one connection from `ftp_server`.
+    pub fn open(&self, ftp_server: IpAddr) {
+        *self.expected.lock().unwrap() = Some(ftp_server);
+    }
+
+    /// No transfer is pending any more.
+    pub fn close(&self) {
+        *self.expected.lock().unwrap() = None;
+    }
+
+    /// The refused connections so far, one line each.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
+    }
+
+    /// Decide on one forwarded connection (called from the SSH event loop).
+    pub(crate) fn admit(&self, data: &DataChannel) -> bool {
+        let (addr, port) = &data.originator;
+        let from: Option<IpAddr> = addr.parse::<IpAddr>().ok().map(|a| a.to_canonical());
+        let mut expected = self.expected.lock().unwrap();
+        let why = match *expected {
+            Some(want) if from == Some(want) => {
+                *expected = None; // one data connection per transfer
+                tracing::debug!("data connection from {addr}:{port} admitted");
+                return true;
+            }
+            Some(want) => format!("it does not come from the FTP server {want}"),
+            None => "no transfer is pending".to_string(),
+        };
+        let line = format!(
+            "refused a connection from {addr}:{port} to the forwarded data port {}:{}: {why} (possible data port theft)",
+            data.connected.0, data.connected.1
+        );
+        tracing::warn!("{line}");
+        self.refused.lock().unwrap().push(line);
+        false
+    }
+}
+
+/// The reverse forwards held for one control connection.
+#[derive(Debug, Default)]
+pub struct ReverseForward {
+    /// Address sshd listens on: where the FTP server will connect.
+    pub address: String,
+    /// The forwarded ports.
+    pub ports: Vec<u16>,
+}
+
+impl ReverseForward {
+    /// Forward `address:port` (required) and `address:extra` (best effort).
+    pub async fn request(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
+        session.tcpip_forward(address, port).await.map_err(|e| {
+            e.context(format!(
+                "the FTP server will connect to {address}:{port}; sshd must listen there \
+                 (needs AllowTcpForwarding yes/remote, GatewayPorts clientspecified for a non-loopback address, and the port free)"
+            ))
+        })?;
+        let mut ports = vec![port];
+        if let Some(extra) = extra {
+            match session.tcpip_forward(address, extra).await {
+                Ok(()) => ports.push(extra),
+                Err(e) => tracing::debug!("optional forward {address}:{extra} not set up: {e:#}"),
+            }
+        }
+        tracing::info!("reverse forward: sshd listens on {address}:{ports:?} for the data connections");
+        Ok(ReverseForward { address: address.to_string(), ports })
+    }
+
+    /// Cancel every forward (best effort: the session may already be gone).
+    pub async fn cancel(&self, session: &Session) {
+        for port in &self.ports {
+            if let Err(e) = session.cancel_tcpip_forward(&self.address, *port).await {
+                tracing::debug!("cancel forward {}:{port}: {e:#}", self.address);
+            }
+        }
+    }
+}

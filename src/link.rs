@@ -1,0 +1,260 @@
+//! One FTP session carried entirely inside SSH: the control connection and a
+//! way to get data connections through the tunnel too.
+//!
+//! Two data paths, never one that crosses the network in plaintext (no PORT,
+//! no EPRT is ever sent):
+//!
+//! - **default port** (the book's way, RFC 959 with neither PORT nor PASV):
+//!   the FTP server connects back to the control connection's source
+//!   address, port U-1 (ProFTPD) or U (RFC 959 servers). We find that port
+//!   and have sshd listen there (tcpip-forward), so the data arrives as a
+//!   forwarded channel.
+//! - **passive**: EPSV (or PASV), then sshd connects to the announced port
+//!   for us (direct-tcpip). Used when the server refuses the default port.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use russh::client::Msg;
+use russh::Channel;
+
+use crate::discovery;
+use crate::endpoint::FtpTarget;
+use crate::forward::ReverseForward;
+use crate::ftp::control::{Control, FtpError};
+use crate::ftp::passive::{parse_epsv, parse_pasv};
+use crate::ftp::{Command, Reply};
+use crate::relay;
+use crate::session::Session;
+
+/// How long a forced default-port transfer waits for the server to connect.
+pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// In `auto` mode, a server that said 150 and has not connected after this
+/// long is taken to refuse the default port (pyftpdlib just hangs).
+pub const AUTO_CONNECT_BOUND: Duration = Duration::from_secs(4);
+
+/// How data connections are made (`--data-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataMode {
+    /// Default port first; passive if the server refuses it.
+    Auto,
+    /// Only the default-port path (the book's procedure).
+    DefaultPort,
+    /// Only EPSV/PASV through SSH.
+    Passive,
+}
+
+/// Who logs in.
+#[derive(Clone)]
+pub struct Login {
+    /// FTP user name.
+    pub user: String,
+    /// FTP password (never logged).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Login {{ user: {:?}, password: **** }}", self.user)
+    }
+}
+
+/// A data connection whose transfer command the server has accepted.
+pub struct Data {
+    /// The channel carrying the bytes.
+    pub channel: Channel<Msg>,
+    /// The size announced in the 150 reply, if any.
+    pub announced: Option<u64>,
+}
+
+/// An FTP session inside SSH.
+pub struct Link<'s> {
+    session: &'s Session,
+    /// The control connection.
+    pub control: Control,
+    ftp: FtpTarget,
+    login: Login,
+    mode: DataMode,
+    /// The FTP server's address as the SSH server reaches it: data must come from there.
+    ftp_ip: Option<IpAddr>,
+    forward: Option<ReverseForward>,
+    passive: bool,
+}
+
+impl<'s> Link<'s> {
+    /// Connect to the FTP server through `session`, prepare the data path, log in.
+    pub async fn open(session: &'s Session, ftp: &FtpTarget, login: &Login, mode: DataMode) -> Result<Link<'s>> {
+        let mut link = if mode == DataMode::Passive {
+            let (control, _) = connect_direct(session, ftp).await?;
+            Link::new(session, control, ftp, login, mode, None, None)
+        } else {
+            open_default_port(session, ftp, login, mode).await?
+        };
+        link.passive |= mode == DataMode::Passive;
+        link.control.login(&login.user, &login.password).await?;
+        Ok(link)
+    }
+
+    fn new(session: &'s Session, control: Control, ftp: &FtpTarget, login: &Login, mode: DataMode, ftp_ip: Option<IpAddr>, forward: Option<ReverseForward>) -> Self {
+        Link { session, control, ftp: ftp.clone(), login: login.clone(), mode, ftp_ip, forward, passive: false }
+    }
+
+    /// True once this session moves data over EPSV/PASV.
+    pub fn is_passive(&self) -> bool {
+        self.passive
+    }
+
+    /// Send a transfer command (RETR, STOR, LIST, NLST) and get its data connection.
+    pub async fn start(&mut self, cmd: &Command) -> Result<Data> {
+        if self.passive {
+            return self.start_passive(cmd).await;
+        }
+        match self.start_default_port(cmd).await {
+            Ok(data) => Ok(data),
+            Err(e) if self.mode == DataMode::Auto && e.downcast_ref::<Refused>().is_some() => {
+                tracing::info!("the FTP server does not do default-port transfers ({e:#}); switching to passive (EPSV/PASV inside SSH) for this session");
+                self.become_passive(matches!(e.downcast_ref::<Refused>(), Some(Refused::NoConnection))).await?;
+                self.start_passive(cmd).await
+            }
+            Err(e) if e.downcast_ref::<Refused>().is_some() => {
+                Err(e.context("the FTP server refuses default-port transfers; try --data-mode passive"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_default_port(&mut self, cmd: &Command) -> Result<Data> {
+        let gate = &self.session.gate;
+        self.session.drain_data_channels();
+        gate.open(self.ftp_ip.context("the FTP server's address is unknown")?);
+        let reply = match self.control.command(cmd).await {
+            Ok(r) => r,
+            Err(e) => {
+                gate.close();
+                return Err(e);
+            }
+        };
+        if !reply.is_preliminary() {
+            gate.close();
+            if matches!(reply.code, 425 | 503) {
+                return Err(Refused::Reply(reply).into());
+            }
+            return Err(FtpError { command: cmd.redacted(), reply }.into());
+        }
+        let bound = if self.mode == DataMode::Auto { AUTO_CONNECT_BOUND } else { DATA_CONNECT_TIMEOUT };
+        match self.session.next_data_channel(bound).await {
+            Some(data) => {
+                tracing::info!("data connection from {}:{} through the reverse forward {}:{}", data.originator.0, data.originator.1, data.connected.0, data.connected.1);
+                Ok(Data { channel: data.channel, announced: reply.announced_size() })
+            }
+            None => {
+                gate.close();
+                Err(Refused::NoConnection.into())
+            }
+        }
+    }
+
+    async fn start_passive(&mut self, cmd: &Command) -> Result<Data> {
+        let reply = self.control.command(&Command::Epsv).await?;
+        let port = if reply.code == 229 {
+            parse_epsv(&reply).with_context(|| format!("bad EPSV reply {reply}"))?
+        } else {
+            let reply = self.control.expect(&Command::Pasv, |r| r.code == 227).await?;
+            // The address in a 227 reply is ignored: the data goes where the control goes.
+            parse_pasv(&reply).with_context(|| format!("bad PASV reply {reply}"))?.1
+        };
+        let channel = self.session.direct_tcpip(&self.ftp.host, port).await?;
+        tracing::info!("passive data connection to {}:{port} from the SSH server", self.ftp.host);
+        let reply = self.control.command(cmd).await?;
+        if !reply.is_preliminary() {
+            return Err(FtpError { command: cmd.redacted(), reply }.into());
+        }
+        Ok(Data { channel, announced: reply.announced_size() })
+    }
+
+    /// Leave the default-port path. A server that said 150 and never
+    /// connected is still busy with that command: start over on a new control connection.
+    async fn become_passive(&mut self, reconnect: bool) -> Result<()> {
+        if let Some(forward) = self.forward.take() {
+            forward.cancel(self.session).await;
+        }
+        if reconnect {
+            self.control.quit().await;
+            self.control = connect_direct(self.session, &self.ftp).await?.0;
+            self.control.login(&self.login.user, &self.login.password).await?;
+        }
+        self.passive = true;
+        Ok(())
+    }
+
+    /// Read the reply that ends a transfer (226 or 250).
+    pub async fn finish(&mut self, cmd: &Command) -> Result<Reply> {
+        let reply = self.control.read_reply().await?;
+        if reply.is_completion() {
+            Ok(reply)
+        } else {
+            Err(FtpError { command: cmd.redacted(), reply }.into())
+        }
+    }
+
+    /// QUIT and cancel the forwards.
+    pub async fn close(mut self) {
+        self.session.gate.close();
+        self.control.quit().await;
+        if let Some(forward) = self.forward.take() {
+            forward.cancel(self.session).await;
+        }
+    }
+}
+
+/// Why the default-port path did not work with this server.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("it replied {0}")]
+    Reply(Reply),
+    #[error("it said 150 but did not connect back within the bound")]
+    NoConnection,
+}
+
+async fn connect_direct(session: &Session, ftp: &FtpTarget) -> Result<(Control, Reply)> {
+    let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
+    let mut control = Control::new(channel.into_stream());
+    let banner = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+    Ok((control, banner))
+}
+
+/// The default-port path: discover P, pick U-1 (ProFTPD) or U (RFC 959, via
+/// the relay), and forward it. In `auto` mode a refused forward means passive.
+async fn open_default_port<'s>(session: &'s Session, ftp: &FtpTarget, login: &Login, mode: DataMode) -> Result<Link<'s>> {
+    let before = discovery::snapshot(session).await?;
+    let (mut control, banner) = connect_direct(session, ftp).await?;
+    let (ftp_ip, forward) = if banner.lines.join("\n").contains("ProFTPD") {
+        let after = discovery::snapshot(session).await?;
+        let (local, remote) = discovery::find_proxy(&before, &after, ftp.host.parse().ok(), ftp.port)?;
+        tracing::info!("ProFTPD connects back to port U-1; proxy port P = {} on {}", local.port(), local.ip());
+        let target = local.port().checked_sub(1).context("proxy port 0")?;
+        (remote.ip(), ReverseForward::request(session, &local.ip().to_string(), target, None).await)
+    } else {
+        // RFC 959: the server connects to U = P itself, which sshd can only
+        // share with a control connection that set SO_REUSEADDR: the relay.
+        control.quit().await;
+        let relayed = relay::open(session, &ftp.host, ftp.port).await?;
+        let local = relayed.local;
+        tracing::info!("RFC 959 server: control connection through the SO_REUSEADDR relay, P = {} on {}", local.port(), local.ip());
+        control = Control::new(relayed.stream);
+        control.greeting().await?;
+        // U is the rule; U-1 too, best effort, for servers that do as ProFTPD.
+        (relayed.peer, ReverseForward::request(session, &local.ip().to_string(), local.port(), local.port().checked_sub(1)).await)
+    };
+    let mut link = Link::new(session, control, ftp, login, mode, Some(ftp_ip), None);
+    match forward {
+        Ok(forward) => link.forward = Some(forward),
+        Err(e) if mode == DataMode::Auto => {
+            tracing::info!("{e:#}; using passive mode (EPSV/PASV inside SSH) instead");
+            link.passive = true;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(link)
+}

@@ -1,0 +1,291 @@
+//! The SSH session: connect, check the host key, authenticate, and open the
+//! channels everything else rides on (exec, direct-tcpip, tcpip-forward).
+//!
+//! Forwarded-tcpip channels (the FTP server's data connections coming back
+//! through the reverse forward) are judged by the [`Gate`] inside the russh
+//! event loop, and the admitted ones are handed over on a queue.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use russh::client::{self, Handle, Msg};
+use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, ChannelOpenFailure};
+use tokio::sync::mpsc;
+
+use crate::endpoint::SshTarget;
+use crate::error::{classified, Kind};
+use crate::forward::{DataChannel, Gate};
+
+/// How long to wait for the SSH server to answer at all.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Keepalives notice a dead SSH connection: 3 unanswered, 10 s apart.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a remote helper command (socket table, relay start) may take.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// An authenticated SSH session.
+pub struct Session {
+    handle: Handle<Client>,
+    incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<DataChannel>>,
+    /// Decides which forwarded connections are admitted.
+    pub gate: Arc<Gate>,
+    /// Where we are connected.
+    pub target: SshTarget,
+}
+
+/// The output of a remote command.
+#[derive(Debug, Default)]
+pub struct ExecOutput {
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+    /// Its exit status (None if it was killed by a signal).
+    pub status: Option<u32>,
+}
+
+/// What the host-key check concluded, kept so the error can say why.
+#[derive(Debug, Clone)]
+enum HostKeyVerdict {
+    Unknown { fingerprint: String },
+    Changed { line: usize, fingerprint: String },
+    Unreadable(String),
+}
+
+struct Client {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    verdict: Arc<Mutex<Option<HostKeyVerdict>>>,
+    gate: Arc<Gate>,
+    incoming: mpsc::UnboundedSender<DataChannel>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.verdict.lock().unwrap() = Some(HostKeyVerdict::Unreadable("host certificates are not supported".into()));
+            return Ok(false);
+        };
+        let fingerprint = format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256));
+        let verdict = match keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
+            Ok(true) => return Ok(true),
+            Ok(false) => HostKeyVerdict::Unknown { fingerprint },
+            Err(keys::Error::KeyChanged { line }) => HostKeyVerdict::Changed { line, fingerprint },
+            Err(e) => HostKeyVerdict::Unreadable(e.to_string()),
+        };
+        *self.verdict.lock().unwrap() = Some(verdict);
+        Ok(false)
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let data = DataChannel {
+            channel,
+            originator: (originator_address.to_string(), originator_port),
+            connected: (connected_address.to_string(), connected_port),
+        };
+        if self.gate.admit(&data) {
+            reply.accept().await;
+            // A closed receiver means nobody waits any more: the channel just drops.
+            let _ = self.incoming.send(data);
+        } else {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        }
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Connect, check the host key against `known_hosts`, and authenticate
+    /// with the ssh-agent and the target's key files.
+    pub async fn connect(target: &SshTarget, known_hosts: &Path) -> Result<Session> {
+        let endpoint = format!("{}:{}", target.host, target.port);
+        let config = Arc::new(client::Config {
+            nodelay: true,
+            keepalive_interval: Some(KEEPALIVE_INTERVAL),
+            keepalive_max: 3,
+            ..Default::default()
+        });
+        let gate = Arc::new(Gate::default());
+        let verdict = Arc::new(Mutex::new(None));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Client {
+            host: target.host.clone(),
+            port: target.port,
+            known_hosts: known_hosts.to_path_buf(),
+            verdict: verdict.clone(),
+            gate: gate.clone(),
+            incoming: tx,
+        };
+        let connecting = client::connect(config, (target.host.as_str(), target.port), client);
+        let handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => return Err(classified(Kind::Ssh, format!("SSH server {endpoint} did not answer within {CONNECT_TIMEOUT:?}"))),
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                let why = verdict.lock().unwrap().take();
+                return Err(host_key_error(why, target, known_hosts)
+                    .unwrap_or_else(|| classified(Kind::Ssh, format!("could not connect to SSH server {endpoint}: {e}"))));
+            }
+        };
+        let mut session = Session { handle, incoming: tokio::sync::Mutex::new(rx), gate, target: target.clone() };
+        session.authenticate().await?;
+        Ok(session)
+    }
+
+    async fn authenticate(&mut self) -> Result<()> {
+        let user = self.target.user.clone();
+        let mut tried = Vec::new();
+        if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await {
+            for identity in agent.request_identities().await.unwrap_or_default() {
+                let keys::agent::AgentIdentity::PublicKey { key, comment } = identity else { continue };
+                let hash = self.rsa_hash(&key).await;
+                let ok = self.handle.authenticate_publickey_with(&user, key, hash, &mut agent).await;
+                tracing::debug!("agent key {comment}: {ok:?}");
+                if matches!(ok, Ok(client::AuthResult::Success)) {
+                    return Ok(());
+                }
+                tried.push(format!("agent key {comment}"));
+            }
+        }
+        for path in self.target.identities.clone() {
+            if !path.exists() {
+                continue;
+            }
+            let key = match keys::load_secret_key(&path, None) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!("skipping key {}: {e}", path.display());
+                    continue;
+                }
+            };
+            let hash = self.rsa_hash(key.public_key()).await;
+            let result = self
+                .handle
+                .authenticate_publickey(&user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await
+                .with_context(|| format!("SSH authentication with {} failed", path.display()))?;
+            tracing::debug!("key {}: {result:?}", path.display());
+            if matches!(result, client::AuthResult::Success) {
+                return Ok(());
+            }
+            tried.push(path.display().to_string());
+        }
+        let tried = if tried.is_empty() { "no usable key found (give one with -i)".to_string() } else { format!("tried {}", tried.join(", ")) };
+        Err(classified(
+            Kind::Ssh,
+            format!("SSH server {}:{} refused authentication as {user}: {tried}", self.target.host, self.target.port),
+        ))
+    }
+
+    async fn rsa_hash(&self, key: &keys::PublicKey) -> Option<HashAlg> {
+        if key.algorithm().is_rsa() {
+            self.handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// Run a command on the SSH server and collect its output (bounded in time).
+    pub async fn exec(&self, command: &str) -> Result<ExecOutput> {
+        let run = async {
+            let mut channel = self.exec_channel(command).await?;
+            let mut out = ExecOutput::default();
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, .. } => out.stderr.extend_from_slice(&data),
+                    ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            anyhow::Ok(out)
+        };
+        tokio::time::timeout(EXEC_TIMEOUT, run)
+            .await
+            .map_err(|_| classified(Kind::Ssh, format!("remote command did not finish within {EXEC_TIMEOUT:?}: {command}")))?
+    }
+
+    /// Start a command on the SSH server and return its channel (stdin/stdout as data).
+    pub async fn exec_channel(&self, command: &str) -> Result<Channel<Msg>> {
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| classified(Kind::Ssh, format!("SSH server refused a session channel: {e}")))?;
+        channel.exec(true, command).await.context("could not start a remote command")?;
+        Ok(channel)
+    }
+
+    /// Open a TCP connection from the SSH server to `host:port` (the `-L` of the book).
+    pub async fn direct_tcpip(&self, host: &str, port: u16) -> Result<Channel<Msg>> {
+        self.handle
+            .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
+            .await
+            .map_err(|e| classified(Kind::Ssh, format!("SSH server could not connect to {host}:{port}: {e}")))
+    }
+
+    /// Ask the SSH server to listen on `address:port` and forward connections to us (`-R`).
+    pub async fn tcpip_forward(&self, address: &str, port: u16) -> Result<()> {
+        self.handle
+            .tcpip_forward(address, port as u32)
+            .await
+            .map(|_| ())
+            .map_err(|e| classified(Kind::Ssh, format!("SSH server refused to forward {address}:{port} back to us ({e})")))
+    }
+
+    /// Undo [`Session::tcpip_forward`].
+    pub async fn cancel_tcpip_forward(&self, address: &str, port: u16) -> Result<()> {
+        self.handle.cancel_tcpip_forward(address, port as u32).await.context("could not cancel a forward")
+    }
+
+    /// The next admitted forwarded connection, or None after `timeout`.
+    pub async fn next_data_channel(&self, timeout: Duration) -> Option<DataChannel> {
+        let mut rx = self.incoming.lock().await;
+        tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
+    }
+
+    /// Drop forwarded connections left over from an earlier transfer.
+    pub fn drain_data_channels(&self) {
+        if let Ok(mut rx) = self.incoming.try_lock() {
+            while rx.try_recv().is_ok() {}
+        }
+    }
+
+    /// Say goodbye to the SSH server.
+    pub async fn close(&self) {
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "bye", "en").await;
+    }
+}
+
+fn host_key_error(why: Option<HostKeyVerdict>, target: &SshTarget, known_hosts: &Path) -> Option<anyhow::Error> {
+    let host = if target.port == 22 { target.host.clone() } else { format!("[{}]:{}", target.host, target.port) };
+    let kh = known_hosts.display();
+    let msg = match why? {
+        HostKeyVerdict::Unknown { fingerprint } => format!(
+            "host key of {host} is not in {kh} (server offers {fingerprint}); check that fingerprint with the server's \
+             administrator, then add the key, e.g. `ssh-keyscan -p {} {} >> {kh}`",
+            target.port, target.host
+        ),
+        HostKeyVerdict::Changed { line, fingerprint } => format!(
+            "HOST KEY CHANGED for {host}: {kh} line {line} holds another key (server offers {fingerprint}); \
+             this may be an attack. If the change is known to be legitimate, remove line {line}"
+        ),
+        HostKeyVerdict::Unreadable(e) => format!("could not check the host key of {host} against {kh}: {e}"),
+    };
+    Some(classified(Kind::Ssh, msg))
+}
