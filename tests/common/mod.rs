@@ -1,0 +1,3 @@
+pub mod lab;
+pub mod ftpprobe;
+pub mod capture;
