@@ -68,6 +68,11 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
     bar.set_length(size);
     let cmd = Command::Stor(remote.into());
     let data = link.start(&cmd).await?;
+    // Nothing comes back on an upload's channel but window adjustments and
+    // EOF/close; still, someone must read them, or the channel's bounded queue
+    // fills and stalls the whole SSH session, control connection included.
+    let (mut incoming, channel) = data.channel.split();
+    let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
     let mut buf = vec![0u8; CHUNK];
     let mut sent = 0u64;
     loop {
@@ -75,16 +80,17 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
         if n == 0 {
             break;
         }
-        tokio::time::timeout(STALL_TIMEOUT, data.channel.data(&buf[..n]))
+        tokio::time::timeout(STALL_TIMEOUT, channel.data(&buf[..n]))
             .await
             .map_err(|_| classified(Kind::Transfer, format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}")))?
             .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
         sent += n as u64;
         bar.inc(n as u64);
     }
-    data.channel.eof().await.ok();
+    let _ = channel.eof().await;
     let finished = link.finish(&cmd).await;
-    hang_up(data.channel).await;
+    let _ = channel.close().await;
+    drain.abort();
     finished?;
     if let Some(stored) = remote_size(link, remote).await.filter(|s| *s != sent) {
         bail!(classified(Kind::Transfer, format!("{remote}: sent {sent} bytes but the server holds {stored}")));

@@ -1,3 +1,4 @@
 pub mod lab;
 pub mod ftpprobe;
 pub mod capture;
+pub mod tool;

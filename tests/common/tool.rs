@@ -1,0 +1,94 @@
+//! Running `ftpssh-fullsecure` inside the lab's client namespace, as a new user would:
+//! an empty HOME, the lab's key and known_hosts, the password in the environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+use super::lab::Lab;
+
+/// The lab's test files, as `scripts/lab up` makes them in REMOTE_HOME.
+pub const FILES: [&str; 5] = ["small.bin", "big.bin", "empty.bin", "name with spaces.bin", "nön-äscii ✓.bin"];
+
+/// A fresh user of the tool: its own HOME and working directory.
+pub struct Tool {
+    /// The running lab.
+    pub lab: Lab,
+    /// HOME for the tool (empty: no ~/.ssh, no ~/.netrc).
+    pub home: TempDir,
+    /// The working directory downloads land in.
+    pub work: TempDir,
+}
+
+impl Tool {
+    /// A new user; panics if the lab is not up.
+    pub fn new() -> Tool {
+        Tool { lab: Lab::get(), home: TempDir::new().unwrap(), work: TempDir::new().unwrap() }
+    }
+
+    /// The tool in the client namespace, SSH to the lab's sshd on `ssh_port`, FTP to
+    /// 127.0.0.1:`ftp_port` as seen from the SSH server.
+    pub fn cmd_via(&self, ssh_port: u16, ftp_port: u16) -> Command {
+        let lab = &self.lab;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", lab.var("CLIENT_NS"), env!("CARGO_BIN_EXE_ftpssh-fullsecure")])
+            .arg("-s")
+            .arg(format!("{}@{}:{ssh_port}", lab.var("SSH_USER"), lab.var("SERVER_ADDR")))
+            .arg("-f")
+            .arg(format!("127.0.0.1:{ftp_port}"))
+            .arg("-i")
+            .arg(lab.path("SSH_KEY"))
+            .arg("--known-hosts")
+            .arg(lab.path("KNOWN_HOSTS"))
+            .env("HOME", self.home.path())
+            .env("FTPSSH_PASSWORD", lab.var("FTP_PASSWORD"))
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("FTPSSH_SSH")
+            .current_dir(self.work.path())
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// [`Tool::cmd_via`] the lab's main sshd.
+    pub fn cmd(&self, ftp_port: u16) -> Command {
+        self.cmd_via(self.lab.port("SSH_PORT"), ftp_port)
+    }
+
+    /// A file of the lab's test user.
+    pub fn remote_path(&self, name: &str) -> PathBuf {
+        self.lab.path("REMOTE_HOME").join(name)
+    }
+
+    /// Names in the working directory (to prove nothing partial was left).
+    pub fn work_entries(&self) -> Vec<String> {
+        entries(self.work.path())
+    }
+}
+
+/// File names in a directory, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Run and return the output, printing it so a failing test shows what happened.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("could not run the tool");
+    eprintln!("--- {:?}\nexit: {:?}\nstderr:\n{}", cmd, out.status.code(), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Assert two contents are equal without dumping megabytes on failure.
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: size differs");
+    assert!(got == want, "{what}: content differs");
+}

@@ -1,0 +1,129 @@
+//! `get`, `put` and `ls` against the lab's real servers, every transfer under the veth
+//! capture: the files arrive byte-identical, and neither a file byte nor the password
+//! crossed the network; the client spoke only to the SSH port.
+//!
+//! Needs root and `scripts/lab up`; run with `--test-threads=1` (shared veth).
+
+mod common;
+
+use common::capture::{assert_encrypted, file_samples, Capture};
+use common::tool::{assert_same, run, stderr, Tool, FILES};
+
+/// Run `args` under a capture and check the capture: the secrets are the password
+/// and samples of `content`; at least `content.len()` bytes must have crossed.
+fn captured_run(tool: &Tool, ftp_port: u16, args: &[&str], content: &[u8]) -> String {
+    let lab = &tool.lab;
+    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
+    let out = run(tool.cmd(ftp_port).arg("-v").args(args));
+    let captured = capture.stop();
+    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+    let password = lab.var("FTP_PASSWORD").as_bytes();
+    let samples = if content.is_empty() { vec![] } else { file_samples(content) };
+    let mut secrets = vec![(password, "the FTP password")];
+    secrets.extend(samples.iter().map(|s| (&s[..], "the file's content")));
+    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, content.len() as u64);
+    let err = stderr(&out);
+    assert!(!err.contains(lab.var("FTP_PASSWORD")), "the password appears in the tool's output");
+    assert!(err.contains("PASS ****"), "the trace shows the login");
+    err
+}
+
+/// The default-port path was used: a reverse forward, a data connection through it, no PASV.
+fn assert_default_port(err: &str) {
+    assert!(err.contains("reverse forward: sshd listens on"), "no reverse forward in:\n{err}");
+    assert!(err.contains("data connection from"), "no forwarded data connection in:\n{err}");
+    assert!(!err.contains("---> EPSV") && !err.contains("---> PASV") && !err.contains("---> PORT"), "{err}");
+}
+
+fn get_every_file(port_key: &str) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    for name in FILES {
+        let want = std::fs::read(tool.remote_path(name)).unwrap();
+        let err = captured_run(&tool, port, &["get", name], &want);
+        assert_default_port(&err);
+        let got = std::fs::read(tool.work.path().join(name)).unwrap();
+        assert_same(&got, &want, name);
+    }
+    assert_eq!(tool.work_entries().len(), FILES.len(), "only the downloaded files, no part files");
+}
+
+fn put_and_get_back(port_key: &str) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    for name in FILES {
+        let source = tool.remote_path(name);
+        let want = std::fs::read(&source).unwrap();
+        let remote = format!("upload/{port_key}-{name}");
+        let _ = std::fs::remove_file(tool.remote_path(&remote));
+        let err = captured_run(&tool, port, &["put", source.to_str().unwrap(), &remote], &want);
+        assert_default_port(&err);
+        assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, &format!("server copy of {name}"));
+        let back = tool.work.path().join(format!("back-{name}"));
+        captured_run(&tool, port, &["get", &remote, back.to_str().unwrap()], &want);
+        assert_same(&std::fs::read(&back).unwrap(), &want, &format!("{name} fetched back"));
+        std::fs::remove_file(tool.remote_path(&remote)).unwrap();
+    }
+}
+
+fn ls_lists(port_key: &str) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    let out = run(tool.cmd(port).args(["ls"]));
+    assert!(out.status.success());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in FILES.iter().chain(&["many", "upload"]) {
+        assert!(listing.contains(name), "{name} missing from the listing:\n{listing}");
+    }
+    let out = run(tool.cmd(port).args(["ls", "many"]));
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(".txt")).count(), 200);
+}
+
+#[test]
+fn get_from_proftpd() {
+    get_every_file("PROFTPD_PORT");
+}
+
+#[test]
+fn get_from_proftpd_fixed_source_port() {
+    get_every_file("PROFTPD_FIXED_PORT");
+}
+
+#[test]
+fn get_from_inetutils_ftpd_through_the_relay() {
+    get_every_file("INETUTILS_PORT");
+}
+
+#[test]
+fn put_to_proftpd() {
+    put_and_get_back("PROFTPD_PORT");
+}
+
+#[test]
+fn put_to_proftpd_fixed_source_port() {
+    put_and_get_back("PROFTPD_FIXED_PORT");
+}
+
+#[test]
+fn put_to_inetutils_ftpd_through_the_relay() {
+    put_and_get_back("INETUTILS_PORT");
+}
+
+#[test]
+fn ls_on_proftpd() {
+    ls_lists("PROFTPD_PORT");
+}
+
+#[test]
+fn ls_on_inetutils_ftpd() {
+    ls_lists("INETUTILS_PORT");
+}
+
+#[test]
+fn ls_is_encrypted_too() {
+    let tool = Tool::new();
+    // The listing names this file; its name must not cross the veth in clear.
+    let err = captured_run(&tool, tool.lab.port("PROFTPD_PORT"), &["ls", "many"], b"f137.txt");
+    assert_default_port(&err);
+}
