@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::endpoint::{self, DEFAULT_FTP};
 use crate::error::{classified, Kind};
-use crate::link::{DataMode, Link};
+use crate::link::{DataMode, Link, Spec};
 use crate::session::Session;
 use crate::{credentials, transfer};
 
@@ -20,7 +20,7 @@ Exit codes:
   1  other error
   2  usage error (bad arguments, no FTP password available)
   3  SSH failure (connect, host key, authentication, channel or forward refused)
-  4  the FTP server refused (login, missing file, permission, not reachable)
+  4  the FTP server refused or misbehaved (login, missing file, permission, not reachable, bad reply)
   5  transfer or verification failure
 
 The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the terminal.";
@@ -30,23 +30,33 @@ The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the
 #[command(name = "ftpssh-fullsecure", version, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The SSH server
-    #[arg(short = 's', long = "ssh", env = "FTPSSH_SSH", global = true, value_name = "[USER@]HOST[:PORT]")]
+    #[arg(
+        short = 's',
+        long = "ssh",
+        overrides_with = "ssh",
+        env = "FTPSSH_SSH",
+        global = true,
+        value_name = "[USER@]HOST[:PORT]"
+    )]
     pub ssh: Option<String>,
     /// The FTP server, as reached from the SSH server
-    #[arg(short = 'f', long = "ftp", global = true, value_name = "HOST[:PORT]", default_value = DEFAULT_FTP)]
+    #[arg(short = 'f', long = "ftp", overrides_with = "ftp", global = true, value_name = "HOST[:PORT]", default_value = DEFAULT_FTP)]
     pub ftp: String,
     /// FTP user name [default: the login in ~/.netrc for that host, else the SSH user]
-    #[arg(short = 'u', long = "ftp-user", global = true, value_name = "NAME")]
+    #[arg(short = 'u', long = "ftp-user", overrides_with = "ftp_user", global = true, value_name = "NAME")]
     pub ftp_user: Option<String>,
     /// SSH private key file (repeatable; the ssh-agent is tried first)
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
     /// known_hosts file to check the SSH host key against [default: ~/.ssh/known_hosts]
-    #[arg(long = "known-hosts", global = true, value_name = "FILE")]
+    #[arg(long = "known-hosts", overrides_with = "known_hosts", global = true, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// How data connections are made: auto tries the default port first, then EPSV/PASV; both inside SSH
-    #[arg(long = "data-mode", global = true, value_enum, default_value = "auto")]
+    #[arg(long = "data-mode", overrides_with = "data_mode", global = true, value_enum, default_value = "auto")]
     pub data_mode: DataMode,
+    /// Seconds to wait for any FTP reply before giving up on a server that hangs
+    #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
     /// Show each step and the FTP control conversation (-vv: more)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -97,10 +107,14 @@ pub fn main() -> i32 {
 }
 
 async fn run(cli: &Cli) -> Result<()> {
-    let spec = cli.ssh.as_deref().ok_or_else(|| classified(Kind::Usage, "no SSH server: give --ssh [USER@]HOST[:PORT] or set FTPSSH_SSH"))?;
+    let spec = cli
+        .ssh
+        .as_deref()
+        .ok_or_else(|| classified(Kind::Usage, "no SSH server: give --ssh [USER@]HOST[:PORT] or set FTPSSH_SSH"))?;
     let home = endpoint::home();
     let config = home.as_ref().map(|h| h.join(".ssh/config"));
-    let target = endpoint::ssh_target(spec, config.as_deref(), &cli.identity).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
+    let target = endpoint::ssh_target(spec, config.as_deref(), &cli.identity)
+        .map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
     let ftp = endpoint::ftp_target(&cli.ftp).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
     let known_hosts = match (&cli.known_hosts, &home) {
         (Some(k), _) => k.clone(),
@@ -120,7 +134,8 @@ async fn run(cli: &Cli) -> Result<()> {
     tracing::info!("connecting to SSH server {}@{}:{}", target.user, target.host, target.port);
     let session = Session::connect(&target, &known_hosts).await?;
     let result = async {
-        let mut link = Link::open(&session, &ftp, &login, cli.data_mode).await?;
+        let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
+        let mut link = Link::open(&session, &spec).await?;
         let outcome = execute(cli, &mut link).await;
         link.close().await;
         outcome
@@ -143,7 +158,8 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
         Cmd::Put { local, remote } => {
             let remote = remote_target(local, remote.as_deref())?;
             let bar = progress_bar(cli.quiet);
-            let n = transfer::put(link, local, &remote, &bar).await.with_context(|| format!("put {}", local.display()))?;
+            let n =
+                transfer::put(link, local, &remote, &bar).await.with_context(|| format!("put {}", local.display()))?;
             bar.finish_and_clear();
             (format!("{} -> {remote}", local.display()), n)
         }
@@ -154,7 +170,10 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
     if !cli.quiet {
         let secs = started.elapsed().as_secs_f64();
         let mode = if link.is_passive() { "passive" } else { "default port" };
-        eprintln!("{what}: {bytes} bytes in {secs:.2} s ({:.1} MiB/s, data inside SSH, {mode})", bytes as f64 / secs.max(1e-6) / 1048576.0);
+        eprintln!(
+            "{what}: {bytes} bytes in {secs:.2} s ({:.1} MiB/s, data inside SSH, {mode})",
+            bytes as f64 / secs.max(1e-6) / 1048576.0
+        );
     }
     Ok(())
 }
@@ -162,7 +181,8 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
 /// Where `put` stores: REMOTE as given (a trailing `/` means "into that
 /// directory"), else the local base name.
 fn remote_target(local: &Path, remote: Option<&str>) -> Result<String> {
-    let base = local.file_name().map(|n| n.to_string_lossy().into_owned()).context("the local path has no file name")?;
+    let base =
+        local.file_name().map(|n| n.to_string_lossy().into_owned()).context("the local path has no file name")?;
     Ok(match remote {
         Some(r) if r.ends_with('/') => format!("{r}{base}"),
         Some(r) => r.to_string(),
@@ -181,4 +201,25 @@ fn progress_bar(quiet: bool) -> ProgressBar {
             .expect("valid template"),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_go_anywhere_and_the_last_one_wins() {
+        let cli =
+            Cli::parse_from(["x", "-i", "a", "get", "f", "-i", "b", "--known-hosts", "k1", "--known-hosts", "k2"]);
+        assert_eq!(cli.identity, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(cli.known_hosts, Some(PathBuf::from("k2")));
+        assert!(matches!(cli.command, Cmd::Get { ref remote, local: None } if remote == "f"));
+    }
+
+    #[test]
+    fn remote_names_for_put() {
+        assert_eq!(remote_target(Path::new("/x/a b.bin"), None).unwrap(), "a b.bin");
+        assert_eq!(remote_target(Path::new("a"), Some("dir/")).unwrap(), "dir/a");
+        assert_eq!(remote_target(Path::new("a"), Some("c")).unwrap(), "c");
+    }
 }

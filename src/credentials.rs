@@ -22,9 +22,9 @@ pub fn resolve(
     env_password: Option<String>,
     may_prompt: bool,
 ) -> Result<Login> {
-    let entry = netrc_file.and_then(|f| netrc::Netrc::from_file(f).ok()).and_then(|n| {
-        n.hosts.get(ftp_host).or_else(|| n.hosts.get("default")).cloned()
-    });
+    let entry = netrc_file
+        .and_then(|f| netrc::Netrc::from_file(f).ok())
+        .and_then(|n| n.hosts.get(ftp_host).or_else(|| n.hosts.get("default")).cloned());
     let user = cli_user
         .map(str::to_string)
         .or_else(|| entry.as_ref().map(|e| e.login.clone()).filter(|l| !l.is_empty()))
@@ -37,7 +37,9 @@ pub fn resolve(
         None => {
             return Err(classified(
                 Kind::Usage,
-                format!("no FTP password for {user}@{ftp_host}: set {PASSWORD_ENV}, add it to ~/.netrc, or run on a terminal"),
+                format!(
+                "no FTP password for {user}@{ftp_host}: set {PASSWORD_ENV}, add it to ~/.netrc, or run on a terminal"
+            ),
             ))
         }
     };
@@ -51,7 +53,8 @@ mod tests {
     fn netrc() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("netrc");
-        std::fs::write(&file, "machine 127.0.0.1 login alice password pw1\ndefault login anon password guest\n").unwrap();
+        std::fs::write(&file, "machine 127.0.0.1 login alice password pw1\ndefault login anon password guest\n")
+            .unwrap();
         (dir, file)
     }
 

@@ -44,7 +44,12 @@ pub fn parse_snapshot(text: &str) -> Result<Snapshot> {
 
 /// The local end of the one new connection to the FTP server at `ftp_port`
 /// (and `ftp_ip`, when known as an address): that is (address, P).
-pub fn find_proxy(before: &Snapshot, after: &Snapshot, ftp_ip: Option<IpAddr>, ftp_port: u16) -> Result<(SocketAddr, SocketAddr)> {
+pub fn find_proxy(
+    before: &Snapshot,
+    after: &Snapshot,
+    ftp_ip: Option<IpAddr>,
+    ftp_port: u16,
+) -> Result<(SocketAddr, SocketAddr)> {
     let found: Vec<&Entry> = socktable::new_entries(&before.entries, &after.entries)
         .into_iter()
         .filter(|e| e.state == TcpState::Established && e.uid == after.uid && e.remote.port() == ftp_port)
@@ -63,7 +68,8 @@ mod tests {
 
     // Rows laid out as the kernel prints them (uid 1001 = the SSH user): a
     // listener on 2121 and the two ends of sshd's connection to it.
-    const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    const HEADER: &str =
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
     const LISTEN: &str = "   0: 00000000:0849 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0\n";
     const OURS: &str = "   1: 0100007F:A3C2 0100007F:0849 01 00000000:00000000 00:00000000 00000000  1001        0 2001 1 0000000000000000 20 4 30 10 -1\n";
     const FTPD_SIDE: &str = "   2: 0100007F:0849 0100007F:A3C2 01 00000000:00000000 00:00000000 00000000     0        0 2002 1 0000000000000000 20 4 30 10 -1\n";

@@ -86,10 +86,7 @@ pub fn ssh_target(spec: &str, config_file: Option<&Path>, cli_identities: &[Path
         }
         None => SshConfig::default().query(&alias),
     };
-    let user = user
-        .or(params.user)
-        .or_else(local_user)
-        .context("no SSH user: give USER@HOST")?;
+    let user = user.or(params.user).or_else(local_user).context("no SSH user: give USER@HOST")?;
     let mut identities = cli_identities.to_vec();
     identities.extend(params.identity_file.unwrap_or_default());
     if let Some(ssh_dir) = home().map(|h| h.join(".ssh")) {
@@ -112,9 +109,10 @@ pub fn home() -> Option<PathBuf> {
 }
 
 fn local_user() -> Option<String> {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).or_else(|| {
-        nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name)
-    })
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
 }
 
 #[cfg(test)]
@@ -143,7 +141,8 @@ mod tests {
     fn ssh_config_alias() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config");
-        std::fs::write(&cfg, "Host lab\n  HostName 10.250.0.2\n  User alice\n  Port 2222\n  IdentityFile /k/lab_key\n").unwrap();
+        std::fs::write(&cfg, "Host lab\n  HostName 10.250.0.2\n  User alice\n  Port 2222\n  IdentityFile /k/lab_key\n")
+            .unwrap();
         let t = ssh_target("lab", Some(&cfg), &[PathBuf::from("/k/cli")]).unwrap();
         assert_eq!((t.user.as_str(), t.host.as_str(), t.port), ("alice", "10.250.0.2", 2222));
         assert_eq!(t.identities[..2], [PathBuf::from("/k/cli"), PathBuf::from("/k/lab_key")]);

@@ -52,20 +52,24 @@ impl Gate {
     /// Decide on one forwarded connection (called from the SSH event loop).
     pub(crate) fn admit(&self, data: &DataChannel) -> bool {
         let (addr, port) = &data.originator;
-        let from: Option<IpAddr> = addr.parse::<IpAddr>().ok().map(|a| a.to_canonical());
+        let (to_addr, to_port) = &data.connected;
+        self.admit_from(addr, *port, &format!("{to_addr}:{to_port}"))
+    }
+
+    /// The rule itself: `addr:port` connected to the forwarded `to`.
+    fn admit_from(&self, addr: &str, port: u32, to: &str) -> bool {
+        let from = addr.parse::<IpAddr>().ok().map(|a| a.to_canonical());
         let mut expected = self.expected.lock().unwrap();
         let why = match *expected {
             Some(want) if from == Some(want) => {
                 *expected = None; // one data connection per transfer
-                tracing::debug!("data connection from {addr}:{port} admitted");
                 return true;
             }
             Some(want) => format!("it does not come from the FTP server {want}"),
-            None => "no transfer is pending".to_string(),
+            None => "no data connection is expected now".to_string(),
         };
         let line = format!(
-            "refused a connection from {addr}:{port} to the forwarded data port {}:{}: {why} (possible data port theft)",
-            data.connected.0, data.connected.1
+            "refused a connection from {addr}:{port} to the forwarded data port {to}: {why} (possible data port theft)"
         );
         tracing::warn!("{line}");
         self.refused.lock().unwrap().push(line);
@@ -109,5 +113,33 @@ impl ReverseForward {
                 tracing::debug!("cancel forward {}:{port}: {e:#}", self.address);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_one_connection_from_the_ftp_server_while_pending() {
+        let gate = Gate::default();
+        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "nothing pending");
+        gate.open("127.0.0.1".parse().unwrap());
+        assert!(!gate.admit_from("10.250.0.2", 2020, "127.0.0.1:40000"), "another address");
+        assert!(!gate.admit_from("not an address", 1, "127.0.0.1:40000"));
+        assert!(gate.admit_from("::ffff:127.0.0.1", 2020, "127.0.0.1:40000"), "mapped IPv4 is the same host");
+        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "only one per transfer");
+        let refused = gate.refused();
+        assert_eq!(refused.len(), 4);
+        assert!(refused[0].contains("no data connection is expected"));
+        assert!(refused[1].contains("does not come from the FTP server 127.0.0.1"));
+    }
+
+    #[test]
+    fn close_withdraws_the_expectation() {
+        let gate = Gate::default();
+        gate.open("127.0.0.1".parse().unwrap());
+        gate.close();
+        assert!(!gate.admit_from("127.0.0.1", 1, "x"));
     }
 }

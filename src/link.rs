@@ -21,6 +21,7 @@ use russh::Channel;
 
 use crate::discovery;
 use crate::endpoint::FtpTarget;
+use crate::error::{classified, Kind};
 use crate::forward::ReverseForward;
 use crate::ftp::control::{Control, FtpError};
 use crate::ftp::passive::{parse_epsv, parse_pasv};
@@ -60,6 +61,19 @@ impl std::fmt::Debug for Login {
     }
 }
 
+/// Everything needed to (re)open an FTP session: where, who, how.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The FTP server as the SSH server reaches it.
+    pub ftp: FtpTarget,
+    /// Who logs in.
+    pub login: Login,
+    /// How data connections are made.
+    pub mode: DataMode,
+    /// How long to wait for any FTP reply.
+    pub timeout: Duration,
+}
+
 /// A data connection whose transfer command the server has accepted.
 pub struct Data {
     /// The channel carrying the bytes.
@@ -73,9 +87,7 @@ pub struct Link<'s> {
     session: &'s Session,
     /// The control connection.
     pub control: Control,
-    ftp: FtpTarget,
-    login: Login,
-    mode: DataMode,
+    spec: Spec,
     /// The FTP server's address as the SSH server reaches it: data must come from there.
     ftp_ip: Option<IpAddr>,
     forward: Option<ReverseForward>,
@@ -84,20 +96,20 @@ pub struct Link<'s> {
 
 impl<'s> Link<'s> {
     /// Connect to the FTP server through `session`, prepare the data path, log in.
-    pub async fn open(session: &'s Session, ftp: &FtpTarget, login: &Login, mode: DataMode) -> Result<Link<'s>> {
-        let mut link = if mode == DataMode::Passive {
-            let (control, _) = connect_direct(session, ftp).await?;
-            Link::new(session, control, ftp, login, mode, None, None)
+    pub async fn open(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
+        let mut link = if spec.mode == DataMode::Passive {
+            let (control, _) = connect_direct(session, spec).await?;
+            Link::new(session, control, spec, None)
         } else {
-            open_default_port(session, ftp, login, mode).await?
+            open_default_port(session, spec).await?
         };
-        link.passive |= mode == DataMode::Passive;
-        link.control.login(&login.user, &login.password).await?;
+        link.passive |= spec.mode == DataMode::Passive;
+        link.control.login(&spec.login.user, &spec.login.password).await?;
         Ok(link)
     }
 
-    fn new(session: &'s Session, control: Control, ftp: &FtpTarget, login: &Login, mode: DataMode, ftp_ip: Option<IpAddr>, forward: Option<ReverseForward>) -> Self {
-        Link { session, control, ftp: ftp.clone(), login: login.clone(), mode, ftp_ip, forward, passive: false }
+    fn new(session: &'s Session, control: Control, spec: &Spec, ftp_ip: Option<IpAddr>) -> Self {
+        Link { session, control, spec: spec.clone(), ftp_ip, forward: None, passive: false }
     }
 
     /// True once this session moves data over EPSV/PASV.
@@ -112,14 +124,15 @@ impl<'s> Link<'s> {
         }
         match self.start_default_port(cmd).await {
             Ok(data) => Ok(data),
-            Err(e) if self.mode == DataMode::Auto && e.downcast_ref::<Refused>().is_some() => {
+            Err(e) if self.spec.mode == DataMode::Auto && e.downcast_ref::<Refused>().is_some() => {
                 tracing::info!("the FTP server does not do default-port transfers ({e:#}); switching to passive (EPSV/PASV inside SSH) for this session");
                 self.become_passive(matches!(e.downcast_ref::<Refused>(), Some(Refused::NoConnection))).await?;
                 self.start_passive(cmd).await
             }
-            Err(e) if e.downcast_ref::<Refused>().is_some() => {
-                Err(e.context("the FTP server refuses default-port transfers; try --data-mode passive"))
-            }
+            Err(e) if e.downcast_ref::<Refused>().is_some() => Err(classified(
+                Kind::Transfer,
+                format!("the FTP server refuses default-port transfers ({e:#}); try --data-mode passive"),
+            )),
             Err(e) => Err(e),
         }
     }
@@ -142,10 +155,16 @@ impl<'s> Link<'s> {
             }
             return Err(FtpError { command: cmd.redacted(), reply }.into());
         }
-        let bound = if self.mode == DataMode::Auto { AUTO_CONNECT_BOUND } else { DATA_CONNECT_TIMEOUT };
+        let bound = if self.spec.mode == DataMode::Auto { AUTO_CONNECT_BOUND } else { DATA_CONNECT_TIMEOUT };
         match self.session.next_data_channel(bound).await {
             Some(data) => {
-                tracing::info!("data connection from {}:{} through the reverse forward {}:{}", data.originator.0, data.originator.1, data.connected.0, data.connected.1);
+                tracing::info!(
+                    "data connection from {}:{} through the reverse forward {}:{}",
+                    data.originator.0,
+                    data.originator.1,
+                    data.connected.0,
+                    data.connected.1
+                );
                 Ok(Data { channel: data.channel, announced: reply.announced_size() })
             }
             None => {
@@ -164,8 +183,8 @@ impl<'s> Link<'s> {
             // The address in a 227 reply is ignored: the data goes where the control goes.
             parse_pasv(&reply).with_context(|| format!("bad PASV reply {reply}"))?.1
         };
-        let channel = self.session.direct_tcpip(&self.ftp.host, port).await?;
-        tracing::info!("passive data connection to {}:{port} from the SSH server", self.ftp.host);
+        let channel = self.session.direct_tcpip(&self.spec.ftp.host, port).await?;
+        tracing::info!("passive data connection to {}:{port} from the SSH server", self.spec.ftp.host);
         let reply = self.control.command(cmd).await?;
         if !reply.is_preliminary() {
             return Err(FtpError { command: cmd.redacted(), reply }.into());
@@ -181,8 +200,8 @@ impl<'s> Link<'s> {
         }
         if reconnect {
             self.control.quit().await;
-            self.control = connect_direct(self.session, &self.ftp).await?.0;
-            self.control.login(&self.login.user, &self.login.password).await?;
+            self.control = connect_direct(self.session, &self.spec).await?.0;
+            self.control.login(&self.spec.login.user, &self.spec.login.password).await?;
         }
         self.passive = true;
         Ok(())
@@ -217,18 +236,20 @@ enum Refused {
     NoConnection,
 }
 
-async fn connect_direct(session: &Session, ftp: &FtpTarget) -> Result<(Control, Reply)> {
+async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, Reply)> {
+    let ftp = &spec.ftp;
     let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
-    let mut control = Control::new(channel.into_stream());
+    let mut control = Control::new(channel.into_stream(), spec.timeout);
     let banner = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
     Ok((control, banner))
 }
 
 /// The default-port path: discover P, pick U-1 (ProFTPD) or U (RFC 959, via
 /// the relay), and forward it. In `auto` mode a refused forward means passive.
-async fn open_default_port<'s>(session: &'s Session, ftp: &FtpTarget, login: &Login, mode: DataMode) -> Result<Link<'s>> {
+async fn open_default_port<'s>(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
+    let ftp = &spec.ftp;
     let before = discovery::snapshot(session).await?;
-    let (mut control, banner) = connect_direct(session, ftp).await?;
+    let (mut control, banner) = connect_direct(session, spec).await?;
     let (ftp_ip, forward) = if banner.lines.join("\n").contains("ProFTPD") {
         let after = discovery::snapshot(session).await?;
         let (local, remote) = discovery::find_proxy(&before, &after, ftp.host.parse().ok(), ftp.port)?;
@@ -241,16 +262,23 @@ async fn open_default_port<'s>(session: &'s Session, ftp: &FtpTarget, login: &Lo
         control.quit().await;
         let relayed = relay::open(session, &ftp.host, ftp.port).await?;
         let local = relayed.local;
-        tracing::info!("RFC 959 server: control connection through the SO_REUSEADDR relay, P = {} on {}", local.port(), local.ip());
-        control = Control::new(relayed.stream);
+        tracing::info!(
+            "RFC 959 server: control connection through the SO_REUSEADDR relay, P = {} on {}",
+            local.port(),
+            local.ip()
+        );
+        control = Control::new(relayed.stream, spec.timeout);
         control.greeting().await?;
         // U is the rule; U-1 too, best effort, for servers that do as ProFTPD.
-        (relayed.peer, ReverseForward::request(session, &local.ip().to_string(), local.port(), local.port().checked_sub(1)).await)
+        (
+            relayed.peer,
+            ReverseForward::request(session, &local.ip().to_string(), local.port(), local.port().checked_sub(1)).await,
+        )
     };
-    let mut link = Link::new(session, control, ftp, login, mode, Some(ftp_ip), None);
+    let mut link = Link::new(session, control, spec, Some(ftp_ip));
     match forward {
         Ok(forward) => link.forward = Some(forward),
-        Err(e) if mode == DataMode::Auto => {
+        Err(e) if spec.mode == DataMode::Auto => {
             tracing::info!("{e:#}; using passive mode (EPSV/PASV inside SSH) instead");
             link.passive = true;
         }

@@ -108,7 +108,8 @@ pub fn parse_ready(line: &str) -> Result<(SocketAddr, std::net::IpAddr)> {
     if let Some(why) = line.strip_prefix(FAILED) {
         return Err(classified(Kind::FtpRefused, format!("could not reach the FTP server from the SSH server: {why}")));
     }
-    let fields: Vec<&str> = line.strip_prefix(READY).with_context(|| format!("unexpected relay output {line:?}"))?.split(' ').collect();
+    let fields: Vec<&str> =
+        line.strip_prefix(READY).with_context(|| format!("unexpected relay output {line:?}"))?.split(' ').collect();
     let [addr, port, peer] = fields[..] else { bail!("unexpected relay output {line:?}") };
     let ip: std::net::IpAddr = addr.parse().with_context(|| format!("bad address in {line:?}"))?;
     let peer: std::net::IpAddr = peer.parse().with_context(|| format!("bad address in {line:?}"))?;
@@ -127,7 +128,10 @@ mod tests {
         assert_eq!(peer.to_string(), "127.0.0.1");
         let (local, _) = parse_ready("FTPSSH-RELAY ::ffff:10.250.0.2 40312 ::ffff:10.250.0.2").unwrap();
         assert_eq!(local, "10.250.0.2:40312".parse().unwrap());
-        assert!(parse_ready("FTPSSH-RELAY-ERROR Connection refused").unwrap_err().to_string().contains("Connection refused"));
+        assert!(parse_ready("FTPSSH-RELAY-ERROR Connection refused")
+            .unwrap_err()
+            .to_string()
+            .contains("Connection refused"));
         assert!(parse_ready("bash: perl: command not found").is_err());
         assert!(parse_ready("FTPSSH-RELAY 1.2.3.4 99999 1.2.3.4").is_err());
     }

@@ -69,7 +69,8 @@ impl client::Handler for Client {
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            *self.verdict.lock().unwrap() = Some(HostKeyVerdict::Unreadable("host certificates are not supported".into()));
+            *self.verdict.lock().unwrap() =
+                Some(HostKeyVerdict::Unreadable("host certificates are not supported".into()));
             return Ok(false);
         };
         let fingerprint = format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256));
@@ -133,12 +134,18 @@ impl Session {
         };
         let connecting = client::connect(config, (target.host.as_str(), target.port), client);
         let handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Err(_) => return Err(classified(Kind::Ssh, format!("SSH server {endpoint} did not answer within {CONNECT_TIMEOUT:?}"))),
+            Err(_) => {
+                return Err(classified(
+                    Kind::Ssh,
+                    format!("SSH server {endpoint} did not answer within {CONNECT_TIMEOUT:?}"),
+                ))
+            }
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 let why = verdict.lock().unwrap().take();
-                return Err(host_key_error(why, target, known_hosts)
-                    .unwrap_or_else(|| classified(Kind::Ssh, format!("could not connect to SSH server {endpoint}: {e}"))));
+                return Err(host_key_error(why, target, known_hosts).unwrap_or_else(|| {
+                    classified(Kind::Ssh, format!("could not connect to SSH server {endpoint}: {e}"))
+                }));
             }
         };
         let mut session = Session { handle, incoming: tokio::sync::Mutex::new(rx), gate, target: target.clone() };
@@ -184,7 +191,11 @@ impl Session {
             }
             tried.push(path.display().to_string());
         }
-        let tried = if tried.is_empty() { "no usable key found (give one with -i)".to_string() } else { format!("tried {}", tried.join(", ")) };
+        let tried = if tried.is_empty() {
+            "no usable key found (give one with -i)".to_string()
+        } else {
+            format!("tried {}", tried.join(", "))
+        };
         Err(classified(
             Kind::Ssh,
             format!("SSH server {}:{} refused authentication as {user}: {tried}", self.target.host, self.target.port),
@@ -215,9 +226,9 @@ impl Session {
             }
             anyhow::Ok(out)
         };
-        tokio::time::timeout(EXEC_TIMEOUT, run)
-            .await
-            .map_err(|_| classified(Kind::Ssh, format!("remote command did not finish within {EXEC_TIMEOUT:?}: {command}")))?
+        tokio::time::timeout(EXEC_TIMEOUT, run).await.map_err(|_| {
+            classified(Kind::Ssh, format!("remote command did not finish within {EXEC_TIMEOUT:?}: {command}"))
+        })?
     }
 
     /// Start a command on the SSH server and return its channel (stdin/stdout as data).
@@ -233,19 +244,24 @@ impl Session {
 
     /// Open a TCP connection from the SSH server to `host:port` (the `-L` of the book).
     pub async fn direct_tcpip(&self, host: &str, port: u16) -> Result<Channel<Msg>> {
-        self.handle
-            .channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0)
-            .await
-            .map_err(|e| classified(Kind::Ssh, format!("SSH server could not connect to {host}:{port}: {e}")))
+        let opened = self.handle.channel_open_direct_tcpip(host, port as u32, "127.0.0.1", 0).await;
+        opened.map_err(|e| match e {
+            russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed) => {
+                classified(Kind::FtpRefused, format!("{host}:{port} is not reachable from the SSH server (nothing listening, or no route)"))
+            }
+            russh::Error::ChannelOpenFailure(ChannelOpenFailure::AdministrativelyProhibited) => classified(
+                Kind::Ssh,
+                format!("the SSH server refused to open a connection to {host}:{port} for us (administratively prohibited: is AllowTcpForwarding off?)"),
+            ),
+            e => classified(Kind::Ssh, format!("the SSH server could not connect to {host}:{port}: {e}")),
+        })
     }
 
     /// Ask the SSH server to listen on `address:port` and forward connections to us (`-R`).
     pub async fn tcpip_forward(&self, address: &str, port: u16) -> Result<()> {
-        self.handle
-            .tcpip_forward(address, port as u32)
-            .await
-            .map(|_| ())
-            .map_err(|e| classified(Kind::Ssh, format!("SSH server refused to forward {address}:{port} back to us ({e})")))
+        self.handle.tcpip_forward(address, port as u32).await.map(|_| ()).map_err(|e| {
+            classified(Kind::Ssh, format!("SSH server refused to forward {address}:{port} back to us ({e})"))
+        })
     }
 
     /// Undo [`Session::tcpip_forward`].

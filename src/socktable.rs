@@ -101,10 +101,7 @@ pub fn parse(text: &str) -> Vec<Entry> {
 /// Rows of `after` whose (local, remote) pair is not in `before`.
 pub fn new_entries<'a>(before: &[Entry], after: &'a [Entry]) -> Vec<&'a Entry> {
     let seen: HashSet<_> = before.iter().map(|e| (e.local, e.remote)).collect();
-    after
-        .iter()
-        .filter(|e| !seen.contains(&(e.local, e.remote)))
-        .collect()
+    after.iter().filter(|e| !seen.contains(&(e.local, e.remote))).collect()
 }
 
 fn parse_line(line: &str) -> Option<Entry> {
@@ -182,12 +179,7 @@ mod tests {
 
     #[test]
     fn decodes_captured_tables() {
-        let show = |e: &Entry| {
-            format!(
-                "{} {} {:?} {} {}",
-                e.local, e.remote, e.state, e.uid, e.inode
-            )
-        };
+        let show = |e: &Entry| format!("{} {} {:?} {} {}", e.local, e.remote, e.state, e.uid, e.inode);
         let got: Vec<String> = parse(&format!("{TCP}{TCP6}")).iter().map(show).collect();
         let want = [
             "127.0.0.1:35845 0.0.0.0:0 Listen 0 31201",
@@ -204,10 +196,7 @@ mod tests {
     #[test]
     fn time_wait_timer() {
         let e = parse(TCP);
-        assert_eq!(
-            (e[2].timer_active, e[2].timer_ticks, e[1].timer_active),
-            (3, 0x173E, 0)
-        );
+        assert_eq!((e[2].timer_active, e[2].timer_ticks, e[1].timer_active), (3, 0x173E, 0));
         // 0x173E = 5950 ticks: ss said 59sec; 0x13 = 19 ticks: ss said 180ms a moment later.
         let ms = Duration::from_millis;
         assert_eq!(e[2].time_wait_left(100), Some(ms(59_500)));

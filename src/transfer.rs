@@ -35,9 +35,9 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &Progress
     let mut out = BufWriter::with_capacity(4 * CHUNK, part.file()?);
     let mut received = 0u64;
     loop {
-        let msg = tokio::time::timeout(STALL_TIMEOUT, data.channel.wait())
-            .await
-            .map_err(|_| classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while downloading {remote}")))?;
+        let msg = tokio::time::timeout(STALL_TIMEOUT, data.channel.wait()).await.map_err(|_| {
+            classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while downloading {remote}"))
+        })?;
         match msg {
             Some(ChannelMsg::Data { data }) => {
                 out.write_all(&data).with_context(|| format!("could not write {}", part.path.display()))?;
@@ -53,7 +53,10 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &Progress
     link.finish(&cmd).await?;
     let want = expected.or(data.announced);
     if let Some(want) = want.filter(|w| *w != received) {
-        return Err(classified(Kind::Transfer, format!("{remote}: received {received} bytes, the server announced {want}; nothing saved")));
+        return Err(classified(
+            Kind::Transfer,
+            format!("{remote}: received {received} bytes, the server announced {want}; nothing saved"),
+        ));
     }
     out.flush().with_context(|| format!("could not write {}", part.path.display()))?;
     drop(out);
@@ -82,7 +85,12 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
         }
         tokio::time::timeout(STALL_TIMEOUT, channel.data(&buf[..n]))
             .await
-            .map_err(|_| classified(Kind::Transfer, format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}")))?
+            .map_err(|_| {
+                classified(
+                    Kind::Transfer,
+                    format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}"),
+                )
+            })?
             .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
         sent += n as u64;
         bar.inc(n as u64);
@@ -174,7 +182,8 @@ impl PartFile {
     }
 
     fn commit(self, target: &Path) -> Result<()> {
-        std::fs::rename(&self.path, target).with_context(|| format!("could not rename {} to {}", self.path.display(), target.display()))?;
+        std::fs::rename(&self.path, target)
+            .with_context(|| format!("could not rename {} to {}", self.path.display(), target.display()))?;
         std::mem::forget(self);
         Ok(())
     }

@@ -23,32 +23,24 @@ struct Lab(HashMap<String, String>);
 
 impl Lab {
     fn read() -> Lab {
-        let text = std::fs::read_to_string(LAB_ENV)
-            .unwrap_or_else(|_| panic!("lab is not up: run `scripts/lab up` as root"));
+        let text =
+            std::fs::read_to_string(LAB_ENV).unwrap_or_else(|_| panic!("lab is not up: run `scripts/lab up` as root"));
         let pairs = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.trim().to_owned(),
-                    v.trim().trim_matches(['"', '\'']).to_owned(),
-                )
-            });
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches(['"', '\'']).to_owned()));
         Lab(pairs.collect())
     }
 
     fn get(&self, key: &str) -> &str {
-        self.0
-            .get(key)
-            .unwrap_or_else(|| panic!("{LAB_ENV} has no {key}"))
+        self.0.get(key).unwrap_or_else(|| panic!("{LAB_ENV} has no {key}"))
     }
 }
 
 /// The panic message of `f`, which must panic.
 fn panic_message(what: &str, f: impl FnOnce()) -> String {
-    let payload = catch_unwind(AssertUnwindSafe(f))
-        .expect_err(&format!("{what} should have failed on this capture"));
+    let payload = catch_unwind(AssertUnwindSafe(f)).expect_err(&format!("{what} should have failed on this capture"));
     payload
         .downcast_ref::<String>()
         .cloned()
@@ -61,10 +53,7 @@ fn panic_message(what: &str, f: impl FnOnce()) -> String {
 #[test]
 fn plaintext_split_across_segments_is_caught() {
     let lab = Lab::read();
-    let server: IpAddr = lab
-        .get("SERVER_ADDR")
-        .parse()
-        .expect("SERVER_ADDR is an address");
+    let server: IpAddr = lab.get("SERVER_ADDR").parse().expect("SERVER_ADDR is an address");
     let ssh_port: u16 = lab.get("SSH_PORT").parse().expect("SSH_PORT is a port");
     let secret = b"positive-control-secret-5be1d0c7";
     let (first, second) = secret.split_at(14);
@@ -99,26 +88,13 @@ fn plaintext_split_across_segments_is_caught() {
         captured.summary()
     );
     assert!(
-        !captured
-            .packets
-            .iter()
-            .any(|p| capture::contains(&p.frame, secret)),
+        !captured.packets.iter().any(|p| capture::contains(&p.frame, secret)),
         "the secret went out in one frame, so this test does not exercise reassembly"
     );
-    let msg = panic_message("assert_absent", || {
-        captured.assert_absent(secret, "the secret")
-    });
-    assert!(
-        msg.contains("split across TCP segments"),
-        "unexpected message: {msg}"
-    );
-    let msg = panic_message("assert_only_tcp_port", || {
-        captured.assert_only_tcp_port(ssh_port)
-    });
-    assert!(
-        msg.contains(&format!(":{}", addr.port())),
-        "the flow is not listed: {msg}"
-    );
+    let msg = panic_message("assert_absent", || captured.assert_absent(secret, "the secret"));
+    assert!(msg.contains("split across TCP segments"), "unexpected message: {msg}");
+    let msg = panic_message("assert_only_tcp_port", || captured.assert_only_tcp_port(ssh_port));
+    assert!(msg.contains(&format!(":{}", addr.port())), "the flow is not listed: {msg}");
 }
 
 /// Negative control: the same kind of secret through the lab's sshd passes every check, and the
@@ -128,32 +104,16 @@ fn data_through_ssh_passes() {
     let lab = Lab::read();
     let ssh_port: u16 = lab.get("SSH_PORT").parse().expect("SSH_PORT is a port");
     let secret = b"negative-control-secret-9a41f2e6";
-    let data: Vec<u8> = (0..8192u32)
-        .flat_map(|i| format!("{i:08x} {}\n", String::from_utf8_lossy(secret)).into_bytes())
-        .collect();
+    let data: Vec<u8> =
+        (0..8192u32).flat_map(|i| format!("{i:08x} {}\n", String::from_utf8_lossy(secret)).into_bytes()).collect();
 
     let capture = Capture::start(lab.get("CLIENT_NS"), lab.get("CLIENT_IF"));
     let mut ssh = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.get("CLIENT_NS"),
-            "ssh",
-            "-F",
-            "/dev/null",
-        ])
+        .args(["netns", "exec", lab.get("CLIENT_NS"), "ssh", "-F", "/dev/null"])
         .args(["-i", lab.get("SSH_KEY"), "-p", lab.get("SSH_PORT")])
         .arg(format!("-oUserKnownHostsFile={}", lab.get("KNOWN_HOSTS")))
-        .args([
-            "-oBatchMode=yes",
-            "-oStrictHostKeyChecking=yes",
-            "-oCompression=no",
-        ])
-        .arg(format!(
-            "{}@{}",
-            lab.get("SSH_USER"),
-            lab.get("SERVER_ADDR")
-        ))
+        .args(["-oBatchMode=yes", "-oStrictHostKeyChecking=yes", "-oCompression=no"])
+        .arg(format!("{}@{}", lab.get("SSH_USER"), lab.get("SERVER_ADDR")))
         .arg("wc -c")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -165,17 +125,9 @@ fn data_through_ssh_passes() {
     let captured = capture.stop();
 
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "ssh failed ({}): {stderr}",
-        out.status
-    );
+    assert!(out.status.success(), "ssh failed ({}): {stderr}", out.status);
     let counted = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        counted.trim(),
-        data.len().to_string(),
-        "sshd did not receive all the data"
-    );
+    assert_eq!(counted.trim(), data.len().to_string(), "sshd did not receive all the data");
     let samples = file_samples(&data);
     let mut secrets: Vec<(&[u8], &str)> = vec![(secret, "the secret")];
     secrets.extend(samples.iter().map(|s| (&s[..], "a sample of the data")));
@@ -226,10 +178,7 @@ fn udp6(src: Ipv6Addr, dst: Ipv6Addr, ports: (u16, u16), payload: &[u8]) -> Vec<
 }
 
 fn arp() -> Vec<u8> {
-    ethernet(
-        0x0806,
-        &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1],
-    )
+    ethernet(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1])
 }
 
 /// A classic pcap file: `nano` picks the nanosecond magic.
@@ -256,12 +205,7 @@ fn pcap(big_endian: bool, nano: bool, frames: &[Vec<u8>]) -> Vec<u8> {
         file.extend_from_slice(&word(v));
     }
     for (i, frame) in frames.iter().enumerate() {
-        for v in [
-            1_700_000_000 + i as u32,
-            500,
-            frame.len() as u32,
-            frame.len() as u32,
-        ] {
+        for v in [1_700_000_000 + i as u32, 500, frame.len() as u32, frame.len() as u32] {
             file.extend_from_slice(&word(v));
         }
         file.extend_from_slice(frame);
@@ -272,11 +216,7 @@ fn pcap(big_endian: bool, nano: bool, frames: &[Vec<u8>]) -> Vec<u8> {
 #[test]
 fn parses_both_byte_orders_and_both_magics() {
     let v6 = (Ipv6Addr::LOCALHOST, "fe80::1".parse::<Ipv6Addr>().unwrap());
-    let frames = [
-        arp(),
-        tcp4(CLIENT, SERVER, (40000, 22), 7, b"hi"),
-        udp6(v6.0, v6.1, (5353, 53), b"query"),
-    ];
+    let frames = [arp(), tcp4(CLIENT, SERVER, (40000, 22), 7, b"hi"), udp6(v6.0, v6.1, (5353, 53), b"query")];
     for (big_endian, nano) in [(false, false), (true, false), (false, true), (true, true)] {
         let packets = read_pcap(&pcap(big_endian, nano, &frames)[..]).unwrap();
         assert_eq!(packets.len(), 3, "big endian {big_endian}, nano {nano}");
@@ -286,19 +226,13 @@ fn parses_both_byte_orders_and_both_magics() {
 
         let tcp = &packets[1];
         assert_eq!(tcp.protocol, Protocol::Tcp);
-        assert_eq!(
-            (tcp.src, tcp.dst),
-            (Some(IpAddr::from(CLIENT)), Some(IpAddr::from(SERVER)))
-        );
+        assert_eq!((tcp.src, tcp.dst), (Some(IpAddr::from(CLIENT)), Some(IpAddr::from(SERVER))));
         assert_eq!((tcp.src_port, tcp.dst_port), (Some(40000), Some(22)));
         assert_eq!(tcp.payload(), b"hi", "Ethernet padding is not payload");
 
         let udp = &packets[2];
         assert_eq!(udp.protocol, Protocol::Udp);
-        assert_eq!(
-            (udp.src, udp.dst),
-            (Some(IpAddr::from(v6.0)), Some(IpAddr::from(v6.1)))
-        );
+        assert_eq!((udp.src, udp.dst), (Some(IpAddr::from(v6.0)), Some(IpAddr::from(v6.1))));
         assert_eq!((udp.src_port, udp.dst_port), (Some(5353), Some(53)));
         assert_eq!(udp.payload(), b"query");
     }
@@ -311,14 +245,8 @@ fn rejects_what_is_not_an_ethernet_pcap() {
     linux_cooked[20] = 113;
     assert!(read_pcap(&linux_cooked[..]).is_err());
     let full = pcap(false, false, &[arp()]);
-    assert!(
-        read_pcap(&full[..full.len() - 1]).is_err(),
-        "a truncated frame is an error"
-    );
-    assert!(
-        read_pcap(&full[..full.len() - arp().len() - 3]).is_err(),
-        "so is a truncated header"
-    );
+    assert!(read_pcap(&full[..full.len() - 1]).is_err(), "a truncated frame is an error");
+    assert!(read_pcap(&full[..full.len() - arp().len() - 3]).is_err(), "so is a truncated header");
 }
 
 #[test]
@@ -335,28 +263,14 @@ fn reassembly_finds_a_needle_split_across_segments() {
         at(base.wrapping_add(6), b"unt"),
         tcp4(SERVER, CLIENT, (ports.1, ports.0), 99, b"230 ok\r\n"),
     ];
-    let captured = Captured::new(
-        read_pcap(&pcap(false, false, &frames)[..]).unwrap(),
-        0,
-        String::new(),
-    );
-    assert_eq!(
-        captured.tcp_payload_bytes(),
-        14 + 8,
-        "retransmitted bytes count once"
-    );
+    let captured = Captured::new(read_pcap(&pcap(false, false, &frames)[..]).unwrap(), 0, String::new());
+    assert_eq!(captured.tcp_payload_bytes(), 14 + 8, "retransmitted bytes count once");
 
     captured.assert_absent(b"hunter3", "an absent word");
     captured.assert_absent(b"230 ok\r\nPASS", "bytes of two different streams");
     for needle in [&b"hunter2"[..], b"PASS hunter2\r\n", b"ok"] {
-        let failed = catch_unwind(AssertUnwindSafe(|| {
-            captured.assert_absent(needle, "secret")
-        }));
-        assert!(
-            failed.is_err(),
-            "{:?} was not found",
-            String::from_utf8_lossy(needle)
-        );
+        let failed = catch_unwind(AssertUnwindSafe(|| captured.assert_absent(needle, "secret")));
+        assert!(failed.is_err(), "{:?} was not found", String::from_utf8_lossy(needle));
     }
     captured.assert_only_tcp_port(2121);
     assert!(catch_unwind(AssertUnwindSafe(|| captured.assert_only_tcp_port(22))).is_err());
@@ -365,22 +279,13 @@ fn reassembly_finds_a_needle_split_across_segments() {
 #[test]
 fn assert_encrypted_wants_traffic() {
     let frames = [tcp4(CLIENT, SERVER, (40000, 22), 1, &[0xa5; 100])];
-    let captured = Captured::new(
-        read_pcap(&pcap(true, false, &frames)[..]).unwrap(),
-        0,
-        String::new(),
-    );
+    let captured = Captured::new(read_pcap(&pcap(true, false, &frames)[..]).unwrap(), 0, String::new());
     assert_encrypted(&captured, 22, &[(b"secret", "secret")], 100);
-    let failed = catch_unwind(AssertUnwindSafe(|| {
-        assert_encrypted(&captured, 22, &[], 101)
-    }));
+    let failed = catch_unwind(AssertUnwindSafe(|| assert_encrypted(&captured, 22, &[], 101)));
     assert!(failed.is_err(), "101 bytes expected, 100 seen");
     let dropped = Captured::new(captured.packets.clone(), 3, String::new());
     let failed = catch_unwind(AssertUnwindSafe(|| assert_encrypted(&dropped, 22, &[], 0)));
-    assert!(
-        failed.is_err(),
-        "a capture with kernel drops proves nothing"
-    );
+    assert!(failed.is_err(), "a capture with kernel drops proves nothing");
 }
 
 #[test]
@@ -399,9 +304,6 @@ fn file_samples_are_distinctive_windows_from_start_to_end() {
     assert_eq!(samples.len(), 5);
     assert!(samples.iter().all(|s| s.len() == capture::SAMPLE_LEN));
     assert!(samples[0] != vec![0; 64] && capture::contains(&content[..8192], &samples[0]));
-    assert!(capture::contains(
-        &content[content.len() - 64..],
-        &samples[4]
-    ));
+    assert!(capture::contains(&content[content.len() - 64..], &samples[4]));
     assert_eq!(file_samples(b"tiny"), vec![b"tiny".to_vec()]);
 }

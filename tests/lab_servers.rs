@@ -40,10 +40,7 @@ struct DataConn {
 impl std::fmt::Debug for DataConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (to_port, from, len) = (self.to_port, self.from, self.bytes.len());
-        write!(
-            f,
-            "DataConn {{ to_port: {to_port}, from: {from}, bytes: {len} }}"
-        )
+        write!(f, "DataConn {{ to_port: {to_port}, from: {from}, bytes: {len} }}")
     }
 }
 
@@ -66,9 +63,7 @@ fn default_port_retr(port_key: &str, wait: Duration) -> Outcome {
     let port = lab.port(port_key);
     let user = lab.var("FTP_USER").to_owned();
     let password = lab.var("FTP_PASSWORD").to_owned();
-    let outcome = in_netns(lab.var("SERVER_NS"), move || {
-        probe(port, &user, &password, wait)
-    });
+    let outcome = in_netns(lab.var("SERVER_NS"), move || probe(port, &user, &password, wait));
     eprintln!("{port_key}={port}: {outcome:?}");
     outcome
 }
@@ -77,31 +72,22 @@ fn probe(port: u16, user: &str, password: &str, wait: Duration) -> Outcome {
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (mut ctl, at_u, at_u_minus_1) = (0..PORT_TRIES)
         .find_map(|_| {
-            let ctl = Control::connect_reuseaddr(server)
-                .unwrap_or_else(|e| panic!("could not connect to {server}: {e}"));
+            let ctl =
+                Control::connect_reuseaddr(server).unwrap_or_else(|e| panic!("could not connect to {server}: {e}"));
             let u = ctl.local.port();
             // Another socket may hold U-1; then try with another U.
-            let at_u =
-                ftpprobe::listen_reuseaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, u))).ok()?;
-            let at_u_minus_1 =
-                ftpprobe::listen_reuseaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, u - 1))).ok()?;
+            let at_u = ftpprobe::listen_reuseaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, u))).ok()?;
+            let at_u_minus_1 = ftpprobe::listen_reuseaddr(SocketAddr::from((Ipv4Addr::LOCALHOST, u - 1))).ok()?;
             Some((ctl, at_u, at_u_minus_1))
         })
         .unwrap_or_else(|| panic!("no control port U with U and U-1 free in {PORT_TRIES} tries"));
     let u = ctl.local.port();
 
-    ctl.login(user, password)
-        .unwrap_or_else(|e| panic!("{server}: {e}"));
+    ctl.login(user, password).unwrap_or_else(|e| panic!("{server}: {e}"));
     ctl.binary().unwrap_or_else(|e| panic!("{server}: {e}"));
-    let first = ctl
-        .cmd(&format!("RETR {FILE}"))
-        .unwrap_or_else(|e| panic!("{server}: RETR: {e}"));
+    let first = ctl.cmd(&format!("RETR {FILE}")).unwrap_or_else(|e| panic!("{server}: RETR: {e}"));
 
-    let wait = if first.code >= 400 {
-        AFTER_REFUSAL_WAIT
-    } else {
-        wait
-    };
+    let wait = if first.code >= 400 { AFTER_REFUSAL_WAIT } else { wait };
     let accepted = ftpprobe::accept_any(&[&at_u, &at_u_minus_1], wait)
         .unwrap_or_else(|e| panic!("accept on {u} or {}: {e}", u - 1));
     let data = accepted.map(|(index, stream, from)| DataConn {
@@ -111,18 +97,10 @@ fn probe(port: u16, user: &str, password: &str, wait: Duration) -> Outcome {
             .unwrap_or_else(|e| panic!("reading the data connection from {from}: {e}")),
     });
     let last = match (&data, first.code) {
-        (Some(_), 100..=199) => Some(
-            ctl.reply()
-                .unwrap_or_else(|e| panic!("{server}: reply after the data: {e}")),
-        ),
+        (Some(_), 100..=199) => Some(ctl.reply().unwrap_or_else(|e| panic!("{server}: reply after the data: {e}"))),
         _ => None,
     };
-    Outcome {
-        u,
-        first,
-        data,
-        last,
-    }
+    Outcome { u, first, data, last }
 }
 
 /// The data arrived whole, from the server's address, and the transfer ended in 226.
@@ -131,17 +109,8 @@ fn assert_transfer_complete(outcome: &Outcome) -> &DataConn {
     let expected = std::fs::read(format!("{}/{FILE}", Lab::get().var("REMOTE_HOME")))
         .expect("the lab's small.bin is readable (run as root)");
     assert_eq!(outcome.first.code, 150, "first reply: {}", outcome.first);
-    assert_eq!(
-        data.from.ip(),
-        Ipv4Addr::LOCALHOST,
-        "data comes from the control peer's host"
-    );
-    assert!(
-        data.bytes == expected,
-        "got {} bytes, not {FILE}'s {}",
-        data.bytes.len(),
-        expected.len()
-    );
+    assert_eq!(data.from.ip(), Ipv4Addr::LOCALHOST, "data comes from the control peer's host");
+    assert!(data.bytes == expected, "got {} bytes, not {FILE}'s {}", data.bytes.len(), expected.len());
     let last = outcome.last.as_ref().expect("a reply after the transfer");
     assert_eq!(last.code, 226, "after the transfer: {last}");
     data
@@ -152,23 +121,11 @@ fn proftpd_connects_to_u_minus_1_from_an_ephemeral_port() {
     let lab = Lab::get();
     let outcome = default_port_retr("PROFTPD_PORT", CONNECT_WAIT);
     let data = assert_transfer_complete(&outcome);
-    assert_eq!(
-        data.to_port,
-        outcome.u - 1,
-        "ProFTPD connects to U-1, not U"
-    );
+    assert_eq!(data.to_port, outcome.u - 1, "ProFTPD connects to U-1, not U");
     let fixed = lab.port("PROFTPD_FIXED_PORT") - 1;
     let own_l_minus_1 = lab.port("PROFTPD_PORT") - 1;
-    assert_ne!(
-        data.from.port(),
-        fixed,
-        "without RootRevoke off, no fixed source port"
-    );
-    assert_ne!(
-        data.from.port(),
-        own_l_minus_1,
-        "without RootRevoke off, not L-1 either"
-    );
+    assert_ne!(data.from.port(), fixed, "without RootRevoke off, no fixed source port");
+    assert_ne!(data.from.port(), own_l_minus_1, "without RootRevoke off, not L-1 either");
 }
 
 #[test]
@@ -176,16 +133,8 @@ fn proftpd_with_root_revoke_off_connects_to_u_minus_1_from_l_minus_1() {
     let lab = Lab::get();
     let outcome = default_port_retr("PROFTPD_FIXED_PORT", CONNECT_WAIT);
     let data = assert_transfer_complete(&outcome);
-    assert_eq!(
-        data.to_port,
-        outcome.u - 1,
-        "ProFTPD connects to U-1, not U"
-    );
-    assert_eq!(
-        data.from.port(),
-        lab.port("PROFTPD_FIXED_PORT") - 1,
-        "source port L-1"
-    );
+    assert_eq!(data.to_port, outcome.u - 1, "ProFTPD connects to U-1, not U");
+    assert_eq!(data.from.port(), lab.port("PROFTPD_FIXED_PORT") - 1, "source port L-1");
     assert_eq!(data.from.port(), 2020);
 }
 
@@ -200,43 +149,23 @@ fn inetutils_ftpd_connects_to_u_as_rfc_959_says() {
 fn vsftpd_refuses_use_port_or_pasv_first() {
     let outcome = default_port_retr("VSFTPD_PORT", CONNECT_WAIT);
     assert_eq!(outcome.first.code, 425, "{}", outcome.first);
-    assert!(
-        outcome.first.text().contains("Use PORT or PASV first"),
-        "{}",
-        outcome.first
-    );
-    assert!(
-        outcome.data.is_none(),
-        "vsftpd connected anyway: {:?}",
-        outcome.data
-    );
+    assert!(outcome.first.text().contains("Use PORT or PASV first"), "{}", outcome.first);
+    assert!(outcome.data.is_none(), "vsftpd connected anyway: {:?}", outcome.data);
 }
 
 #[test]
 fn pure_ftpd_refuses_no_data_connection() {
     let outcome = default_port_retr("PUREFTPD_PORT", CONNECT_WAIT);
     assert_eq!(outcome.first.code, 425, "{}", outcome.first);
-    assert!(
-        outcome.first.text().contains("No data connection"),
-        "{}",
-        outcome.first
-    );
-    assert!(
-        outcome.data.is_none(),
-        "pure-ftpd connected anyway: {:?}",
-        outcome.data
-    );
+    assert!(outcome.first.text().contains("No data connection"), "{}", outcome.first);
+    assert!(outcome.data.is_none(), "pure-ftpd connected anyway: {:?}", outcome.data);
 }
 
 #[test]
 fn pyftpdlib_says_150_and_never_connects() {
     let outcome = default_port_retr("PYFTPDLIB_PORT", SILENCE_WAIT);
     assert_eq!(outcome.first.code, 150, "{}", outcome.first);
-    assert!(
-        outcome.data.is_none(),
-        "pyftpdlib connected: {:?}",
-        outcome.data
-    );
+    assert!(outcome.data.is_none(), "pyftpdlib connected: {:?}", outcome.data);
 }
 
 #[test]
@@ -251,26 +180,14 @@ fn reply_parser_keeps_multi_line_replies_whole() {
     assert_eq!(greeting.code, 220);
     assert_eq!(greeting.lines.len(), 3);
     let refusal = ftpprobe::read_reply(&mut reader).unwrap();
-    assert_eq!(
-        (refusal.code, refusal.text()),
-        (425, "Use PORT or PASV first.")
-    );
-    assert!(
-        ftpprobe::read_reply(&mut reader).is_err(),
-        "EOF is an error"
-    );
+    assert_eq!((refusal.code, refusal.text()), (425, "Use PORT or PASV first."));
+    assert!(ftpprobe::read_reply(&mut reader).is_err(), "EOF is an error");
 }
 
 #[test]
 fn lab_env_values_may_be_quoted() {
     let env = parse_env("A=1\n# comment\n\nB='x y'\nC=\"q\"\nD=a\\ b\nE=\n");
-    let pairs = [
-        ("A", "1"),
-        ("B", "x y"),
-        ("C", "q"),
-        ("D", "a b"),
-        ("E", ""),
-    ];
+    let pairs = [("A", "1"), ("B", "x y"), ("C", "q"), ("D", "a b"), ("E", "")];
     for (key, value) in pairs {
         assert_eq!(env[key], value, "{key}");
     }

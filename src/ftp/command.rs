@@ -99,9 +99,7 @@ impl Command {
     fn arg(&self) -> Option<String> {
         use Command::*;
         match self {
-            User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) | Cwd(a) | Mkd(a) | Dele(a) => {
-                Some(a.clone())
-            }
+            User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) | Cwd(a) | Mkd(a) | Dele(a) => Some(a.clone()),
             List(a) | Nlst(a) => a.clone(),
             Type(TransferType::Binary) => Some("I".into()),
             Type(TransferType::Ascii) => Some("A".into()),
@@ -149,10 +147,7 @@ mod tests {
 
     #[test]
     fn display_is_the_wire_line() {
-        assert_eq!(
-            Command::Retr("name with spaces.bin".into()).to_string(),
-            "RETR name with spaces.bin"
-        );
+        assert_eq!(Command::Retr("name with spaces.bin".into()).to_string(), "RETR name with spaces.bin");
         assert_eq!(Command::Type(TransferType::Binary).to_string(), "TYPE I");
         assert_eq!(Command::Type(TransferType::Ascii).to_string(), "TYPE A");
         assert_eq!(Command::Rest(10876).to_string(), "REST 10876");
@@ -164,15 +159,9 @@ mod tests {
 
     #[test]
     fn to_wire_appends_crlf() {
-        assert_eq!(
-            Command::User("ftp".into()).to_wire().unwrap(),
-            b"USER ftp\r\n"
-        );
+        assert_eq!(Command::User("ftp".into()).to_wire().unwrap(), b"USER ftp\r\n");
         assert_eq!(Command::Quit.to_wire().unwrap(), b"QUIT\r\n");
-        assert_eq!(
-            Command::Stor("ünï.bin".into()).to_wire().unwrap(),
-            "STOR ünï.bin\r\n".as_bytes()
-        );
+        assert_eq!(Command::Stor("ünï.bin".into()).to_wire().unwrap(), "STOR ünï.bin\r\n".as_bytes());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::{parse_reply, Command, Reply};
 use crate::error::Kind;
 
-/// How long to wait for any reply by default.
+/// How long to wait for any reply unless told otherwise (`--timeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Anything the control connection can run over.
@@ -51,12 +51,8 @@ pub struct Control {
 
 impl Control {
     /// Wrap a connected stream; the caller reads the greeting with [`Control::greeting`].
-    pub fn new(stream: impl Stream + 'static) -> Control {
-        Control {
-            stream: Box::new(stream),
-            buf: Vec::new(),
-            timeout: REPLY_TIMEOUT,
-        }
+    pub fn new(stream: impl Stream + 'static, timeout: Duration) -> Control {
+        Control { stream: Box::new(stream), buf: Vec::new(), timeout }
     }
 
     /// Read the server's greeting (220; a 120 "ready in n minutes" is waited out).
@@ -66,11 +62,7 @@ impl Control {
             reply = self.read_reply().await?;
         }
         if reply.code != 220 {
-            return Err(FtpError {
-                command: "connect".into(),
-                reply,
-            }
-            .into());
+            return Err(FtpError { command: "connect".into(), reply }.into());
         }
         Ok(reply)
     }
@@ -78,21 +70,17 @@ impl Control {
     /// Read the next reply, bounded by [`Control::timeout`].
     pub async fn read_reply(&mut self) -> Result<Reply> {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.read_reply_unbounded())
-            .await
-            .map_err(|_| {
-                crate::error::classified(
-                    Kind::Transfer,
-                    format!("the FTP server sent no reply within {timeout:?}"),
-                )
-            })?
+        tokio::time::timeout(timeout, self.read_reply_unbounded()).await.map_err(|_| {
+            crate::error::classified(Kind::Transfer, format!("the FTP server sent no reply within {timeout:?}"))
+        })?
     }
 
     async fn read_reply_unbounded(&mut self) -> Result<Reply> {
         loop {
-            if let Some((reply, used)) =
-                parse_reply(&self.buf).context("the FTP server sent a malformed reply")?
-            {
+            let parsed = parse_reply(&self.buf).map_err(|e| {
+                crate::error::classified(Kind::FtpRefused, format!("the FTP server sent a malformed reply: {e}"))
+            })?;
+            if let Some((reply, used)) = parsed {
                 self.buf.drain(..used);
                 for line in &reply.lines {
                     tracing::info!(target: "ftp", "{line}");
@@ -100,16 +88,9 @@ impl Control {
                 return Ok(reply);
             }
             let mut chunk = [0u8; 4096];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .context("reading the FTP control connection")?;
+            let n = self.stream.read(&mut chunk).await.context("reading the FTP control connection")?;
             if n == 0 {
-                return Err(crate::error::classified(
-                    Kind::Transfer,
-                    "the FTP server closed the control connection",
-                ));
+                return Err(crate::error::classified(Kind::Transfer, "the FTP server closed the control connection"));
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -119,10 +100,7 @@ impl Control {
     pub async fn send(&mut self, cmd: &Command) -> Result<()> {
         let wire = cmd.to_wire()?;
         tracing::info!(target: "ftp", "---> {}", cmd.redacted());
-        self.stream
-            .write_all(&wire)
-            .await
-            .context("writing the FTP control connection")?;
+        self.stream.write_all(&wire).await.context("writing the FTP control connection")?;
         self.stream.flush().await?;
         Ok(())
     }
@@ -139,31 +117,17 @@ impl Control {
         if ok(&reply) {
             Ok(reply)
         } else {
-            Err(FtpError {
-                command: cmd.redacted(),
-                reply,
-            }
-            .into())
+            Err(FtpError { command: cmd.redacted(), reply }.into())
         }
     }
 
     /// USER, PASS (if asked for), then TYPE I: every transfer is binary.
     pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
-        let reply = self
-            .expect(&Command::User(user.into()), |r| {
-                r.code == 230 || r.code == 331
-            })
-            .await?;
+        let reply = self.expect(&Command::User(user.into()), |r| r.code == 230 || r.code == 331).await?;
         if reply.code == 331 {
-            self.expect(&Command::Pass(password.into()), |r| {
-                r.code == 230 || r.code == 202
-            })
-            .await?;
+            self.expect(&Command::Pass(password.into()), |r| r.code == 230 || r.code == 202).await?;
         }
-        self.expect(&Command::Type(super::command::TransferType::Binary), |r| {
-            r.is_completion()
-        })
-        .await?;
+        self.expect(&Command::Type(super::command::TransferType::Binary), |r| r.is_completion()).await?;
         Ok(())
     }
 
@@ -182,18 +146,11 @@ mod tests {
     #[tokio::test]
     async fn login_hides_the_password_and_sets_binary() {
         let (client, mut server) = tokio::io::duplex(4096);
-        let mut control = Control::new(client);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
         let script = tokio::spawn(async move {
             let mut seen = String::new();
-            server
-                .write_all(b"220 ProFTPD Server (Debian) [127.0.0.1]\r\n")
-                .await
-                .unwrap();
-            for answer in [
-                "331 Password required for u\r\n",
-                "230 User u logged in\r\n",
-                "200 Type set to I\r\n",
-            ] {
+            server.write_all(b"220 ProFTPD Server (Debian) [127.0.0.1]\r\n").await.unwrap();
+            for answer in ["331 Password required for u\r\n", "230 User u logged in\r\n", "200 Type set to I\r\n"] {
                 let mut buf = [0u8; 256];
                 let n = server.read(&mut buf).await.unwrap();
                 seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
@@ -209,11 +166,8 @@ mod tests {
     #[tokio::test]
     async fn wrong_password_is_a_typed_refusal() {
         let (client, mut server) = tokio::io::duplex(4096);
-        let mut control = Control::new(client);
-        server
-            .write_all(b"331 Password required\r\n530 Login incorrect.\r\n")
-            .await
-            .unwrap();
+        let mut control = Control::new(client, REPLY_TIMEOUT);
+        server.write_all(b"331 Password required\r\n530 Login incorrect.\r\n").await.unwrap();
         let err = control.login("u", "bad").await.unwrap_err();
         let ftp = err.downcast_ref::<FtpError>().unwrap();
         assert_eq!((ftp.reply.code, ftp.kind()), (530, Kind::FtpRefused));
@@ -223,13 +177,8 @@ mod tests {
     #[tokio::test]
     async fn a_silent_server_times_out() {
         let (client, _server) = tokio::io::duplex(64);
-        let mut control = Control::new(client);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
         control.timeout = Duration::from_millis(50);
-        assert!(control
-            .read_reply()
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("no reply"));
+        assert!(control.read_reply().await.unwrap_err().to_string().contains("no reply"));
     }
 }

@@ -48,23 +48,15 @@ pub fn parse_pasv(reply: &Reply) -> Result<(Ipv4Addr, u16), PassiveError> {
 pub fn parse_epsv(reply: &Reply) -> Result<u16, PassiveError> {
     expect(reply, 229)?;
     let text = reply.text();
-    text.match_indices('(')
-        .find_map(|(i, _)| epsv_port(&text[i + 1..]))
-        .ok_or_else(|| malformed(reply))
+    text.match_indices('(').find_map(|(i, _)| epsv_port(&text[i + 1..])).ok_or_else(|| malformed(reply))
 }
 
 /// `s` is what follows `(`: `d d d port d )`.
 fn epsv_port(s: &str) -> Option<u16> {
     let mut chars = s.chars();
     // RFC 2428 allows ASCII 33..=126; a digit would make the port ambiguous.
-    let d = chars
-        .next()
-        .filter(|c| c.is_ascii_graphic() && !c.is_ascii_digit())?;
-    let (port, tail) = chars
-        .as_str()
-        .strip_prefix(d)?
-        .strip_prefix(d)?
-        .split_once(d)?;
+    let d = chars.next().filter(|c| c.is_ascii_graphic() && !c.is_ascii_digit())?;
+    let (port, tail) = chars.as_str().strip_prefix(d)?.strip_prefix(d)?.split_once(d)?;
     if !tail.starts_with(')') || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -89,29 +81,17 @@ mod tests {
     use crate::ftp::parse_reply;
 
     fn r(s: &str) -> Reply {
-        parse_reply(format!("{s}\r\n").as_bytes())
-            .unwrap()
-            .unwrap()
-            .0
+        parse_reply(format!("{s}\r\n").as_bytes()).unwrap().unwrap().0
     }
 
     #[test]
     fn pasv_variants() {
         let lo = Ipv4Addr::LOCALHOST;
-        assert_eq!(
-            parse_pasv(&r("227 Entering Passive Mode (127,0,0,1,195,80).")),
-            Ok((lo, 50000))
-        );
-        assert_eq!(
-            parse_pasv(&r("227 Entering Passive Mode 127,0,0,1,195,80")),
-            Ok((lo, 50000))
-        );
+        assert_eq!(parse_pasv(&r("227 Entering Passive Mode (127,0,0,1,195,80).")), Ok((lo, 50000)));
+        assert_eq!(parse_pasv(&r("227 Entering Passive Mode 127,0,0,1,195,80")), Ok((lo, 50000)));
         assert_eq!(parse_pasv(&r("227 =127,0,0,1,4,1")), Ok((lo, 1025)));
         let ip = Ipv4Addr::new(10, 0, 2, 15);
-        assert_eq!(
-            parse_pasv(&r("227 Entering Passive Mode (10,0,2,15,255,255)")),
-            Ok((ip, 65535))
-        );
+        assert_eq!(parse_pasv(&r("227 Entering Passive Mode (10,0,2,15,255,255)")), Ok((ip, 65535)));
     }
 
     #[test]
@@ -126,35 +106,17 @@ mod tests {
             "227 Entering Passive Mode ()",
             "227 ",
         ] {
-            assert!(
-                matches!(parse_pasv(&r(bad)), Err(PassiveError::Malformed(_))),
-                "{bad}"
-            );
+            assert!(matches!(parse_pasv(&r(bad)), Err(PassiveError::Malformed(_))), "{bad}");
         }
         let err = parse_pasv(&r("425 Use PORT or PASV first.")).unwrap_err();
-        assert_eq!(
-            err,
-            PassiveError::WrongCode {
-                expected: 227,
-                got: 425
-            }
-        );
+        assert_eq!(err, PassiveError::WrongCode { expected: 227, got: 425 });
     }
 
     #[test]
     fn epsv_variants() {
-        assert_eq!(
-            parse_epsv(&r("229 Entering Extended Passive Mode (|||50000|)")),
-            Ok(50000)
-        );
-        assert_eq!(
-            parse_epsv(&r("229 Entering Extended Passive Mode (!!!6446!).")),
-            Ok(6446)
-        );
-        assert_eq!(
-            parse_epsv(&r("229 Extended Passive (x) ok (|||65535|)")),
-            Ok(65535)
-        );
+        assert_eq!(parse_epsv(&r("229 Entering Extended Passive Mode (|||50000|)")), Ok(50000));
+        assert_eq!(parse_epsv(&r("229 Entering Extended Passive Mode (!!!6446!).")), Ok(6446));
+        assert_eq!(parse_epsv(&r("229 Extended Passive (x) ok (|||65535|)")), Ok(65535));
     }
 
     #[test]
@@ -173,18 +135,9 @@ mod tests {
             "229 Entering Extended Passive Mode (",
             "229 ",
         ] {
-            assert!(
-                matches!(parse_epsv(&r(bad)), Err(PassiveError::Malformed(_))),
-                "{bad}"
-            );
+            assert!(matches!(parse_epsv(&r(bad)), Err(PassiveError::Malformed(_))), "{bad}");
         }
         let err = parse_epsv(&r("227 Entering Passive Mode (127,0,0,1,195,80).")).unwrap_err();
-        assert_eq!(
-            err,
-            PassiveError::WrongCode {
-                expected: 229,
-                got: 227
-            }
-        );
+        assert_eq!(err, PassiveError::WrongCode { expected: 229, got: 227 });
     }
 }

@@ -41,12 +41,7 @@ impl Reply {
     /// `211-Features:` / ` SIZE` / `211 End` gives `"Features:\n SIZE\nEnd"`.
     pub fn text(&self) -> String {
         let (dash, space) = (format!("{:03}-", self.code), format!("{:03} ", self.code));
-        let strip = |l: &String| {
-            l.strip_prefix(&dash)
-                .or_else(|| l.strip_prefix(&space))
-                .unwrap_or(l)
-                .to_owned()
-        };
+        let strip = |l: &String| l.strip_prefix(&dash).or_else(|| l.strip_prefix(&space)).unwrap_or(l).to_owned();
         self.lines.iter().map(strip).collect::<Vec<_>>().join("\n")
     }
 
@@ -140,9 +135,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
 
 fn first_line_code(line: &[u8]) -> Result<[u8; 3], ReplyError> {
     match line {
-        [a, b, c, b' ' | b'-', ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
-            Ok([*a, *b, *c])
-        }
+        [a, b, c, b' ' | b'-', ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => Ok([*a, *b, *c]),
         _ => {
             let shown = String::from_utf8_lossy(&line[..line.len().min(40)]);
             let msg = format!("no `NNN ` or `NNN-` in {shown:?}");
@@ -184,15 +177,11 @@ mod tests {
 
     #[test]
     fn pure_ftpd_banner_and_foreign_digits() {
-        let r = one(
-            "220---------- Welcome to Pure-FTPd [privsep] [TLS] ----------\r\n\
+        let r = one("220---------- Welcome to Pure-FTPd [privsep] [TLS] ----------\r\n\
              220-You are user number 1 of 50 allowed.\r\n220-Local time is now 10:02. Server port: 21.\r\n\
-             220 You will be disconnected after 15 minutes of inactivity.\r\n",
-        );
+             220 You will be disconnected after 15 minutes of inactivity.\r\n");
         assert_eq!(r.lines.len(), 4);
-        assert!(r
-            .text()
-            .starts_with("--------- Welcome to Pure-FTPd [privsep]"));
+        assert!(r.text().starts_with("--------- Welcome to Pure-FTPd [privsep]"));
         let r = one("123-First\r\n456 x\r\n123-y\r\n1234 z\r\n123 Last\r\n");
         assert_eq!((r.code, r.lines.len()), (123, 5));
     }
@@ -236,10 +225,7 @@ mod tests {
         let size = |s: &str| one(&format!("{s}\r\n")).announced_size();
         // ProFTPD, then inetutils.
         assert_eq!(size(&format!("{P} small.bin (10876 bytes)")), Some(10876));
-        assert_eq!(
-            size(&format!("{P} 'small.bin' (10876 bytes).")),
-            Some(10876)
-        );
+        assert_eq!(size(&format!("{P} 'small.bin' (10876 bytes).")), Some(10876));
         assert_eq!(size(&format!("{P} a (5 bytes).bin (42 bytes)")), Some(42));
         assert_eq!(size(&format!("{P} x (bytes) (")), None);
         assert_eq!(size(&format!("{P} file list")), None);

@@ -118,10 +118,7 @@ impl Capture {
     fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match self
-                .stderr
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
+            match self.stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => {
                     let ready = line.contains("listening on");
                     self.stderr_seen.push(line);
@@ -154,32 +151,18 @@ impl Capture {
         let marker = format!(
             "ftpssh-capture-flush-{}-{}",
             std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
         )
         .into_bytes();
         let path = self.pcap.take().expect("stop runs once");
         self.send_marker(&marker);
         if !wait_for_bytes(&path, &marker, FLUSH_TIMEOUT) {
-            panic!(
-                "the flush marker sent out of {} never reached the capture file",
-                self.iface
-            );
+            panic!("the flush marker sent out of {} never reached the capture file", self.iface);
         }
         let status = self.interrupt();
-        let stderr: Vec<String> = self
-            .stderr_seen
-            .drain(..)
-            .chain(self.stderr.iter())
-            .collect();
+        let stderr: Vec<String> = self.stderr_seen.drain(..).chain(self.stderr.iter()).collect();
         let stderr = stderr.join("\n");
-        assert!(
-            status.success(),
-            "tcpdump on {} failed ({status}):\n{stderr}",
-            self.iface
-        );
+        assert!(status.success(), "tcpdump on {} failed ({status}):\n{stderr}", self.iface);
         let kernel_drops = stderr
             .lines()
             .find_map(|l| l.trim().strip_suffix(" packets dropped by kernel"))
@@ -223,10 +206,7 @@ impl Capture {
                 self.child = None;
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "tcpdump ignored SIGINT for {EXIT_TIMEOUT:?}"
-            );
+            assert!(Instant::now() < deadline, "tcpdump ignored SIGINT for {EXIT_TIMEOUT:?}");
             thread::sleep(FLUSH_POLL);
         }
     }
@@ -252,8 +232,7 @@ where
     let path = format!("/var/run/netns/{netns}");
     thread::spawn(move || {
         let ns = File::open(&path).unwrap_or_else(|e| panic!("could not open {path}: {e}"));
-        nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)
-            .unwrap_or_else(|e| panic!("could not enter {path}: {e}"));
+        nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("could not enter {path}: {e}"));
         f()
     })
 }
@@ -362,10 +341,7 @@ impl Packet {
     }
 
     fn flow(&self) -> Option<Flow> {
-        Some(Flow {
-            src: SocketAddr::new(self.src?, self.src_port?),
-            dst: SocketAddr::new(self.dst?, self.dst_port?),
-        })
+        Some(Flow { src: SocketAddr::new(self.src?, self.src_port?), dst: SocketAddr::new(self.dst?, self.dst_port?) })
     }
 }
 
@@ -458,12 +434,7 @@ impl Captured {
                 Stream { flow, segments }
             })
             .collect();
-        Captured {
-            packets,
-            kernel_drops,
-            tcpdump_stderr,
-            streams,
-        }
+        Captured { packets, kernel_drops, tcpdump_stderr, streams }
     }
 
     /// Parses a pcap file (for looking at a kept capture, or a hand-made one).
@@ -476,10 +447,7 @@ impl Captured {
     /// sequence order (so a secret split across segments is found). `what` names the secret in
     /// the message; the secret itself is never printed.
     pub fn assert_absent(&self, needle: &[u8], what: &str) {
-        assert!(
-            !needle.is_empty(),
-            "assert_absent({what}): an empty needle proves nothing"
-        );
+        assert!(!needle.is_empty(), "assert_absent({what}): an empty needle proves nothing");
         let finder = Finder::new(needle);
         for (i, p) in self.packets.iter().enumerate() {
             if let Some(at) = finder.find(&p.frame) {
@@ -522,11 +490,7 @@ impl Captured {
             .collect();
         if !offending.is_empty() {
             let list: Vec<String> = offending.into_iter().collect();
-            panic!(
-                "TCP outside port {port}: {} flow(s):\n  {}",
-                list.len(),
-                list.join("\n  ")
-            );
+            panic!("TCP outside port {port}: {} flow(s):\n  {}", list.len(), list.join("\n  "));
         }
     }
 
@@ -561,12 +525,7 @@ impl Captured {
 /// All the checks a transfer test needs: tcpdump lost nothing, every TCP packet went to or from
 /// `ssh_port`, none of `secrets` (needle, name) is visible, and at least `min_payload` bytes of
 /// TCP payload flowed (so the capture did see the transfer).
-pub fn assert_encrypted(
-    captured: &Captured,
-    ssh_port: u16,
-    secrets: &[(&[u8], &str)],
-    min_payload: u64,
-) {
+pub fn assert_encrypted(captured: &Captured, ssh_port: u16, secrets: &[(&[u8], &str)], min_payload: u64) {
     captured.assert_complete();
     captured.assert_only_tcp_port(ssh_port);
     for (needle, what) in secrets {
@@ -592,10 +551,7 @@ pub fn assert_encrypted(
 pub fn file_samples(content: &[u8]) -> Vec<Vec<u8>> {
     const POINTS: usize = 4;
     const TRIES: usize = 64;
-    assert!(
-        !content.is_empty(),
-        "file_samples: an empty file has nothing to look for"
-    );
+    assert!(!content.is_empty(), "file_samples: an empty file has nothing to look for");
     if content.len() <= SAMPLE_LEN {
         return vec![content.to_vec()];
     }
@@ -619,10 +575,7 @@ pub fn file_samples(content: &[u8]) -> Vec<Vec<u8>> {
             samples.push(w.to_vec());
         }
     }
-    assert!(
-        !samples.is_empty(),
-        "file_samples: no 64-byte window with 16 distinct bytes; use varied test data"
-    );
+    assert!(!samples.is_empty(), "file_samples: no 64-byte window with 16 distinct bytes; use varied test data");
     samples
 }
 
@@ -672,17 +625,11 @@ impl<'a> Finder<'a> {
 pub fn read_pcap(mut r: impl Read) -> io::Result<Vec<Packet>> {
     let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidData, msg);
     let mut header = [0u8; 24];
-    r.read_exact(&mut header)
-        .map_err(|e| invalid(format!("no pcap header: {e}")))?;
+    r.read_exact(&mut header).map_err(|e| invalid(format!("no pcap header: {e}")))?;
     let big_endian = match header[..4] {
         [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => false,
         [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => true,
-        _ => {
-            return Err(invalid(format!(
-                "not a classic pcap file (magic {:02x?})",
-                &header[..4]
-            )))
-        }
+        _ => return Err(invalid(format!("not a classic pcap file (magic {:02x?})", &header[..4]))),
     };
     let u32_at = |b: &[u8], at: usize| {
         let bytes = [b[at], b[at + 1], b[at + 2], b[at + 3]];
@@ -694,9 +641,7 @@ pub fn read_pcap(mut r: impl Read) -> io::Result<Vec<Packet>> {
     };
     let link_type = u32_at(&header, 20) & 0x0fff_ffff; // the top bits describe the FCS
     if link_type != 1 {
-        return Err(invalid(format!(
-            "link type {link_type} is not Ethernet (1)"
-        )));
+        return Err(invalid(format!("link type {link_type} is not Ethernet (1)")));
     }
     let mut packets = Vec::new();
     let mut record = [0u8; 16];
@@ -704,27 +649,15 @@ pub fn read_pcap(mut r: impl Read) -> io::Result<Vec<Packet>> {
         match read_full(&mut r, &mut record)? {
             0 => return Ok(packets),
             16 => {}
-            _ => {
-                return Err(invalid(format!(
-                    "truncated record header after {} frames",
-                    packets.len()
-                )))
-            }
+            _ => return Err(invalid(format!("truncated record header after {} frames", packets.len()))),
         }
         let len = u32_at(&record, 8) as usize;
         if len > MAX_RECORD {
-            return Err(invalid(format!(
-                "record of {len} bytes after {} frames",
-                packets.len()
-            )));
+            return Err(invalid(format!("record of {len} bytes after {} frames", packets.len())));
         }
         let mut frame = vec![0; len];
-        r.read_exact(&mut frame).map_err(|e| {
-            invalid(format!(
-                "truncated frame after {} frames: {e}",
-                packets.len()
-            ))
-        })?;
+        r.read_exact(&mut frame)
+            .map_err(|e| invalid(format!("truncated frame after {} frames: {e}", packets.len())))?;
         packets.push(dissect(frame));
     }
 }
@@ -784,11 +717,7 @@ fn dissect_into(f: &[u8], p: &mut Packet) -> Option<()> {
             if be16(h, 6)? & 0x1fff != 0 {
                 return None; // a later fragment: no transport header
             }
-            let end = if total == 0 {
-                f.len()
-            } else {
-                (at + total).min(f.len())
-            }; // 0: TSO
+            let end = if total == 0 { f.len() } else { (at + total).min(f.len()) }; // 0: TSO
             (h[9], at + usize::from(h[0] & 0x0f) * 4, end)
         }
         0x86dd => {
@@ -796,11 +725,7 @@ fn dissect_into(f: &[u8], p: &mut Packet) -> Option<()> {
             p.src = Some(IpAddr::from(<[u8; 16]>::try_from(&h[8..24]).ok()?));
             p.dst = Some(IpAddr::from(<[u8; 16]>::try_from(&h[24..40]).ok()?));
             let len = usize::from(be16(h, 4)?);
-            let end = if len == 0 {
-                f.len()
-            } else {
-                (at + 40 + len).min(f.len())
-            };
+            let end = if len == 0 { f.len() } else { (at + 40 + len).min(f.len()) };
             let (mut next, mut start) = (h[6], at + 40);
             // Skip extension headers: hop-by-hop, routing, fragment, destination options.
             while matches!(next, 0 | 43 | 44 | 60) {
@@ -809,11 +734,7 @@ fn dissect_into(f: &[u8], p: &mut Packet) -> Option<()> {
                 if next == 44 && be16(ext, 2)? & 0xfff8 != 0 {
                     return None; // a later fragment
                 }
-                start += if next == 44 {
-                    8
-                } else {
-                    (usize::from(ext[1]) + 1) * 8
-                };
+                start += if next == 44 { 8 } else { (usize::from(ext[1]) + 1) * 8 };
                 next = ext[0];
             }
             p.protocol = Protocol::Ip(next);

@@ -59,9 +59,7 @@ pub fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
                 format!("connection closed inside a reply; got {lines:?}"),
             ));
         }
-        let line = String::from_utf8_lossy(&raw)
-            .trim_end_matches(['\r', '\n'])
-            .to_owned();
+        let line = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_owned();
         let head = line.as_bytes();
         let this_code = (head.len() >= 3 && head[..3].iter().all(u8::is_ascii_digit))
             .then(|| line[..3].parse::<u16>().expect("three digits"));
@@ -70,15 +68,8 @@ pub fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
         match (code, this_code) {
             (None, Some(c)) if sep == Some(b'-') => code = Some(c),
             (None, Some(c)) => return Ok(Reply { code: c, lines }),
-            (None, None) => {
-                return Err(io::Error::new(
-                    ErrorKind::InvalidData,
-                    format!("not a reply: {lines:?}"),
-                ))
-            }
-            (Some(c), Some(t)) if t == c && sep != Some(b'-') => {
-                return Ok(Reply { code: c, lines })
-            }
+            (None, None) => return Err(io::Error::new(ErrorKind::InvalidData, format!("not a reply: {lines:?}"))),
+            (Some(c), Some(t)) if t == c && sep != Some(b'-') => return Ok(Reply { code: c, lines }),
             (Some(_), _) => {} // a continuation line
         }
     }
@@ -99,11 +90,7 @@ impl Control {
     /// address for a loopback server), with `SO_REUSEADDR` set before `connect` so that a
     /// listener may later share the local port (FIELD-NOTES section 2), then reads the greeting.
     pub fn connect_reuseaddr(server: SocketAddr) -> io::Result<Control> {
-        let socket = Socket::new(
-            Domain::for_address(server),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
+        let socket = Socket::new(Domain::for_address(server), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
         let local_ip = if server.ip().is_loopback() {
             server.ip()
@@ -120,19 +107,12 @@ impl Control {
         let peer = stream.peer_addr()?;
         let mut reader = BufReader::new(stream);
         let greeting = read_reply(&mut reader)?;
-        Ok(Control {
-            reader,
-            local,
-            peer,
-            greeting,
-        })
+        Ok(Control { reader, local, peer, greeting })
     }
 
     /// Sends one command line (CRLF added).
     pub fn send(&mut self, line: &str) -> io::Result<()> {
-        self.reader
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
+        self.reader.get_mut().write_all(format!("{line}\r\n").as_bytes())
     }
 
     /// Reads the next reply.
@@ -153,9 +133,7 @@ impl Control {
             reply = self.cmd(&format!("PASS {password}"))?;
         }
         if reply.code != 230 {
-            return Err(io::Error::other(format!(
-                "login as {user} refused: {reply}"
-            )));
+            return Err(io::Error::other(format!("login as {user} refused: {reply}")));
         }
         Ok(())
     }
@@ -182,10 +160,7 @@ pub fn listen_reuseaddr(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Waits up to `within` for a connection on any of `listeners`. Returns the index of the
 /// listener, the stream (blocking, with [`DATA_TIMEOUT`]) and the peer.
-pub fn accept_any(
-    listeners: &[&TcpListener],
-    within: Duration,
-) -> io::Result<Option<(usize, TcpStream, SocketAddr)>> {
+pub fn accept_any(listeners: &[&TcpListener], within: Duration) -> io::Result<Option<(usize, TcpStream, SocketAddr)>> {
     for listener in listeners {
         listener.set_nonblocking(true)?;
     }

@@ -31,42 +31,27 @@ pub struct Lab {
 impl Lab {
     /// Reads `lab.env`. Panics with the way out when the lab is not up.
     pub fn get() -> Lab {
-        let path = std::env::var_os(ENV_OVERRIDE)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_ENV_FILE));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "lab is not up: run `scripts/lab up` as root ({}: {e})",
-                path.display()
-            )
-        });
-        Lab {
-            env: parse_env(&text),
-            path,
-        }
+        let path = std::env::var_os(ENV_OVERRIDE).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_ENV_FILE));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("lab is not up: run `scripts/lab up` as root ({}: {e})", path.display()));
+        Lab { env: parse_env(&text), path }
     }
 
     /// The value of `key`; panics naming the key and the file when it is absent.
     pub fn var(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .unwrap_or_else(|| panic!("{} has no {key}", self.path.display()))
+        self.env.get(key).unwrap_or_else(|| panic!("{} has no {key}", self.path.display()))
     }
 
     /// A port number such as `lab.port("VSFTPD_PORT")`.
     pub fn port(&self, key: &str) -> u16 {
         let value = self.var(key);
-        value
-            .parse()
-            .unwrap_or_else(|e| panic!("{key}={value} is not a port: {e}"))
+        value.parse().unwrap_or_else(|e| panic!("{key}={value} is not a port: {e}"))
     }
 
     /// An IPv4 address such as `lab.addr("SERVER_ADDR")`.
     pub fn addr(&self, key: &str) -> Ipv4Addr {
         let value = self.var(key);
-        value
-            .parse()
-            .unwrap_or_else(|e| panic!("{key}={value} is not an IPv4 address: {e}"))
+        value.parse().unwrap_or_else(|e| panic!("{key}={value} is not an IPv4 address: {e}"))
     }
 
     /// A path such as `lab.path("SSH_KEY")`.
@@ -117,9 +102,8 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     let thread = std::thread::Builder::new()
         .name(format!("netns {ns}"))
         .spawn(move || {
-            let handle = File::open(&path).unwrap_or_else(|e| {
-                panic!("could not open {path}: {e} (lab not up? run `scripts/lab up` as root)")
-            });
+            let handle = File::open(&path)
+                .unwrap_or_else(|e| panic!("could not open {path}: {e} (lab not up? run `scripts/lab up` as root)"));
             // Only this thread moves: setns(CLONE_NEWNET) is per thread.
             nix::sched::setns(&handle, CloneFlags::CLONE_NEWNET)
                 .unwrap_or_else(|e| panic!("could not enter {path}: {e} (not root?)"));

@@ -1,4 +1,4 @@
-pub mod lab;
-pub mod ftpprobe;
 pub mod capture;
+pub mod ftpprobe;
+pub mod lab;
 pub mod tool;

@@ -31,6 +31,11 @@ impl Tool {
     /// The tool in the client namespace, SSH to the lab's sshd on `ssh_port`, FTP to
     /// 127.0.0.1:`ftp_port` as seen from the SSH server.
     pub fn cmd_via(&self, ssh_port: u16, ftp_port: u16) -> Command {
+        self.cmd_with_key(ssh_port, ftp_port, &self.lab.path("SSH_KEY"))
+    }
+
+    /// [`Tool::cmd_via`] with another SSH key.
+    pub fn cmd_with_key(&self, ssh_port: u16, ftp_port: u16, key: &Path) -> Command {
         let lab = &self.lab;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", lab.var("CLIENT_NS"), env!("CARGO_BIN_EXE_ftpssh-fullsecure")])
@@ -39,7 +44,7 @@ impl Tool {
             .arg("-f")
             .arg(format!("127.0.0.1:{ftp_port}"))
             .arg("-i")
-            .arg(lab.path("SSH_KEY"))
+            .arg(key)
             .arg("--known-hosts")
             .arg(lab.path("KNOWN_HOSTS"))
             .env("HOME", self.home.path())

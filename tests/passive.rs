@@ -1,0 +1,208 @@
+//! Issue 5: servers that refuse the default data port (vsftpd, Pure-FTPd: 425; pyftpdlib: 150
+//! and silence) still work in `--data-mode auto`, through EPSV/PASV inside SSH; ProFTPD and
+//! inetutils keep the default-port path; `--data-mode passive` and `default-port` do what they
+//! say. Every transfer runs under the veth capture, and no trace ever shows PORT or EPRT.
+//!
+//! Needs root and `scripts/lab up`; run with `--test-threads=1` (shared veth).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::capture::{assert_encrypted, file_samples, Capture};
+use common::tool::{assert_same, run, stderr, Tool, FILES};
+
+/// The tool's own bound (AUTO_CONNECT_BOUND, 4 s) plus generous room for the transfer.
+const PYFTPDLIB_WALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// Runs the tool with `-v` and checks the one rule that holds for every run: it never sent
+/// PORT or EPRT (either would make the server send the data outside SSH).
+fn traced(tool: &Tool, ftp_port: u16, args: &[&str]) -> Output {
+    let out = run(tool.cmd(ftp_port).arg("-v").args(args));
+    let err = stderr(&out);
+    assert!(err.contains("---> USER"), "{args:?}: -v shows no control conversation:\n{err}");
+    for bad in ["---> PORT", "---> EPRT"] {
+        assert!(!err.contains(bad), "{args:?} sent {bad}:\n{err}");
+    }
+    out
+}
+
+/// [`traced`] under a capture; the run must succeed, and neither the password nor a sample of
+/// `content` may cross the veth, only the SSH port is spoken to, and at least
+/// `content.len()` bytes flowed. Returns the run's output.
+fn captured(tool: &Tool, ftp_port: u16, args: &[&str], content: &[u8]) -> Output {
+    let lab = &tool.lab;
+    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
+    let out = traced(tool, ftp_port, args);
+    let captured = capture.stop();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{args:?} failed: {err}");
+    let samples = if content.is_empty() { vec![] } else { file_samples(content) };
+    let mut secrets = vec![(lab.var("FTP_PASSWORD").as_bytes(), "the FTP password")];
+    secrets.extend(samples.iter().map(|s| (&s[..], "the file's content")));
+    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, content.len() as u64);
+    assert!(!err.contains(lab.var("FTP_PASSWORD")), "the password appears in the tool's output");
+    out
+}
+
+/// `auto` tried the default port, was refused, and moved the data to EPSV/PASV.
+fn assert_switched(err: &str) {
+    assert!(err.contains("switching to passive"), "no switch to passive in:\n{err}");
+    assert!(err.contains("---> EPSV") || err.contains("---> PASV"), "no EPSV/PASV in:\n{err}");
+    assert!(err.contains("passive data connection to"), "no passive data connection in:\n{err}");
+}
+
+/// `--data-mode passive`: EPSV from the start, no reverse forward at all.
+fn assert_passive_only(err: &str) {
+    assert!(err.contains("---> EPSV"), "no EPSV in:\n{err}");
+    assert!(!err.contains("reverse forward"), "a reverse forward in passive mode:\n{err}");
+    assert!(!err.contains("switching to passive"), "{err}");
+}
+
+/// The default-port path: a reverse forward, a data connection through it, no EPSV/PASV.
+fn assert_default_port(err: &str) {
+    assert!(err.contains("reverse forward: sshd listens on"), "no reverse forward in:\n{err}");
+    assert!(err.contains("data connection from"), "no forwarded data connection in:\n{err}");
+    assert!(!err.contains("---> EPSV") && !err.contains("---> PASV"), "passive was used:\n{err}");
+}
+
+/// Removes a server-side file when dropped, even when the test fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `get` every test file with `extra` options; `check` judges each -v trace.
+fn get_every_file(port_key: &str, extra: &[&str], check: fn(&str)) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    for name in FILES {
+        let want = std::fs::read(tool.remote_path(name)).unwrap();
+        let args: Vec<&str> = extra.iter().copied().chain(["get", name]).collect();
+        check(&stderr(&captured(&tool, port, &args, &want)));
+        assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
+    }
+    assert_eq!(tool.work_entries().len(), FILES.len(), "only the downloaded files, no part files");
+}
+
+/// `put` every test file to `upload/`, compare the server's copy, `get` it back and compare.
+fn put_and_get_back(port_key: &str) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    for name in FILES {
+        let source = tool.remote_path(name);
+        let want = std::fs::read(&source).unwrap();
+        let remote = format!("upload/passive-{}-{port_key}-{name}", std::process::id());
+        let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
+        let out = captured(&tool, port, &["put", source.to_str().unwrap(), &remote], &want);
+        assert_switched(&stderr(&out));
+        // Permissions may differ between servers: content only.
+        assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, &format!("server copy of {name}"));
+        let back = tool.work.path().join(format!("back-{name}"));
+        let out = captured(&tool, port, &["get", &remote, back.to_str().unwrap()], &want);
+        assert_switched(&stderr(&out));
+        assert_same(&std::fs::read(&back).unwrap(), &want, &format!("{name} fetched back"));
+    }
+}
+
+/// `ls` and `ls many` under the capture; the listed names must not cross in clear.
+fn ls_lists(port_key: &str) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    let out = captured(&tool, port, &["ls"], b"name with spaces.bin");
+    assert_switched(&stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in FILES.iter().chain(&["many", "upload"]) {
+        assert!(listing.contains(name), "{name} missing from the listing:\n{listing}");
+    }
+    let out = captured(&tool, port, &["ls", "many"], b"f137.txt");
+    assert_switched(&stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listing.lines().filter(|l| l.contains(".txt")).count(), 200, "{listing}");
+}
+
+#[test]
+fn get_from_vsftpd_switches_to_passive() {
+    get_every_file("VSFTPD_PORT", &[], assert_switched);
+}
+
+#[test]
+fn get_from_pureftpd_switches_to_passive() {
+    get_every_file("PUREFTPD_PORT", &[], assert_switched);
+}
+
+#[test]
+fn put_to_vsftpd_switches_to_passive() {
+    put_and_get_back("VSFTPD_PORT");
+}
+
+#[test]
+fn put_to_pureftpd_switches_to_passive() {
+    put_and_get_back("PUREFTPD_PORT");
+}
+
+#[test]
+fn ls_on_vsftpd_switches_to_passive() {
+    ls_lists("VSFTPD_PORT");
+}
+
+#[test]
+fn ls_on_pureftpd_switches_to_passive() {
+    ls_lists("PUREFTPD_PORT");
+}
+
+#[test]
+fn forced_passive_on_proftpd() {
+    get_every_file("PROFTPD_PORT", &["--data-mode", "passive"], assert_passive_only);
+}
+
+#[test]
+fn auto_keeps_the_default_port_on_proftpd_and_inetutils() {
+    for port_key in ["PROFTPD_PORT", "INETUTILS_PORT"] {
+        let tool = Tool::new();
+        let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+        let out = captured(&tool, tool.lab.port(port_key), &["get", "small.bin"], &want);
+        assert_default_port(&stderr(&out));
+        assert_same(&std::fs::read(tool.work.path().join("small.bin")).unwrap(), &want, port_key);
+    }
+}
+
+#[test]
+fn pyftpdlib_silence_switches_to_passive_within_the_bound() {
+    let tool = Tool::new();
+    let port = tool.lab.port("PYFTPDLIB_PORT");
+    for name in ["small.bin", "big.bin"] {
+        let want = std::fs::read(tool.remote_path(name)).unwrap();
+        let started = Instant::now();
+        let out = captured(&tool, port, &["get", name], &want);
+        let took = started.elapsed(); // includes tcpdump's flush: an upper bound on the tool's time
+        let err = stderr(&out);
+        assert_switched(&err);
+        assert!(err.contains("did not connect back"), "not the 150-and-silence case:\n{err}");
+        assert!(took < PYFTPDLIB_WALL_LIMIT, "get {name} from pyftpdlib took {took:?}");
+        assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
+    }
+    assert_eq!(tool.work_entries().len(), 2, "only the downloaded files, no part files");
+}
+
+#[test]
+fn forced_default_port_on_vsftpd_fails_clearly() {
+    let tool = Tool::new();
+    let port = tool.lab.port("VSFTPD_PORT");
+    let out = traced(&tool, port, &["--data-mode", "default-port", "get", "small.bin"]);
+    assert_eq!(out.status.code(), Some(5), "exit code: {}", stderr(&out));
+    assert!(!stderr(&out).contains("---> EPSV") && !stderr(&out).contains("---> PASV"), "{}", stderr(&out));
+    let out = run(tool.cmd(port).args(["--data-mode", "default-port", "get", "small.bin"]));
+    assert_eq!(out.status.code(), Some(5), "exit code: {}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not a one-line error:\n{err}");
+    assert!(lines[0].to_lowercase().contains("refuse"), "the error does not mention the refusal: {err}");
+    assert!(lines[0].contains("425"), "the error does not show the server's reply: {err}");
+    assert!(tool.work_entries().is_empty(), "left behind: {:?}", tool.work_entries());
+}
