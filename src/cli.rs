@@ -46,7 +46,7 @@ pub struct Cli {
     #[arg(short = 'u', long = "ftp-user", overrides_with = "ftp_user", global = true, value_name = "NAME")]
     pub ftp_user: Option<String>,
     /// SSH private key file (repeatable; the ssh-agent is tried first)
-    #[arg(short = 'i', long = "identity", global = true, value_name = "FILE")]
+    #[arg(short = 'i', long = "identity", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub identity: Vec<PathBuf>,
     /// known_hosts file to check the SSH host key against [default: ~/.ssh/known_hosts]
     #[arg(long = "known-hosts", overrides_with = "known_hosts", global = true, value_name = "FILE")]
