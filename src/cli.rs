@@ -209,8 +209,7 @@ mod tests {
 
     #[test]
     fn options_go_anywhere_and_the_last_one_wins() {
-        let cli =
-            Cli::parse_from(["x", "-i", "a", "get", "f", "-i", "b", "--known-hosts", "k1", "--known-hosts", "k2"]);
+        let cli = Cli::parse_from(["x", "--known-hosts", "k1", "get", "f", "-i", "a", "-i", "b", "--known-hosts", "k2"]);
         assert_eq!(cli.identity, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(cli.known_hosts, Some(PathBuf::from("k2")));
         assert!(matches!(cli.command, Cmd::Get { ref remote, local: None } if remote == "f"));
