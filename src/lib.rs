@@ -14,12 +14,17 @@
 //! - [`discovery`]: finding the proxy port P by diffing the SSH server's socket table.
 //! - [`relay`]: the SO_REUSEADDR relay that RFC 959 servers (port U) need.
 //! - [`forward`]: the reverse forward and the gate that refuses stray data connections.
+//! - [`pacing`]: waiting out the data tuple's TIME_WAIT, measured on the SSH server, or backing off.
 //! - [`link`]: one FTP session inside SSH and its data path (default port or passive).
 //! - [`transfer`]: `get`, `put`, `ls`: streaming, part files, verification.
+//! - [`batch`]: the batch file (`get`/`put` lines) and `mget` name matching.
+//! - [`report`]: the record of a bulk run: summary line, exit code, JSON.
+//! - [`lock`]: the lock that keeps two runs of one batch from overlapping.
 //! - [`error`]: failure classes and exit codes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod cli;
 pub mod credentials;
 pub mod discovery;
@@ -28,8 +33,11 @@ pub mod error;
 pub mod forward;
 pub mod ftp;
 pub mod link;
+pub mod lock;
 pub mod output;
+pub mod pacing;
 pub mod relay;
+pub mod report;
 pub mod session;
 pub mod socktable;
 pub mod transfer;

@@ -1,0 +1,267 @@
+//! Pacing default-port transfers around TIME_WAIT (FIELD-NOTES section 4).
+//!
+//! In default-port mode every data connection of one control connection has the same 4-tuple:
+//! (FTP server's data source port S, proxy port T on the SSH server host). After a download the
+//! FTP server closed first, so its host keeps that tuple in TIME_WAIT for 60 s; with TCP timestamps
+//! off, the next transfer fails with `425 Unable to build data connection: Cannot assign requested
+//! address`. The fix is to wait: exactly as long as the kernel says when the SSH server can see the
+//! row ([`measure`], then [`wait_out`] for the figure plus [`MARGIN`]), or with
+//! [`collision_backoff`] when it cannot (FTP server on another host, SSH server not Linux).
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use backon::ExponentialBuilder;
+use indicatif::ProgressBar;
+use tokio::time::{interval, sleep_until, Instant};
+
+use crate::ftp::reply::Reply;
+use crate::session::Session;
+use crate::socktable::{self, Entry};
+
+/// Added to the measured time left. `tm->when` counts down to the TIME_WAIT's scheduled end, but
+/// the kernel's timer wheel fires a 60 s timer late by up to one bucket (2 s at HZ=250, 4 s at
+/// HZ=1000), and the row stays, showing 0 ticks, until it fires (seen on Linux 6.18, HZ=250: rows
+/// gone 0.3 s, 1.1 s and 1.5 s after reaching 0). So the margin only covers the common case;
+/// after a wait, measure again: `Some(0)` means "still there, any moment now".
+pub const MARGIN: Duration = Duration::from_millis(500);
+
+/// Used when `getconf CLK_TCK` says nothing usable; USER_HZ is 100 on every mainstream Linux.
+const DEFAULT_CLK_TCK: u64 = 100;
+
+/// The remote command of [`measure`]: USER_HZ, then both socket tables.
+const MEASURE_COMMAND: &str = "getconf CLK_TCK; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
+
+/// The default-port data connection's 4-tuple, as far as it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataTuple {
+    /// The FTP server's address, as the SSH server sees it.
+    pub server: IpAddr,
+    /// The FTP server's data source port S, when fixed and known (ProFTPD with `RootRevoke off`:
+    /// its control port minus 1); `None` matches any port.
+    pub server_port: Option<u16>,
+    /// Where the FTP server connects to: the reverse forward on the SSH server host (port T).
+    pub proxy: SocketAddr,
+}
+
+/// `127.0.0.1:2020 -> 127.0.0.1:40000`, with `*` for an unknown source port.
+impl fmt::Display for DataTuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = self.server_port.map_or_else(|| "*".to_owned(), |p| p.to_string());
+        match self.server {
+            IpAddr::V4(ip) => write!(f, "{ip}:{port} -> {}", self.proxy),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{port} -> {}", self.proxy),
+        }
+    }
+}
+
+/// True for a 421/425/426 whose text blames a busy address or port: the server could not bind or
+/// connect its data socket, which a later retry fixes. Other 425s (`Use PORT or PASV first.`,
+/// `No data connection`, `Can't open data connection.`) are refusals, not collisions.
+pub fn is_time_wait_collision(reply: &Reply) -> bool {
+    // strerror() texts: glibc, BSD ("Can't assign ..."), musl, Windows; then bare errno names.
+    const REASONS: [&str; 6] = [
+        "assign requested address",
+        "address already in use",
+        "address not available",
+        "only one usage of each socket address",
+        "eaddrinuse",
+        "eaddrnotavail",
+    ];
+    if !matches!(reply.code, 421 | 425 | 426) {
+        return false;
+    }
+    let text = reply.text().to_ascii_lowercase();
+    REASONS.iter().any(|r| text.contains(r))
+}
+
+/// The longest TIME_WAIT left among rows for `tuple`, seen from either end: the FTP server's
+/// (local = server:S, after a download, where it closed first) or the proxy's (local = proxy,
+/// after an upload, where sshd closed first). `None` when no such row is in TIME_WAIT.
+pub fn time_wait_left(entries: &[Entry], tuple: &DataTuple, clk_tck: u64) -> Option<Duration> {
+    let server = tuple.server.to_canonical();
+    let proxy = SocketAddr::new(tuple.proxy.ip().to_canonical(), tuple.proxy.port());
+    let is_server = |a: &SocketAddr| a.ip() == server && tuple.server_port.is_none_or(|p| a.port() == p);
+    entries
+        .iter()
+        .filter(|e| (is_server(&e.local) && e.remote == proxy) || (e.local == proxy && is_server(&e.remote)))
+        .filter_map(|e| e.time_wait_left(clk_tck))
+        .max()
+}
+
+/// Parses the output of [`measure`]'s command: USER_HZ from the first line (100 if that line is
+/// not a positive number, e.g. `getconf` is missing), and every socket table row.
+pub fn parse_measure_output(text: &str) -> (u64, Vec<Entry>) {
+    let first = text.lines().next().unwrap_or("");
+    let clk_tck = first.trim().parse().ok().filter(|&n| n > 0).unwrap_or(DEFAULT_CLK_TCK);
+    // The whole text: the number line is not a row, and if getconf failed the first line is a header.
+    (clk_tck, socktable::parse(text))
+}
+
+/// How long the tuple's TIME_WAIT has left, read on the SSH server with one exec. `Ok(None)` means
+/// no such row is visible: gone already, or the FTP server's host is another machine (or not
+/// Linux), in which case [`collision_backoff`] is the fallback.
+pub async fn measure(session: &Session, tuple: &DataTuple) -> Result<Option<Duration>> {
+    let out = session.exec(MEASURE_COMMAND).await.context("could not read the SSH server's socket table")?;
+    let (clk_tck, entries) = parse_measure_output(&String::from_utf8_lossy(&out.stdout));
+    let left = time_wait_left(&entries, tuple, clk_tck);
+    tracing::debug!("TIME_WAIT of {tuple}: {left:?} ({} rows, CLK_TCK {clk_tck})", entries.len());
+    Ok(left)
+}
+
+/// Retry delays for a collision whose TIME_WAIT cannot be seen. Schedule before jitter:
+/// 1 s, 2 s, 4 s, 8 s, 16 s, 30 s, 30 s, 30 s (8 retries, 121 s in all: more than twice the
+/// 60 s of Linux's TIME_WAIT, so the last retry comes after any 2MSL up to 60 s). Jitter adds a
+/// random 0-100 % to each delay, so the real waits are 1-2 s, 2-4 s, ... 30-60 s (121-242 s).
+/// Log each retry with its delay.
+pub fn collision_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .with_max_times(8)
+        .with_jitter()
+}
+
+/// Sleeps `total`. Logs `{what}; waiting 59.7 s` once at the start, so `what` should carry the
+/// reason and the measured figure (`TIME_WAIT of 127.0.0.1:2020 -> 127.0.0.1:40000 has 59.2 s left
+/// (measured on the server)`). When `show` is set and stderr is a terminal, also counts down on
+/// stderr (`waiting 59 s: {what}`), because a minute of silence looks like a hang.
+pub async fn wait_out(total: Duration, what: &str, show: bool) {
+    tracing::info!("{what}; waiting {:.1} s", total.as_secs_f64());
+    let deadline = Instant::now() + total;
+    if !show || !std::io::stderr().is_terminal() {
+        return sleep_until(deadline).await;
+    }
+    let bar = ProgressBar::new_spinner();
+    let mut tick = interval(Duration::from_secs(1));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Rounded up, so the countdown never shows 0 while still waiting.
+        bar.set_message(format!("waiting {} s: {what}", left.as_secs_f64().ceil()));
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = sleep_until(deadline) => break,
+        }
+    }
+    bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(line: &str) -> Reply {
+        Reply { code: line[..3].parse().unwrap(), lines: vec![line.to_owned()] }
+    }
+
+    #[test]
+    fn collisions_by_real_wordings() {
+        for yes in [
+            "425 Unable to build data connection: Cannot assign requested address", // ProFTPD, Linux
+            "425 Unable to build data connection: Address already in use",          // ProFTPD
+            "425 Can't build data connection: Address already in use.",             // wu-ftpd, inetutils
+            "425 Can't create data socket (0.0.0.0,20): Address already in use.",   // inetutils
+            "425 Can't build data connection: Can't assign requested address.",     // BSD strerror
+            "425 Can't open data connection: Address not available",                // musl strerror
+            "426 Data connection failed: EADDRNOTAVAIL",
+            "421 cannot bind data socket (eaddrinuse)",
+        ] {
+            assert!(is_time_wait_collision(&reply(yes)), "{yes}");
+        }
+        for no in [
+            "425 Use PORT or PASV first.",                             // vsftpd
+            "425 No data connection",                                  // Pure-FTPd
+            "425 Can't open data connection.",                         // inetutils, no reason
+            "425 Unable to build data connection: Connection refused", // ProFTPD
+            "425 Failed to establish connection.",                     // vsftpd
+            "550 Cannot assign requested address",                     // not a data-connection code
+            "226 Transfer complete",
+        ] {
+            assert!(!is_time_wait_collision(&reply(no)), "{no}");
+        }
+        let multi =
+            Reply { code: 425, lines: vec!["425-Unable to build data connection:".into(), "425 EADDRINUSE".into()] };
+        assert!(is_time_wait_collision(&multi));
+    }
+
+    // Rows as the kernel prints them. 127.0.0.1:2020 -> 127.0.0.1:39999 (0x9C3F) 6000 ticks on
+    // the FTP server's side; the proxy's side of another one, 39999 -> 2020, 3000 ticks; an
+    // ESTABLISHED row for the same tuple; a TIME_WAIT from 2020 to another port (0x9C40 = 40000).
+    const ROWS: &str = "\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   5: 0100007F:07E4 0100007F:9C3F 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
+   6: 0100007F:9C3F 0100007F:07E4 06 00000000:00000000 03:00000BB8 00000000     0        0 0 3 0000000000000000
+   7: 0100007F:07E4 0100007F:9C3F 01 00000000:00000000 00:00000000 00000000     0        0 3001 1 0000000000000000 20 4 30 10 -1
+   8: 0100007F:07E4 0100007F:9C40 06 00000000:00000000 03:00002000 00000000     0        0 0 3 0000000000000000
+";
+
+    fn tuple(server_port: Option<u16>, proxy_port: u16) -> DataTuple {
+        DataTuple {
+            server: "127.0.0.1".parse().unwrap(),
+            server_port,
+            proxy: SocketAddr::new("127.0.0.1".parse().unwrap(), proxy_port),
+        }
+    }
+
+    #[test]
+    fn time_wait_of_the_tuple_from_either_side() {
+        let rows = socktable::parse(ROWS);
+        let s = Duration::from_secs;
+        assert_eq!(time_wait_left(&rows, &tuple(Some(2020), 39999), 100), Some(s(60)));
+        assert_eq!(time_wait_left(&rows[1..], &tuple(Some(2020), 39999), 100), Some(s(30))); // proxy side
+        assert_eq!(time_wait_left(&rows[2..3], &tuple(Some(2020), 39999), 100), None); // ESTABLISHED
+        assert_eq!(time_wait_left(&rows, &tuple(Some(2021), 39999), 100), None);
+        assert_eq!(time_wait_left(&rows, &tuple(None, 39999), 250), Some(s(24)));
+        assert_eq!(time_wait_left(&rows, &tuple(None, 40000), 100), Some(Duration::from_millis(81_920)));
+        assert_eq!(time_wait_left(&rows, &tuple(None, 40001), 100), None);
+    }
+
+    #[test]
+    fn ipv4_mapped_tuple_matches_ipv4_rows() {
+        let rows = socktable::parse(ROWS);
+        let mapped = |p| SocketAddr::new("::ffff:127.0.0.1".parse().unwrap(), p);
+        let t =
+            DataTuple { server: "::ffff:127.0.0.1".parse().unwrap(), server_port: Some(2020), proxy: mapped(39999) };
+        assert_eq!(time_wait_left(&rows, &t, 100), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn measure_output() {
+        let (tck, rows) = parse_measure_output(&format!("100\n{ROWS}"));
+        assert_eq!((tck, rows.len()), (100, 4));
+        assert_eq!(parse_measure_output(&format!("250\n{ROWS}")).0, 250);
+        // getconf missing (its complaint goes to stderr) or nonsense: USER_HZ 100, rows kept.
+        assert_eq!(parse_measure_output(ROWS).0, 100);
+        assert_eq!(parse_measure_output(&format!("0\n{ROWS}")).0, 100);
+        assert_eq!(parse_measure_output("undefined\n").0, 100);
+        assert_eq!(parse_measure_output(""), (100, vec![]));
+    }
+
+    #[test]
+    fn backoff_schedule() {
+        use backon::BackoffBuilder;
+        let delays: Vec<Duration> = collision_backoff().build().collect();
+        let base = [1, 2, 4, 8, 16, 30, 30, 30].map(Duration::from_secs);
+        assert_eq!(delays.len(), base.len());
+        for (d, b) in delays.iter().zip(base) {
+            assert!(*d >= b && *d <= b * 2, "{d:?} vs {b:?}");
+        }
+        assert!(base.iter().sum::<Duration>() > Duration::from_secs(120));
+    }
+
+    #[test]
+    fn display() {
+        assert_eq!(tuple(Some(2020), 40000).to_string(), "127.0.0.1:2020 -> 127.0.0.1:40000");
+        assert_eq!(tuple(None, 40000).to_string(), "127.0.0.1:* -> 127.0.0.1:40000");
+    }
+
+    #[tokio::test]
+    async fn wait_out_sleeps_the_total() {
+        let start = std::time::Instant::now();
+        wait_out(Duration::from_millis(30), "test", false).await;
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+}

@@ -1,0 +1,291 @@
+//! The record of a bulk run (`batch`, `mget`): one [`Record`] per transfer,
+//! a one-line summary for stderr, the exit code, and a JSON file for scripts.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::batch::Op;
+
+/// Exit code when some transfers succeeded and some failed.
+pub const PARTIAL_FAILURE: i32 = 6;
+
+/// How one transfer ended.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Transferred and verified.
+    Ok,
+    /// Given up on; see [`Record::error`].
+    Failed,
+}
+
+/// A pause before or during a transfer (rate limit, reconnect backoff).
+#[derive(Serialize, Clone, Debug)]
+pub struct Wait {
+    /// How long we waited.
+    pub seconds: f64,
+    /// Why, in a few words.
+    pub cause: String,
+}
+
+/// One transfer of a bulk run.
+#[derive(Serialize, Clone, Debug)]
+pub struct Record {
+    /// `get` or `put`.
+    pub op: Op,
+    /// Remote name for a get, local path for a put.
+    pub source: String,
+    /// Local path for a get, remote name for a put.
+    pub target: String,
+    /// Bytes moved (for a failure: as far as it got).
+    pub bytes: u64,
+    /// Time spent transferring, waits excluded.
+    pub seconds: f64,
+    /// Pauses this transfer had to make.
+    pub waits: Vec<Wait>,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// Fresh FTP sessions (or data paths) opened for this transfer.
+    pub rotations: u32,
+    /// `default-port` or `passive`.
+    pub data_path: String,
+    /// What was checked, e.g. `size 10876 = 10876`, or `none`.
+    pub verified: String,
+    /// Ok or failed.
+    pub outcome: Outcome,
+    /// The error chain on one line, for a failure.
+    pub error: Option<String>,
+}
+
+/// Totals over a run; the `summary` object of the JSON file.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Number of transfers.
+    pub transfers: usize,
+    /// How many ended ok.
+    pub ok: usize,
+    /// How many failed.
+    pub failed: usize,
+    /// Bytes moved, failures included.
+    pub bytes: u64,
+    /// Time spent transferring, summed over transfers.
+    pub seconds: f64,
+    /// Wall-clock time since the run started.
+    pub elapsed: f64,
+    /// Number of waits.
+    pub waits: usize,
+    /// Time spent waiting, summed.
+    pub wait_seconds: f64,
+    /// Retries, summed.
+    pub retries: u32,
+    /// Rotations, summed.
+    pub rotations: u32,
+}
+
+/// All the transfers of one run, in the order they were made.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// One per transfer.
+    pub records: Vec<Record>,
+    /// When the run started.
+    pub started: Instant,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report::new()
+    }
+}
+
+impl Report {
+    /// An empty report, started now.
+    pub fn new() -> Report {
+        Report { records: Vec::new(), started: Instant::now() }
+    }
+
+    /// Add one finished transfer.
+    pub fn push(&mut self, record: Record) {
+        self.records.push(record);
+    }
+
+    /// The totals.
+    pub fn summary(&self) -> Summary {
+        let ok = self.records.iter().filter(|r| r.outcome == Outcome::Ok).count();
+        let waits = self.records.iter().flat_map(|r| &r.waits);
+        Summary {
+            transfers: self.records.len(),
+            ok,
+            failed: self.records.len() - ok,
+            bytes: self.records.iter().map(|r| r.bytes).sum(),
+            seconds: self.records.iter().map(|r| r.seconds).sum(),
+            elapsed: self.started.elapsed().as_secs_f64(),
+            waits: waits.clone().count(),
+            wait_seconds: waits.map(|w| w.seconds).sum(),
+            retries: self.records.iter().map(|r| r.retries).sum(),
+            rotations: self.records.iter().map(|r| r.rotations).sum(),
+        }
+    }
+
+    /// E.g. `200 transfers: 200 ok, 0 failed, 2.1 MiB in 3.42 s, 3 waits (121.4 s), 12 retries, 199 rotations`.
+    pub fn summary_line(&self) -> String {
+        let s = self.summary();
+        let waits = match s.waits {
+            0 => "0 waits".to_string(),
+            n => format!("{} ({:.1} s)", plural(n, "wait", "waits"), s.wait_seconds),
+        };
+        format!(
+            "{}: {} ok, {} failed, {} in {:.2} s, {waits}, {}, {}",
+            plural(s.transfers, "transfer", "transfers"),
+            s.ok,
+            s.failed,
+            human_bytes(s.bytes),
+            s.seconds,
+            plural(s.retries as usize, "retry", "retries"),
+            plural(s.rotations as usize, "rotation", "rotations"),
+        )
+    }
+
+    /// The process exit code: 0 if nothing failed, [`PARTIAL_FAILURE`] if some
+    /// failed and some did not; if all failed, the class code (2..=5) of the
+    /// first failure, else 1.
+    pub fn exit_code(&self, first_failure: Option<i32>) -> i32 {
+        let s = self.summary();
+        match (s.ok, s.failed) {
+            (_, 0) => 0,
+            (0, _) => first_failure.filter(|c| (2..=5).contains(c)).unwrap_or(1),
+            _ => PARTIAL_FAILURE,
+        }
+    }
+
+    /// Write `{"summary": {...}, "transfers": [...]}` to `path`. A reader never
+    /// sees half a file: it is written beside the target, then renamed over it.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            summary: Summary,
+            transfers: &'a [Record],
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+        let written = (|| -> Result<()> {
+            let mut out = BufWriter::new(File::create(&tmp)?);
+            serde_json::to_writer_pretty(&mut out, &Json { summary: self.summary(), transfers: &self.records })?;
+            out.write_all(b"\n")?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.with_context(|| format!("could not write the report {}", path.display()))
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `512 B`, `10.6 KiB`, `2.1 MiB`, `3.0 GiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(outcome: Outcome, bytes: u64, seconds: f64, waits: &[f64], retries: u32) -> Record {
+        Record {
+            op: Op::Get,
+            source: "many/f001.txt".into(),
+            target: "out/f001.txt".into(),
+            bytes,
+            seconds,
+            waits: waits.iter().map(|&seconds| Wait { seconds, cause: "421 too many connections".into() }).collect(),
+            retries,
+            rotations: 1,
+            data_path: "default-port".into(),
+            verified: if outcome == Outcome::Ok { format!("size {bytes} = {bytes}") } else { "none".into() },
+            outcome,
+            error: (outcome == Outcome::Failed).then(|| "550 no such file".into()),
+        }
+    }
+
+    fn report(records: Vec<Record>) -> Report {
+        Report { records, started: Instant::now() }
+    }
+
+    #[test]
+    fn summary_line_adds_up() {
+        let r = report(vec![
+            record(Outcome::Ok, 2 * 1024 * 1024, 3.0, &[100.0, 21.0], 10),
+            record(Outcome::Ok, 100 * 1024, 0.42, &[0.4], 2),
+        ]);
+        assert_eq!(
+            r.summary_line(),
+            "2 transfers: 2 ok, 0 failed, 2.1 MiB in 3.42 s, 3 waits (121.4 s), 12 retries, 2 rotations"
+        );
+        let one = report(vec![record(Outcome::Failed, 10, 0.5, &[], 1)]);
+        assert_eq!(one.summary_line(), "1 transfer: 0 ok, 1 failed, 10 B in 0.50 s, 0 waits, 1 retry, 1 rotation");
+        assert_eq!(human_bytes(10876), "10.6 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn exit_codes() {
+        let ok = || record(Outcome::Ok, 1, 0.1, &[], 0);
+        let failed = || record(Outcome::Failed, 0, 0.1, &[], 0);
+        assert_eq!(report(vec![]).exit_code(None), 0);
+        assert_eq!(report(vec![ok(), ok()]).exit_code(Some(4)), 0);
+        assert_eq!(report(vec![ok(), failed()]).exit_code(Some(4)), PARTIAL_FAILURE);
+        assert_eq!(report(vec![failed(), failed()]).exit_code(Some(4)), 4);
+        assert_eq!(report(vec![failed()]).exit_code(Some(1)), 1);
+        assert_eq!(report(vec![failed()]).exit_code(Some(7)), 1);
+        assert_eq!(report(vec![failed()]).exit_code(None), 1);
+    }
+
+    #[test]
+    fn json_has_summary_and_transfers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, "old").unwrap();
+        let r = report(vec![record(Outcome::Ok, 10876, 1.5, &[2.0], 1), record(Outcome::Failed, 0, 0.1, &[], 0)]);
+        r.write_json(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let s = &v["summary"];
+        assert_eq!((s["transfers"].as_u64(), s["ok"].as_u64(), s["failed"].as_u64()), (Some(2), Some(1), Some(1)));
+        assert_eq!(s["bytes"], 10876);
+        assert_eq!(s["waits"], 1);
+        assert!(s["elapsed"].is_f64());
+        let t = v["transfers"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["op"], "get");
+        assert_eq!(t[0]["outcome"], "ok");
+        assert_eq!(t[0]["verified"], "size 10876 = 10876");
+        assert_eq!(t[0]["waits"][0]["cause"], "421 too many connections");
+        assert_eq!(t[0]["data_path"], "default-port");
+        assert!(t[0]["error"].is_null());
+        assert_eq!(t[1]["outcome"], "failed");
+        assert_eq!(t[1]["error"], "550 no such file");
+        // Only the report itself is left: the temp file was renamed away.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(report(vec![]).write_json(&dir.path().join("no/such/dir.json")).is_err());
+    }
+}
