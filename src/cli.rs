@@ -8,11 +8,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::batch::{self, Op};
+use crate::bulk::{self, Item, Pace, Plan};
 use crate::endpoint::{self, DEFAULT_FTP};
 use crate::error::{classified, Kind};
 use crate::link::{DataMode, Link, Spec};
 use crate::session::Session;
-use crate::{credentials, transfer};
+use crate::{credentials, lock, transfer};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -57,6 +59,9 @@ pub struct Cli {
     /// Seconds to wait for any FTP reply before giving up on a server that hangs
     #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Bulk options
+    #[command(flatten)]
+    pub bulk: BulkArgs,
     /// Show each step and the FTP control conversation (-vv: more)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -90,6 +95,49 @@ pub enum Cmd {
         /// Remote directory
         path: Option<String>,
     },
+    /// Download every remote file matching the globs (`many/*.txt`) into DIR
+    Mget {
+        /// Remote globs; the directory part is literal
+        #[arg(required = true)]
+        globs: Vec<String>,
+        /// Local directory [default: the current directory]
+        #[arg(short = 'd', long = "dir", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Upload local files into REMOTE-DIR
+    Mput {
+        /// Local files
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Remote directory [default: the FTP login directory]
+        #[arg(short = 'd', long = "dir", value_name = "REMOTE-DIR")]
+        dir: Option<String>,
+    },
+    /// Run the transfers of a file: `get REMOTE [LOCAL]` or `put LOCAL [REMOTE]` a line, `#` comments
+    Batch {
+        /// The batch file
+        file: PathBuf,
+    },
+}
+
+/// Options of the bulk commands (mget, mput, batch).
+#[derive(Debug, clap::Args)]
+pub struct BulkArgs {
+    /// Transfers at once, each over its own SSH session and control connection
+    #[arg(short = 'j', long = "jobs", global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Around TIME_WAIT collisions: rotate to a fresh control connection, or wait the measured timer out
+    #[arg(long = "pace", global = true, value_enum, default_value = "rotate")]
+    pub pace: Pace,
+    /// Go on after a failed transfer [default: stop at the first failure]
+    #[arg(long = "continue-on-error", global = true)]
+    pub continue_on_error: bool,
+    /// Retries of a transfer after a passing failure (dropped connection, broken data connection)
+    #[arg(long = "retries", global = true, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+    /// Write a report of every transfer: `--report json FILE`
+    #[arg(long = "report", global = true, num_args = 2, value_names = ["FORMAT", "FILE"])]
+    pub report: Vec<String>,
 }
 
 /// Run the program; returns the process exit code.
@@ -98,7 +146,7 @@ pub fn main() -> i32 {
     crate::output::init(cli.verbose, cli.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(&cli)) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("ftpssh-fullsecure: error: {e:#}");
             crate::error::exit_code(&e)
@@ -106,7 +154,28 @@ pub fn main() -> i32 {
     }
 }
 
-async fn run(cli: &Cli) -> Result<()> {
+async fn run(cli: &Cli) -> Result<i32> {
+    let plan = plan(cli)?;
+    match &cli.command {
+        Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
+            tracing::info!("connecting to SSH server {}@{}:{}", plan.target.user, plan.target.host, plan.target.port);
+            let session = Session::connect(&plan.target, &plan.known_hosts).await?;
+            let result = async {
+                let mut link = Link::open(&session, &plan.spec).await?;
+                let outcome = execute(cli, &mut link).await;
+                link.close().await;
+                outcome
+            }
+            .await;
+            session.close().await;
+            result.map(|()| 0)
+        }
+        Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => run_bulk(cli, plan).await,
+    }
+}
+
+/// Resolve the SSH server, known_hosts and the FTP login from the command line and the files.
+fn plan(cli: &Cli) -> Result<Plan> {
     let spec = cli
         .ssh
         .as_deref()
@@ -130,19 +199,8 @@ async fn run(cli: &Cli) -> Result<()> {
         std::env::var(credentials::PASSWORD_ENV).ok(),
         std::io::stdin().is_terminal(),
     )?;
-
-    tracing::info!("connecting to SSH server {}@{}:{}", target.user, target.host, target.port);
-    let session = Session::connect(&target, &known_hosts).await?;
-    let result = async {
-        let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
-        let mut link = Link::open(&session, &spec).await?;
-        let outcome = execute(cli, &mut link).await;
-        link.close().await;
-        outcome
-    }
-    .await;
-    session.close().await;
-    result
+    let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
+    Ok(Plan { target, known_hosts, spec })
 }
 
 async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
@@ -166,6 +224,7 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
         Cmd::Ls { path } => {
             return transfer::list(link, path.as_deref(), &mut std::io::stdout().lock()).await.context("ls");
         }
+        _ => unreachable!("bulk commands run in run_bulk"),
     };
     if !cli.quiet {
         let secs = started.elapsed().as_secs_f64();
@@ -176,6 +235,96 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn run_bulk(cli: &Cli, plan: Plan) -> Result<i32> {
+    let args = &cli.bulk;
+    let report_file = match args.report.as_slice() {
+        [] => None,
+        [format, file] if format == "json" => Some(PathBuf::from(file)),
+        other => return Err(classified(Kind::Usage, format!("--report takes `json FILE`, not {other:?}"))),
+    };
+    // Two cron runs of the same batch must not overlap.
+    let _lock = match &cli.command {
+        Cmd::Batch { file } => {
+            let path = std::fs::canonicalize(file).with_context(|| format!("could not read {}", file.display()))?;
+            let t = &plan.target;
+            Some(lock::acquire(&format!("{}|{}@{}:{}|{:?}", path.display(), t.user, t.host, t.port, plan.spec.ftp))?)
+        }
+        _ => None,
+    };
+    let items = match &cli.command {
+        Cmd::Mget { globs, dir } => expand_mget(&plan, globs, dir.as_deref()).await?,
+        Cmd::Mput { files, dir } => {
+            let dir = dir.as_deref().map(|d| if d.ends_with('/') { d.to_string() } else { format!("{d}/") });
+            let put = |f: &PathBuf| -> Result<Item> {
+                let target = remote_target(f, dir.as_deref())?;
+                Ok(Item { op: Op::Put, source: f.to_string_lossy().into_owned(), target })
+            };
+            files.iter().map(put).collect::<Result<_>>()?
+        }
+        Cmd::Batch { file } => batch_items(file)?,
+        _ => unreachable!("run_bulk is only called for bulk commands"),
+    };
+    let show = !cli.quiet && std::io::stderr().is_terminal();
+    let opts = bulk::Options {
+        jobs: usize::from(args.jobs),
+        pace: args.pace,
+        continue_on_error: args.continue_on_error,
+        retries: args.retries,
+        show,
+    };
+    let (report, first_failure) = bulk::run(plan, items, opts).await;
+    if let Some(file) = report_file {
+        report.write_json(&file)?;
+    }
+    if !cli.quiet {
+        eprintln!("{}", report.summary_line());
+    }
+    Ok(report.exit_code(first_failure))
+}
+
+/// The remote files the globs name, each with its local path in `dir`.
+async fn expand_mget(plan: &Plan, globs: &[String], dir: Option<&Path>) -> Result<Vec<Item>> {
+    let dir = dir.unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let session = Session::connect(&plan.target, &plan.known_hosts).await?;
+    let listed = async {
+        let mut link = Link::open(&session, &plan.spec).await?;
+        let mut items = Vec::new();
+        for glob in globs {
+            let (remote_dir, _) = batch::split_glob(glob);
+            let names = transfer::names(&mut link, remote_dir).await?;
+            let matches = batch::glob_matches(glob, &names)?;
+            if matches.is_empty() {
+                return Err(classified(Kind::FtpRefused, format!("no remote file matches {glob:?}")));
+            }
+            for remote in matches {
+                let target = dir.join(transfer::safe_base_name(&remote)?);
+                items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned() });
+            }
+        }
+        link.close().await;
+        Ok(items)
+    }
+    .await;
+    session.close().await;
+    listed
+}
+
+/// The transfers of a batch file, with their targets filled in.
+fn batch_items(file: &Path) -> Result<Vec<Item>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("could not read {}", file.display()))?;
+    let to_item = |job: batch::Job| -> Result<Item> {
+        let target = match job.op {
+            Op::Get => transfer::local_target(&job.source, job.target.as_deref().map(Path::new))?
+                .to_string_lossy()
+                .into_owned(),
+            Op::Put => remote_target(Path::new(&job.source), job.target.as_deref())?,
+        };
+        Ok(Item { op: job.op, source: job.source, target })
+    };
+    batch::parse(&text)?.into_iter().map(to_item).collect()
 }
 
 /// Where `put` stores: REMOTE as given (a trailing `/` means "into that
@@ -209,7 +358,8 @@ mod tests {
 
     #[test]
     fn options_go_anywhere_and_the_last_one_wins() {
-        let cli = Cli::parse_from(["x", "--known-hosts", "k1", "get", "f", "-i", "a", "-i", "b", "--known-hosts", "k2"]);
+        let cli =
+            Cli::parse_from(["x", "--known-hosts", "k1", "get", "f", "-i", "a", "-i", "b", "--known-hosts", "k2"]);
         assert_eq!(cli.identity, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(cli.known_hosts, Some(PathBuf::from("k2")));
         assert!(matches!(cli.command, Cmd::Get { ref remote, local: None } if remote == "f"));

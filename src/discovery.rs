@@ -27,7 +27,9 @@ pub struct Snapshot {
 
 /// Read the SSH server's socket table over an exec channel.
 pub async fn snapshot(session: &Session) -> Result<Snapshot> {
+    let started = std::time::Instant::now();
     let out = session.exec(SNAPSHOT_COMMAND).await?;
+    tracing::debug!("socket table read in {:.1?}", started.elapsed());
     parse_snapshot(&String::from_utf8_lossy(&out.stdout)).context("could not read the SSH server's socket table")
 }
 

@@ -63,6 +63,9 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         if let Some(r) = cause.downcast_ref::<crate::ftp::control::FtpError>() {
             return r.kind().exit_code();
         }
+        if cause.downcast_ref::<crate::link::Collision>().is_some() {
+            return Kind::Transfer.exit_code();
+        }
     }
     1
 }

@@ -16,6 +16,7 @@
 //! - [`forward`]: the reverse forward and the gate that refuses stray data connections.
 //! - [`pacing`]: waiting out the data tuple's TIME_WAIT, measured on the SSH server, or backing off.
 //! - [`link`]: one FTP session inside SSH and its data path (default port or passive).
+//! - [`bulk`]: many transfers: workers, rotation or measured waits around TIME_WAIT, retries.
 //! - [`transfer`]: `get`, `put`, `ls`: streaming, part files, verification.
 //! - [`batch`]: the batch file (`get`/`put` lines) and `mget` name matching.
 //! - [`report`]: the record of a bulk run: summary line, exit code, JSON.
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod bulk;
 pub mod cli;
 pub mod credentials;
 pub mod discovery;

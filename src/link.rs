@@ -12,7 +12,7 @@
 //! - **passive**: EPSV (or PASV), then sshd connects to the announced port
 //!   for us (direct-tcpip). Used when the server refuses the default port.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -26,6 +26,7 @@ use crate::forward::ReverseForward;
 use crate::ftp::control::{Control, FtpError};
 use crate::ftp::passive::{parse_epsv, parse_pasv};
 use crate::ftp::{Command, Reply};
+use crate::pacing::{self, DataTuple};
 use crate::relay;
 use crate::session::Session;
 
@@ -92,6 +93,11 @@ pub struct Link<'s> {
     ftp_ip: Option<IpAddr>,
     forward: Option<ReverseForward>,
     passive: bool,
+    /// Where the last forwarded data connection came from (its port shows
+    /// whether the server's data source port is fixed).
+    last_origin: Option<(IpAddr, u16)>,
+    /// Which forwarded port it connected to.
+    last_proxy_port: Option<u16>,
 }
 
 impl<'s> Link<'s> {
@@ -109,7 +115,34 @@ impl<'s> Link<'s> {
     }
 
     fn new(session: &'s Session, control: Control, spec: &Spec, ftp_ip: Option<IpAddr>) -> Self {
-        Link { session, control, spec: spec.clone(), ftp_ip, forward: None, passive: false }
+        Link {
+            session,
+            control,
+            spec: spec.clone(),
+            ftp_ip,
+            forward: None,
+            passive: false,
+            last_origin: None,
+            last_proxy_port: None,
+        }
+    }
+
+    /// The data connection's 4-tuple as far as known: the FTP server's
+    /// address and last data source port, and the forwarded port.
+    pub fn data_tuple(&self) -> Option<DataTuple> {
+        let forward = self.forward.as_ref()?;
+        let port = self.last_proxy_port.or(forward.ports.first().copied())?;
+        let proxy = SocketAddr::new(forward.address.parse().ok()?, port);
+        let (server, server_port) = match self.last_origin {
+            Some((ip, port)) => (ip, Some(port)),
+            None => (self.ftp_ip?, None),
+        };
+        Some(DataTuple { server, server_port, proxy })
+    }
+
+    /// The session this link runs in.
+    pub fn session(&self) -> &'s Session {
+        self.session
     }
 
     /// True once this session moves data over EPSV/PASV.
@@ -150,6 +183,9 @@ impl<'s> Link<'s> {
         };
         if !reply.is_preliminary() {
             gate.close();
+            if pacing::is_time_wait_collision(&reply) {
+                return Err(Collision { tuple: self.data_tuple(), reply }.into());
+            }
             if matches!(reply.code, 425 | 503) {
                 return Err(Refused::Reply(reply).into());
             }
@@ -158,6 +194,10 @@ impl<'s> Link<'s> {
         let bound = if self.spec.mode == DataMode::Auto { AUTO_CONNECT_BOUND } else { DATA_CONNECT_TIMEOUT };
         match self.session.next_data_channel(bound).await {
             Some(data) => {
+                let origin =
+                    data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
+                self.last_origin = origin;
+                self.last_proxy_port = Some(data.connected.1 as u16);
                 tracing::info!(
                     "data connection from {}:{} through the reverse forward {}:{}",
                     data.originator.0,
@@ -227,6 +267,17 @@ impl<'s> Link<'s> {
     }
 }
 
+/// The server could not connect back because the data connection's 4-tuple
+/// is still in TIME_WAIT from the previous transfer (FIELD-NOTES section 4).
+#[derive(Debug, thiserror::Error)]
+#[error("TIME_WAIT collision: the server replied {reply}")]
+pub struct Collision {
+    /// The data connection's 4-tuple as far as known.
+    pub tuple: Option<DataTuple>,
+    /// The server's reply.
+    pub reply: Reply,
+}
+
 /// Why the default-port path did not work with this server.
 #[derive(Debug, thiserror::Error)]
 enum Refused {
@@ -240,7 +291,9 @@ async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, Repl
     let ftp = &spec.ftp;
     let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
     let mut control = Control::new(channel.into_stream(), spec.timeout);
+    let started = std::time::Instant::now();
     let banner = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+    tracing::debug!("greeting after {:.1?}", started.elapsed());
     Ok((control, banner))
 }
 

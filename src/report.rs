@@ -122,10 +122,10 @@ impl Report {
             ok,
             failed: self.records.len() - ok,
             bytes: self.records.iter().map(|r| r.bytes).sum(),
-            seconds: self.records.iter().map(|r| r.seconds).sum(),
+            seconds: self.records.iter().map(|r| r.seconds).fold(0.0, |a, b| a + b),
             elapsed: self.started.elapsed().as_secs_f64(),
             waits: waits.clone().count(),
-            wait_seconds: waits.map(|w| w.seconds).sum(),
+            wait_seconds: waits.map(|w| w.seconds).fold(0.0, |a, b| a + b), // an empty f64 sum is -0.0
             retries: self.records.iter().map(|r| r.retries).sum(),
             rotations: self.records.iter().map(|r| r.rotations).sum(),
         }

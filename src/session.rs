@@ -282,6 +282,11 @@ impl Session {
         }
     }
 
+    /// True once the SSH connection is gone (dropped, killed, or closed).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     /// Say goodbye to the SSH server.
     pub async fn close(&self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "bye", "en").await;

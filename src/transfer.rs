@@ -22,18 +22,35 @@ use crate::link::Link;
 /// A data connection silent for this long is dead.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CHUNK: usize = 64 * 1024;
+/// A hostile server could send an endless name listing.
+const MAX_LISTING: usize = 16 << 20;
 
 /// Download `remote` into `local` (a file path). Returns the byte count.
 pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &ProgressBar) -> Result<u64> {
+    let part = PartFile::create(local)?;
+    let (n, _) = fetch(link, remote, &part, bar).await?;
+    part.commit(local)?;
+    Ok(n)
+}
+
+/// Download `remote` into `part`, resuming (REST) after what it already
+/// holds from an earlier attempt; verifies the size where the server tells
+/// it. Returns the total size and whether it was verified.
+pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &ProgressBar) -> Result<(u64, bool)> {
     let expected = remote_size(link, remote).await;
+    let offset = part.len()?;
     if let Some(n) = expected {
         bar.set_length(n);
     }
-    let mut part = PartFile::create(local)?;
+    bar.set_position(offset);
+    if offset > 0 {
+        link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
+        tracing::info!("resuming {remote} at byte {offset}");
+    }
     let cmd = Command::Retr(remote.into());
     let mut data = link.start(&cmd).await?;
-    let mut out = BufWriter::with_capacity(4 * CHUNK, part.file()?);
-    let mut received = 0u64;
+    let mut out = BufWriter::with_capacity(4 * CHUNK, part.append()?);
+    let mut received = offset;
     loop {
         let msg = tokio::time::timeout(STALL_TIMEOUT, data.channel.wait()).await.map_err(|_| {
             classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while downloading {remote}"))
@@ -48,20 +65,39 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &Progress
             Some(_) => {}
         }
     }
+    // What arrived is kept even if the rest fails: a retry resumes after it.
+    out.flush().with_context(|| format!("could not write {}", part.path.display()))?;
     // Close our side at once: ProFTPD holds its 226 until the client closes (TimeoutLinger).
     hang_up(data.channel).await;
     link.finish(&cmd).await?;
-    let want = expected.or(data.announced);
+    // The 150 announces what remains after REST; SIZE the whole file.
+    let want = expected.or(data.announced.map(|n| n + offset));
     if let Some(want) = want.filter(|w| *w != received) {
         return Err(classified(
             Kind::Transfer,
             format!("{remote}: received {received} bytes, the server announced {want}; nothing saved"),
         ));
     }
-    out.flush().with_context(|| format!("could not write {}", part.path.display()))?;
-    drop(out);
-    part.commit(local)?;
-    Ok(received)
+    Ok((received, want.is_some()))
+}
+
+/// The names NLST gives for `dir` (as the server writes them).
+pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>> {
+    let cmd = Command::Nlst(dir.map(str::to_string));
+    let mut data = link.start(&cmd).await?;
+    let mut raw = Vec::new();
+    loop {
+        match tokio::time::timeout(STALL_TIMEOUT, data.channel.wait()).await {
+            Err(_) => bail!(classified(Kind::Transfer, "the name listing stalled")),
+            Ok(Some(ChannelMsg::Data { data })) if raw.len() < MAX_LISTING => raw.extend_from_slice(&data),
+            Ok(Some(ChannelMsg::Data { .. })) => bail!(classified(Kind::FtpRefused, "the name listing is too long")),
+            Ok(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => break,
+            Ok(Some(_)) => {}
+        }
+    }
+    hang_up(data.channel).await;
+    link.finish(&cmd).await?;
+    Ok(String::from_utf8_lossy(&raw).lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
 
 /// Upload `local` to `remote`. Returns the byte count.
@@ -158,30 +194,42 @@ pub fn safe_base_name(remote: &str) -> Result<&str> {
     Ok(base)
 }
 
-/// A hidden file beside the target that becomes the target only on success.
-struct PartFile {
+/// A hidden file beside the target that becomes the target only on success,
+/// and is removed otherwise (when dropped uncommitted).
+pub struct PartFile {
     path: PathBuf,
-    file: Option<File>,
 }
 
 impl PartFile {
-    fn create(target: &Path) -> Result<PartFile> {
+    /// Create an empty part file beside `target`.
+    pub fn create(target: &Path) -> Result<PartFile> {
         let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = target.file_name().context("download target has no file name")?.to_string_lossy();
         let path = dir.join(format!(".{name}.ftpssh-{}.part", std::process::id()));
-        let file = File::options()
+        File::options()
             .write(true)
             .create_new(true)
             .open(&path)
             .with_context(|| format!("could not create {}", path.display()))?;
-        Ok(PartFile { path, file: Some(file) })
+        Ok(PartFile { path })
     }
 
-    fn file(&mut self) -> Result<File> {
-        self.file.take().context("part file already in use").map(Ok)?
+    fn append(&self) -> Result<File> {
+        File::options().append(true).open(&self.path).with_context(|| format!("could not open {}", self.path.display()))
     }
 
-    fn commit(self, target: &Path) -> Result<()> {
+    /// How many bytes it holds.
+    pub fn len(&self) -> Result<u64> {
+        Ok(std::fs::metadata(&self.path).with_context(|| format!("could not read {}", self.path.display()))?.len())
+    }
+
+    /// True when it holds nothing yet.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Rename it to `target`.
+    pub fn commit(self, target: &Path) -> Result<()> {
         std::fs::rename(&self.path, target)
             .with_context(|| format!("could not rename {} to {}", self.path.display(), target.display()))?;
         std::mem::forget(self);
@@ -212,12 +260,13 @@ mod tests {
     fn part_file_vanishes_unless_committed() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("t.bin");
-        let mut part = PartFile::create(&target).unwrap();
-        part.file().unwrap().write_all(b"half").unwrap();
+        let part = PartFile::create(&target).unwrap();
+        part.append().unwrap().write_all(b"half").unwrap();
+        assert_eq!(part.len().unwrap(), 4);
         drop(part);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut part = PartFile::create(&target).unwrap();
-        part.file().unwrap().write_all(b"whole").unwrap();
+        let part = PartFile::create(&target).unwrap();
+        part.append().unwrap().write_all(b"whole").unwrap();
         part.commit(&target).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"whole");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -1,0 +1,432 @@
+//! Many transfers (`mget`, `mput`, `batch`) that finish unattended.
+//!
+//! The book's procedure "works once, then fails": after a download the FTP
+//! server holds the data connection's 4-tuple in TIME_WAIT for 60 s, and where
+//! that collides (fixed data source port, TCP timestamps off) the next transfer
+//! on the same control connection gets a 425. Two ways out (`--pace`):
+//!
+//! - **rotate** (default): a new control connection has a new proxy port, so a
+//!   new 4-tuple. A link whose transfer collided rests for 2MSL and the
+//!   transfer moves to a fresh or rested link; once a server is seen to
+//!   collide, a spare link is opened during each transfer.
+//! - **wait**: keep one control connection, read the TIME_WAIT timer in the
+//!   server's socket table, wait exactly that long, retry.
+//!
+//! Each of `--jobs` workers has its own SSH session and its own links. A
+//! transfer that fails for a passing reason (a dropped SSH connection, a broken
+//! data connection) is retried, a download resuming (REST) where it stopped.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use indicatif::ProgressBar;
+
+use crate::batch::Op;
+use crate::endpoint::SshTarget;
+use crate::error::{exit_code, Kind};
+use crate::link::{Collision, DataMode, Link, Spec};
+use crate::pacing;
+use crate::report::{Outcome, Record, Report, Wait};
+use crate::session::Session;
+use crate::transfer::{self, PartFile};
+
+/// How long a link rests after a TIME_WAIT collision: Linux's TIME_WAIT
+/// (60 s) and a margin.
+pub const REST_AFTER_DOWNLOAD: Duration = Duration::from_secs(62);
+/// Idle links kept per worker; older ones are closed.
+const MAX_IDLE_LINKS: usize = 32;
+
+/// What to do about TIME_WAIT collisions (`--pace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pace {
+    /// Use a fresh (or rested) control connection: a new 4-tuple, no wait.
+    Rotate,
+    /// Keep the control connection and wait the measured TIME_WAIT out.
+    Wait,
+}
+
+/// How a bulk run behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Transfers at once, each worker on its own SSH session.
+    pub jobs: usize,
+    /// Collision policy.
+    pub pace: Pace,
+    /// Go on after a failed transfer (else stop at the first).
+    pub continue_on_error: bool,
+    /// Retries of a transfer after a passing failure.
+    pub retries: u32,
+    /// Show countdowns and a progress bar (on a terminal).
+    pub show: bool,
+}
+
+/// One transfer to make.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Get or put.
+    pub op: Op,
+    /// Remote name (get) or local path (put).
+    pub source: String,
+    /// Local path (get) or remote name (put).
+    pub target: String,
+}
+
+/// Where and as whom: everything a worker needs to connect.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The SSH server.
+    pub target: SshTarget,
+    /// Its known_hosts file.
+    pub known_hosts: PathBuf,
+    /// The FTP session to open.
+    pub spec: Spec,
+}
+
+/// Delays between attempts after a passing failure: 0.5, 1, 2, 4, 8 s (then 8 s).
+pub fn retry_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(8))
+        .without_max_times()
+}
+
+/// What the workers share.
+struct Shared {
+    queue: Mutex<VecDeque<(usize, Item)>>,
+    /// The server has shown a TIME_WAIT collision: downloads burn a link for 2MSL.
+    collides: AtomicBool,
+    /// The server refused the default port: open new links passive straight away.
+    passive: AtomicBool,
+    stop: AtomicBool,
+    bar: ProgressBar,
+}
+
+/// The progress of one item across attempts.
+struct Attempt {
+    index: usize,
+    item: Item,
+    record: Record,
+    part: Option<PartFile>,
+    delays: backon::ExponentialBackoff,
+    /// Blind waits for collisions whose TIME_WAIT entry cannot be seen.
+    blind: backon::ExponentialBackoff,
+}
+
+/// Run every item; the report lists them in the given order. Also returns
+/// the exit code class of the first failure, if any.
+pub async fn run(plan: Plan, items: Vec<Item>, opts: Options) -> (Report, Option<i32>) {
+    let mut report = Report::new();
+    let bar = if opts.show { ProgressBar::new(items.len() as u64) } else { ProgressBar::hidden() };
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(items.into_iter().enumerate().collect()),
+        collides: AtomicBool::new(false),
+        passive: AtomicBool::new(plan.spec.mode == DataMode::Passive),
+        stop: AtomicBool::new(false),
+        bar,
+    });
+    let (plan, opts) = (Arc::new(plan), Arc::new(opts));
+    let workers: Vec<_> =
+        (0..opts.jobs.max(1)).map(|_| tokio::spawn(worker(plan.clone(), opts.clone(), shared.clone()))).collect();
+    let mut done = Vec::new();
+    for w in workers {
+        done.extend(w.await.unwrap_or_default());
+    }
+    shared.bar.finish_and_clear();
+    done.sort_by_key(|(i, _, _)| *i);
+    let first_failure = done.iter().find_map(|(_, _, code)| *code);
+    for (_, record, _) in done {
+        report.push(record);
+    }
+    (report, first_failure)
+}
+
+type Done = Vec<(usize, Record, Option<i32>)>;
+
+async fn worker(plan: Arc<Plan>, opts: Arc<Options>, shared: Arc<Shared>) -> Done {
+    let mut done = Done::new();
+    let mut current: Option<Attempt> = None;
+    let mut connect_delays = retry_backoff().build();
+    let mut connect_failures = 0;
+    loop {
+        if current.is_none() {
+            current = next(&shared);
+        }
+        let Some(attempt) = current.as_mut() else { return done };
+        let session = match Session::connect(&plan.target, &plan.known_hosts).await {
+            Ok(s) => s,
+            Err(e) => {
+                connect_failures += 1;
+                if connect_failures > opts.retries || is_permanent(&e) {
+                    let attempt = current.take().unwrap();
+                    finish(&shared, &opts, &mut done, attempt, Some(e));
+                    continue;
+                }
+                let delay = connect_delays.next().unwrap_or(Duration::from_secs(8));
+                tracing::warn!("SSH connection failed ({e:#}); retrying in {delay:.1?}");
+                attempt.record.waits.push(Wait { seconds: delay.as_secs_f64(), cause: "SSH reconnect backoff".into() });
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        connect_failures = 0;
+        serve(&session, &plan, &opts, &shared, &mut current, &mut done).await;
+        session.close().await;
+    }
+}
+
+fn next(shared: &Shared) -> Option<Attempt> {
+    if shared.stop.load(Ordering::SeqCst) {
+        return None;
+    }
+    let (index, item) = shared.queue.lock().unwrap().pop_front()?;
+    let record = Record {
+        op: item.op,
+        source: item.source.clone(),
+        target: item.target.clone(),
+        bytes: 0,
+        seconds: 0.0,
+        waits: vec![],
+        retries: 0,
+        rotations: 0,
+        data_path: String::new(),
+        verified: "none".into(),
+        outcome: Outcome::Failed,
+        error: None,
+    };
+    Some(Attempt {
+        index,
+        item,
+        record,
+        part: None,
+        delays: retry_backoff().build(),
+        blind: pacing::collision_backoff().build(),
+    })
+}
+
+fn finish(shared: &Shared, opts: &Options, done: &mut Done, mut attempt: Attempt, error: Option<anyhow::Error>) {
+    let code = error.as_ref().map(exit_code);
+    if let Some(e) = error {
+        eprintln!("ftpssh-fullsecure: error: {} {}: {e:#}", attempt.item.op.as_str(), attempt.item.source);
+        attempt.record.error = Some(format!("{e:#}"));
+        attempt.record.outcome = Outcome::Failed;
+        if !opts.continue_on_error {
+            shared.stop.store(true, Ordering::SeqCst);
+        }
+    } else {
+        attempt.record.outcome = Outcome::Ok;
+    }
+    shared.bar.inc(1);
+    done.push((attempt.index, attempt.record, code));
+}
+
+/// Refusals that a retry cannot cure: usage, the FTP server's refusals, and
+/// SSH trust and authentication failures (an unreachable SSH server may come back).
+fn is_permanent(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    match exit_code(e) {
+        2 | 4 => true,
+        3 => ["host key", "HOST KEY", "authentication", "refused to"].iter().any(|w| text.contains(w)),
+        _ => false,
+    }
+}
+
+/// An idle link and when it may carry the next transfer.
+struct Idle<'s> {
+    link: Link<'s>,
+    ready_at: Instant,
+}
+
+/// Serve items on one SSH session until the queue is empty or the session breaks.
+async fn serve(
+    session: &Session,
+    plan: &Plan,
+    opts: &Options,
+    shared: &Shared,
+    current: &mut Option<Attempt>,
+    done: &mut Done,
+) {
+    let mut idle: Vec<Idle<'_>> = Vec::new();
+    loop {
+        if current.is_none() {
+            *current = next(shared);
+        }
+        let Some(attempt) = current.as_mut() else { break };
+        let now = Instant::now();
+        let ready = idle.iter().position(|l| l.ready_at <= now);
+        let mut link = match ready {
+            Some(i) => idle.swap_remove(i).link,
+            None => match open_link(session, plan, shared).await {
+                Ok(link) => link,
+                Err(e) => {
+                    let passing = session.is_closed() || !is_permanent(&e);
+                    if passing && attempt.record.retries < opts.retries {
+                        retry_later(attempt, &e).await;
+                    } else {
+                        finish(shared, opts, done, current.take().unwrap(), Some(e));
+                    }
+                    if session.is_closed() {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
+        let started = Instant::now();
+        // Once the server is known to collide, the next transfer will want a
+        // fresh link: open it while this one transfers.
+        let want_spare = opts.pace == Pace::Rotate
+            && shared.collides.load(Ordering::SeqCst)
+            && !idle.iter().any(|l| l.ready_at <= Instant::now());
+        let result = if want_spare {
+            let (result, spare) = tokio::join!(perform(&mut link, attempt), open_link(session, plan, shared));
+            if let Ok(spare) = spare {
+                idle.push(Idle { link: spare, ready_at: Instant::now() });
+            }
+            result
+        } else {
+            perform(&mut link, attempt).await
+        };
+        attempt.record.seconds += started.elapsed().as_secs_f64();
+        attempt.record.data_path = if link.is_passive() { "passive" } else { "default-port" }.into();
+        if link.is_passive() && plan.spec.mode == DataMode::Auto {
+            shared.passive.store(true, Ordering::SeqCst);
+        }
+        match result {
+            Ok(()) => {
+                let attempt = current.take().unwrap();
+                finish(shared, opts, done, attempt, None);
+                idle.push(Idle { link, ready_at: Instant::now() });
+            }
+            Err(e) if e.downcast_ref::<Collision>().is_some() => {
+                shared.collides.store(true, Ordering::SeqCst);
+                let tuple = e.downcast_ref::<Collision>().and_then(|c| c.tuple.clone());
+                match opts.pace {
+                    Pace::Rotate => {
+                        tracing::info!("{e:#}; rotating to another control connection (new proxy port, new 4-tuple)");
+                        attempt.record.rotations += 1;
+                        idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD });
+                    }
+                    Pace::Wait => match wait_for_time_wait(session, tuple.as_ref(), opts.show, attempt).await {
+                        Ok(()) => idle.push(Idle { link, ready_at: Instant::now() }),
+                        Err(e) => finish(shared, opts, done, current.take().unwrap(), Some(e)),
+                    },
+                }
+            }
+            Err(e) if !is_permanent(&e) && attempt.record.retries < opts.retries => {
+                retry_later(attempt, &e).await;
+                link.close().await;
+                if session.is_closed() {
+                    break;
+                }
+            }
+            Err(e) => {
+                finish(shared, opts, done, current.take().unwrap(), Some(e));
+                if session.is_closed() {
+                    break;
+                }
+                idle.push(Idle { link, ready_at: Instant::now() });
+            }
+        }
+        if idle.len() > MAX_IDLE_LINKS {
+            // Close the longest-resting half at once: ProFTPD answers a new
+            // connection late (~0.4 s) right after a session ends, so one such
+            // pause for many closes beats one for each.
+            idle.sort_by_key(|l| l.ready_at);
+            for l in idle.drain(..MAX_IDLE_LINKS / 2).collect::<Vec<_>>() {
+                l.link.close().await;
+            }
+        }
+    }
+    for l in idle {
+        l.link.close().await;
+    }
+}
+
+/// Count a retry and sleep its backoff delay.
+async fn retry_later(attempt: &mut Attempt, e: &anyhow::Error) {
+    attempt.record.retries += 1;
+    let delay = attempt.delays.next().unwrap_or(Duration::from_secs(8));
+    tracing::warn!(
+        "{} {}: {e:#}; retry {} in {delay:.1?}",
+        attempt.item.op.as_str(),
+        attempt.item.source,
+        attempt.record.retries
+    );
+    attempt.record.waits.push(Wait { seconds: delay.as_secs_f64(), cause: format!("retry after: {e:#}") });
+    tokio::time::sleep(delay).await;
+}
+
+/// `--pace wait`: measure the TIME_WAIT timer on the server and wait exactly
+/// that long (again while it is still there); back off blindly only when the
+/// entry cannot be seen (FTP server on another host, or not Linux).
+async fn wait_for_time_wait(
+    session: &Session,
+    tuple: Option<&pacing::DataTuple>,
+    show: bool,
+    attempt: &mut Attempt,
+) -> Result<()> {
+    let mut measured = false;
+    loop {
+        let left = match tuple {
+            Some(t) => pacing::measure(session, t).await?.map(|left| (t, left)),
+            None => None,
+        };
+        let (delay, cause) = match left {
+            Some((t, left)) => {
+                measured = true;
+                let cause = format!("TIME_WAIT of {t} has {:.1} s left (measured on the server)", left.as_secs_f64());
+                (left + pacing::MARGIN, cause)
+            }
+            // Gone: the kernel has reaped it (it may linger a little past 0 ticks).
+            None if measured => return Ok(()),
+            None => match attempt.blind.next() {
+                Some(d) => (d, "TIME_WAIT collision, its entry not visible from the SSH server: backing off".into()),
+                None => anyhow::bail!(crate::error::classified(Kind::Transfer, "TIME_WAIT collisions did not stop")),
+            },
+        };
+        pacing::wait_out(delay, &cause, show).await;
+        attempt.record.waits.push(Wait { seconds: delay.as_secs_f64(), cause });
+        if !measured {
+            return Ok(()); // after a blind wait, the retry itself is the test
+        }
+    }
+}
+
+async fn open_link<'s>(session: &'s Session, plan: &Plan, shared: &Shared) -> Result<Link<'s>> {
+    let mut spec = plan.spec.clone();
+    if shared.passive.load(Ordering::SeqCst) {
+        spec.mode = DataMode::Passive; // remembered: this server refuses the default port
+    }
+    Link::open(session, &spec).await
+}
+
+async fn perform(link: &mut Link<'_>, attempt: &mut Attempt) -> Result<()> {
+    let bar = ProgressBar::hidden();
+    match attempt.item.op {
+        Op::Get => {
+            let target = PathBuf::from(&attempt.item.target);
+            if attempt.part.is_none() {
+                attempt.part = Some(PartFile::create(&target)?);
+            }
+            let part = attempt.part.as_ref().unwrap();
+            let fetched = transfer::fetch(link, &attempt.item.source, part, &bar).await;
+            attempt.record.bytes = part.len().unwrap_or(0);
+            let (n, verified) = fetched?;
+            attempt.part.take().unwrap().commit(&target)?;
+            attempt.record.bytes = n;
+            attempt.record.verified = if verified { format!("size {n} = announced") } else { "none".into() };
+        }
+        Op::Put => {
+            let n = transfer::put(link, attempt.item.source.as_ref(), &attempt.item.target, &bar).await?;
+            attempt.record.bytes = n;
+            // put fails when SIZE disagrees; a server without SIZE leaves it unchecked.
+            attempt.record.verified = format!("size {n} (SIZE when the server has it)");
+        }
+    }
+    Ok(())
+}

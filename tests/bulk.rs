@@ -1,0 +1,212 @@
+//! Bulk transfers for cron: TIME_WAIT collisions handled by rotation or by measured
+//! waits, batch files with failures, JSON reports, resume after a dropped connection.
+//! Every transfer here also passes the plaintext capture check.
+//!
+//! Needs root and `scripts/lab up`; run with `--test-threads=1`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::capture::{assert_encrypted, file_samples, Capture};
+use common::tool::{assert_same, run, stderr, Tool};
+
+/// `net.ipv4.tcp_timestamps` in the server namespace for the life of the guard;
+/// back to 1 (the Linux default) afterwards, also when the test fails.
+struct Timestamps;
+
+impl Timestamps {
+    fn set(on: bool) -> Timestamps {
+        let value = if on { "1" } else { "0" };
+        let ok = Command::new("ip")
+            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", &format!("net.ipv4.tcp_timestamps={value}")])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "could not set tcp_timestamps");
+        Timestamps
+    }
+}
+
+impl Drop for Timestamps {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", "net.ipv4.tcp_timestamps=1"])
+            .status();
+    }
+}
+
+/// `mget many/*` of the 200 small files from ProFTPD with its fixed data source port.
+fn mget_many(timestamps: bool) -> String {
+    let _ts = Timestamps::set(timestamps);
+    let tool = Tool::new();
+    let lab = &tool.lab;
+    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
+    let out = run(tool.cmd(lab.port("PROFTPD_FIXED_PORT")).args(["-v", "mget", "many/*", "-d", "out", "--jobs", "1"]));
+    let captured = capture.stop();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let mut total = 0;
+    for i in 1..=200 {
+        let name = format!("f{i:03}.txt");
+        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
+        assert_same(&std::fs::read(tool.work.path().join("out").join(&name)).unwrap(), &want, &name);
+        total += want.len() as u64;
+    }
+    assert_eq!(std::fs::read_dir(tool.work.path().join("out")).unwrap().count(), 200, "200 files, no part files");
+    let sample = std::fs::read(tool.remote_path("many/f137.txt")).unwrap();
+    let password = lab.var("FTP_PASSWORD").as_bytes();
+    assert_encrypted(&captured, lab.port("SSH_PORT"), &[(password, "password"), (&sample, "a file")], total);
+    assert!(err.contains("200 transfers: 200 ok, 0 failed"), "{err}");
+    err
+}
+
+#[test]
+fn mget_200_files_with_timestamps_off_rotates_around_collisions() {
+    let err = mget_many(false);
+    // The book's failure happens (425 Cannot assign requested address) and is handled.
+    assert!(err.contains("Cannot assign requested address"), "no collision seen:\n{err}");
+    assert!(err.contains("rotating to another control connection"), "{err}");
+}
+
+#[test]
+fn mget_200_files_with_timestamps_on_never_collides() {
+    let err = mget_many(true);
+    assert!(!err.contains("TIME_WAIT collision"), "{err}");
+    assert!(err.contains("0 rotations"), "{err}");
+}
+
+#[test]
+fn pace_wait_waits_the_measured_timer_out() {
+    let _ts = Timestamps::set(false);
+    let tool = Tool::new();
+    let started = Instant::now();
+    let out = run(tool.cmd(tool.lab.port("PROFTPD_FIXED_PORT")).args([
+        "-v",
+        "mget",
+        "many/f00[1-3].txt",
+        "-d",
+        "out",
+        "--pace",
+        "wait",
+        "--report",
+        "json",
+        "report.json",
+    ]));
+    let elapsed = started.elapsed();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("measured on the server"), "the wait is measured:\n{err}");
+    assert!(!err.contains("backing off"), "no blind retry while the timer is visible:\n{err}");
+    assert!(err.contains("0 rotations"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tool.work.path().join("report.json")).unwrap()).unwrap();
+    let waited: f64 = report["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["waits"].as_array().unwrap())
+        .map(|w| w["seconds"].as_f64().unwrap())
+        .sum();
+    // Two collisions, each a whole TIME_WAIT (60 s) measured and waited out.
+    assert!(waited > 100.0, "waited only {waited} s:\n{err}");
+    assert!(elapsed.as_secs_f64() < waited + 10.0, "{elapsed:?} is more than 10 s over the timers ({waited} s)");
+}
+
+#[test]
+fn batch_with_a_missing_file_reports_exactly_that_failure() {
+    let tool = Tool::new();
+    let dir = tool.work.path();
+    std::fs::write(dir.join("up.bin"), b"uploaded by a batch\n").unwrap();
+    let remote_up = format!("upload/batch-{}.bin", std::process::id());
+    let batch = format!(
+        "# nightly\nget small.bin\nget \"name with spaces.bin\" spaces.bin\nget no-such-file.bin\nput up.bin {remote_up}\nget empty.bin\n"
+    );
+    std::fs::write(dir.join("nightly.batch"), batch).unwrap();
+    let lab = &tool.lab;
+    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
+    let out = run(tool.cmd(tool.lab.port("PROFTPD_PORT")).args([
+        "batch",
+        "nightly.batch",
+        "--continue-on-error",
+        "--report",
+        "json",
+        "report.json",
+    ]));
+    let captured = capture.stop();
+    let password = lab.var("FTP_PASSWORD").as_bytes();
+    let small = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let samples = file_samples(&small);
+    let mut secrets = vec![(password, "password"), (&b"uploaded by a batch"[..], "the upload")];
+    secrets.extend(samples.iter().map(|s| (&s[..], "small.bin")));
+    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, small.len() as u64);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "exit code 6: some failed\n{err}");
+    assert!(err.contains("5 transfers: 4 ok, 1 failed"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let transfers = report["transfers"].as_array().unwrap();
+    let failed: Vec<_> = transfers.iter().filter(|t| t["outcome"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["source"], "no-such-file.bin");
+    assert!(failed[0]["error"].as_str().unwrap().contains("550"), "{}", failed[0]);
+    assert_eq!(std::fs::read(tool.remote_path(&remote_up)).unwrap(), b"uploaded by a batch\n");
+    assert_same(
+        &std::fs::read(dir.join("spaces.bin")).unwrap(),
+        &std::fs::read(tool.remote_path("name with spaces.bin")).unwrap(),
+        "spaces",
+    );
+    assert!(!dir.join("no-such-file.bin").exists());
+    std::fs::remove_file(tool.remote_path(&remote_up)).unwrap();
+}
+
+#[test]
+fn a_download_cut_by_killing_the_ssh_session_resumes() {
+    let tool = Tool::new();
+    let lab = &tool.lab;
+    std::fs::write(tool.work.path().join("one.batch"), "get big.bin\n").unwrap();
+    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
+    let mut child = tool
+        .cmd(lab.port("PROFTPD_PORT"))
+        .args(["-v", "batch", "one.batch", "--report", "json", "report.json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || BufReader::new(pipe).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    let mut lines = Vec::new();
+    let mut killed = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if !killed && line.contains("data connection from") {
+            // Let some data arrive, then kill the sshd processes serving this user.
+            std::thread::sleep(Duration::from_millis(150));
+            let status =
+                Command::new("pkill").args(["-KILL", "-u", lab.var("SSH_USER"), "-x", "sshd"]).status().unwrap();
+            assert!(status.success(), "no sshd session process to kill");
+            killed = true;
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let err = lines.join("\n");
+    eprintln!("{err}");
+    assert!(killed && status.success(), "{err}");
+    assert!(err.contains("resuming big.bin at byte"), "resumed with REST:\n{err}");
+    assert_same(
+        &std::fs::read(tool.work.path().join("big.bin")).unwrap(),
+        &std::fs::read(tool.remote_path("big.bin")).unwrap(),
+        "big.bin",
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tool.work.path().join("report.json")).unwrap()).unwrap();
+    assert!(report["transfers"][0]["retries"].as_u64().unwrap() >= 1);
+    let captured = capture.stop();
+    let want = std::fs::read(tool.remote_path("big.bin")).unwrap();
+    let samples = file_samples(&want);
+    let mut secrets = vec![(lab.var("FTP_PASSWORD").as_bytes(), "password")];
+    secrets.extend(samples.iter().map(|s| (&s[..], "big.bin")));
+    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, want.len() as u64);
+}
