@@ -24,6 +24,8 @@ Exit codes:
   3  SSH failure (connect, host key, authentication, channel or forward refused)
   4  the FTP server refused or misbehaved (login, missing file, permission, not reachable, bad reply)
   5  transfer or verification failure
+  6  mget, mput, batch: some transfers succeeded, some failed
+     (when none succeeded: the code of the first failure)
 
 The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the terminal.";
 
