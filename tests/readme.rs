@@ -6,5 +6,8 @@ fn readme_shows_the_real_help() {
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    assert!(readme.contains(&format!("```\n{help}```")), "README.md's help block differs from `ftpssh-fullsecure -h`:\n{help}");
+    assert!(
+        readme.contains(&format!("```\n{help}```")),
+        "README.md's help block differs from `ftpssh-fullsecure -h`:\n{help}"
+    );
 }

@@ -34,6 +34,20 @@ impl Tool {
         self.cmd_with_key(ssh_port, ftp_port, &self.lab.path("SSH_KEY"))
     }
 
+    /// The tool in the client namespace with only HOME, the working directory and a
+    /// closed stdin set: no options, no password, no agent.
+    pub fn bare(&self) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.lab.var("CLIENT_NS"), env!("CARGO_BIN_EXE_ftpssh-fullsecure")])
+            .env("HOME", self.home.path())
+            .env_remove("FTPSSH_PASSWORD")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("FTPSSH_SSH")
+            .current_dir(self.work.path())
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
     /// [`Tool::cmd_via`] with another SSH key.
     pub fn cmd_with_key(&self, ssh_port: u16, ftp_port: u16, key: &Path) -> Command {
         let lab = &self.lab;
