@@ -119,7 +119,9 @@ struct Attempt {
 
 /// Run every item; the report lists them in the given order. Also returns
 /// the exit code class of the first failure, if any.
-pub async fn run(plan: Plan, items: Vec<Item>, opts: Options) -> (Report, Option<i32>) {
+/// `first`, if given, is a connected session and a logged-in link on it (the
+/// ones an mget listed on): the first worker goes on with them.
+pub async fn run(plan: Plan, items: Vec<Item>, opts: Options, first: Option<(&Session, Link<'_>)>) -> (Report, Option<i32>) {
     let mut report = Report::new();
     let bar = if opts.show { ProgressBar::new(items.len() as u64) } else { ProgressBar::hidden() };
     let shared = Arc::new(Shared {
@@ -130,10 +132,11 @@ pub async fn run(plan: Plan, items: Vec<Item>, opts: Options) -> (Report, Option
         bar,
     });
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
-    let workers: Vec<_> =
-        (0..opts.jobs.max(1)).map(|_| tokio::spawn(worker(plan.clone(), opts.clone(), shared.clone()))).collect();
-    let mut done = Vec::new();
-    for w in workers {
+    // The first worker runs here, since it may borrow `first`; the others are tasks.
+    let others: Vec<_> =
+        (1..opts.jobs.max(1)).map(|_| tokio::spawn(worker(plan.clone(), opts.clone(), shared.clone(), None))).collect();
+    let mut done = worker(plan.clone(), opts.clone(), shared.clone(), first).await;
+    for w in others {
         done.extend(w.await.unwrap_or_default());
     }
     shared.bar.finish_and_clear();
@@ -147,7 +150,7 @@ pub async fn run(plan: Plan, items: Vec<Item>, opts: Options) -> (Report, Option
 
 type Done = Vec<(usize, Record, Option<i32>)>;
 
-async fn worker(plan: Arc<Plan>, opts: Arc<Options>, shared: Arc<Shared>) -> Done {
+async fn worker(plan: Arc<Plan>, opts: Arc<Options>, shared: Arc<Shared>, mut first: Option<(&Session, Link<'_>)>) -> Done {
     let mut done = Done::new();
     let mut current: Option<Attempt> = None;
     let mut connect_delays = retry_backoff().build();
@@ -157,6 +160,11 @@ async fn worker(plan: Arc<Plan>, opts: Arc<Options>, shared: Arc<Shared>) -> Don
             current = next(&shared);
         }
         let Some(attempt) = current.as_mut() else { return done };
+        if let Some((session, link)) = first.take() {
+            let idle = vec![Idle { link, ready_at: Instant::now() }];
+            serve(session, idle, &plan, &opts, &shared, &mut current, &mut done).await;
+            continue;
+        }
         let session = match Session::connect(&plan.target, &plan.known_hosts).await {
             Ok(s) => s,
             Err(e) => {
@@ -174,7 +182,7 @@ async fn worker(plan: Arc<Plan>, opts: Arc<Options>, shared: Arc<Shared>) -> Don
             }
         };
         connect_failures = 0;
-        serve(&session, &plan, &opts, &shared, &mut current, &mut done).await;
+        serve(&session, Vec::new(), &plan, &opts, &shared, &mut current, &mut done).await;
         session.close().await;
     }
 }
@@ -242,15 +250,15 @@ struct Idle<'s> {
 }
 
 /// Serve items on one SSH session until the queue is empty or the session breaks.
-async fn serve(
-    session: &Session,
+async fn serve<'s>(
+    session: &'s Session,
+    mut idle: Vec<Idle<'s>>,
     plan: &Plan,
     opts: &Options,
     shared: &Shared,
     current: &mut Option<Attempt>,
     done: &mut Done,
 ) {
-    let mut idle: Vec<Idle<'_>> = Vec::new();
     loop {
         if current.is_none() {
             *current = next(shared);
@@ -298,9 +306,13 @@ async fn serve(
         }
         match result {
             Ok(()) => {
+                // Once the server is known to collide, a link that carried a
+                // download rests for 2MSL rather than collecting a 425.
+                let burnt = attempt.item.op == Op::Get && !link.is_passive() && shared.collides.load(Ordering::SeqCst);
+                let rest = if burnt && opts.pace == Pace::Rotate { REST_AFTER_DOWNLOAD } else { Duration::ZERO };
                 let attempt = current.take().unwrap();
                 finish(shared, opts, done, attempt, None);
-                idle.push(Idle { link, ready_at: Instant::now() });
+                idle.push(Idle { link, ready_at: Instant::now() + rest });
             }
             Err(e) if e.downcast_ref::<Collision>().is_some() => {
                 shared.collides.store(true, Ordering::SeqCst);

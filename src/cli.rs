@@ -256,7 +256,7 @@ async fn run_bulk(cli: &Cli, plan: Plan) -> Result<i32> {
         _ => None,
     };
     let items = match &cli.command {
-        Cmd::Mget { globs, dir } => expand_mget(&plan, globs, dir.as_deref()).await?,
+        Cmd::Mget { .. } => vec![], // listed below, on the session that will fetch them
         Cmd::Mput { files, dir } => {
             let dir = dir.as_deref().map(|d| if d.ends_with('/') { d.to_string() } else { format!("{d}/") });
             let put = |f: &PathBuf| -> Result<Item> {
@@ -276,7 +276,20 @@ async fn run_bulk(cli: &Cli, plan: Plan) -> Result<i32> {
         retries: args.retries,
         show,
     };
-    let (report, first_failure) = bulk::run(plan, items, opts).await;
+    let (report, first_failure) = match &cli.command {
+        Cmd::Mget { globs, dir } => {
+            let session = Session::connect(&plan.target, &plan.known_hosts).await?;
+            let listed = async {
+                let mut link = Link::open(&session, &plan.spec).await?;
+                let items = expand_mget(&mut link, globs, dir.as_deref()).await?;
+                Ok::<_, anyhow::Error>(bulk::run(plan.clone(), items, opts, Some((&session, link))).await)
+            }
+            .await;
+            session.close().await;
+            listed?
+        }
+        _ => bulk::run(plan, items, opts, None).await,
+    };
     if let Some(file) = report_file {
         report.write_json(&file)?;
     }
@@ -287,31 +300,23 @@ async fn run_bulk(cli: &Cli, plan: Plan) -> Result<i32> {
 }
 
 /// The remote files the globs name, each with its local path in `dir`.
-async fn expand_mget(plan: &Plan, globs: &[String], dir: Option<&Path>) -> Result<Vec<Item>> {
+async fn expand_mget(link: &mut Link<'_>, globs: &[String], dir: Option<&Path>) -> Result<Vec<Item>> {
     let dir = dir.unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let session = Session::connect(&plan.target, &plan.known_hosts).await?;
-    let listed = async {
-        let mut link = Link::open(&session, &plan.spec).await?;
-        let mut items = Vec::new();
-        for glob in globs {
-            let (remote_dir, _) = batch::split_glob(glob);
-            let names = transfer::names(&mut link, remote_dir).await?;
-            let matches = batch::glob_matches(glob, &names)?;
-            if matches.is_empty() {
-                return Err(classified(Kind::FtpRefused, format!("no remote file matches {glob:?}")));
-            }
-            for remote in matches {
-                let target = dir.join(transfer::safe_base_name(&remote)?);
-                items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned() });
-            }
+    let mut items = Vec::new();
+    for glob in globs {
+        let (remote_dir, _) = batch::split_glob(glob);
+        let names = transfer::names(link, remote_dir).await?;
+        let matches = batch::glob_matches(glob, &names)?;
+        if matches.is_empty() {
+            return Err(classified(Kind::FtpRefused, format!("no remote file matches {glob:?}")));
         }
-        link.close().await;
-        Ok(items)
+        for remote in matches {
+            let target = dir.join(transfer::safe_base_name(&remote)?);
+            items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned() });
+        }
     }
-    .await;
-    session.close().await;
-    listed
+    Ok(items)
 }
 
 /// The transfers of a batch file, with their targets filled in.

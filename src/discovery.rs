@@ -28,9 +28,45 @@ pub struct Snapshot {
 /// Read the SSH server's socket table over an exec channel.
 pub async fn snapshot(session: &Session) -> Result<Snapshot> {
     let started = std::time::Instant::now();
-    let out = session.exec(SNAPSHOT_COMMAND).await?;
+    let out = session.shell(SNAPSHOT_COMMAND).await?;
     tracing::debug!("socket table read in {:.1?}", started.elapsed());
-    parse_snapshot(&String::from_utf8_lossy(&out.stdout)).context("could not read the SSH server's socket table")
+    parse_snapshot(&out).context("could not read the SSH server's socket table")
+}
+
+/// How long a reading may stand in for a fresh "before" of the next opening.
+const REUSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The last reading of this process, taken when an opening ended.
+static LAST: tokio::sync::Mutex<Option<(std::time::Instant, Snapshot)>> = tokio::sync::Mutex::const_new(None);
+
+/// One opening's turn at the socket table. Two openings diffed at the same
+/// time would each see the other's new row, so this process takes turns
+/// (other processes can still race; [`find_proxy`] then reports it and the
+/// caller retries). A turn also hands its last reading to the next one as
+/// its "before", which saves an exec per control connection.
+pub struct Turn {
+    last: tokio::sync::MutexGuard<'static, Option<(std::time::Instant, Snapshot)>>,
+}
+
+impl Turn {
+    /// Wait for our turn.
+    pub async fn take() -> Turn {
+        Turn { last: LAST.lock().await }
+    }
+
+    /// A reading from before the next connection: the previous turn's last one
+    /// if it is recent, else a fresh one.
+    pub async fn before(&mut self, session: &Session) -> Result<Snapshot> {
+        match self.last.take() {
+            Some((at, snap)) if at.elapsed() < REUSE_WITHIN => Ok(snap),
+            _ => snapshot(session).await,
+        }
+    }
+
+    /// Leave `after` for the next turn (None: this turn made connections it did not read).
+    pub fn leave(mut self, after: Option<Snapshot>) {
+        *self.last = after.map(|a| (std::time::Instant::now(), a));
+    }
 }
 
 /// Parse the output of [`SNAPSHOT_COMMAND`].
@@ -62,6 +98,21 @@ pub fn find_proxy(
         [] => bail!("no new connection to the FTP server port {ftp_port} appeared in the SSH server's socket table"),
         many => bail!("{} new connections to port {ftp_port} appeared at once; cannot tell which is ours", many.len()),
     }
+}
+
+/// Why `port` on the SSH server cannot serve as a data port now, if it cannot:
+/// a socket already uses it locally, or a TIME_WAIT 4-tuple ends in it (the
+/// server's next data connection to it would collide, FIELD-NOTES section 4).
+pub fn port_busy(entries: &[Entry], port: u16) -> Option<&'static str> {
+    entries.iter().find_map(|e| {
+        if e.state == TcpState::TimeWait && (e.local.port() == port || e.remote.port() == port) {
+            Some("a connection to it is still in TIME_WAIT")
+        } else if e.state != TcpState::TimeWait && e.local.port() == port {
+            Some("a socket already uses it")
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]
@@ -98,6 +149,15 @@ mod tests {
         let other = OURS.replace("A3C2", "A3C4");
         let after = snap(&[LISTEN, OURS, &other, OURS.replace("A3C2", "A3C6").as_str()]);
         assert!(find_proxy(&before, &after, None, 2121).unwrap_err().to_string().contains("2 new connections"));
+    }
+
+    #[test]
+    fn busy_ports() {
+        let tw = "   3: 0100007F:07E4 0100007F:A3C1 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000\n";
+        let after = snap(&[LISTEN, OURS, FTPD_SIDE, tw]);
+        assert_eq!(port_busy(&after.entries, 0xA3C1), Some("a connection to it is still in TIME_WAIT"));
+        assert_eq!(port_busy(&after.entries, 0xA3C2), Some("a socket already uses it"));
+        assert_eq!(port_busy(&after.entries, 0xA3C0), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`cli`]: the command line and exit codes; [`output`]: what stderr shows.
 //! - [`endpoint`]: `[USER@]HOST[:PORT]` and `~/.ssh/config`; [`credentials`]: the FTP login.
 //! - [`session`]: the SSH session (russh): host key, auth, exec, direct-tcpip, tcpip-forward.
+//! - [`shell`]: a shell kept open on the SSH server for quick socket-table readings.
 //! - [`ftp`]: the FTP control protocol over any byte stream (commands, replies, PASV/EPSV).
 //! - [`socktable`]: pure parser of `/proc/net/tcp{,6}` text, with state, uid and timers.
 //! - [`discovery`]: finding the proxy port P by diffing the SSH server's socket table.
@@ -41,5 +42,6 @@ pub mod pacing;
 pub mod relay;
 pub mod report;
 pub mod session;
+pub mod shell;
 pub mod socktable;
 pub mod transfer;

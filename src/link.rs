@@ -30,6 +30,8 @@ use crate::pacing::{self, DataTuple};
 use crate::relay;
 use crate::session::Session;
 
+/// Control connections tried for a usable proxy port before giving up.
+const MAX_PROXY_TRIES: usize = 4;
 /// How long a forced default-port transfer waits for the server to connect.
 pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// In `auto` mode, a server that said 150 and has not connected after this
@@ -301,19 +303,38 @@ async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, Repl
 /// the relay), and forward it. In `auto` mode a refused forward means passive.
 async fn open_default_port<'s>(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
     let ftp = &spec.ftp;
-    let before = discovery::snapshot(session).await?;
+    let mut turn = discovery::Turn::take().await;
+    let mut before = turn.before(session).await?;
     let (mut control, banner) = connect_direct(session, spec).await?;
     let (ftp_ip, forward) = if banner.lines.join("\n").contains("ProFTPD") {
-        let after = discovery::snapshot(session).await?;
-        let (local, remote) = discovery::find_proxy(&before, &after, ftp.host.parse().ok(), ftp.port)?;
-        tracing::info!("ProFTPD connects back to port U-1; proxy port P = {} on {}", local.port(), local.ip());
-        let target = local.port().checked_sub(1).context("proxy port 0")?;
+        let mut attempts = 0;
+        let (local, remote, target) = loop {
+            let after = discovery::snapshot(session).await?;
+            let (local, remote) = discovery::find_proxy(&before, &after, ftp.host.parse().ok(), ftp.port)?;
+            tracing::info!("ProFTPD connects back to port U-1; proxy port P = {} on {}", local.port(), local.ip());
+            let target = local.port().checked_sub(1).context("proxy port 0")?;
+            attempts += 1;
+            match discovery::port_busy(&after.entries, target) {
+                Some(why) if attempts < MAX_PROXY_TRIES => {
+                    // Keep this connection until the next is open, so the next gets another P.
+                    tracing::info!("P-1 = {target} will not do: {why}; opening another control connection");
+                    let (next, _) = connect_direct(session, spec).await?;
+                    std::mem::replace(&mut control, next).quit().await;
+                    before = after;
+                }
+                _ => {
+                    turn.leave(Some(after));
+                    break (local, remote, target);
+                }
+            }
+        };
         (remote.ip(), ReverseForward::request(session, &local.ip().to_string(), target, None).await)
     } else {
         // RFC 959: the server connects to U = P itself, which sshd can only
         // share with a control connection that set SO_REUSEADDR: the relay.
         control.quit().await;
         let relayed = relay::open(session, &ftp.host, ftp.port).await?;
+        turn.leave(None);
         let local = relayed.local;
         tracing::info!(
             "RFC 959 server: control connection through the SO_REUSEADDR relay, P = {} on {}",

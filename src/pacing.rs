@@ -105,8 +105,8 @@ pub fn parse_measure_output(text: &str) -> (u64, Vec<Entry>) {
 /// no such row is visible: gone already, or the FTP server's host is another machine (or not
 /// Linux), in which case [`collision_backoff`] is the fallback.
 pub async fn measure(session: &Session, tuple: &DataTuple) -> Result<Option<Duration>> {
-    let out = session.exec(MEASURE_COMMAND).await.context("could not read the SSH server's socket table")?;
-    let (clk_tck, entries) = parse_measure_output(&String::from_utf8_lossy(&out.stdout));
+    let out = session.shell(MEASURE_COMMAND).await.context("could not read the SSH server's socket table")?;
+    let (clk_tck, entries) = parse_measure_output(&out);
     let left = time_wait_left(&entries, tuple, clk_tck);
     tracing::debug!("TIME_WAIT of {tuple}: {left:?} ({} rows, CLK_TCK {clk_tck})", entries.len());
     Ok(left)

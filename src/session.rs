@@ -29,6 +29,7 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 /// An authenticated SSH session.
 pub struct Session {
     handle: Handle<Client>,
+    shell: tokio::sync::Mutex<Option<crate::shell::Shell>>,
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<DataChannel>>,
     /// Decides which forwarded connections are admitted.
     pub gate: Arc<Gate>,
@@ -148,7 +149,13 @@ impl Session {
                 }));
             }
         };
-        let mut session = Session { handle, incoming: tokio::sync::Mutex::new(rx), gate, target: target.clone() };
+        let mut session = Session {
+            handle,
+            shell: tokio::sync::Mutex::new(None),
+            incoming: tokio::sync::Mutex::new(rx),
+            gate,
+            target: target.clone(),
+        };
         session.authenticate().await?;
         Ok(session)
     }
@@ -229,6 +236,20 @@ impl Session {
         tokio::time::timeout(EXEC_TIMEOUT, run).await.map_err(|_| {
             classified(Kind::Ssh, format!("remote command did not finish within {EXEC_TIMEOUT:?}: {command}"))
         })?
+    }
+
+    /// Run a command line in the session's long-lived remote shell (started on
+    /// first use) and return its standard output. For quick, frequent reads.
+    pub async fn shell(&self, command: &str) -> Result<String> {
+        let mut shell = self.shell.lock().await;
+        if shell.is_none() {
+            *shell = Some(crate::shell::Shell::start(self).await?);
+        }
+        let result = shell.as_mut().unwrap().run(command).await;
+        if result.is_err() {
+            *shell = None; // out of step or gone: start a new one next time
+        }
+        result
     }
 
     /// Start a command on the SSH server and return its channel (stdin/stdout as data).
