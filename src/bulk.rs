@@ -8,7 +8,8 @@
 //! - **rotate** (default): a new control connection has a new proxy port, so a
 //!   new 4-tuple. A link whose transfer collided rests for 2MSL and the
 //!   transfer moves to a fresh or rested link; once a server is seen to
-//!   collide, a spare link is opened during each transfer.
+//!   collide, links that carried a download rest, and spare links are opened
+//!   while transfers run.
 //! - **wait**: keep one control connection, read the TIME_WAIT timer in the
 //!   server's socket table, wait exactly that long, retry.
 //!
@@ -38,8 +39,10 @@ use crate::transfer::{self, PartFile};
 /// How long a link rests after a TIME_WAIT collision: Linux's TIME_WAIT
 /// (60 s) and a margin.
 pub const REST_AFTER_DOWNLOAD: Duration = Duration::from_secs(62);
-/// Idle links kept per worker; older ones are closed.
+/// Idle links kept per worker; past that, all but [`KEEP_AFTER_CLOSING`]
+/// of the longest-resting are closed at once.
 const MAX_IDLE_LINKS: usize = 32;
+const KEEP_AFTER_CLOSING: usize = 8;
 
 /// What to do about TIME_WAIT collisions (`--pace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,7 +124,12 @@ struct Attempt {
 /// the exit code class of the first failure, if any.
 /// `first`, if given, is a connected session and a logged-in link on it (the
 /// ones an mget listed on): the first worker goes on with them.
-pub async fn run(plan: Plan, items: Vec<Item>, opts: Options, first: Option<(&Session, Link<'_>)>) -> (Report, Option<i32>) {
+pub async fn run(
+    plan: Plan,
+    items: Vec<Item>,
+    opts: Options,
+    first: Option<(&Session, Link<'_>)>,
+) -> (Report, Option<i32>) {
     let mut report = Report::new();
     let bar = if opts.show { ProgressBar::new(items.len() as u64) } else { ProgressBar::hidden() };
     let shared = Arc::new(Shared {
@@ -150,7 +158,12 @@ pub async fn run(plan: Plan, items: Vec<Item>, opts: Options, first: Option<(&Se
 
 type Done = Vec<(usize, Record, Option<i32>)>;
 
-async fn worker(plan: Arc<Plan>, opts: Arc<Options>, shared: Arc<Shared>, mut first: Option<(&Session, Link<'_>)>) -> Done {
+async fn worker(
+    plan: Arc<Plan>,
+    opts: Arc<Options>,
+    shared: Arc<Shared>,
+    mut first: Option<(&Session, Link<'_>)>,
+) -> Done {
     let mut done = Done::new();
     let mut current: Option<Attempt> = None;
     let mut connect_delays = retry_backoff().build();
@@ -161,7 +174,7 @@ async fn worker(plan: Arc<Plan>, opts: Arc<Options>, shared: Arc<Shared>, mut fi
         }
         let Some(attempt) = current.as_mut() else { return done };
         if let Some((session, link)) = first.take() {
-            let idle = vec![Idle { link, ready_at: Instant::now() }];
+            let idle = vec![Idle { link, ready_at: Instant::now(), used: true }];
             serve(session, idle, &plan, &opts, &shared, &mut current, &mut done).await;
             continue;
         }
@@ -247,6 +260,8 @@ fn is_permanent(e: &anyhow::Error) -> bool {
 struct Idle<'s> {
     link: Link<'s>,
     ready_at: Instant,
+    /// Has carried a transfer (a fresh one taken after a collision is a rotation).
+    used: bool,
 }
 
 /// Serve items on one SSH session until the queue is empty or the session breaks.
@@ -267,9 +282,20 @@ async fn serve<'s>(
         let now = Instant::now();
         let ready = idle.iter().position(|l| l.ready_at <= now);
         let mut link = match ready {
-            Some(i) => idle.swap_remove(i).link,
+            Some(i) => {
+                let idle = idle.swap_remove(i);
+                if !idle.used && shared.collides.load(Ordering::SeqCst) {
+                    attempt.record.rotations += 1;
+                }
+                idle.link
+            }
             None => match open_link(session, plan, shared).await {
-                Ok(link) => link,
+                Ok(link) => {
+                    if shared.collides.load(Ordering::SeqCst) {
+                        attempt.record.rotations += 1;
+                    }
+                    link
+                }
                 Err(e) => {
                     let passing = session.is_closed() || !is_permanent(&e);
                     if passing && attempt.record.retries < opts.retries {
@@ -285,16 +311,22 @@ async fn serve<'s>(
             },
         };
         let started = Instant::now();
+        tracing::debug!("{} {} starts", attempt.item.op.as_str(), attempt.item.source);
         // Once the server is known to collide, the next transfer will want a
         // fresh link: open it while this one transfers.
-        let want_spare = opts.pace == Pace::Rotate
+        let want_spares = opts.pace == Pace::Rotate
             && shared.collides.load(Ordering::SeqCst)
-            && !idle.iter().any(|l| l.ready_at <= Instant::now());
-        let result = if want_spare {
-            let (result, spare) = tokio::join!(perform(&mut link, attempt), open_link(session, plan, shared));
-            if let Ok(spare) = spare {
-                idle.push(Idle { link: spare, ready_at: Instant::now() });
-            }
+            && idle.iter().filter(|l| l.ready_at <= Instant::now()).count() < 2;
+        let result = if want_spares {
+            // Three at once: they take turns only at the socket table; logins overlap.
+            let (result, a, b, c) = tokio::join!(
+                perform(&mut link, attempt),
+                open_link(session, plan, shared),
+                open_link(session, plan, shared),
+                open_link(session, plan, shared)
+            );
+            let now = Instant::now();
+            idle.extend([a, b, c].into_iter().flatten().map(|link| Idle { link, ready_at: now, used: false }));
             result
         } else {
             perform(&mut link, attempt).await
@@ -312,7 +344,7 @@ async fn serve<'s>(
                 let rest = if burnt && opts.pace == Pace::Rotate { REST_AFTER_DOWNLOAD } else { Duration::ZERO };
                 let attempt = current.take().unwrap();
                 finish(shared, opts, done, attempt, None);
-                idle.push(Idle { link, ready_at: Instant::now() + rest });
+                idle.push(Idle { link, ready_at: Instant::now() + rest, used: true });
             }
             Err(e) if e.downcast_ref::<Collision>().is_some() => {
                 shared.collides.store(true, Ordering::SeqCst);
@@ -320,11 +352,10 @@ async fn serve<'s>(
                 match opts.pace {
                     Pace::Rotate => {
                         tracing::info!("{e:#}; rotating to another control connection (new proxy port, new 4-tuple)");
-                        attempt.record.rotations += 1;
-                        idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD });
+                        idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD, used: true });
                     }
                     Pace::Wait => match wait_for_time_wait(session, tuple.as_ref(), opts.show, attempt).await {
-                        Ok(()) => idle.push(Idle { link, ready_at: Instant::now() }),
+                        Ok(()) => idle.push(Idle { link, ready_at: Instant::now(), used: true }),
                         Err(e) => finish(shared, opts, done, current.take().unwrap(), Some(e)),
                     },
                 }
@@ -341,7 +372,7 @@ async fn serve<'s>(
                 if session.is_closed() {
                     break;
                 }
-                idle.push(Idle { link, ready_at: Instant::now() });
+                idle.push(Idle { link, ready_at: Instant::now(), used: true });
             }
         }
         if idle.len() > MAX_IDLE_LINKS {
@@ -349,7 +380,7 @@ async fn serve<'s>(
             // connection late (~0.4 s) right after a session ends, so one such
             // pause for many closes beats one for each.
             idle.sort_by_key(|l| l.ready_at);
-            for l in idle.drain(..MAX_IDLE_LINKS / 2).collect::<Vec<_>>() {
+            for l in idle.drain(..MAX_IDLE_LINKS - KEEP_AFTER_CLOSING).collect::<Vec<_>>() {
                 l.link.close().await;
             }
         }
@@ -414,7 +445,10 @@ async fn open_link<'s>(session: &'s Session, plan: &Plan, shared: &Shared) -> Re
     if shared.passive.load(Ordering::SeqCst) {
         spec.mode = DataMode::Passive; // remembered: this server refuses the default port
     }
-    Link::open(session, &spec).await
+    let started = Instant::now();
+    let link = Link::open(session, &spec).await;
+    tracing::debug!("control connection opened in {:.1?}", started.elapsed());
+    link
 }
 
 async fn perform(link: &mut Link<'_>, attempt: &mut Attempt) -> Result<()> {
