@@ -8,44 +8,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::capture::{assert_encrypted, file_samples, Capture};
-use common::tool::{assert_same, run, stderr, Tool, FILES};
+use common::tool::{assert_default_port, assert_same, captured, run, stderr, traced, Tool, FILES};
 
 /// The tool's own bound (AUTO_CONNECT_BOUND, 4 s) plus generous room for the transfer.
 const PYFTPDLIB_WALL_LIMIT: Duration = Duration::from_secs(15);
-
-/// Runs the tool with `-v` and checks the one rule that holds for every run: it never sent
-/// PORT or EPRT (either would make the server send the data outside SSH).
-fn traced(tool: &Tool, ftp_port: u16, args: &[&str]) -> Output {
-    let out = run(tool.cmd(ftp_port).arg("-v").args(args));
-    let err = stderr(&out);
-    assert!(err.contains("---> USER"), "{args:?}: -v shows no control conversation:\n{err}");
-    for bad in ["---> PORT", "---> EPRT"] {
-        assert!(!err.contains(bad), "{args:?} sent {bad}:\n{err}");
-    }
-    out
-}
-
-/// [`traced`] under a capture; the run must succeed, and neither the password nor a sample of
-/// `content` may cross the veth, only the SSH port is spoken to, and at least
-/// `content.len()` bytes flowed. Returns the run's output.
-fn captured(tool: &Tool, ftp_port: u16, args: &[&str], content: &[u8]) -> Output {
-    let lab = &tool.lab;
-    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
-    let out = traced(tool, ftp_port, args);
-    let captured = capture.stop();
-    let err = stderr(&out);
-    assert!(out.status.success(), "{args:?} failed: {err}");
-    let samples = if content.is_empty() { vec![] } else { file_samples(content) };
-    let mut secrets = vec![(lab.var("FTP_PASSWORD").as_bytes(), "the FTP password")];
-    secrets.extend(samples.iter().map(|s| (&s[..], "the file's content")));
-    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, content.len() as u64);
-    assert!(!err.contains(lab.var("FTP_PASSWORD")), "the password appears in the tool's output");
-    out
-}
 
 /// `auto` tried the default port, was refused, and moved the data to EPSV/PASV.
 fn assert_switched(err: &str) {
@@ -59,13 +27,6 @@ fn assert_passive_only(err: &str) {
     assert!(err.contains("---> EPSV"), "no EPSV in:\n{err}");
     assert!(!err.contains("reverse forward"), "a reverse forward in passive mode:\n{err}");
     assert!(!err.contains("switching to passive"), "{err}");
-}
-
-/// The default-port path: a reverse forward, a data connection through it, no EPSV/PASV.
-fn assert_default_port(err: &str) {
-    assert!(err.contains("reverse forward: sshd listens on"), "no reverse forward in:\n{err}");
-    assert!(err.contains("data connection from"), "no forwarded data connection in:\n{err}");
-    assert!(!err.contains("---> EPSV") && !err.contains("---> PASV"), "passive was used:\n{err}");
 }
 
 /// Removes a server-side file when dropped, even when the test fails.

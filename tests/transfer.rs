@@ -6,41 +6,14 @@
 
 mod common;
 
-use common::capture::{assert_encrypted, file_samples, Capture};
-use common::tool::{assert_same, run, stderr, Tool, FILES};
-
-/// Run `args` under a capture and check the capture: the secrets are the password
-/// and samples of `content`; at least `content.len()` bytes must have crossed.
-fn captured_run(tool: &Tool, ftp_port: u16, args: &[&str], content: &[u8]) -> String {
-    let lab = &tool.lab;
-    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
-    let out = run(tool.cmd(ftp_port).arg("-v").args(args));
-    let captured = capture.stop();
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    let password = lab.var("FTP_PASSWORD").as_bytes();
-    let samples = if content.is_empty() { vec![] } else { file_samples(content) };
-    let mut secrets = vec![(password, "the FTP password")];
-    secrets.extend(samples.iter().map(|s| (&s[..], "the file's content")));
-    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, content.len() as u64);
-    let err = stderr(&out);
-    assert!(!err.contains(lab.var("FTP_PASSWORD")), "the password appears in the tool's output");
-    assert!(err.contains("PASS ****"), "the trace shows the login");
-    err
-}
-
-/// The default-port path was used: a reverse forward, a data connection through it, no PASV.
-fn assert_default_port(err: &str) {
-    assert!(err.contains("reverse forward: sshd listens on"), "no reverse forward in:\n{err}");
-    assert!(err.contains("data connection from"), "no forwarded data connection in:\n{err}");
-    assert!(!err.contains("---> EPSV") && !err.contains("---> PASV") && !err.contains("---> PORT"), "{err}");
-}
+use common::tool::{assert_default_port, assert_same, captured, run, stderr, Tool, FILES};
 
 fn get_every_file(port_key: &str) {
     let tool = Tool::new();
     let port = tool.lab.port(port_key);
     for name in FILES {
         let want = std::fs::read(tool.remote_path(name)).unwrap();
-        let err = captured_run(&tool, port, &["get", name], &want);
+        let err = stderr(&captured(&tool, port, &["get", name], &want));
         assert_default_port(&err);
         let got = std::fs::read(tool.work.path().join(name)).unwrap();
         assert_same(&got, &want, name);
@@ -56,11 +29,11 @@ fn put_and_get_back(port_key: &str) {
         let want = std::fs::read(&source).unwrap();
         let remote = format!("upload/{port_key}-{name}");
         let _ = std::fs::remove_file(tool.remote_path(&remote));
-        let err = captured_run(&tool, port, &["put", source.to_str().unwrap(), &remote], &want);
+        let err = stderr(&captured(&tool, port, &["put", source.to_str().unwrap(), &remote], &want));
         assert_default_port(&err);
         assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, &format!("server copy of {name}"));
         let back = tool.work.path().join(format!("back-{name}"));
-        captured_run(&tool, port, &["get", &remote, back.to_str().unwrap()], &want);
+        stderr(&captured(&tool, port, &["get", &remote, back.to_str().unwrap()], &want));
         assert_same(&std::fs::read(&back).unwrap(), &want, &format!("{name} fetched back"));
         std::fs::remove_file(tool.remote_path(&remote)).unwrap();
     }
@@ -124,6 +97,6 @@ fn ls_on_inetutils_ftpd() {
 fn ls_is_encrypted_too() {
     let tool = Tool::new();
     // The listing names this file; its name must not cross the veth in clear.
-    let err = captured_run(&tool, tool.lab.port("PROFTPD_PORT"), &["ls", "many"], b"f137.txt");
+    let err = stderr(&captured(&tool, tool.lab.port("PROFTPD_PORT"), &["ls", "many"], b"f137.txt"));
     assert_default_port(&err);
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+use super::capture::{assert_encrypted, file_samples, Capture};
 use super::lab::Lab;
 
 /// The lab's test files, as `scripts/lab up` makes them in REMOTE_HOME.
@@ -110,4 +111,42 @@ pub fn stderr(out: &Output) -> String {
 pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: size differs");
     assert!(got == want, "{what}: content differs");
+}
+
+/// Runs the tool with `-v` and checks the one rule that holds for every run: it never sent
+/// PORT or EPRT (either would make the server send the data outside SSH).
+pub fn traced(tool: &Tool, ftp_port: u16, args: &[&str]) -> Output {
+    let out = run(tool.cmd(ftp_port).arg("-v").args(args));
+    let err = stderr(&out);
+    assert!(err.contains("---> USER"), "{args:?}: -v shows no control conversation:\n{err}");
+    assert!(err.contains("PASS ****"), "{args:?}: the trace hides the password:\n{err}");
+    for bad in ["---> PORT", "---> EPRT"] {
+        assert!(!err.contains(bad), "{args:?} sent {bad}:\n{err}");
+    }
+    out
+}
+
+/// [`traced`] under a capture; the run must succeed, and neither the password nor a sample of
+/// `content` may cross the veth, only the SSH port is spoken to, and at least
+/// `content.len()` bytes flowed. Returns the run's output.
+pub fn captured(tool: &Tool, ftp_port: u16, args: &[&str], content: &[u8]) -> Output {
+    let lab = &tool.lab;
+    let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
+    let out = traced(tool, ftp_port, args);
+    let captured = capture.stop();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{args:?} failed: {err}");
+    let samples = if content.is_empty() { vec![] } else { file_samples(content) };
+    let mut secrets = vec![(lab.var("FTP_PASSWORD").as_bytes(), "the FTP password")];
+    secrets.extend(samples.iter().map(|s| (&s[..], "the file's content")));
+    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, content.len() as u64);
+    assert!(!err.contains(lab.var("FTP_PASSWORD")), "the password appears in the tool's output");
+    out
+}
+
+/// The default-port path: a reverse forward, a data connection through it, no EPSV/PASV.
+pub fn assert_default_port(err: &str) {
+    assert!(err.contains("reverse forward: sshd listens on"), "no reverse forward in:\n{err}");
+    assert!(err.contains("data connection from"), "no forwarded data connection in:\n{err}");
+    assert!(!err.contains("---> EPSV") && !err.contains("---> PASV"), "passive was used:\n{err}");
 }
