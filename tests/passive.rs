@@ -7,10 +7,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::tool::{assert_default_port, assert_same, captured, run, stderr, traced, Tool, FILES};
+use common::tool::{
+    assert_default_port, assert_same, captured, get_every_file, put_and_get_back, run, stderr, traced, Tool, FILES,
+};
 
 /// The tool's own bound (AUTO_CONNECT_BOUND, 4 s) plus generous room for the transfer.
 const PYFTPDLIB_WALL_LIMIT: Duration = Duration::from_secs(15);
@@ -27,48 +28,6 @@ fn assert_passive_only(err: &str) {
     assert!(err.contains("---> EPSV"), "no EPSV in:\n{err}");
     assert!(!err.contains("reverse forward"), "a reverse forward in passive mode:\n{err}");
     assert!(!err.contains("switching to passive"), "{err}");
-}
-
-/// Removes a server-side file when dropped, even when the test fails.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// `get` every test file with `extra` options; `check` judges each -v trace.
-fn get_every_file(port_key: &str, extra: &[&str], check: fn(&str)) {
-    let tool = Tool::new();
-    let port = tool.lab.port(port_key);
-    for name in FILES {
-        let want = std::fs::read(tool.remote_path(name)).unwrap();
-        let args: Vec<&str> = extra.iter().copied().chain(["get", name]).collect();
-        check(&stderr(&captured(&tool, port, &args, &want)));
-        assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
-    }
-    assert_eq!(tool.work_entries().len(), FILES.len(), "only the downloaded files, no part files");
-}
-
-/// `put` every test file to `upload/`, compare the server's copy, `get` it back and compare.
-fn put_and_get_back(port_key: &str) {
-    let tool = Tool::new();
-    let port = tool.lab.port(port_key);
-    for name in FILES {
-        let source = tool.remote_path(name);
-        let want = std::fs::read(&source).unwrap();
-        let remote = format!("upload/passive-{}-{port_key}-{name}", std::process::id());
-        let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
-        let out = captured(&tool, port, &["put", source.to_str().unwrap(), &remote], &want);
-        assert_switched(&stderr(&out));
-        // Permissions may differ between servers: content only.
-        assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, &format!("server copy of {name}"));
-        let back = tool.work.path().join(format!("back-{name}"));
-        let out = captured(&tool, port, &["get", &remote, back.to_str().unwrap()], &want);
-        assert_switched(&stderr(&out));
-        assert_same(&std::fs::read(&back).unwrap(), &want, &format!("{name} fetched back"));
-    }
 }
 
 /// `ls` and `ls many` under the capture; the listed names must not cross in clear.
@@ -99,12 +58,12 @@ fn get_from_pureftpd_switches_to_passive() {
 
 #[test]
 fn put_to_vsftpd_switches_to_passive() {
-    put_and_get_back("VSFTPD_PORT");
+    put_and_get_back("VSFTPD_PORT", assert_switched);
 }
 
 #[test]
 fn put_to_pureftpd_switches_to_passive() {
-    put_and_get_back("PUREFTPD_PORT");
+    put_and_get_back("PUREFTPD_PORT", assert_switched);
 }
 
 #[test]
@@ -166,4 +125,18 @@ fn forced_default_port_on_vsftpd_fails_clearly() {
     assert!(lines[0].to_lowercase().contains("refuse"), "the error does not mention the refusal: {err}");
     assert!(lines[0].contains("425"), "the error does not show the server's reply: {err}");
     assert!(tool.work_entries().is_empty(), "left behind: {:?}", tool.work_entries());
+}
+
+#[test]
+fn mget_from_vsftpd_probes_the_default_port_once() {
+    let tool = Tool::new();
+    let out = captured(&tool, tool.lab.port("VSFTPD_PORT"), &["mget", "many/f00*.txt", "-d", "out"], b"");
+    let err = stderr(&out);
+    assert_eq!(err.matches("switching to passive").count(), 1, "the outcome is remembered:\n{err}");
+    assert!(err.contains("9 transfers: 9 ok, 0 failed"), "{err}");
+    for i in 1..=9 {
+        let name = format!("many/f00{i}.txt");
+        let want = std::fs::read(tool.remote_path(&name)).unwrap();
+        assert_same(&std::fs::read(tool.work.path().join("out").join(&name[5..])).unwrap(), &want, &name);
+    }
 }

@@ -6,38 +6,9 @@
 
 mod common;
 
-use common::tool::{assert_default_port, assert_same, captured, run, stderr, Tool, FILES};
-
-fn get_every_file(port_key: &str) {
-    let tool = Tool::new();
-    let port = tool.lab.port(port_key);
-    for name in FILES {
-        let want = std::fs::read(tool.remote_path(name)).unwrap();
-        let err = stderr(&captured(&tool, port, &["get", name], &want));
-        assert_default_port(&err);
-        let got = std::fs::read(tool.work.path().join(name)).unwrap();
-        assert_same(&got, &want, name);
-    }
-    assert_eq!(tool.work_entries().len(), FILES.len(), "only the downloaded files, no part files");
-}
-
-fn put_and_get_back(port_key: &str) {
-    let tool = Tool::new();
-    let port = tool.lab.port(port_key);
-    for name in FILES {
-        let source = tool.remote_path(name);
-        let want = std::fs::read(&source).unwrap();
-        let remote = format!("upload/{port_key}-{name}");
-        let _ = std::fs::remove_file(tool.remote_path(&remote));
-        let err = stderr(&captured(&tool, port, &["put", source.to_str().unwrap(), &remote], &want));
-        assert_default_port(&err);
-        assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, &format!("server copy of {name}"));
-        let back = tool.work.path().join(format!("back-{name}"));
-        stderr(&captured(&tool, port, &["get", &remote, back.to_str().unwrap()], &want));
-        assert_same(&std::fs::read(&back).unwrap(), &want, &format!("{name} fetched back"));
-        std::fs::remove_file(tool.remote_path(&remote)).unwrap();
-    }
-}
+use common::tool::{
+    assert_default_port, captured, get_every_file, put_and_get_back, run, stderr, Tool, FILES,
+};
 
 fn ls_lists(port_key: &str) {
     let tool = Tool::new();
@@ -55,32 +26,32 @@ fn ls_lists(port_key: &str) {
 
 #[test]
 fn get_from_proftpd() {
-    get_every_file("PROFTPD_PORT");
+    get_every_file("PROFTPD_PORT", &[], assert_default_port);
 }
 
 #[test]
 fn get_from_proftpd_fixed_source_port() {
-    get_every_file("PROFTPD_FIXED_PORT");
+    get_every_file("PROFTPD_FIXED_PORT", &[], assert_default_port);
 }
 
 #[test]
 fn get_from_inetutils_ftpd_through_the_relay() {
-    get_every_file("INETUTILS_PORT");
+    get_every_file("INETUTILS_PORT", &[], assert_default_port);
 }
 
 #[test]
 fn put_to_proftpd() {
-    put_and_get_back("PROFTPD_PORT");
+    put_and_get_back("PROFTPD_PORT", assert_default_port);
 }
 
 #[test]
 fn put_to_proftpd_fixed_source_port() {
-    put_and_get_back("PROFTPD_FIXED_PORT");
+    put_and_get_back("PROFTPD_FIXED_PORT", assert_default_port);
 }
 
 #[test]
 fn put_to_inetutils_ftpd_through_the_relay() {
-    put_and_get_back("INETUTILS_PORT");
+    put_and_get_back("INETUTILS_PORT", assert_default_port);
 }
 
 #[test]

@@ -150,3 +150,46 @@ pub fn assert_default_port(err: &str) {
     assert!(err.contains("data connection from"), "no forwarded data connection in:\n{err}");
     assert!(!err.contains("---> EPSV") && !err.contains("---> PASV"), "passive was used:\n{err}");
 }
+
+/// Removes a server-side file when dropped, even when the test fails.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `get` every test file with `extra` options; `check` judges each -v trace.
+pub fn get_every_file(port_key: &str, extra: &[&str], check: fn(&str)) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    for name in FILES {
+        let want = std::fs::read(tool.remote_path(name)).unwrap();
+        let args: Vec<&str> = extra.iter().copied().chain(["get", name]).collect();
+        check(&stderr(&captured(&tool, port, &args, &want)));
+        assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
+    }
+    assert_eq!(tool.work_entries().len(), FILES.len(), "only the downloaded files, no part files");
+}
+
+/// `put` every test file to `upload/`, compare the server's copy, `get` it back and compare.
+pub fn put_and_get_back(port_key: &str, check: fn(&str)) {
+    let tool = Tool::new();
+    let port = tool.lab.port(port_key);
+    for name in FILES {
+        let source = tool.remote_path(name);
+        let want = std::fs::read(&source).unwrap();
+        let remote = format!("upload/test-{}-{port_key}-{name}", std::process::id());
+        let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
+        let out = captured(&tool, port, &["put", source.to_str().unwrap(), &remote], &want);
+        check(&stderr(&out));
+        // Permissions may differ between servers: content only.
+        assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, &format!("server copy of {name}"));
+        let back = tool.work.path().join(format!("back-{name}"));
+        let out = captured(&tool, port, &["get", &remote, back.to_str().unwrap()], &want);
+        check(&stderr(&out));
+        assert_same(&std::fs::read(&back).unwrap(), &want, &format!("{name} fetched back"));
+    }
+}
+
