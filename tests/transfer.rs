@@ -6,9 +6,7 @@
 
 mod common;
 
-use common::tool::{
-    assert_default_port, captured, get_every_file, put_and_get_back, run, stderr, Tool, FILES,
-};
+use common::tool::{assert_default_port, captured, get_every_file, put_and_get_back, run, stderr, Tool, FILES};
 
 fn ls_lists(port_key: &str) {
     let tool = Tool::new();

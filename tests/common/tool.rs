@@ -192,4 +192,3 @@ pub fn put_and_get_back(port_key: &str, check: fn(&str)) {
         assert_same(&std::fs::read(&back).unwrap(), &want, &format!("{name} fetched back"));
     }
 }
-
