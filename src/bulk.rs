@@ -29,7 +29,7 @@ use indicatif::ProgressBar;
 
 use crate::batch::Op;
 use crate::endpoint::SshTarget;
-use crate::error::{exit_code, Kind};
+use crate::error::exit_code;
 use crate::link::{Collision, DataMode, Link, Spec};
 use crate::pacing;
 use crate::report::{Outcome, Record, Report, Wait};
@@ -348,16 +348,21 @@ async fn serve<'s>(
             }
             Err(e) if e.downcast_ref::<Collision>().is_some() => {
                 shared.collides.store(true, Ordering::SeqCst);
-                let tuple = e.downcast_ref::<Collision>().and_then(|c| c.tuple.clone());
+                let tuple = e.downcast_ref::<Collision>().and_then(|c| c.tuple);
                 match opts.pace {
                     Pace::Rotate => {
                         tracing::info!("{e:#}; rotating to another control connection (new proxy port, new 4-tuple)");
                         idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD, used: true });
                     }
-                    Pace::Wait => match wait_for_time_wait(session, tuple.as_ref(), opts.show, attempt).await {
-                        Ok(()) => idle.push(Idle { link, ready_at: Instant::now(), used: true }),
-                        Err(e) => finish(shared, opts, done, current.take().unwrap(), Some(e)),
-                    },
+                    Pace::Wait => {
+                        match pacing::wait_for(session, tuple.as_ref(), opts.show, &mut attempt.blind).await {
+                            Ok(waits) => {
+                                attempt.record.waits.extend(waits);
+                                idle.push(Idle { link, ready_at: Instant::now(), used: true });
+                            }
+                            Err(e) => finish(shared, opts, done, current.take().unwrap(), Some(e)),
+                        }
+                    }
                 }
             }
             Err(e) if !is_permanent(&e) && attempt.record.retries < opts.retries => {
@@ -402,42 +407,6 @@ async fn retry_later(attempt: &mut Attempt, e: &anyhow::Error) {
     );
     attempt.record.waits.push(Wait { seconds: delay.as_secs_f64(), cause: format!("retry after: {e:#}") });
     tokio::time::sleep(delay).await;
-}
-
-/// `--pace wait`: measure the TIME_WAIT timer on the server and wait exactly
-/// that long (again while it is still there); back off blindly only when the
-/// entry cannot be seen (FTP server on another host, or not Linux).
-async fn wait_for_time_wait(
-    session: &Session,
-    tuple: Option<&pacing::DataTuple>,
-    show: bool,
-    attempt: &mut Attempt,
-) -> Result<()> {
-    let mut measured = false;
-    loop {
-        let left = match tuple {
-            Some(t) => pacing::measure(session, t).await?.map(|left| (t, left)),
-            None => None,
-        };
-        let (delay, cause) = match left {
-            Some((t, left)) => {
-                measured = true;
-                let cause = format!("TIME_WAIT of {t} has {:.1} s left (measured on the server)", left.as_secs_f64());
-                (left + pacing::MARGIN, cause)
-            }
-            // Gone: the kernel has reaped it (it may linger a little past 0 ticks).
-            None if measured => return Ok(()),
-            None => match attempt.blind.next() {
-                Some(d) => (d, "TIME_WAIT collision, its entry not visible from the SSH server: backing off".into()),
-                None => anyhow::bail!(crate::error::classified(Kind::Transfer, "TIME_WAIT collisions did not stop")),
-            },
-        };
-        pacing::wait_out(delay, &cause, show).await;
-        attempt.record.waits.push(Wait { seconds: delay.as_secs_f64(), cause });
-        if !measured {
-            return Ok(()); // after a blind wait, the retry itself is the test
-        }
-    }
 }
 
 async fn open_link<'s>(session: &'s Session, plan: &Plan, shared: &Shared) -> Result<Link<'s>> {

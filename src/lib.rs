@@ -6,7 +6,7 @@
 //!
 //! One module per concept a user can name, in the order a transfer uses them:
 //!
-//! - [`cli`]: the command line and exit codes; [`output`]: what stderr shows.
+//! - [`cli`]: the command line and exit codes (`cli/many.rs`: the bulk commands); [`output`]: what stderr shows.
 //! - [`endpoint`]: `[USER@]HOST[:PORT]` and `~/.ssh/config`; [`credentials`]: the FTP login.
 //! - [`session`]: the SSH session (russh): host key, auth, exec, direct-tcpip, tcpip-forward.
 //! - [`shell`]: a shell kept open on the SSH server for quick socket-table readings.

@@ -14,11 +14,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backon::ExponentialBuilder;
+use backon::{ExponentialBackoff, ExponentialBuilder};
 use indicatif::ProgressBar;
 use tokio::time::{interval, sleep_until, Instant};
 
 use crate::ftp::reply::Reply;
+use crate::report::Wait;
 use crate::session::Session;
 use crate::socktable::{self, Entry};
 
@@ -147,6 +148,49 @@ pub async fn wait_out(total: Duration, what: &str, show: bool) {
         }
     }
     bar.finish_and_clear();
+}
+
+/// `--pace wait`: measure the TIME_WAIT timer on the server and wait exactly
+/// that long (again while it is still there); back off blindly only when the
+/// entry cannot be seen (FTP server on another host, or not Linux).
+///
+/// `blind` is the caller's backoff schedule for unseen entries, kept across
+/// collisions of one transfer. Returns the waits made, for the report.
+pub async fn wait_for(
+    session: &Session,
+    tuple: Option<&DataTuple>,
+    show: bool,
+    blind: &mut ExponentialBackoff,
+) -> Result<Vec<Wait>> {
+    let mut measured = false;
+    let mut waits = Vec::new();
+    loop {
+        let left = match tuple {
+            Some(t) => measure(session, t).await?.map(|left| (t, left)),
+            None => None,
+        };
+        let (delay, cause) = match left {
+            Some((t, left)) => {
+                measured = true;
+                let cause = format!("TIME_WAIT of {t} has {:.1} s left (measured on the server)", left.as_secs_f64());
+                (left + MARGIN, cause)
+            }
+            // Gone: the kernel has reaped it (it may linger a little past 0 ticks).
+            None if measured => return Ok(waits),
+            None => match blind.next() {
+                Some(d) => (d, "TIME_WAIT collision, its entry not visible from the SSH server: backing off".into()),
+                None => anyhow::bail!(crate::error::classified(
+                    crate::error::Kind::Transfer,
+                    "TIME_WAIT collisions did not stop"
+                )),
+            },
+        };
+        wait_out(delay, &cause, show).await;
+        waits.push(Wait { seconds: delay.as_secs_f64(), cause });
+        if !measured {
+            return Ok(waits); // after a blind wait, the retry itself is the test
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,111 @@
+//! The bulk commands' plumbing: turning `mget` globs, `mput` files and a
+//! batch file into [`Item`]s, the lock, the report, the summary line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{remote_target, Cli, Cmd};
+use crate::batch::{self, Op};
+use crate::bulk::{self, Item, Plan};
+use crate::error::{classified, Kind};
+use crate::link::Link;
+use crate::session::Session;
+use crate::{lock, transfer};
+
+/// Run a bulk command (mget, mput, batch); returns the exit code.
+pub(super) async fn run(cli: &Cli, plan: Plan) -> Result<i32> {
+    let args = &cli.bulk;
+    let report_file = match args.report.as_slice() {
+        [] => None,
+        [format, file] if format == "json" => Some(PathBuf::from(file)),
+        other => return Err(classified(Kind::Usage, format!("--report takes `json FILE`, not {other:?}"))),
+    };
+    // Two cron runs of the same batch must not overlap.
+    let _lock = match &cli.command {
+        Cmd::Batch { file } => {
+            let path = std::fs::canonicalize(file).with_context(|| format!("could not read {}", file.display()))?;
+            let t = &plan.target;
+            Some(lock::acquire(&format!("{}|{}@{}:{}|{:?}", path.display(), t.user, t.host, t.port, plan.spec.ftp))?)
+        }
+        _ => None,
+    };
+    let items = match &cli.command {
+        Cmd::Mget { .. } => vec![], // listed below, on the session that will fetch them
+        Cmd::Mput { files, dir } => {
+            let dir = dir.as_deref().map(|d| if d.ends_with('/') { d.to_string() } else { format!("{d}/") });
+            let put = |f: &PathBuf| -> Result<Item> {
+                let target = remote_target(f, dir.as_deref())?;
+                Ok(Item { op: Op::Put, source: f.to_string_lossy().into_owned(), target })
+            };
+            files.iter().map(put).collect::<Result<_>>()?
+        }
+        Cmd::Batch { file } => batch_items(file)?,
+        _ => unreachable!("run_bulk is only called for bulk commands"),
+    };
+    let show = !cli.quiet && std::io::stderr().is_terminal();
+    let opts = bulk::Options {
+        jobs: usize::from(args.jobs),
+        pace: args.pace,
+        continue_on_error: args.continue_on_error,
+        retries: args.retries,
+        show,
+    };
+    let (report, first_failure) = match &cli.command {
+        Cmd::Mget { globs, dir } => {
+            let session = Session::connect(&plan.target, &plan.known_hosts).await?;
+            let listed = async {
+                let mut link = Link::open(&session, &plan.spec).await?;
+                let items = expand_mget(&mut link, globs, dir.as_deref()).await?;
+                Ok::<_, anyhow::Error>(bulk::run(plan.clone(), items, opts, Some((&session, link))).await)
+            }
+            .await;
+            session.close().await;
+            listed?
+        }
+        _ => bulk::run(plan, items, opts, None).await,
+    };
+    if let Some(file) = report_file {
+        report.write_json(&file)?;
+    }
+    if !cli.quiet {
+        eprintln!("{}", report.summary_line());
+    }
+    Ok(report.exit_code(first_failure))
+}
+
+/// The remote files the globs name, each with its local path in `dir`.
+async fn expand_mget(link: &mut Link<'_>, globs: &[String], dir: Option<&Path>) -> Result<Vec<Item>> {
+    let dir = dir.unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let mut items = Vec::new();
+    for glob in globs {
+        let (remote_dir, _) = batch::split_glob(glob);
+        let names = transfer::names(link, remote_dir).await?;
+        let matches = batch::glob_matches(glob, &names)?;
+        if matches.is_empty() {
+            return Err(classified(Kind::FtpRefused, format!("no remote file matches {glob:?}")));
+        }
+        for remote in matches {
+            let target = dir.join(transfer::safe_base_name(&remote)?);
+            items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned() });
+        }
+    }
+    Ok(items)
+}
+
+/// The transfers of a batch file, with their targets filled in.
+fn batch_items(file: &Path) -> Result<Vec<Item>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("could not read {}", file.display()))?;
+    let to_item = |job: batch::Job| -> Result<Item> {
+        let target = match job.op {
+            Op::Get => transfer::local_target(&job.source, job.target.as_deref().map(Path::new))?
+                .to_string_lossy()
+                .into_owned(),
+            Op::Put => remote_target(Path::new(&job.source), job.target.as_deref())?,
+        };
+        Ok(Item { op: job.op, source: job.source, target })
+    };
+    batch::parse(&text)?.into_iter().map(to_item).collect()
+}
