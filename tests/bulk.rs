@@ -210,3 +210,24 @@ fn a_download_cut_by_killing_the_ssh_session_resumes() {
     secrets.extend(samples.iter().map(|s| (&s[..], "big.bin")));
     assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, want.len() as u64);
 }
+
+#[test]
+fn mput_uploads_every_file_into_the_remote_directory() {
+    let tool = Tool::new();
+    let tag = format!("mput-{}", std::process::id());
+    let names: Vec<String> = (1..=3).map(|i| format!("{tag}-{i}.txt")).collect();
+    for (i, name) in names.iter().enumerate() {
+        std::fs::write(tool.work.path().join(name), format!("mput file {i}\n").repeat(100 * (i + 1))).unwrap();
+    }
+    let mut args = vec!["mput"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["-d", "upload"]);
+    let out = run(tool.cmd(tool.lab.port("INETUTILS_PORT")).args(&args));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("3 transfers: 3 ok, 0 failed"), "{}", stderr(&out));
+    for name in &names {
+        let remote = tool.remote_path(&format!("upload/{name}"));
+        assert_same(&std::fs::read(&remote).unwrap(), &std::fs::read(tool.work.path().join(name)).unwrap(), name);
+        std::fs::remove_file(remote).unwrap();
+    }
+}
