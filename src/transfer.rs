@@ -48,27 +48,18 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &Pro
         tracing::info!("resuming {remote} at byte {offset}");
     }
     let cmd = Command::Retr(remote.into());
-    let mut data = link.start(&cmd).await?;
+    let data = link.start(&cmd).await?;
     let mut out = BufWriter::with_capacity(4 * CHUNK, part.append()?);
     let mut received = offset;
-    loop {
-        let msg = tokio::time::timeout(STALL_TIMEOUT, data.channel.wait()).await.map_err(|_| {
-            classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while downloading {remote}"))
-        })?;
-        match msg {
-            Some(ChannelMsg::Data { data }) => {
-                out.write_all(&data).with_context(|| format!("could not write {}", part.path.display()))?;
-                received += data.len() as u64;
-                bar.inc(data.len() as u64);
-            }
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
-            Some(_) => {}
-        }
-    }
+    receive(data.channel, &format!("downloading {remote}"), |chunk| {
+        out.write_all(chunk).with_context(|| format!("could not write {}", part.path.display()))?;
+        received += chunk.len() as u64;
+        bar.inc(chunk.len() as u64);
+        Ok(())
+    })
+    .await?;
     // What arrived is kept even if the rest fails: a retry resumes after it.
     out.flush().with_context(|| format!("could not write {}", part.path.display()))?;
-    // Close our side at once: ProFTPD holds its 226 until the client closes (TimeoutLinger).
-    hang_up(data.channel).await;
     link.finish(&cmd).await?;
     // The 150 announces what remains after REST; SIZE the whole file.
     let want = expected.or(data.announced.map(|n| n + offset));
@@ -84,18 +75,16 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &Pro
 /// The names NLST gives for `dir` (as the server writes them).
 pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>> {
     let cmd = Command::Nlst(dir.map(str::to_string));
-    let mut data = link.start(&cmd).await?;
+    let data = link.start(&cmd).await?;
     let mut raw = Vec::new();
-    loop {
-        match tokio::time::timeout(STALL_TIMEOUT, data.channel.wait()).await {
-            Err(_) => bail!(classified(Kind::Transfer, "the name listing stalled")),
-            Ok(Some(ChannelMsg::Data { data })) if raw.len() < MAX_LISTING => raw.extend_from_slice(&data),
-            Ok(Some(ChannelMsg::Data { .. })) => bail!(classified(Kind::FtpRefused, "the name listing is too long")),
-            Ok(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => break,
-            Ok(Some(_)) => {}
+    receive(data.channel, "reading the name listing", |chunk| {
+        if raw.len() >= MAX_LISTING {
+            bail!(classified(Kind::FtpRefused, "the name listing is too long"));
         }
-    }
-    hang_up(data.channel).await;
+        raw.extend_from_slice(chunk);
+        Ok(())
+    })
+    .await?;
     link.finish(&cmd).await?;
     Ok(String::from_utf8_lossy(&raw).lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
@@ -145,26 +134,37 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
 /// List `path` (LIST) into `out`.
 pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write) -> Result<()> {
     let cmd = Command::List(path.map(str::to_string));
-    let mut data = link.start(&cmd).await?;
-    loop {
-        match tokio::time::timeout(STALL_TIMEOUT, data.channel.wait()).await {
-            Err(_) => bail!(classified(Kind::Transfer, "the listing stalled")),
-            Ok(Some(ChannelMsg::Data { data })) => out.write_all(&data)?,
-            Ok(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => break,
-            Ok(Some(_)) => {}
-        }
-    }
-    hang_up(data.channel).await;
+    let data = link.start(&cmd).await?;
+    receive(data.channel, "reading the listing", |chunk| Ok(out.write_all(chunk)?)).await?;
     out.flush()?;
     link.finish(&cmd).await?;
     Ok(())
 }
 
-/// EOF and close, then drop without waiting for the server's close (a
-/// russh channel nobody reads would stall the whole session).
-async fn hang_up(channel: russh::Channel<russh::client::Msg>) {
+/// Hand every chunk of a download-direction data connection to `sink` until
+/// the server's EOF, then hang up at once: ProFTPD holds its 226 until the
+/// client closes (TimeoutLinger). A connection silent for [`STALL_TIMEOUT`]
+/// is dead; `doing` says what for the message.
+async fn receive(
+    mut channel: russh::Channel<russh::client::Msg>,
+    doing: &str,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    loop {
+        let msg = tokio::time::timeout(STALL_TIMEOUT, channel.wait())
+            .await
+            .map_err(|_| classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while {doing}")))?;
+        match msg {
+            Some(ChannelMsg::Data { data }) => sink(&data)?,
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
+            Some(_) => {}
+        }
+    }
+    // EOF and close, then drop without waiting for the server's close (a
+    // russh channel nobody reads would stall the whole session).
     let _ = channel.eof().await;
     let _ = channel.close().await;
+    Ok(())
 }
 
 /// SIZE, if the server knows it (None on any refusal: RETR will say why).
