@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use russh::client::{self, Handle, Msg};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{Channel, ChannelMsg, ChannelOpenFailure};
+use russh::{Channel, ChannelOpenFailure};
 use tokio::sync::mpsc;
 
 use crate::endpoint::SshTarget;
@@ -23,7 +23,7 @@ use crate::forward::{DataChannel, Gate};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keepalives notice a dead SSH connection: 3 unanswered, 10 s apart.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// How long a remote helper command (socket table, relay start) may take.
+/// How long a remote helper (the relay, the remote shell) may take to answer.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An authenticated SSH session.
@@ -35,17 +35,6 @@ pub struct Session {
     pub gate: Arc<Gate>,
     /// Where we are connected.
     pub target: SshTarget,
-}
-
-/// The output of a remote command.
-#[derive(Debug, Default)]
-pub struct ExecOutput {
-    /// Its standard output.
-    pub stdout: Vec<u8>,
-    /// Its standard error.
-    pub stderr: Vec<u8>,
-    /// Its exit status (None if it was killed by a signal).
-    pub status: Option<u32>,
 }
 
 /// What the host-key check concluded, kept so the error can say why.
@@ -215,27 +204,6 @@ impl Session {
         } else {
             None
         }
-    }
-
-    /// Run a command on the SSH server and collect its output (bounded in time).
-    pub async fn exec(&self, command: &str) -> Result<ExecOutput> {
-        let run = async {
-            let mut channel = self.exec_channel(command).await?;
-            let mut out = ExecOutput::default();
-            while let Some(msg) = channel.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, .. } => out.stderr.extend_from_slice(&data),
-                    ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
-                    ChannelMsg::Close => break,
-                    _ => {}
-                }
-            }
-            anyhow::Ok(out)
-        };
-        tokio::time::timeout(EXEC_TIMEOUT, run).await.map_err(|_| {
-            classified(Kind::Ssh, format!("remote command did not finish within {EXEC_TIMEOUT:?}: {command}"))
-        })?
     }
 
     /// Run a command line in the session's long-lived remote shell (started on
