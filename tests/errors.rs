@@ -116,16 +116,26 @@ fn no_password_and_no_terminal() {
     assert_clean_failure(&tool, &out, USAGE, "FTPSSH_PASSWORD");
 }
 
+/// A one-connection "FTP server" on 127.0.0.1 of the server host; `serve`
+/// gets the accepted connection. Returns its port.
+fn fake_server(tool: &Tool, serve: impl FnOnce(std::net::TcpStream) + Send + 'static) -> u16 {
+    let listener = in_netns(tool.lab.var("SERVER_NS"), || TcpListener::bind("127.0.0.1:0").unwrap());
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            serve(stream);
+        }
+    });
+    port
+}
+
 #[test]
 fn a_server_that_never_answers() {
     let tool = Tool::new();
     // A listener in the server host that accepts and says nothing: no FTP greeting ever comes.
-    let listener = in_netns(tool.lab.var("SERVER_NS"), || TcpListener::bind("127.0.0.1:0").unwrap());
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let held = listener.accept();
+    let port = fake_server(&tool, |s| {
         std::thread::sleep(Duration::from_secs(8));
-        drop(held);
+        drop(s);
     });
     let started = Instant::now();
     let out = run(tool.cmd(port).args(["--timeout", "2", "get", "small.bin"]));
@@ -137,14 +147,10 @@ fn a_server_that_never_answers() {
 fn a_hostile_reply() {
     let tool = Tool::new();
     // A "server" whose greeting is an endless line: the reply parser's bound must stop it.
-    let listener = in_netns(tool.lab.var("SERVER_NS"), || TcpListener::bind("127.0.0.1:0").unwrap());
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
+    let port = fake_server(&tool, |mut s| {
         use std::io::Write;
-        if let Ok((mut s, _)) = listener.accept() {
-            let _ = s.write_all(b"220-");
-            let _ = s.write_all(&vec![b'A'; 100_000]);
-        }
+        let _ = s.write_all(b"220-");
+        let _ = s.write_all(&vec![b'A'; 100_000]);
     });
     let out = run(tool.cmd(port).args(["get", "small.bin"]));
     assert_clean_failure(&tool, &out, FTP_REFUSED, "malformed reply");
