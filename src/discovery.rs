@@ -115,6 +115,19 @@ pub fn port_busy(entries: &[Entry], port: u16) -> Option<&'static str> {
     })
 }
 
+/// Another socket on the port of `ours` (the relay's end of its connection to
+/// `peer`), bound to the same address or the wildcard, TIME_WAIT included.
+/// sshd can listen there only if every such socket set SO_REUSEADDR
+/// (FIELD-NOTES section 2); the table cannot show which did, so any one of
+/// them may be why a forward was refused.
+pub fn held_by_another(entries: &[Entry], ours: SocketAddr, peer: SocketAddr) -> Option<&Entry> {
+    entries.iter().find(|e| {
+        e.local.port() == ours.port()
+            && (e.local.ip() == ours.ip() || e.local.ip().is_unspecified())
+            && !(e.local == ours && e.remote == peer)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +171,25 @@ mod tests {
         assert_eq!(port_busy(&after.entries, 0xA3C1), Some("a connection to it is still in TIME_WAIT"));
         assert_eq!(port_busy(&after.entries, 0xA3C2), Some("a socket already uses it"));
         assert_eq!(port_busy(&after.entries, 0xA3C0), None);
+    }
+
+    #[test]
+    fn another_socket_on_the_relays_port() {
+        let ours: SocketAddr = "127.0.0.1:41922".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.1:2121".parse().unwrap();
+        assert!(held_by_another(&snap(&[LISTEN, OURS, FTPD_SIDE]).entries, ours, peer).is_none(), "only the relay");
+        // Same port towards sshd, in TIME_WAIT: Linux still counts it against a listener.
+        let tw_to_22 = "   3: 0100007F:A3C2 0100007F:0016 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000\n";
+        let table = snap(&[OURS, tw_to_22]);
+        let found = held_by_another(&table.entries, ours, peer).unwrap();
+        assert_eq!((found.remote.port(), found.state), (22, TcpState::TimeWait));
+        let wildcard = LISTEN.replace("00000000:0849", "00000000:A3C2");
+        assert!(held_by_another(&snap(&[OURS, &wildcard]).entries, ours, peer).is_some(), "0.0.0.0 covers 127.0.0.1");
+        let elsewhere = OURS.replace("0100007F:A3C2", "0200FA0A:A3C2");
+        assert!(
+            held_by_another(&snap(&[OURS, &elsewhere]).entries, ours, peer).is_none(),
+            "10.250.0.2 is another address"
+        );
     }
 
     #[test]

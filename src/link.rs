@@ -333,21 +333,10 @@ async fn open_default_port<'s>(session: &'s Session, spec: &Spec) -> Result<Link
         // RFC 959: the server connects to U = P itself, which sshd can only
         // share with a control connection that set SO_REUSEADDR: the relay.
         control.quit().await;
-        let relayed = relay::open(session, &ftp.host, ftp.port).await?;
+        let (relayed, peer, forward) = open_relayed(session, spec).await?;
         turn.leave(None);
-        let local = relayed.local;
-        tracing::info!(
-            "RFC 959 server: control connection through the SO_REUSEADDR relay, P = {} on {}",
-            local.port(),
-            local.ip()
-        );
-        control = Control::new(relayed.stream, spec.timeout);
-        control.greeting().await?;
-        // U is the rule; U-1 too, best effort, for servers that do as ProFTPD.
-        (
-            relayed.peer,
-            ReverseForward::request(session, &local.ip().to_string(), local.port(), local.port().checked_sub(1)).await,
-        )
+        control = relayed;
+        (peer, forward)
     };
     let mut link = Link::new(session, control, spec, Some(ftp_ip));
     match forward {
@@ -359,4 +348,48 @@ async fn open_default_port<'s>(session: &'s Session, spec: &Spec) -> Result<Link
         Err(e) => return Err(e),
     }
     Ok(link)
+}
+
+/// The RFC 959 control connection through the relay, and the forward of its
+/// port P (and P-1, best effort). The relay's connect() may pick a P that
+/// another socket without SO_REUSEADDR also holds (a connection elsewhere, or
+/// its TIME_WAIT), and then sshd cannot listen there: open another relay.
+async fn open_relayed(session: &Session, spec: &Spec) -> Result<(Control, IpAddr, Result<ReverseForward>)> {
+    let ftp = &spec.ftp;
+    // Kept open until the next relay has connected, so that one gets another P.
+    let mut _held = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let relayed = relay::open(session, &ftp.host, ftp.port).await?;
+        let local = relayed.local;
+        tracing::info!(
+            "RFC 959 server: control connection through the SO_REUSEADDR relay, P = {} on {}",
+            local.port(),
+            local.ip()
+        );
+        let forward =
+            ReverseForward::request(session, &local.ip().to_string(), local.port(), local.port().checked_sub(1)).await;
+        let other = match forward {
+            Err(_) if attempt < MAX_PROXY_TRIES => {
+                let table = discovery::snapshot(session).await?;
+                discovery::held_by_another(&table.entries, local, SocketAddr::new(relayed.peer, ftp.port)).cloned()
+            }
+            _ => None,
+        };
+        // Without another socket on P, sshd refuses forwards as such: the caller decides.
+        let Some(other) = other else {
+            let mut control = Control::new(relayed.stream, spec.timeout);
+            control.greeting().await?;
+            return Ok((control, relayed.peer, forward));
+        };
+        tracing::info!(
+            "sshd could not listen on P = {}: {} -> {} ({:?}) holds that port too, perhaps without SO_REUSEADDR; opening another relay",
+            local.port(),
+            other.local,
+            other.remote,
+            other.state
+        );
+        _held = Some(relayed);
+    }
 }

@@ -28,7 +28,7 @@ const FAILED: &str = "FTPSSH-RELAY-ERROR ";
 const PERL: &str = r#"use strict; use IO::Socket::IP; use IO::Select;
 my ($h, $p) = @ARGV; $| = 1; binmode STDIN; binmode STDOUT;
 my $s = IO::Socket::IP->new(PeerHost => $h, PeerPort => $p, Proto => "tcp", ReuseAddr => 1)
-  or do { print "FTPSSH-RELAY-ERROR $IO::Socket::errstr\n"; exit 1 };
+  or do { print "FTPSSH-RELAY-ERROR ", ($IO::Socket::errstr || $@ || $!), "\n"; exit 1 };
 print "FTPSSH-RELAY ", $s->sockhost, " ", $s->sockport, " ", $s->peerhost, "\n";
 sub put { my ($fh, $b) = @_; while (length $b) { my $w = syswrite($fh, $b); exit 1 unless defined $w; substr($b, 0, $w) = "" } }
 my $sel = IO::Select->new(\*STDIN, $s);
@@ -141,5 +141,57 @@ mod tests {
         assert!(!PERL.contains('\'') && !PYTHON.contains('\''));
         assert!(command("a;rm -rf /", 21).is_err());
         assert!(command("ftp.example.org", 21).unwrap().contains("ftp.example.org 21"));
+    }
+
+    /// Run one relay script here against `port` on loopback: its first line, and the
+    /// child (stdin and stdout piped) when it connected.
+    fn start(interpreter: &[&str], port: u16) -> (String, std::process::Child) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(interpreter[0])
+            .args(&interpreter[1..])
+            .args(["127.0.0.1", &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        (line.trim_end().to_string(), child)
+    }
+
+    /// Both scripts, as the SSH server would run them: the first line, SO_REUSEADDR on the
+    /// connection (a second listener may share its port), bytes both ways, a clear error.
+    #[test]
+    fn scripts_relay_bytes_and_report_errors() {
+        use std::io::{Read, Write};
+        for interpreter in [vec!["perl", "-e", PERL], vec!["python3", "-c", PYTHON]] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let (line, mut child) = start(&interpreter, listener.local_addr().unwrap().port());
+            let (local, peer) = parse_ready(&line).unwrap_or_else(|e| panic!("{}: {e:#}", interpreter[0]));
+            assert_eq!(peer.to_string(), "127.0.0.1");
+            let (mut server, from) = listener.accept().unwrap();
+            assert_eq!(from, local, "{}: the first line names the relay's own end", interpreter[0]);
+            // The sshd side of the rule: a SO_REUSEADDR listener on P binds only if the relay set it too.
+            let sshd = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            sshd.set_reuse_address(true).unwrap();
+            sshd.bind(&local.into()).unwrap_or_else(|e| panic!("{}: P not shareable: {e}", interpreter[0]));
+            server.write_all(b"220 hello\r\n").unwrap();
+            child.stdin.as_mut().unwrap().write_all(b"QUIT\r\n").unwrap();
+            drop(child.stdin.take());
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"QUIT\r\n", "{}: client to server", interpreter[0]);
+            drop(server);
+            let mut rest = String::new();
+            child.stdout.as_mut().unwrap().read_to_string(&mut rest).unwrap();
+            assert_eq!(rest, "220 hello\r\n", "{}: server to client", interpreter[0]);
+            assert!(child.wait().unwrap().success());
+
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let (line, mut child) = start(&interpreter, closed);
+            let err = parse_ready(&line).unwrap_err().to_string();
+            assert!(err.contains("refused"), "{}: unclear error {err:?}", interpreter[0]);
+            let _ = child.wait();
+        }
     }
 }

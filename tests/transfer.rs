@@ -69,3 +69,71 @@ fn ls_is_encrypted_too() {
     let err = stderr(&captured(&tool, tool.lab.port("PROFTPD_PORT"), &["ls", "many"], b"f137.txt"));
     assert_default_port(&err);
 }
+
+/// The server namespace's ephemeral range cut to four ports (this kernel uses only one
+/// parity of a two-port range), the first held by a connection
+/// to sshd made without SO_REUSEADDR; undone on drop.
+struct FirstPortHeld {
+    ns: String,
+    range: String,
+    holder: std::process::Child,
+}
+
+impl FirstPortHeld {
+    const LOW: u16 = 50000;
+
+    fn new(lab: &common::lab::Lab) -> FirstPortHeld {
+        let ns = lab.var("SERVER_NS").to_string();
+        let sysctl = |args: &[&str]| {
+            let out =
+                std::process::Command::new("ip").args(["netns", "exec", &ns, "sysctl"]).args(args).output().unwrap();
+            assert!(out.status.success(), "sysctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        let range = sysctl(&["-n", "net.ipv4.ip_local_port_range"]);
+        sysctl(&["-w", &format!("net.ipv4.ip_local_port_range={} {}", Self::LOW, Self::LOW + 3)]);
+        let holder = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-c"])
+            .arg("import socket, sys, time\ns = socket.create_connection(('127.0.0.1', 22))\nprint(s.getsockname()[1], flush=True)\ntime.sleep(300)")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut held = FirstPortHeld { ns, range, holder };
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(held.holder.stdout.as_mut().unwrap()), &mut line)
+            .unwrap();
+        // connect() tries the range's low parity first, so the next connection gets LOW again.
+        assert_eq!(line.trim(), Self::LOW.to_string(), "the holder did not get the first port");
+        held
+    }
+}
+
+impl Drop for FirstPortHeld {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let set = format!("net.ipv4.ip_local_port_range={}", self.range);
+        let _ = std::process::Command::new("ip").args(["netns", "exec", &self.ns, "sysctl", "-w", &set]).output();
+    }
+}
+
+/// The relay's connection to an RFC 959 server gets a P that another socket without
+/// SO_REUSEADDR holds too, so sshd cannot listen on it: the tool opens another relay
+/// (another P) and still transfers on the default port, instead of going passive.
+#[test]
+fn relay_moves_on_when_p_is_held_by_another_socket() {
+    let tool = Tool::new();
+    let port = tool.lab.port("INETUTILS_PORT");
+    let name = FILES[0];
+    let want = std::fs::read(tool.remote_path(name)).unwrap();
+    let held = FirstPortHeld::new(&tool.lab);
+    let out = captured(&tool, port, &["get", name], &want);
+    drop(held);
+    let err = stderr(&out);
+    let low = FirstPortHeld::LOW;
+    assert!(err.contains(&format!("sshd could not listen on P = {low}")), "no move past P = {low}:\n{err}");
+    assert_eq!(err.matches("relay, P = ").count(), 2, "not exactly one more relay:\n{err}");
+    assert!(!err.contains(&format!("listens on 127.0.0.1:[{low}")), "forwarded the held port:\n{err}");
+    assert_default_port(&err);
+    common::tool::assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
+}

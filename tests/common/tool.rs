@@ -145,10 +145,17 @@ pub fn captured(tool: &Tool, ftp_port: u16, args: &[&str], content: &[u8]) -> Ou
 }
 
 /// The default-port path: a reverse forward, a data connection through it, no EPSV/PASV.
+/// Failures quote the lines that say why first: CI shows only part of a long trace.
 pub fn assert_default_port(err: &str) {
-    assert!(err.contains("reverse forward: sshd listens on"), "no reverse forward in:\n{err}");
-    assert!(err.contains("data connection from"), "no forwarded data connection in:\n{err}");
-    assert!(!err.contains("---> EPSV") && !err.contains("---> PASV"), "passive was used:\n{err}");
+    let why: Vec<&str> =
+        err.lines().filter(|l| ["forward", "passive", "warning", "error"].iter().any(|w| l.contains(w))).collect();
+    let why = why.join("\n");
+    assert!(err.contains("reverse forward: sshd listens on"), "no reverse forward:\n{why}\n--- whole trace:\n{err}");
+    assert!(err.contains("data connection from"), "no forwarded data connection:\n{why}\n--- whole trace:\n{err}");
+    assert!(
+        !err.contains("---> EPSV") && !err.contains("---> PASV"),
+        "passive was used:\n{why}\n--- whole trace:\n{err}"
+    );
 }
 
 /// Removes a server-side file when dropped, even when the test fails.
