@@ -3,13 +3,18 @@
 //! The book's procedure "works once, then fails": after a download the FTP
 //! server holds the data connection's 4-tuple in TIME_WAIT for 60 s, and where
 //! that collides (fixed data source port, TCP timestamps off) the next transfer
-//! on the same control connection gets a 425. Two ways out (`--pace`):
+//! on the same control connection gets a 425. Three ways out (`--pace`):
 //!
-//! - **rotate** (default): a new control connection has a new proxy port, so a
+//! - **reclaim** (default): end that TIME_WAIT entry from our side of the
+//!   tuple ([`crate::reclaim`]) and go on with the same control connection.
+//!   Where that does not work (the server's host has `tcp_rfc1337=1`, a
+//!   firewall drops the SYN, no perl on the SSH server), the run switches to
+//!   rotating.
+//! - **rotate**: a new control connection has a new proxy port, so a
 //!   new 4-tuple. A link whose transfer collided rests for 2MSL and the
 //!   transfer moves to a fresh or rested link; once a server is seen to
 //!   collide, links that carried a download rest, and spare links are opened
-//!   while transfers run.
+//!   while transfers run. Each rotation costs a login.
 //! - **wait**: keep one control connection, read the TIME_WAIT timer in the
 //!   server's socket table, wait exactly that long, retry.
 //!
@@ -23,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use indicatif::ProgressBar;
 
@@ -47,6 +52,9 @@ const KEEP_AFTER_CLOSING: usize = 8;
 /// What to do about TIME_WAIT collisions (`--pace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pace {
+    /// End the TIME_WAIT entry of our own last data connection and keep the
+    /// control connection; rotate where that does not work.
+    Reclaim,
     /// Use a fresh (or rested) control connection: a new 4-tuple, no wait.
     Rotate,
     /// Keep the control connection and wait the measured TIME_WAIT out.
@@ -105,6 +113,8 @@ struct Shared {
     collides: AtomicBool,
     /// The server refused the default port: open new links passive straight away.
     passive: AtomicBool,
+    /// Reclaiming did not free a tuple: rotate instead from now on.
+    reclaim_fails: AtomicBool,
     stop: AtomicBool,
     bar: ProgressBar,
 }
@@ -118,6 +128,9 @@ struct Attempt {
     delays: backon::ExponentialBackoff,
     /// Blind waits for collisions whose TIME_WAIT entry cannot be seen.
     blind: backon::ExponentialBackoff,
+    /// Reclaims since this item last collided on a fresh tuple: a second
+    /// collision right after one means reclaiming does not work here.
+    reclaimed: u32,
 }
 
 /// Run every item; the report lists them in the given order. Also returns
@@ -136,6 +149,7 @@ pub async fn run(
         queue: Mutex::new(items.into_iter().enumerate().collect()),
         collides: AtomicBool::new(false),
         passive: AtomicBool::new(plan.spec.mode == DataMode::Passive),
+        reclaim_fails: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         bar,
     });
@@ -214,6 +228,7 @@ fn next(shared: &Shared) -> Option<Attempt> {
         waits: vec![],
         retries: 0,
         rotations: 0,
+        reclaims: 0,
         data_path: String::new(),
         verified: "none".into(),
         outcome: Outcome::Failed,
@@ -226,6 +241,7 @@ fn next(shared: &Shared) -> Option<Attempt> {
         part: None,
         delays: retry_backoff().build(),
         blind: pacing::collision_backoff().build(),
+        reclaimed: 0,
     })
 }
 
@@ -310,11 +326,15 @@ async fn serve<'s>(
                 }
             },
         };
+        let pace = match opts.pace {
+            Pace::Reclaim if shared.reclaim_fails.load(Ordering::SeqCst) => Pace::Rotate,
+            pace => pace,
+        };
         let started = Instant::now();
         tracing::debug!("{} {} starts", attempt.item.op.as_str(), attempt.item.source);
         // Once the server is known to collide, the next transfer will want a
         // fresh link: open it while this one transfers.
-        let want_spares = opts.pace == Pace::Rotate
+        let want_spares = pace == Pace::Rotate
             && shared.collides.load(Ordering::SeqCst)
             && idle.iter().filter(|l| l.ready_at <= Instant::now()).count() < 2;
         let result = if want_spares {
@@ -341,7 +361,7 @@ async fn serve<'s>(
                 // Once the server is known to collide, a link that carried a
                 // download rests for 2MSL rather than collecting a 425.
                 let burnt = attempt.item.op == Op::Get && !link.is_passive() && shared.collides.load(Ordering::SeqCst);
-                let rest = if burnt && opts.pace == Pace::Rotate { REST_AFTER_DOWNLOAD } else { Duration::ZERO };
+                let rest = if burnt && pace == Pace::Rotate { REST_AFTER_DOWNLOAD } else { Duration::ZERO };
                 let attempt = current.take().unwrap();
                 finish(shared, opts, done, attempt, None);
                 idle.push(Idle { link, ready_at: Instant::now() + rest, used: true });
@@ -349,7 +369,21 @@ async fn serve<'s>(
             Err(e) if e.downcast_ref::<Collision>().is_some() => {
                 shared.collides.store(true, Ordering::SeqCst);
                 let tuple = e.downcast_ref::<Collision>().and_then(|c| c.tuple);
-                match opts.pace {
+                match pace {
+                    Pace::Reclaim => match reclaim(&mut link, tuple, attempt).await {
+                        Ok(true) => idle.push(Idle { link, ready_at: Instant::now(), used: true }),
+                        Ok(false) => {
+                            tracing::info!(
+                                "{e:#}; its 4-tuple is not known yet: rotating to another control connection"
+                            );
+                            idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD, used: true });
+                        }
+                        Err(why) => {
+                            tracing::info!("{e:#}; {why:#}; rotating to other control connections from now on");
+                            shared.reclaim_fails.store(true, Ordering::SeqCst);
+                            link.close().await;
+                        }
+                    },
                     Pace::Rotate => {
                         tracing::info!("{e:#}; rotating to another control connection (new proxy port, new 4-tuple)");
                         idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD, used: true });
@@ -393,6 +427,27 @@ async fn serve<'s>(
     for l in idle {
         l.link.close().await;
     }
+}
+
+/// Free the collided tuple for the same link ([`crate::reclaim`]). False:
+/// the tuple is not fully known (no transfer on this link showed the server's
+/// data source port yet), so rotate this once. An error means reclaiming does
+/// not work here: a helper that failed, or a tuple that collides again
+/// although reclaimed twice (the second time waiting longer, for a distant
+/// FTP host's answer).
+async fn reclaim(link: &mut Link<'_>, tuple: Option<pacing::DataTuple>, attempt: &mut Attempt) -> Result<bool> {
+    let Some(tuple) = tuple.filter(|t| t.server_port.is_some()) else { return Ok(false) };
+    if attempt.reclaimed >= 2 {
+        anyhow::bail!("the TIME_WAIT of {tuple} survived reclaiming (tcp_rfc1337=1 on the FTP server's host?)");
+    }
+    let wait = if attempt.reclaimed == 0 { Duration::from_millis(2) } else { Duration::from_millis(100) };
+    link.reclaim(&tuple, wait).await.context("could not reclaim the 4-tuple")?;
+    tracing::info!(
+        "TIME_WAIT collision on {tuple}: reclaimed the 4-tuple with a SYN from its proxy end; same control connection"
+    );
+    attempt.reclaimed += 1;
+    attempt.record.reclaims += 1;
+    Ok(true)
 }
 
 /// Count a retry and sleep its backoff delay.

@@ -129,8 +129,8 @@ pub struct BulkArgs {
     /// Transfers at once, each over its own SSH session and control connection
     #[arg(short = 'j', long = "jobs", global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
-    /// Around TIME_WAIT collisions: rotate to a fresh control connection, or wait the measured timer out
-    #[arg(long = "pace", global = true, value_enum, default_value = "rotate")]
+    /// Around TIME_WAIT collisions: end our own tuple's TIME_WAIT (RFC 1337) and keep the control connection, rotate to a fresh one, or wait the measured timer out
+    #[arg(long = "pace", global = true, value_enum, default_value = "reclaim")]
     pub pace: Pace,
     /// Go on after a failed transfer [default: stop at the first failure]
     #[arg(long = "continue-on-error", global = true)]

@@ -69,7 +69,7 @@ impl Turn {
     }
 }
 
-/// Parse the output of [`SNAPSHOT_COMMAND`].
+/// Parse the output of `SNAPSHOT_COMMAND`.
 pub fn parse_snapshot(text: &str) -> Result<Snapshot> {
     let (uid, tables) = text.split_once('\n').context("empty output")?;
     let uid = uid.trim().parse().with_context(|| format!("`id -u` said {uid:?}"))?;

@@ -39,6 +39,7 @@ pub mod link;
 pub mod lock;
 pub mod output;
 pub mod pacing;
+pub mod reclaim;
 pub mod relay;
 pub mod report;
 pub mod session;

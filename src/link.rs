@@ -259,6 +259,19 @@ impl<'s> Link<'s> {
         }
     }
 
+    /// Free the data connection's 4-tuple from the FTP server's TIME_WAIT
+    /// ([`crate::reclaim`]): sshd stops listening on the forwarded ports, the
+    /// SYN goes out from the proxy port, and the forwards are requested again.
+    /// An error leaves the link without forwards: close it.
+    pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {
+        let forward = self.forward.take().context("this link has no reverse forward")?;
+        forward.cancel(self.session).await;
+        self.session.reclaim(tuple, wait).await?;
+        let extra = forward.ports.get(1).copied();
+        self.forward = Some(ReverseForward::request(self.session, &forward.address, forward.ports[0], extra).await?);
+        Ok(())
+    }
+
     /// QUIT and cancel the forwards.
     pub async fn close(mut self) {
         self.session.gate.close();

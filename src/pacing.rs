@@ -4,9 +4,11 @@
 //! (FTP server's data source port S, proxy port T on the SSH server host). After a download the
 //! FTP server closed first, so its host keeps that tuple in TIME_WAIT for 60 s; with TCP timestamps
 //! off, the next transfer fails with `425 Unable to build data connection: Cannot assign requested
-//! address`. The fix is to wait: exactly as long as the kernel says when the SSH server can see the
-//! row ([`measure`], then [`wait_out`] for the figure plus [`MARGIN`]), or with
-//! [`collision_backoff`] when it cannot (FTP server on another host, SSH server not Linux).
+//! address`. This module recognises that reply. The bulk commands then end the entry
+//! ([`crate::reclaim`], the default), use another control connection, or wait. A wait lasts
+//! exactly as long as the kernel says when the SSH server can see the row ([`measure`], then
+//! [`wait_out`] for the figure plus [`MARGIN`]), or follows [`collision_backoff`] when it cannot
+//! (FTP server on another host, SSH server not Linux).
 
 use std::fmt;
 use std::io::IsTerminal;

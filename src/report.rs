@@ -52,6 +52,9 @@ pub struct Record {
     pub retries: u32,
     /// Fresh FTP sessions (or data paths) opened for this transfer.
     pub rotations: u32,
+    /// TIME_WAIT entries of its data connection's 4-tuple ended so that the
+    /// control connection could be kept (`--pace reclaim`).
+    pub reclaims: u32,
     /// `default-port` or `passive`.
     pub data_path: String,
     /// What was checked, e.g. `size 10876 = 10876`, or `none`.
@@ -85,6 +88,8 @@ pub struct Summary {
     pub retries: u32,
     /// Rotations, summed.
     pub rotations: u32,
+    /// Reclaimed 4-tuples, summed.
+    pub reclaims: u32,
 }
 
 /// All the transfers of one run, in the order they were made.
@@ -128,10 +133,11 @@ impl Report {
             wait_seconds: waits.map(|w| w.seconds).fold(0.0, |a, b| a + b), // an empty f64 sum is -0.0
             retries: self.records.iter().map(|r| r.retries).sum(),
             rotations: self.records.iter().map(|r| r.rotations).sum(),
+            reclaims: self.records.iter().map(|r| r.reclaims).sum(),
         }
     }
 
-    /// E.g. `200 transfers: 200 ok, 0 failed, 2.1 MiB in 3.42 s, 3 waits (121.4 s), 12 retries, 199 rotations`.
+    /// E.g. `200 transfers: 200 ok, 0 failed, 2.1 MiB in 3.42 s, 3 waits (121.4 s), 12 retries, 0 rotations, 199 reclaims`.
     pub fn summary_line(&self) -> String {
         let s = self.summary();
         let waits = match s.waits {
@@ -139,7 +145,7 @@ impl Report {
             n => format!("{} ({:.1} s)", plural(n, "wait", "waits"), s.wait_seconds),
         };
         format!(
-            "{}: {} ok, {} failed, {} in {:.2} s, {waits}, {}, {}",
+            "{}: {} ok, {} failed, {} in {:.2} s, {waits}, {}, {}, {}",
             plural(s.transfers, "transfer", "transfers"),
             s.ok,
             s.failed,
@@ -147,6 +153,7 @@ impl Report {
             s.seconds,
             plural(s.retries as usize, "retry", "retries"),
             plural(s.rotations as usize, "rotation", "rotations"),
+            plural(s.reclaims as usize, "reclaim", "reclaims"),
         )
     }
 
@@ -221,6 +228,7 @@ mod tests {
             waits: waits.iter().map(|&seconds| Wait { seconds, cause: "421 too many connections".into() }).collect(),
             retries,
             rotations: 1,
+            reclaims: 0,
             data_path: "default-port".into(),
             verified: if outcome == Outcome::Ok { format!("size {bytes} = {bytes}") } else { "none".into() },
             outcome,
@@ -240,10 +248,13 @@ mod tests {
         ]);
         assert_eq!(
             r.summary_line(),
-            "2 transfers: 2 ok, 0 failed, 2.1 MiB in 3.42 s, 3 waits (121.4 s), 12 retries, 2 rotations"
+            "2 transfers: 2 ok, 0 failed, 2.1 MiB in 3.42 s, 3 waits (121.4 s), 12 retries, 2 rotations, 0 reclaims"
         );
         let one = report(vec![record(Outcome::Failed, 10, 0.5, &[], 1)]);
-        assert_eq!(one.summary_line(), "1 transfer: 0 ok, 1 failed, 10 B in 0.50 s, 0 waits, 1 retry, 1 rotation");
+        assert_eq!(
+            one.summary_line(),
+            "1 transfer: 0 ok, 1 failed, 10 B in 0.50 s, 0 waits, 1 retry, 1 rotation, 0 reclaims"
+        );
         assert_eq!(human_bytes(10876), "10.6 KiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }

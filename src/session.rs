@@ -30,6 +30,7 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Session {
     handle: Handle<Client>,
     shell: tokio::sync::Mutex<Option<crate::shell::Shell>>,
+    reclaimer: tokio::sync::Mutex<Option<crate::reclaim::Reclaimer>>,
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<DataChannel>>,
     /// Decides which forwarded connections are admitted.
     pub gate: Arc<Gate>,
@@ -141,6 +142,7 @@ impl Session {
         let mut session = Session {
             handle,
             shell: tokio::sync::Mutex::new(None),
+            reclaimer: tokio::sync::Mutex::new(None),
             incoming: tokio::sync::Mutex::new(rx),
             gate,
             target: target.clone(),
@@ -216,6 +218,20 @@ impl Session {
         let result = shell.as_mut().unwrap().run(command).await;
         if result.is_err() {
             *shell = None; // out of step or gone: start a new one next time
+        }
+        result
+    }
+
+    /// Send the SYN that ends the TIME_WAIT of `tuple` on the FTP server's host
+    /// (see [`crate::reclaim`]), through a helper started on first use.
+    pub async fn reclaim(&self, tuple: &crate::pacing::DataTuple, wait: Duration) -> Result<()> {
+        let mut reclaimer = self.reclaimer.lock().await;
+        if reclaimer.is_none() {
+            *reclaimer = Some(crate::reclaim::Reclaimer::start(self).await?);
+        }
+        let result = reclaimer.as_mut().unwrap().send(tuple, wait).await;
+        if result.is_err() {
+            *reclaimer = None;
         }
         result
     }

@@ -1,5 +1,5 @@
-//! Bulk transfers for cron: TIME_WAIT collisions handled by rotation or by measured
-//! waits, batch files with failures, JSON reports, resume after a dropped connection.
+//! Bulk transfers for cron: TIME_WAIT collisions handled by reclaiming the tuple, by
+//! rotation or by measured waits, batch files with failures, JSON reports, resume after a dropped connection.
 //! Every transfer here also passes the plaintext capture check.
 //!
 //! Needs root and `scripts/lab up`; run with `--test-threads=1`.
@@ -14,38 +14,45 @@ use std::time::{Duration, Instant};
 use common::capture::{assert_encrypted, file_samples, Capture};
 use common::tool::{assert_same, run, stderr, Tool};
 
-/// `net.ipv4.tcp_timestamps` in the server namespace for the life of the guard;
-/// back to 1 (the Linux default) afterwards, also when the test fails.
-struct Timestamps;
+/// A sysctl of the server namespace set for the life of the guard and back to the
+/// Linux default afterwards, also when the test fails.
+struct ServerSysctl(&'static str, &'static str);
 
-impl Timestamps {
-    fn set(on: bool) -> Timestamps {
-        let value = if on { "1" } else { "0" };
+impl ServerSysctl {
+    fn set(name: &'static str, value: &str, default: &'static str) -> ServerSysctl {
         let ok = Command::new("ip")
-            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", &format!("net.ipv4.tcp_timestamps={value}")])
+            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", &format!("{name}={value}")])
             .status()
             .unwrap()
             .success();
-        assert!(ok, "could not set tcp_timestamps");
-        Timestamps
+        assert!(ok, "could not set {name}");
+        ServerSysctl(name, default)
     }
 }
 
-impl Drop for Timestamps {
+impl Drop for ServerSysctl {
     fn drop(&mut self) {
         let _ = Command::new("ip")
-            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", "net.ipv4.tcp_timestamps=1"])
+            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", &format!("{}={}", self.0, self.1)])
             .status();
     }
 }
 
+/// TCP timestamps on or off in the server namespace (default on).
+fn timestamps(on: bool) -> ServerSysctl {
+    ServerSysctl::set("net.ipv4.tcp_timestamps", if on { "1" } else { "0" }, "1")
+}
+
 /// `mget many/*` of the 200 small files from ProFTPD with its fixed data source port.
-fn mget_many(timestamps: bool) -> String {
-    let _ts = Timestamps::set(timestamps);
+fn mget_many(on: bool, extra: &[&str]) -> String {
+    let _ts = timestamps(on);
     let tool = Tool::new();
     let lab = &tool.lab;
     let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
-    let out = run(tool.cmd(lab.port("PROFTPD_FIXED_PORT")).args(["-v", "mget", "many/*", "-d", "out", "--jobs", "1"]));
+    let out = run(tool
+        .cmd(lab.port("PROFTPD_FIXED_PORT"))
+        .args(["-v", "mget", "many/*", "-d", "out", "--jobs", "1"])
+        .args(extra));
     let captured = capture.stop();
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -64,24 +71,55 @@ fn mget_many(timestamps: bool) -> String {
     err
 }
 
+/// The default pace: each collision's TIME_WAIT is ended from our side of the tuple and
+/// the one control connection goes on (one login for the whole run).
 #[test]
-fn mget_200_files_with_timestamps_off_rotates_around_collisions() {
-    let err = mget_many(false);
+fn mget_200_files_with_timestamps_off_reclaims_each_tuple() {
+    let err = mget_many(false, &[]);
     // The book's failure happens (425 Cannot assign requested address) and is handled.
     assert!(err.contains("Cannot assign requested address"), "no collision seen:\n{err}");
+    assert!(err.contains("reclaimed the 4-tuple"), "{err}");
+    assert_eq!(err.matches("---> PASS").count(), 1, "more than one login:\n{err}");
+    assert!(err.contains("0 rotations, 200 reclaims"), "{err}");
+}
+
+#[test]
+fn mget_200_files_with_timestamps_off_rotates_around_collisions() {
+    let err = mget_many(false, &["--pace", "rotate"]);
+    assert!(err.contains("Cannot assign requested address"), "no collision seen:\n{err}");
     assert!(err.contains("rotating to another control connection"), "{err}");
+    assert!(err.contains(" 0 reclaims"), "{err}");
 }
 
 #[test]
 fn mget_200_files_with_timestamps_on_never_collides() {
-    let err = mget_many(true);
+    let err = mget_many(true, &[]);
     assert!(!err.contains("TIME_WAIT collision"), "{err}");
-    assert!(err.contains("0 rotations"), "{err}");
+    assert!(err.contains("0 rotations, 0 reclaims"), "{err}");
+}
+
+/// With `tcp_rfc1337=1` the FTP server's host ignores the RST that would end TIME_WAIT:
+/// the default pace notices the tuple collide again and rotates instead.
+#[test]
+fn reclaim_falls_back_to_rotation_where_time_wait_survives() {
+    let _ts = timestamps(false);
+    let _rfc1337 = ServerSysctl::set("net.ipv4.tcp_rfc1337", "1", "0");
+    let tool = Tool::new();
+    let out = run(tool.cmd(tool.lab.port("PROFTPD_FIXED_PORT")).args(["-v", "mget", "many/f00[1-5].txt", "-d", "out"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("survived reclaiming"), "{err}");
+    assert!(err.contains("rotating to other control connections from now on"), "{err}");
+    for i in 1..=5 {
+        let name = format!("f{i:03}.txt");
+        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
+        assert_same(&std::fs::read(tool.work.path().join("out").join(&name)).unwrap(), &want, &name);
+    }
 }
 
 #[test]
 fn pace_wait_waits_the_measured_timer_out() {
-    let _ts = Timestamps::set(false);
+    let _ts = timestamps(false);
     let tool = Tool::new();
     let started = Instant::now();
     let out = run(tool.cmd(tool.lab.port("PROFTPD_FIXED_PORT")).args([
