@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use russh::client::Msg;
 use russh::Channel;
 
@@ -89,6 +89,18 @@ pub struct ReverseForward {
 impl ReverseForward {
     /// Forward `address:port` (required) and `address:extra` (best effort).
     pub async fn request(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
+        let forward = Self::listen(session, address, port, extra).await?;
+        tracing::info!("reverse forward: sshd listens on {address}:{:?} for the data connections", forward.ports);
+        Ok(forward)
+    }
+
+    /// Ask for the same ports again after [`ReverseForward::cancel`] (quietly: the trace said it once).
+    pub async fn renew(&self, session: &Session) -> Result<ReverseForward> {
+        let port = *self.ports.first().context("no port was forwarded")?;
+        Self::listen(session, &self.address, port, self.ports.get(1).copied()).await
+    }
+
+    async fn listen(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
         session.tcpip_forward(address, port).await.map_err(|e| {
             e.context(format!(
                 "the FTP server will connect to {address}:{port}; sshd must listen there \
@@ -102,7 +114,6 @@ impl ReverseForward {
                 Err(e) => tracing::debug!("optional forward {address}:{extra} not set up: {e:#}"),
             }
         }
-        tracing::info!("reverse forward: sshd listens on {address}:{ports:?} for the data connections");
         Ok(ReverseForward { address: address.to_string(), ports })
     }
 

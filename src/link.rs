@@ -267,8 +267,7 @@ impl<'s> Link<'s> {
         let forward = self.forward.take().context("this link has no reverse forward")?;
         forward.cancel(self.session).await;
         self.session.reclaim(tuple, wait).await?;
-        let extra = forward.ports.get(1).copied();
-        self.forward = Some(ReverseForward::request(self.session, &forward.address, forward.ports[0], extra).await?);
+        self.forward = Some(forward.renew(self.session).await?);
         Ok(())
     }
 
