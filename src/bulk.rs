@@ -128,8 +128,8 @@ struct Attempt {
     delays: backon::ExponentialBackoff,
     /// Blind waits for collisions whose TIME_WAIT entry cannot be seen.
     blind: backon::ExponentialBackoff,
-    /// Reclaims since this item last collided on a fresh tuple: a second
-    /// collision right after one means reclaiming does not work here.
+    /// Reclaims made for this item: a collision after two of them means
+    /// reclaiming does not work here.
     reclaimed: u32,
 }
 

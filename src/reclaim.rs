@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use russh::client::Msg;
 use russh::ChannelStream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::pacing::DataTuple;
 use crate::session::{Session, EXEC_TIMEOUT};
@@ -85,18 +85,10 @@ impl Reclaimer {
     }
 
     async fn read_line(&mut self) -> Result<String> {
-        let mut line = Vec::new();
-        tokio::time::timeout(EXEC_TIMEOUT, async {
-            loop {
-                let byte = self.stream.read_u8().await.context("the reclaiming process exited")?;
-                if byte == b'\n' || line.len() > 1024 {
-                    return Ok(String::from_utf8_lossy(&line).into_owned());
-                }
-                line.push(byte);
-            }
-        })
-        .await
-        .context("the reclaiming process did not answer in time")?
+        tokio::time::timeout(EXEC_TIMEOUT, crate::relay::read_line(&mut self.stream))
+            .await
+            .context("the reclaiming process did not answer in time")?
+            .context("the reclaiming process exited")
     }
 }
 

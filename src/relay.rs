@@ -87,15 +87,17 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
     let mut stream = channel.into_stream();
     let line = tokio::time::timeout(crate::session::EXEC_TIMEOUT, read_line(&mut stream))
         .await
-        .context("the relay did not start in time")??;
+        .context("the relay did not start in time")?
+        .context("the relay exited before saying anything")?;
     parse_ready(&line).map(|(local, peer)| Relayed { stream, local, peer })
 }
 
-/// Read one line byte by byte: what follows belongs to the FTP conversation.
-async fn read_line(stream: &mut ChannelStream<Msg>) -> Result<String> {
+/// Read one line of a remote helper's output (this relay, the reclaim helper) byte by
+/// byte: what follows it belongs to someone else, here the FTP conversation.
+pub(crate) async fn read_line(stream: &mut ChannelStream<Msg>) -> Result<String> {
     let mut line = Vec::new();
     loop {
-        let byte = stream.read_u8().await.context("the relay exited before saying anything")?;
+        let byte = stream.read_u8().await.context("the remote process exited before ending a line")?;
         if byte == b'\n' || line.len() > 1024 {
             return Ok(String::from_utf8_lossy(&line).into_owned());
         }
