@@ -12,35 +12,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::capture::{assert_encrypted, file_samples, Capture};
+use common::lab::{Lab, ServerSysctl};
 use common::tool::{assert_same, run, stderr, Tool};
 
-/// A sysctl of the server namespace set for the life of the guard and back to the
-/// Linux default afterwards, also when the test fails.
-struct ServerSysctl(&'static str, &'static str);
-
-impl ServerSysctl {
-    fn set(name: &'static str, value: &str, default: &'static str) -> ServerSysctl {
-        let ok = Command::new("ip")
-            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", &format!("{name}={value}")])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "could not set {name}");
-        ServerSysctl(name, default)
-    }
-}
-
-impl Drop for ServerSysctl {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "exec", "ftpssh-server", "sysctl", "-qw", &format!("{}={}", self.0, self.1)])
-            .status();
-    }
-}
-
-/// TCP timestamps on or off in the server namespace (default on).
+/// TCP timestamps on or off in the server namespace; afterwards back to 1, the Linux default.
 fn timestamps(on: bool) -> ServerSysctl {
-    ServerSysctl::set("net.ipv4.tcp_timestamps", if on { "1" } else { "0" }, "1")
+    ServerSysctl::set(&Lab::get(), "net.ipv4.tcp_timestamps", if on { "1" } else { "0" }, Some("1"))
 }
 
 /// `mget many/*` of the 200 small files from ProFTPD with its fixed data source port.
@@ -103,7 +80,7 @@ fn mget_200_files_with_timestamps_on_never_collides() {
 #[test]
 fn reclaim_falls_back_to_rotation_where_time_wait_survives() {
     let _ts = timestamps(false);
-    let _rfc1337 = ServerSysctl::set("net.ipv4.tcp_rfc1337", "1", "0");
+    let _rfc1337 = ServerSysctl::set(&Lab::get(), "net.ipv4.tcp_rfc1337", "1", Some("0"));
     let tool = Tool::new();
     let out = run(tool.cmd(tool.lab.port("PROFTPD_FIXED_PORT")).args(["-v", "mget", "many/f00[1-5].txt", "-d", "out"]));
     let err = stderr(&out);

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::lab::ServerSysctl;
 use common::tool::{assert_default_port, captured, get_every_file, put_and_get_back, run, stderr, Tool, FILES};
 
 fn ls_lists(port_key: &str) {
@@ -76,30 +77,23 @@ fn ls_is_encrypted_too() {
 /// A new connection to the FTP server may still take a held port (its 4-tuple is free),
 /// and then sshd cannot listen on it.
 struct EvenPortsHeld {
-    ns: String,
-    range: String,
     holders: Vec<std::process::Child>,
     held: [u16; 2],
+    /// Dropped after the holders are killed.
+    _range: ServerSysctl,
 }
 
 impl EvenPortsHeld {
     fn new(lab: &common::lab::Lab) -> EvenPortsHeld {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let low = 61000 + 4 * (nanos % 1000) as u16;
-        let ns = lab.var("SERVER_NS").to_string();
-        let sysctl = |args: &[&str]| {
-            let out =
-                std::process::Command::new("ip").args(["netns", "exec", &ns, "sysctl"]).args(args).output().unwrap();
-            assert!(out.status.success(), "sysctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
-        };
-        let range = sysctl(&["-n", "net.ipv4.ip_local_port_range"]);
-        let mut held = EvenPortsHeld { ns: ns.clone(), range, holders: vec![], held: [low, low + 2] };
-        sysctl(&["-w", &format!("net.ipv4.ip_local_port_range={low} {}", low + 3)]);
+        let ns = lab.var("SERVER_NS");
+        let range = ServerSysctl::set(lab, "net.ipv4.ip_local_port_range", &format!("{low} {}", low + 3), None);
+        let mut held = EvenPortsHeld { holders: vec![], held: [low, low + 2], _range: range };
         let mut got = vec![];
         for _ in held.held {
             let mut holder = std::process::Command::new("ip")
-                .args(["netns", "exec", &ns, "python3", "-c"])
+                .args(["netns", "exec", ns, "python3", "-c"])
                 // Linger 0: killed, it resets instead of leaving a TIME_WAIT behind.
                 .arg(
                     "import socket, struct, time\ns = socket.create_connection(('127.0.0.1', 22))\n\
@@ -127,8 +121,6 @@ impl Drop for EvenPortsHeld {
             let _ = holder.kill();
             let _ = holder.wait();
         }
-        let set = format!("net.ipv4.ip_local_port_range={}", self.range);
-        let _ = std::process::Command::new("ip").args(["netns", "exec", &self.ns, "sysctl", "-w", &set]).output();
     }
 }
 

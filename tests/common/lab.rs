@@ -116,3 +116,34 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
+
+/// A sysctl of the lab's server namespace, set for the life of the guard and put back when
+/// it drops, also when the test fails: to `restore` if given, else to the value it had.
+pub struct ServerSysctl {
+    ns: String,
+    name: String,
+    restore: String,
+}
+
+impl ServerSysctl {
+    pub fn set(lab: &Lab, name: &str, value: &str, restore: Option<&str>) -> ServerSysctl {
+        let ns = lab.var("SERVER_NS").to_string();
+        let restore = restore.map_or_else(|| sysctl(&ns, &["-n", name]), str::to_string);
+        sysctl(&ns, &["-qw", &format!("{name}={value}")]);
+        ServerSysctl { ns, name: name.to_string(), restore }
+    }
+}
+
+impl Drop for ServerSysctl {
+    fn drop(&mut self) {
+        let set = format!("{}={}", self.name, self.restore);
+        let _ = std::process::Command::new("ip").args(["netns", "exec", &self.ns, "sysctl", "-qw", &set]).status();
+    }
+}
+
+/// `sysctl ARGS` in namespace `ns`; its output with runs of whitespace made one space.
+fn sysctl(ns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip").args(["netns", "exec", ns, "sysctl"]).args(args).output().unwrap();
+    assert!(out.status.success(), "sysctl {args:?} in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+}
