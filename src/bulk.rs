@@ -148,7 +148,10 @@ pub async fn run(
     let shared = Arc::new(Shared {
         queue: Mutex::new(items.into_iter().enumerate().collect()),
         collides: AtomicBool::new(false),
-        passive: AtomicBool::new(plan.spec.mode == DataMode::Passive),
+        // A listing link that went passive has shown this server refuses the default port.
+        passive: AtomicBool::new(
+            plan.spec.mode == DataMode::Passive || first.as_ref().is_some_and(|(_, link)| link.is_passive()),
+        ),
         reclaim_fails: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         bar,

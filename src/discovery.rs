@@ -1,10 +1,18 @@
 //! Finding the proxy port P: the source port of the SSH server's connection
 //! to the FTP server, as the FTP server sees it (FIELD-NOTES section 3).
 //!
-//! sshd's own process is not readable by the SSH user, so we diff the socket
-//! table instead: read `/proc/net/tcp{,6}` before and after opening the
-//! control connection, keep the new ESTABLISHED rows owned by our uid whose
-//! remote end is the FTP server. Exactly one such row must appear.
+//! Where the relay runs ([`crate::relay`]) it reports P itself. Elsewhere
+//! (no perl, python3 or socat on the SSH server) P is read off the socket
+//! table: sshd's own process is not readable by the SSH user, so we diff
+//! `/proc/net/tcp{,6}` before and after opening the control connection and
+//! keep the new ESTABLISHED rows whose remote end is the FTP server, owned by
+//! our uid (OpenSSH), or by anyone when none is ours (dropbear opens them as
+//! root). Exactly one such row must appear; several (another run of the same
+//! user, at the same moment) are [`NotFound::Ambiguous`]: the caller retries,
+//! it never guesses.
+//!
+//! The same table also checks a reverse forward before it is trusted
+//! ([`check_listener`]): sshd may answer success yet listen elsewhere.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -80,24 +88,73 @@ pub fn parse_snapshot(text: &str) -> Result<Snapshot> {
     Ok(Snapshot { uid, entries })
 }
 
+/// Why the table did not show exactly one new connection of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFound {
+    /// Nothing new to the FTP server's port.
+    #[error("no new connection to the FTP server port {0} appeared in the SSH server's socket table")]
+    Nothing(u16),
+    /// Several at once: another connection raced ours (retry, never guess).
+    #[error("{0} new connections to port {1} appeared at once; cannot tell which is ours")]
+    Ambiguous(usize, u16),
+}
+
 /// The local end of the one new connection to the FTP server at `ftp_port`
-/// (and `ftp_ip`, when known as an address): that is (address, P).
+/// (and `ftp_ip`, when known as an address): that is (address, P), and the
+/// FTP server's end. Rows of our uid count first; rows of any uid only when
+/// none is ours (dropbear's direct-tcpip sockets belong to root).
 pub fn find_proxy(
     before: &Snapshot,
     after: &Snapshot,
     ftp_ip: Option<IpAddr>,
     ftp_port: u16,
-) -> Result<(SocketAddr, SocketAddr)> {
-    let found: Vec<&Entry> = socktable::new_entries(&before.entries, &after.entries)
+) -> Result<(SocketAddr, SocketAddr), NotFound> {
+    let new: Vec<&Entry> = socktable::new_entries(&before.entries, &after.entries)
         .into_iter()
-        .filter(|e| e.state == TcpState::Established && e.uid == after.uid && e.remote.port() == ftp_port)
+        .filter(|e| e.state == TcpState::Established && e.remote.port() == ftp_port)
         .filter(|e| ftp_ip.is_none_or(|ip| e.remote.ip() == ip.to_canonical()))
         .collect();
-    match found.as_slice() {
+    let ours: Vec<&Entry> = new.iter().copied().filter(|e| e.uid == after.uid).collect();
+    match if ours.is_empty() { new.as_slice() } else { ours.as_slice() } {
         [one] => Ok((one.local, one.remote)),
-        [] => bail!("no new connection to the FTP server port {ftp_port} appeared in the SSH server's socket table"),
-        many => bail!("{} new connections to port {ftp_port} appeared at once; cannot tell which is ours", many.len()),
+        [] => Err(NotFound::Nothing(ftp_port)),
+        many => Err(NotFound::Ambiguous(many.len(), ftp_port)),
     }
+}
+
+/// What the table says of a reverse forward the SSH server said yes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listener {
+    /// A LISTEN row on the address asked for (or the wildcard).
+    Exact,
+    /// LISTEN rows on that port, but on other addresses only (loopback, for
+    /// OpenSSH's `GatewayPorts no` and for dropbear without `-a`).
+    Elsewhere(Vec<SocketAddr>),
+    /// Nothing listens on that port.
+    Absent,
+}
+
+/// Check that something listens on exactly `want` (the address and port the
+/// FTP server will connect to).
+pub fn check_listener(entries: &[Entry], want: SocketAddr) -> Listener {
+    let on_port: Vec<SocketAddr> = entries
+        .iter()
+        .filter(|e| e.state == TcpState::Listen && e.local.port() == want.port())
+        .map(|e| e.local)
+        .collect();
+    if on_port.iter().any(|a| a.ip() == want.ip() || a.ip().is_unspecified()) {
+        Listener::Exact
+    } else if on_port.is_empty() {
+        Listener::Absent
+    } else {
+        Listener::Elsewhere(on_port)
+    }
+}
+
+/// A TIME_WAIT row with `port` at either end: a data connection to that port
+/// would collide with it (FIELD-NOTES section 4).
+pub fn time_wait_on(entries: &[Entry], port: u16) -> Option<&Entry> {
+    entries.iter().find(|e| e.state == TcpState::TimeWait && (e.local.port() == port || e.remote.port() == port))
 }
 
 /// Why `port` on the SSH server cannot serve as a data port now, if it cannot:
@@ -115,15 +172,15 @@ pub fn port_busy(entries: &[Entry], port: u16) -> Option<&'static str> {
     })
 }
 
-/// Another socket on the port of `ours` (the relay's end of its connection to
-/// `peer`), bound to the same address or the wildcard, TIME_WAIT included.
-/// sshd can listen there only if every such socket set SO_REUSEADDR
-/// (FIELD-NOTES section 2); the table cannot show which did, so any one of
-/// them may be why a forward was refused.
-pub fn held_by_another(entries: &[Entry], ours: SocketAddr, peer: SocketAddr) -> Option<&Entry> {
+/// Another socket on `port` of `wanted` (where sshd was asked to listen),
+/// bound to the same address or the wildcard, TIME_WAIT included, other than
+/// our own control connection `ours` -> `peer`. sshd can listen there only if
+/// every such socket set SO_REUSEADDR (FIELD-NOTES section 2); the table
+/// cannot show which did, so any one of them may be why a forward was refused.
+pub fn held_by_another(entries: &[Entry], wanted: SocketAddr, ours: SocketAddr, peer: SocketAddr) -> Option<&Entry> {
     entries.iter().find(|e| {
-        e.local.port() == ours.port()
-            && (e.local.ip() == ours.ip() || e.local.ip().is_unspecified())
+        e.local.port() == wanted.port()
+            && (e.local.ip() == wanted.ip() || e.local.ip().is_unspecified())
             && !(e.local == ours && e.remote == peer)
     })
 }
@@ -165,29 +222,65 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_any_uid_count_when_none_is_ours() {
+        // dropbear's direct-tcpip socket belongs to root (uid 0), not to the SSH user.
+        let root_owned = OURS.replace("  1001        0 2001", "     0        0 2001");
+        let before = snap(&[LISTEN]);
+        let (local, _) = find_proxy(&before, &snap(&[LISTEN, &root_owned, FTPD_SIDE]), None, 2121).unwrap();
+        assert_eq!(local.port(), 0xA3C2);
+        // One of ours and one of someone else's: ours wins.
+        let other = root_owned.replace("A3C2", "A3C4");
+        let (local, _) = find_proxy(&before, &snap(&[LISTEN, OURS, &other]), None, 2121).unwrap();
+        assert_eq!(local.port(), 0xA3C2);
+        // Two of someone else's: ambiguous, never a guess.
+        let both = snap(&[LISTEN, &root_owned, &other]);
+        assert_eq!(find_proxy(&before, &both, None, 2121), Err(NotFound::Ambiguous(2, 2121)));
+    }
+
+    #[test]
+    fn a_forward_is_checked_in_the_table() {
+        let on = |row: &str| snap(&[row]).entries;
+        let want: SocketAddr = "10.250.1.1:41921".parse().unwrap();
+        let loopback = LISTEN.replace("00000000:0849", "0100007F:A3C1");
+        assert_eq!(check_listener(&on(&loopback), want), Listener::Elsewhere(vec!["127.0.0.1:41921".parse().unwrap()]));
+        let exact = LISTEN.replace("00000000:0849", "0101FA0A:A3C1");
+        assert_eq!(check_listener(&on(&exact), want), Listener::Exact);
+        let wildcard = LISTEN.replace("00000000:0849", "00000000:A3C1");
+        assert_eq!(check_listener(&on(&wildcard), want), Listener::Exact);
+        assert_eq!(check_listener(&on(LISTEN), want), Listener::Absent);
+    }
+
+    #[test]
     fn busy_ports() {
         let tw = "   3: 0100007F:07E4 0100007F:A3C1 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000\n";
         let after = snap(&[LISTEN, OURS, FTPD_SIDE, tw]);
         assert_eq!(port_busy(&after.entries, 0xA3C1), Some("a connection to it is still in TIME_WAIT"));
         assert_eq!(port_busy(&after.entries, 0xA3C2), Some("a socket already uses it"));
         assert_eq!(port_busy(&after.entries, 0xA3C0), None);
+        assert!(time_wait_on(&after.entries, 0xA3C1).is_some() && time_wait_on(&after.entries, 0xA3C2).is_none());
     }
 
     #[test]
     fn another_socket_on_the_relays_port() {
         let ours: SocketAddr = "127.0.0.1:41922".parse().unwrap();
         let peer: SocketAddr = "127.0.0.1:2121".parse().unwrap();
-        assert!(held_by_another(&snap(&[LISTEN, OURS, FTPD_SIDE]).entries, ours, peer).is_none(), "only the relay");
+        assert!(
+            held_by_another(&snap(&[LISTEN, OURS, FTPD_SIDE]).entries, ours, ours, peer).is_none(),
+            "only the relay"
+        );
         // Same port towards sshd, in TIME_WAIT: Linux still counts it against a listener.
         let tw_to_22 = "   3: 0100007F:A3C2 0100007F:0016 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000\n";
         let table = snap(&[OURS, tw_to_22]);
-        let found = held_by_another(&table.entries, ours, peer).unwrap();
+        let found = held_by_another(&table.entries, ours, ours, peer).unwrap();
         assert_eq!((found.remote.port(), found.state), (22, TcpState::TimeWait));
         let wildcard = LISTEN.replace("00000000:0849", "00000000:A3C2");
-        assert!(held_by_another(&snap(&[OURS, &wildcard]).entries, ours, peer).is_some(), "0.0.0.0 covers 127.0.0.1");
+        assert!(
+            held_by_another(&snap(&[OURS, &wildcard]).entries, ours, ours, peer).is_some(),
+            "0.0.0.0 covers 127.0.0.1"
+        );
         let elsewhere = OURS.replace("0100007F:A3C2", "0200FA0A:A3C2");
         assert!(
-            held_by_another(&snap(&[OURS, &elsewhere]).entries, ours, peer).is_none(),
+            held_by_another(&snap(&[OURS, &elsewhere]).entries, ours, ours, peer).is_none(),
             "10.250.0.2 is another address"
         );
     }

@@ -12,8 +12,10 @@
 //! - [`shell`]: a shell kept open on the SSH server for quick socket-table readings.
 //! - [`ftp`]: the FTP control protocol over any byte stream (commands, replies, PASV/EPSV).
 //! - [`socktable`]: pure parser of `/proc/net/tcp{,6}` text, with state, uid and timers.
-//! - [`discovery`]: finding the proxy port P by diffing the SSH server's socket table.
-//! - [`relay`]: the SO_REUSEADDR relay that RFC 959 servers (port U) need.
+//! - [`dataport`]: the default-port data path of one control connection: P, the dialect
+//!   (U-1 or U), the reverse forward checked in the socket table, and why to fall back.
+//! - [`relay`]: the SO_REUSEADDR relay that makes every control connection and reports P.
+//! - [`discovery`]: the SSH server's socket table: P by diff where no relay runs, listener checks.
 //! - [`forward`]: the reverse forward and the gate that refuses stray data connections.
 //! - [`pacing`]: waiting out the data tuple's TIME_WAIT, measured on the SSH server, or backing off.
 //! - [`link`]: one FTP session inside SSH and its data path (default port or passive).
@@ -30,6 +32,7 @@ pub mod batch;
 pub mod bulk;
 pub mod cli;
 pub mod credentials;
+pub mod dataport;
 pub mod discovery;
 pub mod endpoint;
 pub mod error;

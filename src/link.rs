@@ -6,37 +6,43 @@
 //!
 //! - **default port** (the book's way, RFC 959 with neither PORT nor PASV):
 //!   the FTP server connects back to the control connection's source
-//!   address, port U-1 (ProFTPD) or U (RFC 959 servers). We find that port
-//!   and have sshd listen there (tcpip-forward), so the data arrives as a
-//!   forwarded channel.
+//!   address, port U-1 (ProFTPD) or U (RFC 959 servers). [`crate::dataport`]
+//!   finds that port and has sshd listen there (tcpip-forward), so the data
+//!   arrives as a forwarded channel.
 //! - **passive**: EPSV (or PASV), then sshd connects to the announced port
-//!   for us (direct-tcpip). Used when the server refuses the default port.
+//!   for us (direct-tcpip). In `--data-mode auto`, every way the default port
+//!   can fail (no relay, a refused or misplaced forward, a 425, a server that
+//!   stays silent) leads here, with one line on stderr saying why.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use russh::client::Msg;
 use russh::Channel;
 
-use crate::discovery;
+use crate::dataport::{self, Fallback};
 use crate::endpoint::FtpTarget;
-use crate::error::{classified, Kind};
+use crate::error::classified;
 use crate::forward::ReverseForward;
 use crate::ftp::control::{Control, FtpError};
 use crate::ftp::passive::{parse_epsv, parse_pasv};
 use crate::ftp::{Command, Reply};
 use crate::pacing::{self, DataTuple};
-use crate::relay;
 use crate::session::Session;
 
-/// Control connections tried for a usable proxy port before giving up.
-const MAX_PROXY_TRIES: usize = 4;
-/// How long a forced default-port transfer waits for the server to connect.
-pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// In `auto` mode, a server that said 150 and has not connected after this
-/// long is taken to refuse the default port (pyftpdlib just hangs).
-pub const AUTO_CONNECT_BOUND: Duration = Duration::from_secs(4);
+/// How long a default-port transfer command may go without both its
+/// preliminary reply and its data connection, on a nearby FTP server. A
+/// server that lets it pass refuses the default port in silence: pyftpdlib
+/// says 150 and never connects; ProFTPD on port 21 with `RootRevoke on`
+/// cannot bind port 20 and says nothing at all.
+pub const DATA_CONNECT_BOUND: Duration = Duration::from_secs(4);
+/// The bound also grows by this many control-connection round trips, as
+/// measured at login, for a distant FTP server.
+const BOUND_ROUND_TRIPS: u32 = 10;
+/// Login is USER, PASS and TYPE: three round trips.
+const LOGIN_ROUND_TRIPS: u32 = 3;
 
 /// How data connections are made (`--data-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,19 +106,30 @@ pub struct Link<'s> {
     last_origin: Option<(IpAddr, u16)>,
     /// Which forwarded port it connected to.
     last_proxy_port: Option<u16>,
+    /// [`DATA_CONNECT_BOUND`] and the measured round trips.
+    bound: Duration,
 }
 
 impl<'s> Link<'s> {
     /// Connect to the FTP server through `session`, prepare the data path, log in.
     pub async fn open(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
         let mut link = if spec.mode == DataMode::Passive {
-            let (control, _) = connect_direct(session, spec).await?;
-            Link::new(session, control, spec, None)
+            let (control, _) = dataport::connect_direct(session, spec).await?;
+            let mut link = Link::new(session, control, spec, None);
+            link.passive = true;
+            link
         } else {
-            open_default_port(session, spec).await?
+            let prepared = dataport::prepare(session, spec).await?;
+            let mut link = Link::new(session, prepared.control, spec, prepared.ftp_ip);
+            match prepared.forward {
+                Ok(forward) => link.forward = Some(forward),
+                Err(why) => link.fall_back(why)?,
+            }
+            link
         };
-        link.passive |= spec.mode == DataMode::Passive;
+        let started = Instant::now();
         link.control.login(&spec.login.user, &spec.login.password).await?;
+        link.bound = DATA_CONNECT_BOUND + started.elapsed() / LOGIN_ROUND_TRIPS * BOUND_ROUND_TRIPS;
         Ok(link)
     }
 
@@ -126,6 +143,7 @@ impl<'s> Link<'s> {
             passive: false,
             last_origin: None,
             last_proxy_port: None,
+            bound: DATA_CONNECT_BOUND,
         }
     }
 
@@ -159,60 +177,106 @@ impl<'s> Link<'s> {
         }
         match self.start_default_port(cmd).await {
             Ok(data) => Ok(data),
-            Err(e) if self.spec.mode == DataMode::Auto && e.downcast_ref::<Refused>().is_some() => {
-                tracing::info!("the FTP server does not do default-port transfers ({e:#}); switching to passive (EPSV/PASV inside SSH) for this session");
-                self.become_passive(matches!(e.downcast_ref::<Refused>(), Some(Refused::NoConnection))).await?;
-                self.start_passive(cmd).await
-            }
-            Err(e) if e.downcast_ref::<Refused>().is_some() => Err(classified(
-                Kind::Transfer,
-                format!("the FTP server refuses default-port transfers ({e:#}); try --data-mode passive"),
-            )),
-            Err(e) => Err(e),
+            Err(e) => match e.downcast::<Fallback>() {
+                Ok(why) => {
+                    // A silent server is still busy with the command: start over.
+                    let reconnect = matches!(why, Fallback::Silent(_));
+                    self.fall_back(why)?;
+                    self.leave_default_port(reconnect).await?;
+                    self.start_passive(cmd).await
+                }
+                Err(e) => Err(e),
+            },
         }
     }
 
+    /// The default port will not do, for `why`: in `auto`, say so and use
+    /// passive from now on; otherwise that is the error.
+    fn fall_back(&mut self, why: Fallback) -> Result<()> {
+        if self.spec.mode != DataMode::Auto {
+            return Err(classified(why.kind(), format!("{why}; try --data-mode passive")));
+        }
+        // Once per run on stderr; the other links of a bulk run say it with -v.
+        static SAID: AtomicBool = AtomicBool::new(false);
+        if SAID.swap(true, Ordering::Relaxed) {
+            tracing::info!("switching to passive (EPSV/PASV inside SSH) for this control connection: {why}");
+        } else {
+            tracing::warn!("switching to passive (EPSV/PASV inside SSH) for this control connection: {why}");
+        }
+        self.passive = true;
+        Ok(())
+    }
+
     async fn start_default_port(&mut self, cmd: &Command) -> Result<Data> {
-        let gate = &self.session.gate;
+        let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
         self.session.drain_data_channels();
-        gate.open(self.ftp_ip.context("the FTP server's address is unknown")?);
-        let reply = match self.control.command(cmd).await {
-            Ok(r) => r,
+        self.session.gate.open(ftp_ip);
+        let arrived = self.await_data_connection(cmd).await;
+        let (reply, data) = match arrived {
+            Ok(both) => both,
             Err(e) => {
-                gate.close();
+                self.session.gate.close();
                 return Err(e);
             }
         };
-        if !reply.is_preliminary() {
-            gate.close();
-            if pacing::is_time_wait_collision(&reply) {
-                return Err(Collision { tuple: self.data_tuple(), reply }.into());
-            }
-            if matches!(reply.code, 425 | 503) {
-                return Err(Refused::Reply(reply).into());
-            }
-            return Err(FtpError { command: cmd.redacted(), reply }.into());
+        let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
+        self.last_origin = origin;
+        self.last_proxy_port = Some(data.connected.1 as u16);
+        tracing::info!(
+            "data connection from {}:{} through the reverse forward {}:{}",
+            data.originator.0,
+            data.originator.1,
+            data.connected.0,
+            data.connected.1
+        );
+        Ok(Data { channel: data.channel, announced: reply.announced_size() })
+    }
+
+    /// Send `cmd` and wait for both its preliminary reply and the server's
+    /// connection, in whichever order they come, within [`Link::bound`] for
+    /// as long as the connection has not come.
+    async fn await_data_connection(&mut self, cmd: &Command) -> Result<(Reply, crate::forward::DataChannel)> {
+        enum Arrival {
+            Reply(Reply),
+            Data(crate::forward::DataChannel),
+            Deadline,
         }
-        let bound = if self.spec.mode == DataMode::Auto { AUTO_CONNECT_BOUND } else { DATA_CONNECT_TIMEOUT };
-        match self.session.next_data_channel(bound).await {
-            Some(data) => {
-                let origin =
-                    data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
-                self.last_origin = origin;
-                self.last_proxy_port = Some(data.connected.1 as u16);
-                tracing::info!(
-                    "data connection from {}:{} through the reverse forward {}:{}",
-                    data.originator.0,
-                    data.originator.1,
-                    data.connected.0,
-                    data.connected.1
-                );
-                Ok(Data { channel: data.channel, announced: reply.announced_size() })
+        let deadline = tokio::time::Instant::now() + self.bound;
+        self.control.send(cmd).await?;
+        let (mut reply, mut data) = (None, None);
+        loop {
+            if let (Some(_), Some(_)) = (&reply, &data) {
+                return Ok((reply.unwrap(), data.unwrap()));
             }
-            None => {
-                gate.close();
-                Err(Refused::NoConnection.into())
+            let (control, session) = (&mut self.control, self.session);
+            let arrival = tokio::select! {
+                r = control.read_reply(), if reply.is_none() => Arrival::Reply(r?),
+                Some(d) = session.next_data_channel(self.bound), if data.is_none() => Arrival::Data(d),
+                _ = tokio::time::sleep_until(deadline), if data.is_none() => Arrival::Deadline,
+            };
+            match arrival {
+                Arrival::Reply(r) if r.is_preliminary() => reply = Some(r),
+                Arrival::Reply(r) => return Err(self.refusal(cmd, r)),
+                Arrival::Data(d) => data = Some(d),
+                Arrival::Deadline => {
+                    let what = match &reply {
+                        Some(r) => format!("said {} but did not connect back", r.code),
+                        None => format!("neither answered {} nor connected back", cmd.redacted()),
+                    };
+                    return Err(Fallback::Silent(format!("{what} within {:.1?}", self.bound)).into());
+                }
             }
+        }
+    }
+
+    /// The error for a transfer command's final (non-1xx) reply.
+    fn refusal(&self, cmd: &Command, reply: Reply) -> anyhow::Error {
+        if pacing::is_time_wait_collision(&reply) {
+            Collision { tuple: self.data_tuple(), reply }.into()
+        } else if matches!(reply.code, 425 | 503) {
+            Fallback::Refused(reply).into()
+        } else {
+            FtpError { command: cmd.redacted(), reply }.into()
         }
     }
 
@@ -234,18 +298,17 @@ impl<'s> Link<'s> {
         Ok(Data { channel, announced: reply.announced_size() })
     }
 
-    /// Leave the default-port path. A server that said 150 and never
-    /// connected is still busy with that command: start over on a new control connection.
-    async fn become_passive(&mut self, reconnect: bool) -> Result<()> {
+    /// Leave the default-port path. A server that is still busy with the last
+    /// command (silent, or 150 and no connection) gets a new control connection.
+    async fn leave_default_port(&mut self, reconnect: bool) -> Result<()> {
         if let Some(forward) = self.forward.take() {
             forward.cancel(self.session).await;
         }
         if reconnect {
             self.control.quit().await;
-            self.control = connect_direct(self.session, &self.spec).await?.0;
+            self.control = dataport::connect_direct(self.session, &self.spec).await?.0;
             self.control.login(&self.spec.login.user, &self.spec.login.password).await?;
         }
-        self.passive = true;
         Ok(())
     }
 
@@ -290,118 +353,4 @@ pub struct Collision {
     pub tuple: Option<DataTuple>,
     /// The server's reply.
     pub reply: Reply,
-}
-
-/// Why the default-port path did not work with this server.
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error("it replied {0}")]
-    Reply(Reply),
-    #[error("it said 150 but did not connect back within the bound")]
-    NoConnection,
-}
-
-async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, Reply)> {
-    let ftp = &spec.ftp;
-    let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
-    let mut control = Control::new(channel.into_stream(), spec.timeout);
-    let started = std::time::Instant::now();
-    let banner = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
-    tracing::debug!("greeting after {:.1?}", started.elapsed());
-    Ok((control, banner))
-}
-
-/// The default-port path: discover P, pick U-1 (ProFTPD) or U (RFC 959, via
-/// the relay), and forward it. In `auto` mode a refused forward means passive.
-async fn open_default_port<'s>(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
-    let ftp = &spec.ftp;
-    let mut turn = discovery::Turn::take().await;
-    let mut before = turn.before(session).await?;
-    let (mut control, banner) = connect_direct(session, spec).await?;
-    let (ftp_ip, forward) = if banner.lines.join("\n").contains("ProFTPD") {
-        let mut attempts = 0;
-        let (local, remote, target) = loop {
-            let after = discovery::snapshot(session).await?;
-            let (local, remote) = discovery::find_proxy(&before, &after, ftp.host.parse().ok(), ftp.port)?;
-            tracing::info!("ProFTPD connects back to port U-1; proxy port P = {} on {}", local.port(), local.ip());
-            let target = local.port().checked_sub(1).context("proxy port 0")?;
-            attempts += 1;
-            match discovery::port_busy(&after.entries, target) {
-                Some(why) if attempts < MAX_PROXY_TRIES => {
-                    // Keep this connection until the next is open, so the next gets another P.
-                    tracing::info!("P-1 = {target} will not do: {why}; opening another control connection");
-                    let (next, _) = connect_direct(session, spec).await?;
-                    std::mem::replace(&mut control, next).quit().await;
-                    before = after;
-                }
-                _ => {
-                    turn.leave(Some(after));
-                    break (local, remote, target);
-                }
-            }
-        };
-        (remote.ip(), ReverseForward::request(session, &local.ip().to_string(), target, None).await)
-    } else {
-        // RFC 959: the server connects to U = P itself, which sshd can only
-        // share with a control connection that set SO_REUSEADDR: the relay.
-        control.quit().await;
-        let (relayed, peer, forward) = open_relayed(session, spec).await?;
-        turn.leave(None);
-        control = relayed;
-        (peer, forward)
-    };
-    let mut link = Link::new(session, control, spec, Some(ftp_ip));
-    match forward {
-        Ok(forward) => link.forward = Some(forward),
-        Err(e) if spec.mode == DataMode::Auto => {
-            tracing::info!("{e:#}; using passive mode (EPSV/PASV inside SSH) instead");
-            link.passive = true;
-        }
-        Err(e) => return Err(e),
-    }
-    Ok(link)
-}
-
-/// The RFC 959 control connection through the relay, and the forward of its
-/// port P (and P-1, best effort). The relay's connect() may pick a P that
-/// another socket without SO_REUSEADDR also holds (a connection elsewhere, or
-/// its TIME_WAIT), and then sshd cannot listen there: open another relay.
-async fn open_relayed(session: &Session, spec: &Spec) -> Result<(Control, IpAddr, Result<ReverseForward>)> {
-    let ftp = &spec.ftp;
-    // Kept open until the next relay has connected, so that one gets another P.
-    let mut _held = None;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let relayed = relay::open(session, &ftp.host, ftp.port).await?;
-        let local = relayed.local;
-        tracing::info!(
-            "RFC 959 server: control connection through the SO_REUSEADDR relay, P = {} on {}",
-            local.port(),
-            local.ip()
-        );
-        let forward =
-            ReverseForward::request(session, &local.ip().to_string(), local.port(), local.port().checked_sub(1)).await;
-        let other = match forward {
-            Err(_) if attempt < MAX_PROXY_TRIES => {
-                let table = discovery::snapshot(session).await?;
-                discovery::held_by_another(&table.entries, local, SocketAddr::new(relayed.peer, ftp.port)).cloned()
-            }
-            _ => None,
-        };
-        // Without another socket on P, sshd refuses forwards as such: the caller decides.
-        let Some(other) = other else {
-            let mut control = Control::new(relayed.stream, spec.timeout);
-            control.greeting().await?;
-            return Ok((control, relayed.peer, forward));
-        };
-        tracing::info!(
-            "sshd could not listen on P = {}: {} -> {} ({:?}) holds that port too, perhaps without SO_REUSEADDR; opening another relay",
-            local.port(),
-            other.local,
-            other.remote,
-            other.state
-        );
-        _held = Some(relayed);
-    }
 }

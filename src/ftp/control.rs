@@ -55,6 +55,12 @@ impl Control {
         Control { stream: Box::new(stream), buf: Vec::new(), timeout }
     }
 
+    /// Like [`Control::new`], for a stream of which `read_ahead` was already
+    /// read (a relay's ready report can arrive together with the greeting).
+    pub fn with_read_ahead(stream: impl Stream + 'static, read_ahead: Vec<u8>, timeout: Duration) -> Control {
+        Control { stream: Box::new(stream), buf: read_ahead, timeout }
+    }
+
     /// Read the server's greeting (220; a 120 "ready in n minutes" is waited out).
     pub async fn greeting(&mut self) -> Result<Reply> {
         let mut reply = self.read_reply().await?;

@@ -1,0 +1,401 @@
+//! Preparing the default-port data path of one control connection: the book's
+//! steps 2 to 4 (know P, know where the server connects back, have sshd
+//! listen exactly there).
+//!
+//! 1. **P is known, not guessed.** The control connection is made by the
+//!    SO_REUSEADDR relay ([`crate::relay`]), which reports its own port P.
+//!    Only where no relay can run does P come from the socket-table diff
+//!    ([`crate::discovery`]), retried with jitter when another connection
+//!    raced ours.
+//! 2. **The dialect** ([`Dialect`]): ProFTPD connects back to U-1 = P-1,
+//!    RFC 959 servers to U = P (which only the relay's SO_REUSEADDR makes
+//!    shareable with sshd's listener).
+//! 3. **The reverse forward, checked before it is trusted**: sshd may answer
+//!    success yet listen on loopback (`GatewayPorts no`, dropbear without
+//!    `-a`), so the SSH server's socket table must show a listener on exactly
+//!    the address and port the FTP server will connect to.
+//!
+//! Whatever goes wrong on the way is a [`Fallback`]: the reason to go
+//! passive in `--data-mode auto`, or the error in `--data-mode default-port`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::discovery::{self, Listener, NotFound};
+use crate::error::Kind;
+use crate::forward::ReverseForward;
+use crate::ftp::control::Control;
+use crate::ftp::Reply;
+use crate::link::Spec;
+use crate::relay;
+use crate::session::Session;
+
+/// Control connections tried for a usable proxy port before giving up: a
+/// port held by another socket, or with a data connection in TIME_WAIT.
+const MAX_PROXY_TRIES: usize = 4;
+/// Socket-table diffs tried when other connections to the FTP server appear
+/// at the same moment as ours (another run of the same user).
+const MAX_DIFF_TRIES: usize = 6;
+/// Longest random pause before the next diff, so that racing runs drift apart.
+const DIFF_JITTER: Duration = Duration::from_millis(300);
+
+/// Where an FTP server sends a default-port data connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// ProFTPD: to port U-1, one below the control connection's port.
+    ProFtpd,
+    /// RFC 959 (GNU inetutils ftpd, wu-ftpd, BSD ftpd): to port U itself. An
+    /// unidentified server counts as this one, and U-1 is forwarded as well
+    /// in case it is a ProFTPD that hides its name (`ServerIdent off`).
+    Rfc959,
+}
+
+impl Dialect {
+    /// Judged from the greeting: ProFTPD names itself by default.
+    pub fn of(greeting: &Reply) -> Dialect {
+        if greeting.text().contains("ProFTPD") {
+            Dialect::ProFtpd
+        } else {
+            Dialect::Rfc959
+        }
+    }
+
+    /// The port the server connects to for a control connection from port `p`.
+    pub fn data_port(self, p: u16) -> Option<u16> {
+        match self {
+            Dialect::ProFtpd => p.checked_sub(1),
+            Dialect::Rfc959 => Some(p),
+        }
+    }
+
+    /// A second port worth forwarding, best effort.
+    fn spare_port(self, p: u16) -> Option<u16> {
+        match self {
+            Dialect::ProFtpd => None,
+            Dialect::Rfc959 => p.checked_sub(1),
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::ProFtpd => "ProFTPD, which connects back to port U-1",
+            Dialect::Rfc959 => "an RFC 959 server, which connects back to port U",
+        })
+    }
+}
+
+/// Why the default-port path is not used: in `auto`, the reason to go passive.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Fallback {
+    /// Neither perl, python3 nor socat on the SSH server, and the socket
+    /// table could not stand in.
+    #[error("no relay interpreter on the SSH server ({0})")]
+    NoRelay(String),
+    /// An interpreter exists but the relay did not start.
+    #[error("the relay on the SSH server failed ({0})")]
+    RelayFailed(String),
+    /// The socket table did not show P.
+    #[error("could not find the proxy port P in the SSH server's socket table ({0})")]
+    Discovery(String),
+    /// An RFC 959 server connects back to P itself, which only the relay's
+    /// SO_REUSEADDR makes possible.
+    #[error("the FTP server connects back to the control connection's own port, which needs the relay ({0})")]
+    NeedsRelay(String),
+    /// sshd said no to the tcpip-forward.
+    #[error("the SSH server refused the reverse forward ({0})")]
+    ForwardRefused(String),
+    /// sshd said yes, but its socket table shows no listener where the FTP
+    /// server will connect.
+    #[error("{0}")]
+    BoundElsewhere(String),
+    /// The server refused a transfer with neither PORT nor PASV.
+    #[error("the FTP server refuses default-port transfers: it replied {0}")]
+    Refused(Reply),
+    /// Neither a reply nor a data connection within the bound.
+    #[error("the FTP server {0}")]
+    Silent(String),
+}
+
+impl Fallback {
+    /// The exit code class when there is no passive mode to fall back to.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Fallback::Refused(_) | Fallback::Silent(_) => Kind::Transfer,
+            _ => Kind::Ssh,
+        }
+    }
+}
+
+/// A logged-in-ready control connection and its data path.
+pub struct Prepared {
+    /// The control connection, greeting read.
+    pub control: Control,
+    /// The FTP server's address as the SSH server reaches it, where known:
+    /// data connections must come from there.
+    pub ftp_ip: Option<IpAddr>,
+    /// The reverse forward, or why there is none.
+    pub forward: Result<ReverseForward, Fallback>,
+}
+
+impl Prepared {
+    fn without_forward(control: Control, ftp_ip: Option<IpAddr>, why: Fallback) -> Prepared {
+        Prepared { control, ftp_ip, forward: Err(why) }
+    }
+}
+
+/// Open a control connection with its default-port data path: through the
+/// relay where one runs, else by the socket-table diff.
+pub async fn prepare(session: &Session, spec: &Spec) -> Result<Prepared> {
+    match through_relay(session, spec).await {
+        Err(e) => match e.downcast::<relay::Unavailable>() {
+            Ok(unavailable) => by_socket_table(session, spec, unavailable).await,
+            Err(e) => Err(e),
+        },
+        prepared => prepared,
+    }
+}
+
+/// Open a control connection with sshd's own socket (direct-tcpip, the `-L`
+/// of the book) and read the greeting.
+pub async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, Reply)> {
+    let ftp = &spec.ftp;
+    let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
+    let mut control = Control::new(channel.into_stream(), spec.timeout);
+    let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+    Ok((control, greeting))
+}
+
+/// The relay path. When sshd cannot listen on the port (another socket
+/// without SO_REUSEADDR holds it), or a data connection to it is still in
+/// TIME_WAIT, another relay is opened while this one is held, so it gets
+/// another P.
+async fn through_relay(session: &Session, spec: &Spec) -> Result<Prepared> {
+    let ftp = &spec.ftp;
+    let mut held = Vec::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let relayed = relay::open(session, &ftp.host, ftp.port).await?;
+        let (local, peer) = (relayed.local, relayed.peer);
+        let mut control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, spec.timeout);
+        let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+        let dialect = Dialect::of(&greeting);
+        let target = dialect.data_port(local.port()).context("proxy port 0")?;
+        tracing::info!(
+            "control connection through the {} relay: P = {} on {}; the FTP server is {dialect} ({target})",
+            relayed.interpreter.name(),
+            local.port(),
+            local.ip()
+        );
+        let wanted = SocketAddr::new(local.ip(), target);
+        let forward =
+            ReverseForward::request(session, &local.ip().to_string(), target, dialect.spare_port(local.port())).await;
+        let table = discovery::snapshot(session).await;
+        let control_ends = (local, SocketAddr::new(peer, ftp.port));
+        match judge_forward(forward, table, wanted, control_ends) {
+            Judged::Use(forward) => return Ok(Prepared { control, ftp_ip: Some(peer), forward: Ok(forward) }),
+            Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES => {
+                tracing::info!("{why}; opening another relay");
+                cancel(session, forward).await;
+                held.push(control); // so that the next relay gets another P
+            }
+            Judged::Another(why, forward) => {
+                cancel(session, forward).await;
+                return Ok(Prepared::without_forward(control, Some(peer), Fallback::ForwardRefused(why)));
+            }
+            Judged::GiveUp(why, forward) => {
+                cancel(session, forward).await;
+                return Ok(Prepared::without_forward(control, Some(peer), why));
+            }
+        }
+    }
+}
+
+/// What a forward request and the table read after it add up to.
+enum Judged {
+    /// Listening exactly where the FTP server will connect.
+    Use(ReverseForward),
+    /// This port will not do, another control connection may: why, and the
+    /// forward to cancel.
+    Another(String, Option<ReverseForward>),
+    /// The default port cannot work through this SSH server.
+    GiveUp(Fallback, Option<ReverseForward>),
+}
+
+fn judge_forward(
+    forward: Result<ReverseForward>,
+    table: Result<discovery::Snapshot>,
+    wanted: SocketAddr,
+    (ours, peer): (SocketAddr, SocketAddr),
+) -> Judged {
+    let table = match table {
+        Ok(table) => table,
+        Err(e) => {
+            // Not Linux, or no /proc: sshd's word is all there is.
+            tracing::debug!("could not check the forward in the SSH server's socket table: {e:#}");
+            return match forward {
+                Ok(forward) => Judged::Use(forward),
+                Err(e) => Judged::GiveUp(Fallback::ForwardRefused(format!("{e:#}")), None),
+            };
+        }
+    };
+    let forward = match forward {
+        Ok(forward) => forward,
+        Err(e) => {
+            return match discovery::held_by_another(&table.entries, wanted, ours, peer) {
+                Some(other) => Judged::Another(
+                    format!(
+                        "sshd could not listen on {wanted}: {} -> {} ({:?}) holds that port too, perhaps without SO_REUSEADDR",
+                        other.local, other.remote, other.state
+                    ),
+                    None,
+                ),
+                None => Judged::GiveUp(Fallback::ForwardRefused(format!("{e:#}")), None),
+            }
+        }
+    };
+    match discovery::check_listener(&table.entries, wanted) {
+        Listener::Exact => match discovery::time_wait_on(&table.entries, wanted.port()) {
+            Some(tw) => Judged::Another(
+                format!("port {} will not do: {} -> {} is still in TIME_WAIT", wanted.port(), tw.local, tw.remote),
+                Some(forward),
+            ),
+            None => Judged::Use(forward),
+        },
+        Listener::Elsewhere(addrs) => {
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            let why = format!(
+                "the SSH server accepted the reverse forward of {wanted} but listens on {} instead, where the FTP server \
+                 at {} cannot connect: OpenSSH with `GatewayPorts no` (its default; `GatewayPorts clientspecified` \
+                 lets a client choose the address), or dropbear started without -a",
+                addrs.join(", "),
+                peer.ip()
+            );
+            Judged::GiveUp(Fallback::BoundElsewhere(why), Some(forward))
+        }
+        Listener::Absent => Judged::Another(
+            format!(
+                "the SSH server accepted the reverse forward of {wanted}, but its socket table shows no listener there"
+            ),
+            Some(forward),
+        ),
+    }
+}
+
+/// The path where no relay runs: P from the socket-table diff (ProFTPD only:
+/// an RFC 959 server needs the relay whatever P is).
+async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Unavailable) -> Result<Prepared> {
+    let no_relay = if unavailable.none_installed {
+        Fallback::NoRelay(unavailable.tried.join("; "))
+    } else {
+        Fallback::RelayFailed(unavailable.tried.join("; "))
+    };
+    tracing::info!("{no_relay}; finding P in the SSH server's socket table instead");
+    let ftp = &spec.ftp;
+    let ftp_ip = ftp.host.parse::<IpAddr>().ok();
+    let mut held = Vec::new(); // connections whose P-1 would not do, kept so the next gets another P
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut turn = discovery::Turn::take().await;
+        let before = turn.before(session).await;
+        let (mut control, greeting) = connect_direct(session, spec).await?;
+        if Dialect::of(&greeting) == Dialect::Rfc959 {
+            return Ok(Prepared::without_forward(control, ftp_ip, Fallback::NeedsRelay(no_relay.to_string())));
+        }
+        let read = match before {
+            Ok(before) => discovery::snapshot(session).await.map(|after| (before, after)),
+            Err(e) => Err(e),
+        };
+        let (before, after) = match read {
+            Ok(read) => read,
+            Err(e) => return Ok(Prepared::without_forward(control, ftp_ip, Fallback::Discovery(format!("{e:#}")))),
+        };
+        let (local, remote) = match discovery::find_proxy(&before, &after, ftp_ip, ftp.port) {
+            Ok(ends) => ends,
+            Err(e @ NotFound::Ambiguous(..)) if attempt < MAX_DIFF_TRIES => {
+                turn.leave(None);
+                control.quit().await;
+                let pause = jitter();
+                tracing::info!("{e}; trying again in {pause:.0?}");
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Err(e) => return Ok(Prepared::without_forward(control, ftp_ip, Fallback::Discovery(e.to_string()))),
+        };
+        let target = local.port().checked_sub(1).context("proxy port 0")?;
+        tracing::info!(
+            "proxy port P = {} on {} (from the socket table); the FTP server is {} ({target})",
+            local.port(),
+            local.ip(),
+            Dialect::ProFtpd
+        );
+        if let Some(why) = discovery::port_busy(&after.entries, target).filter(|_| attempt < MAX_PROXY_TRIES) {
+            tracing::info!("port {target} will not do: {why}; opening another control connection");
+            turn.leave(Some(after));
+            held.push(control);
+            continue;
+        }
+        turn.leave(Some(after));
+        let wanted = SocketAddr::new(local.ip(), target);
+        let forward = ReverseForward::request(session, &local.ip().to_string(), target, None).await;
+        let table = discovery::snapshot(session).await;
+        let ftp_ip = Some(remote.ip());
+        return Ok(match judge_forward(forward, table, wanted, (local, remote)) {
+            Judged::Use(forward) => Prepared { control, ftp_ip, forward: Ok(forward) },
+            Judged::Another(why, forward) => {
+                cancel(session, forward).await;
+                Prepared::without_forward(control, ftp_ip, Fallback::ForwardRefused(why))
+            }
+            Judged::GiveUp(why, forward) => {
+                cancel(session, forward).await;
+                Prepared::without_forward(control, ftp_ip, why)
+            }
+        });
+    }
+}
+
+async fn cancel(session: &Session, forward: Option<ReverseForward>) {
+    if let Some(forward) = forward {
+        forward.cancel(session).await;
+    }
+}
+
+/// A random pause up to [`DIFF_JITTER`] (std's per-process random hasher keys suffice here).
+fn jitter() -> Duration {
+    use std::hash::BuildHasher;
+    let r = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    DIFF_JITTER.mul_f64((r % 1000) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(line: &str) -> Reply {
+        crate::ftp::parse_reply(format!("{line}\r\n").as_bytes()).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn dialect_from_the_greeting() {
+        // Greetings captured from the lab's servers.
+        let proftpd = reply("220 ProFTPD Server (ftpssh lab proftpd) [127.0.0.1]");
+        let inetutils = reply("220 localhost FTP server (GNU inetutils 2.4) ready.");
+        assert_eq!(Dialect::of(&proftpd), Dialect::ProFtpd);
+        assert_eq!(Dialect::of(&inetutils), Dialect::Rfc959);
+        assert_eq!(Dialect::ProFtpd.data_port(40000), Some(39999));
+        assert_eq!(Dialect::Rfc959.data_port(40000), Some(40000));
+        assert_eq!(Dialect::Rfc959.spare_port(40000), Some(39999), "a ProFTPD that hides its name");
+        assert_eq!(Dialect::ProFtpd.data_port(0), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        assert!((0..100).map(|_| jitter()).all(|j| j <= DIFF_JITTER));
+    }
+}
