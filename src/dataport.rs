@@ -38,9 +38,11 @@ use crate::session::Session;
 const MAX_PROXY_TRIES: usize = 4;
 /// Socket-table diffs tried when other connections to the FTP server appear
 /// at the same moment as ours (another run of the same user).
-const MAX_DIFF_TRIES: usize = 6;
-/// Longest random pause before the next diff, so that racing runs drift apart.
-const DIFF_JITTER: Duration = Duration::from_millis(300);
+const MAX_DIFF_TRIES: u32 = 10;
+/// Random pauses between diffs, so that runs started together drift apart:
+/// up to 50 ms before the second try, doubling each time, at most 2 s.
+const DIFF_JITTER_FIRST: Duration = Duration::from_millis(50);
+const DIFF_JITTER_MAX: Duration = Duration::from_secs(2);
 
 /// Where an FTP server sends a default-port data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,19 +301,24 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
     let ftp = &spec.ftp;
     let ftp_ip = ftp.host.parse::<IpAddr>().ok();
     let mut held = Vec::new(); // connections whose P-1 would not do, kept so the next gets another P
-    let mut attempt = 0;
+    let mut attempt = 0u32;
     loop {
         attempt += 1;
         let mut turn = discovery::Turn::take().await;
         let before = turn.before(session).await;
-        let (mut control, greeting) = connect_direct(session, spec).await?;
-        if Dialect::of(&greeting) == Dialect::Rfc959 {
-            return Ok(Prepared::without_forward(control, ftp_ip, Fallback::NeedsRelay(no_relay.to_string())));
-        }
+        // The table is read again as soon as the connection exists, before the
+        // greeting (which a busy server may send late): a short window for
+        // other runs' connections to fall into.
+        let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
         let read = match before {
             Ok(before) => discovery::snapshot(session).await.map(|after| (before, after)),
             Err(e) => Err(e),
         };
+        let mut control = Control::new(channel.into_stream(), spec.timeout);
+        let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+        if Dialect::of(&greeting) == Dialect::Rfc959 {
+            return Ok(Prepared::without_forward(control, ftp_ip, Fallback::NeedsRelay(no_relay.to_string())));
+        }
         let (before, after) = match read {
             Ok(read) => read,
             Err(e) => return Ok(Prepared::without_forward(control, ftp_ip, Fallback::Discovery(format!("{e:#}")))),
@@ -321,7 +328,7 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
             Err(e @ NotFound::Ambiguous(..)) if attempt < MAX_DIFF_TRIES => {
                 turn.leave(None);
                 control.quit().await;
-                let pause = jitter();
+                let pause = jitter(attempt);
                 tracing::info!("{e}; trying again in {pause:.0?}");
                 tokio::time::sleep(pause).await;
                 continue;
@@ -335,7 +342,7 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
             local.ip(),
             Dialect::ProFtpd
         );
-        if let Some(why) = discovery::port_busy(&after.entries, target).filter(|_| attempt < MAX_PROXY_TRIES) {
+        if let Some(why) = discovery::port_busy(&after.entries, target).filter(|_| attempt < MAX_PROXY_TRIES as u32) {
             tracing::info!("port {target} will not do: {why}; opening another control connection");
             turn.leave(Some(after));
             held.push(control);
@@ -366,11 +373,13 @@ async fn cancel(session: &Session, forward: Option<ReverseForward>) {
     }
 }
 
-/// A random pause up to [`DIFF_JITTER`] (std's per-process random hasher keys suffice here).
-fn jitter() -> Duration {
+/// A random pause before diff number `attempt + 1` (std's randomly keyed
+/// hasher is random enough to make racing runs drift apart).
+fn jitter(attempt: u32) -> Duration {
     use std::hash::BuildHasher;
+    let ceiling = DIFF_JITTER_FIRST.saturating_mul(1 << attempt.min(16)).min(DIFF_JITTER_MAX);
     let r = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
-    DIFF_JITTER.mul_f64((r % 1000) as f64 / 1000.0)
+    ceiling.mul_f64((r % 1000) as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -395,7 +404,9 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_its_bound() {
-        assert!((0..100).map(|_| jitter()).all(|j| j <= DIFF_JITTER));
+    fn jitter_grows_within_its_bounds() {
+        assert!((0..100).map(|_| jitter(1)).all(|j| j <= DIFF_JITTER_FIRST * 2));
+        assert!((0..100).map(|_| jitter(30)).all(|j| j <= DIFF_JITTER_MAX));
+        assert!((0..100).map(|_| jitter(30)).any(|j| j > DIFF_JITTER_FIRST * 2), "it does grow");
     }
 }

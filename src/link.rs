@@ -108,6 +108,9 @@ pub struct Link<'s> {
     last_proxy_port: Option<u16>,
     /// [`DATA_CONNECT_BOUND`] and the measured round trips.
     bound: Duration,
+    /// Why this link went passive, until its first passive data connection
+    /// shows that passive works (then it is said on stderr).
+    fell_back: Option<Fallback>,
 }
 
 impl<'s> Link<'s> {
@@ -144,6 +147,7 @@ impl<'s> Link<'s> {
             last_origin: None,
             last_proxy_port: None,
             bound: DATA_CONNECT_BOUND,
+            fell_back: None,
         }
     }
 
@@ -182,7 +186,9 @@ impl<'s> Link<'s> {
                     // A silent server is still busy with the command: start over.
                     let reconnect = matches!(why, Fallback::Silent(_));
                     self.fall_back(why)?;
-                    self.leave_default_port(reconnect).await?;
+                    if let Err(e) = self.leave_default_port(reconnect).await {
+                        return Err(self.passive_failed_too(e));
+                    }
                     self.start_passive(cmd).await
                 }
                 Err(e) => Err(e),
@@ -190,21 +196,35 @@ impl<'s> Link<'s> {
         }
     }
 
-    /// The default port will not do, for `why`: in `auto`, say so and use
-    /// passive from now on; otherwise that is the error.
+    /// The default port will not do, for `why`: in `auto`, use passive from
+    /// now on; otherwise that is the error.
     fn fall_back(&mut self, why: Fallback) -> Result<()> {
         if self.spec.mode != DataMode::Auto {
             return Err(classified(why.kind(), format!("{why}; try --data-mode passive")));
         }
-        // Once per run on stderr; the other links of a bulk run say it with -v.
+        self.passive = true;
+        self.fell_back.get_or_insert(why);
+        Ok(())
+    }
+
+    /// Passive works: say why it is used. Once per run on stderr; the other
+    /// links of a bulk run say it with -v.
+    fn announce_fallback(&mut self) {
         static SAID: AtomicBool = AtomicBool::new(false);
+        let Some(why) = self.fell_back.take() else { return };
         if SAID.swap(true, Ordering::Relaxed) {
             tracing::info!("switching to passive (EPSV/PASV inside SSH) for this control connection: {why}");
         } else {
             tracing::warn!("switching to passive (EPSV/PASV inside SSH) for this control connection: {why}");
         }
-        self.passive = true;
-        Ok(())
+    }
+
+    /// Passive could not be set up either: one error that tells both.
+    fn passive_failed_too(&mut self, e: anyhow::Error) -> anyhow::Error {
+        match self.fell_back.take() {
+            Some(why) => e.context(format!("the default port did not work ({why}), and passive failed too")),
+            None => e,
+        }
     }
 
     async fn start_default_port(&mut self, cmd: &Command) -> Result<Data> {
@@ -281,6 +301,20 @@ impl<'s> Link<'s> {
     }
 
     async fn start_passive(&mut self, cmd: &Command) -> Result<Data> {
+        let channel = match self.passive_channel().await {
+            Ok(channel) => channel,
+            Err(e) => return Err(self.passive_failed_too(e)),
+        };
+        self.announce_fallback();
+        let reply = self.control.command(cmd).await?;
+        if !reply.is_preliminary() {
+            return Err(FtpError { command: cmd.redacted(), reply }.into());
+        }
+        Ok(Data { channel, announced: reply.announced_size() })
+    }
+
+    /// EPSV (or PASV), and sshd's connection to the announced port.
+    async fn passive_channel(&mut self) -> Result<Channel<Msg>> {
         let reply = self.control.command(&Command::Epsv).await?;
         let port = if reply.code == 229 {
             parse_epsv(&reply).with_context(|| format!("bad EPSV reply {reply}"))?
@@ -291,11 +325,7 @@ impl<'s> Link<'s> {
         };
         let channel = self.session.direct_tcpip(&self.spec.ftp.host, port).await?;
         tracing::info!("passive data connection to {}:{port} from the SSH server", self.spec.ftp.host);
-        let reply = self.control.command(cmd).await?;
-        if !reply.is_preliminary() {
-            return Err(FtpError { command: cmd.redacted(), reply }.into());
-        }
-        Ok(Data { channel, announced: reply.announced_size() })
+        Ok(channel)
     }
 
     /// Leave the default-port path. A server that is still busy with the last

@@ -170,8 +170,17 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
     for turn in 0..Interpreter::ALL.len() {
         let index = (first + turn) % Interpreter::ALL.len();
         let interpreter = Interpreter::ALL[index];
-        let (startup, channel) = start(session, interpreter, host, port).await?;
-        match startup {
+        // OpenSSH allows 10 session channels per connection by default
+        // (MaxSessions): without one, no relay, but the socket table may do.
+        let mut channel = match session.exec_channel(&interpreter.command(host, port)?).await {
+            Ok(channel) => channel,
+            Err(e) => {
+                tried.push(format!("no session channel for it: {e:#}"));
+                installed = true;
+                break;
+            }
+        };
+        match watch(&mut channel, interpreter).await? {
             Startup::Ready { local, peer, read_ahead } => {
                 PREFERRED.store(index, Ordering::Relaxed);
                 let stream = channel.into_stream();
@@ -180,7 +189,7 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
             Startup::Unreachable(why) => {
                 return Err(classified(
                     Kind::FtpRefused,
-                    format!("could not reach the FTP server {host}:{port} from the SSH server: {why}"),
+                    format!("the FTP server {host}:{port} is not reachable from the SSH server ({why})"),
                 ))
             }
             Startup::Missing => tried.push(format!("{}: not installed", interpreter.name())),
@@ -194,15 +203,14 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
     Err(Unavailable { tried, none_installed: !installed }.into())
 }
 
-/// Start one relay and read its output until it is judged.
-async fn start(session: &Session, interpreter: Interpreter, host: &str, port: u16) -> Result<(Startup, Channel<Msg>)> {
-    let mut channel = session.exec_channel(&interpreter.command(host, port)?).await?;
+/// Read a starting relay's output until it is judged.
+async fn watch(channel: &mut Channel<Msg>, interpreter: Interpreter) -> Result<Startup> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let deadline = tokio::time::Instant::now() + crate::session::EXEC_TIMEOUT;
     loop {
         let exited = out.len() + err.len() > MAX_STARTUP_OUTPUT;
         if let Some(startup) = judge(interpreter, &out, &err, exited) {
-            return Ok((startup, channel));
+            return Ok(startup);
         }
         let msg = tokio::time::timeout_at(deadline, channel.wait())
             .await
@@ -211,7 +219,7 @@ async fn start(session: &Session, interpreter: Interpreter, host: &str, port: u1
             Some(ChannelMsg::Data { data }) => out.extend_from_slice(&data),
             Some(ChannelMsg::ExtendedData { data, .. }) => err.extend_from_slice(&data),
             Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
-                return Ok((judge(interpreter, &out, &err, true).expect("judged once exited"), channel))
+                return Ok(judge(interpreter, &out, &err, true).expect("judged once exited"))
             }
             Some(_) => {}
         }

@@ -51,13 +51,23 @@ impl Tool {
 
     /// [`Tool::cmd_via`] with another SSH key.
     pub fn cmd_with_key(&self, ssh_port: u16, ftp_port: u16, key: &Path) -> Command {
+        self.command("127.0.0.1", ssh_port, ftp_port, key)
+    }
+
+    /// The tool in the client namespace, SSH to the lab's SSH server on `ssh_port`, FTP to
+    /// `ftp_host:ftp_port` as seen from that server (another host, for the bastion).
+    pub fn cmd_to(&self, ssh_port: u16, ftp_host: &str, ftp_port: u16) -> Command {
+        self.command(ftp_host, ssh_port, ftp_port, &self.lab.path("SSH_KEY"))
+    }
+
+    fn command(&self, ftp_host: &str, ssh_port: u16, ftp_port: u16, key: &Path) -> Command {
         let lab = &self.lab;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", lab.var("CLIENT_NS"), env!("CARGO_BIN_EXE_ftpssh-fullsecure")])
             .arg("-s")
             .arg(format!("{}@{}:{ssh_port}", lab.var("SSH_USER"), lab.var("SERVER_ADDR")))
             .arg("-f")
-            .arg(format!("127.0.0.1:{ftp_port}"))
+            .arg(format!("{ftp_host}:{ftp_port}"))
             .arg("-i")
             .arg(key)
             .arg("--known-hosts")
@@ -116,7 +126,12 @@ pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
 /// Runs the tool with `-v` and checks the one rule that holds for every run: it never sent
 /// PORT or EPRT (either would make the server send the data outside SSH).
 pub fn traced(tool: &Tool, ftp_port: u16, args: &[&str]) -> Output {
-    let out = run(tool.cmd(ftp_port).arg("-v").args(args));
+    traced_cmd(tool.cmd(ftp_port), args)
+}
+
+/// [`traced`] for a command made otherwise (another SSH server, another FTP host).
+pub fn traced_cmd(mut cmd: Command, args: &[&str]) -> Output {
+    let out = run(cmd.arg("-v").args(args));
     let err = stderr(&out);
     assert!(err.contains("---> USER"), "{args:?}: -v shows no control conversation:\n{err}");
     assert!(err.contains("PASS ****"), "{args:?}: the trace hides the password:\n{err}");
@@ -130,16 +145,21 @@ pub fn traced(tool: &Tool, ftp_port: u16, args: &[&str]) -> Output {
 /// `content` may cross the veth, only the SSH port is spoken to, and at least
 /// `content.len()` bytes flowed. Returns the run's output.
 pub fn captured(tool: &Tool, ftp_port: u16, args: &[&str], content: &[u8]) -> Output {
+    captured_cmd(tool, tool.lab.port("SSH_PORT"), tool.cmd(ftp_port), args, content)
+}
+
+/// [`captured`] for a command made otherwise, speaking SSH to `ssh_port`.
+pub fn captured_cmd(tool: &Tool, ssh_port: u16, cmd: Command, args: &[&str], content: &[u8]) -> Output {
     let lab = &tool.lab;
     let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
-    let out = traced(tool, ftp_port, args);
+    let out = traced_cmd(cmd, args);
     let captured = capture.stop();
     let err = stderr(&out);
     assert!(out.status.success(), "{args:?} failed: {err}");
     let samples = if content.is_empty() { vec![] } else { file_samples(content) };
     let mut secrets = vec![(lab.var("FTP_PASSWORD").as_bytes(), "the FTP password")];
     secrets.extend(samples.iter().map(|s| (&s[..], "the file's content")));
-    assert_encrypted(&captured, lab.port("SSH_PORT"), &secrets, content.len() as u64);
+    assert_encrypted(&captured, ssh_port, &secrets, content.len() as u64);
     assert!(!err.contains(lab.var("FTP_PASSWORD")), "the password appears in the tool's output");
     out
 }
