@@ -234,10 +234,10 @@ pub fn judge(interpreter: Interpreter, out: &[u8], err: &[u8], exited: bool) -> 
         return Some(Startup::Missing);
     }
     let verdict = match interpreter {
-        Interpreter::Perl | Interpreter::Python3 => match out.iter().position(|&b| b == b'\n') {
-            Some(end) => Some(first_line(&String::from_utf8_lossy(&out[..end]), &out[end + 1..], &stderr())),
-            None => None,
-        },
+        Interpreter::Perl | Interpreter::Python3 => out
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|end| first_line(&String::from_utf8_lossy(&out[..end]), &out[end + 1..], &stderr())),
         Interpreter::Socat => socat_log(&String::from_utf8_lossy(err), out),
     };
     match verdict {

@@ -231,3 +231,39 @@ fn an_ftp_server_behind_the_ssh_server() {
         assert_same(&std::fs::read(tool.work.path().join(&name)).unwrap(), &want, &name);
     }
 }
+
+#[test]
+fn the_relay_moves_on_to_the_next_interpreter() {
+    // A perl that fails is followed by python3; with neither, socat relays.
+    let tool = Tool::new();
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let inetutils = tool.lab.port("INETUTILS_PORT");
+    for (ssh_key, relay) in [("BROKENPERL_SSH_PORT", "python3"), ("SOCATONLY_SSH_PORT", "socat")] {
+        let ssh = tool.lab.port(ssh_key);
+        let name = format!("{relay}.bin");
+        let out = captured_cmd(&tool, ssh, tool.cmd_via(ssh, inetutils), &["get", "small.bin", &name], &want);
+        let err = stderr(&out);
+        assert_default_port(&err);
+        assert!(err.contains(&format!("control connection through the {relay} relay: P = ")), "{err}");
+        assert_same(&std::fs::read(tool.work.path().join(&name)).unwrap(), &want, &name);
+    }
+}
+
+#[test]
+fn rotation_within_openssh_default_max_sessions() {
+    // `--pace rotate` with a collision per file keeps many control connections open, each
+    // with its relay: more than the 10 session channels OpenSSH allows by default. Past
+    // that, P comes from the socket table; every file still arrives.
+    let _ts = common::lab::ServerSysctl::set(&common::lab::Lab::get(), "net.ipv4.tcp_timestamps", "0", Some("1"));
+    let tool = Tool::new();
+    let ssh = tool.lab.port("NOGW_SSH_PORT");
+    let cmd = tool.cmd_via(ssh, tool.lab.port("PROFTPD_FIXED_PORT"));
+    let out = captured_cmd(&tool, ssh, cmd, &["mget", "many/f0*.txt", "-d", "out", "--pace", "rotate"], b"");
+    let err = stderr(&out);
+    assert!(err.contains("99 transfers: 99 ok, 0 failed"), "{err}");
+    for i in 1..=99 {
+        let name = format!("f{i:03}.txt");
+        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
+        assert_same(&std::fs::read(tool.work.path().join("out").join(&name)).unwrap(), &want, &name);
+    }
+}

@@ -139,7 +139,7 @@ fn relay_moves_on_when_p_is_held_by_another_socket() {
     drop(held);
     let err = stderr(&out);
     assert!(
-        ports.iter().any(|p| err.contains(&format!("sshd could not listen on P = {p}"))),
+        ports.iter().any(|p| err.contains(&format!("sshd could not listen on 127.0.0.1:{p}:"))),
         "never moved past a held P {ports:?}:\n{err}"
     );
     for p in ports {
