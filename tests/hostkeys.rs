@@ -1,0 +1,226 @@
+//! Host key checking judged by OpenSSH itself: each row's known_hosts files are given to
+//! `ssh` (BatchMode, StrictHostKeyChecking=yes) and to the tool, both in the lab's client
+//! namespace against the lab's sshd, and the two must agree on accept or refuse. Files are
+//! built at test time from the host key `ssh-keyscan` reads off the lab's sshd, a key made
+//! with `ssh-keygen`, and names hashed by `ssh-keygen -H`.
+//!
+//! Needs root and `scripts/lab up`; run under the lab lock with `--test-threads=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::tool::{run, stderr, Tool};
+
+const SSH: i32 = 3;
+
+/// Keys for building rows: `{host}` is the lab's real host key, `{other}` a stranger's.
+struct Keys {
+    host: String,
+    other: String,
+}
+
+impl Keys {
+    fn read(tool: &Tool) -> Keys {
+        let lab = &tool.lab;
+        let out = Command::new("ip")
+            .args(["netns", "exec", lab.var("CLIENT_NS"), "ssh-keyscan", "-t", "ed25519"])
+            .args(["-p", lab.var("SSH_PORT"), lab.var("SERVER_ADDR")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| !l.starts_with('#')).unwrap_or_else(|| panic!("ssh-keyscan: {out:?}"));
+        let host = line.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+        let other = keygen(tool.home.path(), "other");
+        Keys { host, other }
+    }
+
+    fn fill(&self, text: &str) -> String {
+        text.replace("{host}", &self.host).replace("{other}", &self.other)
+    }
+}
+
+/// A new ed25519 key; returns its `keytype base64`.
+fn keygen(dir: &Path, name: &str) -> String {
+    let key = dir.join(name);
+    let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// `text` with every host name hashed by OpenSSH (`ssh-keygen -H`).
+fn hashed(dir: &Path, text: &str) -> String {
+    let file = dir.join("to-hash");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new("ssh-keygen").arg("-H").arg("-f").arg(&file).output().unwrap();
+    assert!(out.status.success(), "ssh-keygen -H: {}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_file(file.with_extension("old"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("|1|"), "not hashed: {text}");
+    text
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    Refuse,
+}
+
+struct Row {
+    name: &'static str,
+    /// known_hosts files, in UserKnownHostsFile order.
+    files: Vec<String>,
+    /// The SSH port: the lab's sshd (22) or its twin without forwarding (2222, same host key).
+    port: u16,
+}
+
+fn rows(tool: &Tool, keys: &Keys) -> Vec<Row> {
+    let dir = tool.home.path();
+    let (main, nofwd) = (tool.lab.port("SSH_PORT"), tool.lab.port("NOFWD_SSH_PORT"));
+    let row = |name, files: &[&str], port| Row { name, files: files.iter().map(|f| keys.fill(f)).collect(), port };
+    let hashed_host = hashed(dir, &keys.fill("10.250.0.2 {host}\n"));
+    let hashed_other_host = hashed(dir, &keys.fill("10.250.0.3 {host}\n"));
+    let mut rows = vec![
+        row("exact host", &["10.250.0.2 {host}\n"], main),
+        row("stale line before the right one", &["10.250.0.2 {other}\n10.250.0.2 {host}\n"], main),
+        row("only a changed key", &["10.250.0.2 {other}\n"], main),
+        row("@revoked after the right line", &["10.250.0.2 {host}\n@revoked 10.250.0.2 {host}\n"], main),
+        row("@revoked with a * pattern", &["@revoked * {host}\n10.250.0.* {host}\n"], main),
+        row("@revoked another key", &["@revoked * {other}\n10.250.0.2 {host}\n"], main),
+        row("wildcard 10.250.0.*", &["10.250.0.* {host}\n"], main),
+        row("? pattern 10.250.0.?", &["10.250.0.? {host}\n"], main),
+        row("? pattern too long 10.250.0.??", &["10.250.0.?? {host}\n"], main),
+        row("negated !10.250.0.2,10.250.0.*", &["!10.250.0.2,10.250.0.* {host}\n"], main),
+        row("negated another !10.250.0.3,10.250.0.*", &["!10.250.0.3,10.250.0.* {host}\n"], main),
+        row("comma list, upper case", &["GATEWAY.Example,10.250.0.1,10.250.0.2 {host}\n"], main),
+        row("[host]:2222 form on port 22", &["[10.250.0.2]:2222 {host}\n"], main),
+        row("plain host on port 2222", &["10.250.0.2 {host}\n"], nofwd),
+        row("plain host, another key, on port 2222", &["10.250.0.2 {other}\n"], nofwd),
+        row("plain host, revoked, on port 2222", &["10.250.0.2 {host}\n@revoked 10.250.0.2 {host}\n"], nofwd),
+        row("[host]:2222 on port 2222", &["[10.250.0.2]:2222 {host}\n"], nofwd),
+        row("[host]:2222 changed, plain host right", &["[10.250.0.2]:2222 {other}\n10.250.0.2 {host}\n"], nofwd),
+        row("[10.250.0.*]:2222 on port 2222", &["[10.250.0.*]:2222 {host}\n"], nofwd),
+        row(
+            "comments, blanks, garbage, tabs",
+            &["# a comment\n\n   \ngarbage\n@bogus 10.250.0.2 {host}\n10.250.0.2 ssh-ed25519 !!!\n\t10.250.0.2\t{host}  a comment\n"],
+            main,
+        ),
+        row("two files, the second matches", &["10.250.0.3 {host}\n", "10.250.0.2 {host}\n"], main),
+        row("two files, changed in the first", &["10.250.0.2 {other}\n", "10.250.0.2 {host}\n"], main),
+        row("two files, revoked in the second", &["10.250.0.2 {host}\n", "@revoked 10.250.0.2 {host}\n"], main),
+        row("empty file", &[""], main),
+        row("@cert-authority only (no certificate offered)", &["@cert-authority 10.250.0.2 {host}\n"], main),
+        row("@cert-authority and the plain key", &["@cert-authority * {other}\n10.250.0.2 {host}\n"], main),
+    ];
+    rows.push(Row { name: "hashed name", files: vec![hashed_host], port: main });
+    rows.push(Row { name: "hashed other host", files: vec![hashed_other_host], port: main });
+    rows
+}
+
+/// Writes a row's files under `dir`; returns their paths.
+fn write_files(dir: &Path, row: &Row, index: usize) -> Vec<PathBuf> {
+    let dir = dir.join(format!("row{index}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    row.files
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let path = dir.join(format!("known_hosts{}", i + 1));
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect()
+}
+
+fn joined(files: &[PathBuf]) -> String {
+    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")
+}
+
+/// OpenSSH's verdict: `ssh ... true` in the client namespace, no config file but these options.
+fn openssh(tool: &Tool, files: &[PathBuf], port: u16) -> (Verdict, String) {
+    let lab = &tool.lab;
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.var("CLIENT_NS"), "ssh", "-F", "/dev/null", "-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", joined(files)))
+        .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"])
+        .args(["-p", &port.to_string(), "-i", lab.var("SSH_KEY")])
+        .arg(format!("{}@{}", lab.var("SSH_USER"), lab.var("SERVER_ADDR")))
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    match out.status.code() {
+        Some(0) => (Verdict::Accept, err),
+        Some(255) if err.contains("Host key verification failed") => (Verdict::Refuse, err),
+        code => panic!("ssh failed for another reason ({code:?}):\n{err}"),
+    }
+}
+
+/// The tool with the same files, from `~/.ssh/config` (UserKnownHostsFile, no global file,
+/// StrictHostKeyChecking yes), listing the FTP server's directory.
+fn tool_verdict(tool: &Tool, files: &[PathBuf], port: u16) -> (Verdict, Output) {
+    let lab = &tool.lab;
+    let ssh = tool.home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let config = format!(
+        "Host *\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n",
+        joined(files)
+    );
+    std::fs::write(ssh.join("config"), config).unwrap();
+    let out = run(tool
+        .bare()
+        .env("FTPSSH_PASSWORD", lab.var("FTP_PASSWORD"))
+        .arg("-s")
+        .arg(format!("{}@{}:{port}", lab.var("SSH_USER"), lab.var("SERVER_ADDR")))
+        .arg("-f")
+        .arg(format!("127.0.0.1:{}", lab.port("PROFTPD_PORT")))
+        .arg("-i")
+        .arg(lab.path("SSH_KEY"))
+        .args(["-v", "ls"]));
+    let err = stderr(&out);
+    let accepted = err.contains(&format!("host key of {}:{port} accepted", lab.var("SERVER_ADDR")));
+    let refused = ["is not in", "HOST KEY CHANGED", "REVOKED HOST KEY DETECTED"].iter().any(|m| err.contains(m));
+    let verdict = match (accepted, refused) {
+        (true, false) => Verdict::Accept,
+        (false, true) => Verdict::Refuse,
+        _ => panic!("the tool said neither accepted nor refused (or both):\n{err}"),
+    };
+    // An accepted key must lead to a working session (port 22) or to the 2222 sshd's
+    // refusal to forward; a refusal is exit code 3 and one line.
+    match verdict {
+        Verdict::Accept if port == lab.port("SSH_PORT") => assert!(out.status.success(), "accepted but failed:\n{err}"),
+        Verdict::Accept => assert!(err.contains("AllowTcpForwarding"), "{err}"),
+        Verdict::Refuse => assert_eq!(out.status.code(), Some(SSH), "{err}"),
+    }
+    (verdict, out)
+}
+
+#[test]
+fn openssh_and_the_tool_agree_on_every_row() {
+    let tool = Tool::new();
+    let keys = Keys::read(&tool);
+    let rows = rows(&tool, &keys);
+    assert!(rows.len() >= 12);
+    let mut table = vec![format!("{:<48} {:<8} {:<8} agree", "row", "OpenSSH", "tool")];
+    let mut disagree = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let files = write_files(tool.home.path(), row, i);
+        let (theirs, why) = openssh(&tool, &files, row.port);
+        let (ours, out) = tool_verdict(&tool, &files, row.port);
+        let agree = theirs == ours;
+        disagree += usize::from(!agree);
+        table.push(format!("{:<48} {:<8} {:<8} {}", row.name, format!("{theirs:?}"), format!("{ours:?}"), agree));
+        if !agree {
+            table.push(format!("    files: {:?}\n    ssh: {why}\n    tool: {}", row.files, stderr(&out)));
+        }
+    }
+    let table = table.join("\n");
+    eprintln!("{table}");
+    assert_eq!(disagree, 0, "OpenSSH and the tool disagree:\n{table}");
+    // The table must exercise both answers.
+    assert!(table.contains("Accept") && table.contains("Refuse"));
+}
