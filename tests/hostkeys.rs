@@ -224,3 +224,95 @@ fn openssh_and_the_tool_agree_on_every_row() {
     // The table must exercise both answers.
     assert!(table.contains("Accept") && table.contains("Refuse"));
 }
+
+/// HOME/.ssh/config with a `lab` alias for the lab's sshd and `options` (host key ones).
+fn lab_config(tool: &Tool, options: &str) -> PathBuf {
+    let lab = &tool.lab;
+    let ssh = tool.home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let config = format!(
+        "Host lab\n  HostName {}\n  User {}\n  Port {}\n  IdentityFile {}\n{options}",
+        lab.var("SERVER_ADDR"),
+        lab.var("SSH_USER"),
+        lab.var("SSH_PORT"),
+        lab.var("SSH_KEY"),
+    );
+    std::fs::write(ssh.join("config"), config).unwrap();
+    ssh
+}
+
+/// `ls` on the lab's ProFTPD through the `lab` alias.
+fn ls_via_lab(tool: &Tool, extra: &[&str]) -> Output {
+    let ftp = format!("127.0.0.1:{}", tool.lab.port("PROFTPD_PORT"));
+    run(tool
+        .bare()
+        .env("FTPSSH_PASSWORD", tool.lab.var("FTP_PASSWORD"))
+        .args(["-s", "lab", "-f", &ftp])
+        .args(extra)
+        .arg("ls"))
+}
+
+#[test]
+fn user_known_hosts_file_from_ssh_config() {
+    let tool = Tool::new();
+    let keys = Keys::read(&tool);
+    let options = "  UserKnownHostsFile ~/.ssh/first %d/.ssh/second\n  GlobalKnownHostsFile /dev/null\n";
+    let ssh = lab_config(&tool, options);
+    // The default file revokes the key: reading it would refuse.
+    std::fs::write(ssh.join("known_hosts"), keys.fill("@revoked * {host}\n")).unwrap();
+    std::fs::write(ssh.join("first"), keys.fill("10.250.0.3 {other}\n")).unwrap();
+    std::fs::write(ssh.join("second"), keys.fill("# the lab\n10.250.0.2 {host}\n")).unwrap();
+    let out = ls_via_lab(&tool, &["-v"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("the key in {}:2", ssh.join("second").display())), "{err}");
+
+    // --known-hosts replaces UserKnownHostsFile: now the revoking file is read.
+    let default = ssh.join("known_hosts");
+    let out = ls_via_lab(&tool, &["--known-hosts", default.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(SSH), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line:\n{err}");
+    assert!(err.contains("REVOKED HOST KEY DETECTED"), "{err}");
+    assert!(err.contains(&format!("{}:1", default.display())), "names the file and line:\n{err}");
+    assert!(err.contains("SHA256:"), "shows the fingerprint:\n{err}");
+}
+
+#[test]
+fn strict_host_key_checking_from_ssh_config() {
+    let tool = Tool::new();
+    let keys = Keys::read(&tool);
+    let strict = |level: &str| {
+        let options = format!(
+            "  UserKnownHostsFile ~/.ssh/new/kh\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking {level}\n"
+        );
+        lab_config(&tool, &options).join("new/kh")
+    };
+    let kh = strict("yes");
+    let out = ls_via_lab(&tool, &[]);
+    assert_eq!(out.status.code(), Some(SSH), "unknown key under yes: {}", stderr(&out));
+    assert!(stderr(&out).contains("is not in"), "{}", stderr(&out));
+    assert!(!kh.exists(), "nothing added under yes");
+
+    // accept-new: added to the first user file (its directory made), then known.
+    strict("accept-new");
+    let out = ls_via_lab(&tool, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("permanently added"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), keys.fill("10.250.0.2 {host}\n"));
+    strict("yes");
+    let out = ls_via_lab(&tool, &[]);
+    assert!(out.status.success(), "the added key is known: {}", stderr(&out));
+
+    // A changed key is refused under accept-new, and under no as well (our choice: OpenSSH
+    // would go on without port forwarding, which is all this tool does).
+    std::fs::write(&kh, keys.fill("10.250.0.2 {other}\n")).unwrap();
+    for level in ["accept-new", "no"] {
+        strict(level);
+        let out = ls_via_lab(&tool, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(SSH), "{level}: {err}");
+        assert!(err.contains("HOST KEY CHANGED") && err.contains(&format!("{}:1", kh.display())), "{level}: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), keys.fill("10.250.0.2 {other}\n"), "file untouched");
+}
