@@ -11,11 +11,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::hostkeys::{judge_rows, keygen, Row, SSH};
 use common::tool::{run, stderr, Tool};
 
-const SSH: i32 = 3;
-
-/// Keys for building rows: `{host}` is the lab's real host key, `{other}` a stranger's.
+/// Keys for building rows: `{host}` is the lab's real host key (as `ssh-keyscan` reads it),
+/// `{other}` a stranger's.
 struct Keys {
     host: String,
     other: String,
@@ -41,15 +41,6 @@ impl Keys {
     }
 }
 
-/// A new ed25519 key; returns its `keytype base64`.
-fn keygen(dir: &Path, name: &str) -> String {
-    let key = dir.join(name);
-    let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
-}
-
 /// `text` with every host name hashed by OpenSSH (`ssh-keygen -H`).
 fn hashed(dir: &Path, text: &str) -> String {
     let file = dir.join("to-hash");
@@ -62,24 +53,15 @@ fn hashed(dir: &Path, text: &str) -> String {
     text
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Accept,
-    Refuse,
-}
-
-struct Row {
-    name: &'static str,
-    /// known_hosts files, in UserKnownHostsFile order.
-    files: Vec<String>,
-    /// The SSH port: the lab's sshd (22) or its twin without forwarding (2222, same host key).
-    port: u16,
-}
-
 fn rows(tool: &Tool, keys: &Keys) -> Vec<Row> {
     let dir = tool.home.path();
     let (main, nofwd) = (tool.lab.port("SSH_PORT"), tool.lab.port("NOFWD_SSH_PORT"));
-    let row = |name, files: &[&str], port| Row { name, files: files.iter().map(|f| keys.fill(f)).collect(), port };
+    let row = |name, files: &[&str], port| Row {
+        name,
+        files: files.iter().map(|f| keys.fill(f)).collect(),
+        port,
+        forwards: port == main,
+    };
     let hashed_host = hashed(dir, &keys.fill("10.250.0.2 {host}\n"));
     let hashed_other_host = hashed(dir, &keys.fill("10.250.0.3 {host}\n"));
     let mut rows = vec![
@@ -114,89 +96,9 @@ fn rows(tool: &Tool, keys: &Keys) -> Vec<Row> {
         row("@cert-authority only (no certificate offered)", &["@cert-authority 10.250.0.2 {host}\n"], main),
         row("@cert-authority and the plain key", &["@cert-authority * {other}\n10.250.0.2 {host}\n"], main),
     ];
-    rows.push(Row { name: "hashed name", files: vec![hashed_host], port: main });
-    rows.push(Row { name: "hashed other host", files: vec![hashed_other_host], port: main });
+    rows.push(Row { name: "hashed name", files: vec![hashed_host], port: main, forwards: true });
+    rows.push(Row { name: "hashed other host", files: vec![hashed_other_host], port: main, forwards: true });
     rows
-}
-
-/// Writes a row's files under `dir`; returns their paths.
-fn write_files(dir: &Path, row: &Row, index: usize) -> Vec<PathBuf> {
-    let dir = dir.join(format!("row{index}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    row.files
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let path = dir.join(format!("known_hosts{}", i + 1));
-            std::fs::write(&path, text).unwrap();
-            path
-        })
-        .collect()
-}
-
-fn joined(files: &[PathBuf]) -> String {
-    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")
-}
-
-/// OpenSSH's verdict: `ssh ... true` in the client namespace, no config file but these options.
-fn openssh(tool: &Tool, files: &[PathBuf], port: u16) -> (Verdict, String) {
-    let lab = &tool.lab;
-    let out = Command::new("ip")
-        .args(["netns", "exec", lab.var("CLIENT_NS"), "ssh", "-F", "/dev/null", "-o", "BatchMode=yes"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", joined(files)))
-        .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"])
-        .args(["-p", &port.to_string(), "-i", lab.var("SSH_KEY")])
-        .arg(format!("{}@{}", lab.var("SSH_USER"), lab.var("SERVER_ADDR")))
-        .arg("true")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    match out.status.code() {
-        Some(0) => (Verdict::Accept, err),
-        Some(255) if err.contains("Host key verification failed") => (Verdict::Refuse, err),
-        code => panic!("ssh failed for another reason ({code:?}):\n{err}"),
-    }
-}
-
-/// The tool with the same files, from `~/.ssh/config` (UserKnownHostsFile, no global file,
-/// StrictHostKeyChecking yes), listing the FTP server's directory.
-fn tool_verdict(tool: &Tool, files: &[PathBuf], port: u16) -> (Verdict, Output) {
-    let lab = &tool.lab;
-    let ssh = tool.home.path().join(".ssh");
-    std::fs::create_dir_all(&ssh).unwrap();
-    let config = format!(
-        "Host *\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n",
-        joined(files)
-    );
-    std::fs::write(ssh.join("config"), config).unwrap();
-    let out = run(tool
-        .bare()
-        .env("FTPSSH_PASSWORD", lab.var("FTP_PASSWORD"))
-        .arg("-s")
-        .arg(format!("{}@{}:{port}", lab.var("SSH_USER"), lab.var("SERVER_ADDR")))
-        .arg("-f")
-        .arg(format!("127.0.0.1:{}", lab.port("PROFTPD_PORT")))
-        .arg("-i")
-        .arg(lab.path("SSH_KEY"))
-        .args(["-v", "ls"]));
-    let err = stderr(&out);
-    let accepted = err.contains(&format!("host key of {}:{port} accepted", lab.var("SERVER_ADDR")));
-    let refused = ["is not in", "HOST KEY CHANGED", "REVOKED HOST KEY DETECTED"].iter().any(|m| err.contains(m));
-    let verdict = match (accepted, refused) {
-        (true, false) => Verdict::Accept,
-        (false, true) => Verdict::Refuse,
-        _ => panic!("the tool said neither accepted nor refused (or both):\n{err}"),
-    };
-    // An accepted key must lead to a working session (port 22) or to the 2222 sshd's
-    // refusal to forward; a refusal is exit code 3 and one line.
-    match verdict {
-        Verdict::Accept if port == lab.port("SSH_PORT") => assert!(out.status.success(), "accepted but failed:\n{err}"),
-        Verdict::Accept => assert!(err.contains("AllowTcpForwarding"), "{err}"),
-        Verdict::Refuse => assert_eq!(out.status.code(), Some(SSH), "{err}"),
-    }
-    (verdict, out)
 }
 
 #[test]
@@ -205,24 +107,7 @@ fn openssh_and_the_tool_agree_on_every_row() {
     let keys = Keys::read(&tool);
     let rows = rows(&tool, &keys);
     assert!(rows.len() >= 12);
-    let mut table = vec![format!("{:<48} {:<8} {:<8} agree", "row", "OpenSSH", "tool")];
-    let mut disagree = 0;
-    for (i, row) in rows.iter().enumerate() {
-        let files = write_files(tool.home.path(), row, i);
-        let (theirs, why) = openssh(&tool, &files, row.port);
-        let (ours, out) = tool_verdict(&tool, &files, row.port);
-        let agree = theirs == ours;
-        disagree += usize::from(!agree);
-        table.push(format!("{:<48} {:<8} {:<8} {}", row.name, format!("{theirs:?}"), format!("{ours:?}"), agree));
-        if !agree {
-            table.push(format!("    files: {:?}\n    ssh: {why}\n    tool: {}", row.files, stderr(&out)));
-        }
-    }
-    let table = table.join("\n");
-    eprintln!("{table}");
-    assert_eq!(disagree, 0, "OpenSSH and the tool disagree:\n{table}");
-    // The table must exercise both answers.
-    assert!(table.contains("Accept") && table.contains("Refuse"));
+    judge_rows(&tool, &rows);
 }
 
 /// HOME/.ssh/config with a `lab` alias for the lab's sshd and `options` (host key ones).
