@@ -21,7 +21,7 @@ use std::str::FromStr;
 use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, Marker};
 use russh::keys::ssh_key::public::KeyData;
-use russh::keys::{Certificate, HashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 
 pub use policy::{Policy, Strict};
 
@@ -203,6 +203,35 @@ fn judge_name(known: &Known, name: &str, host: &str, offered: Offered<'_>, now: 
     }
     let verdict = if others.is_empty() { Verdict::Unknown } else { Verdict::Changed { at: others } };
     Judgement { verdict, certificate }
+}
+
+/// Host key algorithms to ask the server for, most wanted first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// Plain key algorithms.
+    pub keys: Vec<Algorithm>,
+    /// Algorithms whose certificate form to ask for, ahead of every plain one.
+    pub certificates: Vec<Algorithm>,
+}
+
+/// OpenSSH's `order_hostkeyalgs`: ask first for the kinds of key the files already hold for
+/// `host:port`, so that a server with several host keys shows the one we know, not "a changed
+/// key". Certificates come first when a `@cert-authority` line names the host, or when nothing
+/// is known (OpenSSH's default order); else only those of the known kinds. `defaults` is the
+/// library's order.
+pub fn wanted(known: &Known, host: &str, port: u16, defaults: &[Algorithm]) -> Wanted {
+    let name = pattern::lookup_name(host, port);
+    let naming: Vec<&Line> = known.lines.iter().filter(|l| pattern::matches(&l.hosts, &name)).collect();
+    let revoked = |key: &KeyData| naming.iter().any(|l| l.marker == Some(Marker::Revoked) && &l.key == key);
+    let kinds: Vec<Algorithm> =
+        naming.iter().filter(|l| l.marker.is_none() && !revoked(&l.key)).map(|l| l.key.algorithm()).collect();
+    let has_ca = naming.iter().any(|l| l.marker == Some(Marker::CertAuthority));
+    // Every RSA signature algorithm uses the same RSA key.
+    let rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
+    let is_known = |a: &Algorithm| kinds.iter().any(|k| k == a || (rsa(k) && rsa(a)));
+    let (first, last): (Vec<Algorithm>, Vec<Algorithm>) = defaults.iter().cloned().partition(|a| is_known(a));
+    let certificates = if has_ca || kinds.is_empty() { defaults.to_vec() } else { first.clone() };
+    Wanted { keys: first.into_iter().chain(last).collect(), certificates }
 }
 
 /// OpenSSH's `sshkey_cert_check_host`: a host certificate, signature by its CA, valid at

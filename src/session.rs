@@ -97,10 +97,10 @@ impl Session {
     /// authenticate with the ssh-agent and the target's key files.
     pub async fn connect(target: &SshTarget) -> Result<Session> {
         let endpoint = format!("{}:{}", target.host, target.port);
+        let wanted = target.known_hosts.wanted(&target.host, target.port, &russh::Preferred::DEFAULT.key);
         let preferred = russh::Preferred {
-            // Ask for host certificates first, as OpenSSH does; one that no
-            // @cert-authority line vouches for is judged as its plain key.
-            host_key_certificates: Cow::Owned(russh::Preferred::DEFAULT.key.to_vec()),
+            key: Cow::Owned(wanted.keys),
+            host_key_certificates: Cow::Owned(wanted.certificates),
             ..Default::default()
         };
         let config = Arc::new(client::Config {

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
-use russh::keys::PublicKey;
+use russh::keys::{Algorithm, PublicKey};
 
-use super::{judge, pattern, Judgement, Known, Offered, Origin, Verdict};
+use super::{judge, pattern, wanted, Judgement, Known, Offered, Origin, Verdict, Wanted};
 
 /// OpenSSH's default `UserKnownHostsFile`, under the home directory.
 pub const DEFAULT_USER_FILES: [&str; 2] = [".ssh/known_hosts", ".ssh/known_hosts2"];
@@ -180,6 +180,11 @@ impl Policy {
             }
         }
         known
+    }
+
+    /// The host key algorithms to ask `host:port` for, known kinds first ([`wanted`]).
+    pub fn wanted(&self, host: &str, port: u16, defaults: &[Algorithm]) -> Wanted {
+        wanted(&self.load(), host, port, defaults)
     }
 
     /// Judge the server's key for `host:port` and act on it: `Ok` to go on (after adding

@@ -225,3 +225,24 @@ fn check_adds_a_new_key_and_explains_refusals() {
     let err = policy(Strict::No).check("10.250.0.2", 22, Offered::Key(&k), NOW).unwrap_err();
     assert!(err.starts_with("REVOKED HOST KEY DETECTED") && err.contains("known_hosts:1"), "{err}");
 }
+
+#[test]
+fn ask_first_for_the_kinds_of_key_known() {
+    use russh::keys::EcdsaCurve;
+    let ecdsa = Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 };
+    let rsa = |hash| Algorithm::Rsa { hash };
+    let defaults = [Algorithm::Ed25519, ecdsa.clone(), rsa(Some(HashAlg::Sha512)), rsa(None)];
+    let rsa_line = "10.250.0.2 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDBc0HCDT7eNmxWjbO5dlaDWtLYpSOm8dNEMWbTUORMrMb2kUQ4l6bTUbtnKqv42tuBVavxeSwxe3tf8wBKKk/5XBBSu3cEl1aaR67S2vCsZ7PNZDLSd2DBTxx+ny3T7Kg2JafXf8rRfCB6ajyLMvQyz2o6Ag4ez0mJvQbvFvNW+Q==\n";
+    let w = |files: &[&str], port| wanted(&known(files), "10.250.0.2", port, &defaults);
+    // Nothing known: the library's order, certificates first.
+    assert_eq!(w(&[""], 22), Wanted { keys: defaults.to_vec(), certificates: defaults.to_vec() });
+    // An RSA key known: every RSA algorithm first, and only RSA certificates.
+    let got = w(&[rsa_line], 22);
+    assert_eq!(got.keys, [rsa(Some(HashAlg::Sha512)), rsa(None), Algorithm::Ed25519, ecdsa.clone()]);
+    assert_eq!(got.certificates, [rsa(Some(HashAlg::Sha512)), rsa(None)]);
+    // Revoked keys are not wanted; a CA line asks for every certificate.
+    let got = w(&[&format!("{rsa_line}@revoked * {}\n@cert-authority * {{ca}}\n", &rsa_line[11..])], 22);
+    assert_eq!(got, Wanted { keys: defaults.to_vec(), certificates: defaults.to_vec() });
+    // Only lines for the name looked up count: [host]:port here.
+    assert_eq!(w(&[rsa_line], 2222).keys, defaults.to_vec());
+}
