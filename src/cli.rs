@@ -53,7 +53,7 @@ pub struct Cli {
     /// SSH private key file (repeatable; the ssh-agent is tried first)
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub identity: Vec<PathBuf>,
-    /// known_hosts file to check the SSH host key against, instead of UserKnownHostsFile [default: ~/.ssh/known_hosts]
+    /// known_hosts file to check the SSH host key against [default: UserKnownHostsFile, else ~/.ssh/known_hosts and known_hosts2]
     #[arg(long = "known-hosts", overrides_with = "known_hosts", global = true, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// How data connections are made: auto tries the default port first, then EPSV/PASV; both inside SSH

@@ -251,10 +251,16 @@ impl Policy {
         let certificate =
             judgement.certificate.as_ref().map(|c| format!(" (host certificate ignored: {c})")).unwrap_or_default();
         match &judgement.verdict {
-            Verdict::Revoked { at } => format!(
-                "REVOKED HOST KEY DETECTED for {name}: {at} marks the key the server offers ({fingerprint}) as revoked; \
-                 refusing to connect. Only the server's administrator can fix this, by replacing that key"
-            ),
+            Verdict::Revoked { at } => {
+                let what = match offered {
+                    Offered::Key(_) => "the key the server offers",
+                    Offered::Certificate(_) => "the key the server offers, or the CA that signed its certificate,",
+                };
+                format!(
+                    "REVOKED HOST KEY DETECTED for {name}: {at} marks {what} ({fingerprint}) as revoked; refusing to \
+                     connect. Only the server's administrator can fix this, by replacing that key"
+                )
+            }
             Verdict::Changed { at } => {
                 let lines = at.iter().map(Origin::to_string).collect::<Vec<_>>().join(", ");
                 let first = &at[0];
@@ -268,7 +274,8 @@ impl Policy {
             _ => {
                 let files = self.files().map(|f| f.display().to_string()).collect::<Vec<_>>();
                 let files = if files.is_empty() { "no known_hosts file".to_string() } else { files.join(", ") };
-                let target = self.user_files.first().map(|f| f.display().to_string()).unwrap_or("~/.ssh/known_hosts".into());
+                let target =
+                    self.user_files.first().map(|f| f.display().to_string()).unwrap_or("~/.ssh/known_hosts".into());
                 format!(
                     "host key of {name} is not in {files} (server offers {fingerprint}){certificate}; check that \
                      fingerprint with the server's administrator, then add the key, e.g. \
