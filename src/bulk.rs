@@ -92,8 +92,6 @@ pub struct Item {
 pub struct Plan {
     /// The SSH server.
     pub target: SshTarget,
-    /// Its known_hosts file.
-    pub known_hosts: PathBuf,
     /// The FTP session to open.
     pub spec: Spec,
 }
@@ -195,7 +193,7 @@ async fn worker(
             serve(session, idle, &plan, &opts, &shared, &mut current, &mut done).await;
             continue;
         }
-        let session = match Session::connect(&plan.target, &plan.known_hosts).await {
+        let session = match Session::connect(&plan.target).await {
             Ok(s) => s,
             Err(e) => {
                 connect_failures += 1;

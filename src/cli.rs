@@ -53,7 +53,7 @@ pub struct Cli {
     /// SSH private key file (repeatable; the ssh-agent is tried first)
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub identity: Vec<PathBuf>,
-    /// known_hosts file to check the SSH host key against [default: ~/.ssh/known_hosts]
+    /// known_hosts file to check the SSH host key against [default: UserKnownHostsFile, else ~/.ssh/known_hosts and known_hosts2]
     #[arg(long = "known-hosts", overrides_with = "known_hosts", global = true, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// How data connections are made: auto tries the default port first, then EPSV/PASV; both inside SSH
@@ -162,7 +162,7 @@ async fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
             tracing::info!("connecting to SSH server {}@{}:{}", plan.target.user, plan.target.host, plan.target.port);
-            let session = Session::connect(&plan.target, &plan.known_hosts).await?;
+            let session = Session::connect(&plan.target).await?;
             let result = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let outcome = execute(cli, &mut link).await;
@@ -185,14 +185,16 @@ fn plan(cli: &Cli) -> Result<Plan> {
         .ok_or_else(|| classified(Kind::Usage, "no SSH server: give --ssh [USER@]HOST[:PORT] or set FTPSSH_SSH"))?;
     let home = endpoint::home();
     let config = home.as_ref().map(|h| h.join(".ssh/config"));
-    let target = endpoint::ssh_target(spec, config.as_deref(), &cli.identity)
+    let mut target = endpoint::ssh_target(spec, config.as_deref(), &cli.identity)
         .map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
     let ftp = endpoint::ftp_target(&cli.ftp).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
-    let known_hosts = match (&cli.known_hosts, &home) {
-        (Some(k), _) => k.clone(),
-        (None, Some(h)) => h.join(".ssh/known_hosts"),
-        (None, None) => return Err(classified(Kind::Usage, "no HOME: give --known-hosts")),
-    };
+    match (&cli.known_hosts, &home) {
+        (Some(k), _) => target.known_hosts.user_files = vec![k.clone()],
+        (None, None) if target.known_hosts.user_files.is_empty() => {
+            return Err(classified(Kind::Usage, "no HOME: give --known-hosts"))
+        }
+        (None, _) => {}
+    }
     let netrc = home.as_ref().map(|h| h.join(".netrc"));
     let login = credentials::resolve(
         cli.ftp_user.as_deref(),
@@ -203,7 +205,7 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::io::stdin().is_terminal(),
     )?;
     let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
-    Ok(Plan { target, known_hosts, spec })
+    Ok(Plan { target, spec })
 }
 
 async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {

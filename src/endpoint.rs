@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ssh2_config::{ParseRule, SshConfig};
 
+use crate::hostkeys::{policy::Tokens, Policy};
+
 /// Default FTP server, as seen from the SSH server.
 pub const DEFAULT_FTP: &str = "127.0.0.1:21";
 
@@ -21,6 +23,9 @@ pub struct SshTarget {
     pub port: u16,
     /// Key files to try, in order (command line first, then `IdentityFile`, then the defaults).
     pub identities: Vec<PathBuf>,
+    /// How its host key is checked (`UserKnownHostsFile`, `GlobalKnownHostsFile`,
+    /// `StrictHostKeyChecking`).
+    pub known_hosts: Policy,
 }
 
 /// The FTP server as the SSH server reaches it.
@@ -80,7 +85,11 @@ pub fn ssh_target(spec: &str, config_file: Option<&Path>, cli_identities: &[Path
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| format!("could not read {}", path.display()))?;
             SshConfig::default()
-                .parse(&mut std::io::BufReader::new(file), ParseRule::ALLOW_UNKNOWN_FIELDS)
+                // ssh2-config keeps the host key options it does not interpret as "unsupported".
+                .parse(
+                    &mut std::io::BufReader::new(file),
+                    ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
+                )
                 .with_context(|| format!("could not parse {}", path.display()))?
                 .query(&alias)
         }
@@ -95,12 +104,25 @@ pub fn ssh_target(spec: &str, config_file: Option<&Path>, cli_identities: &[Path
         }
     }
     identities.dedup();
-    Ok(SshTarget {
-        user,
-        host: params.host_name.unwrap_or(alias),
-        port: port.or(params.port).unwrap_or(22),
-        identities,
-    })
+    let host = params.host_name.clone().unwrap_or_else(|| alias.clone());
+    let port = port.or(params.port).unwrap_or(22);
+    let tokens = Tokens {
+        home: home(),
+        local_user: local_user().unwrap_or_default(),
+        host: host.clone(),
+        alias,
+        port,
+        user: user.clone(),
+    };
+    let option = |name: &str| params.unsupported_fields.get(name).map(Vec::as_slice);
+    let known_hosts = Policy::from_config(
+        option("userknownhostsfile"),
+        option("globalknownhostsfile"),
+        option("stricthostkeychecking"),
+        &tokens,
+    )
+    .with_context(|| format!("host key options for {host}"))?;
+    Ok(SshTarget { user, host, port, identities, known_hosts })
 }
 
 /// The user's home directory, from `$HOME`.
@@ -148,5 +170,22 @@ mod tests {
         assert_eq!(t.identities[..2], [PathBuf::from("/k/cli"), PathBuf::from("/k/lab_key")]);
         let t = ssh_target("bob@lab:22", Some(&cfg), &[]).unwrap();
         assert_eq!((t.user.as_str(), t.port), ("bob", 22));
+    }
+
+    #[test]
+    fn ssh_config_host_key_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        let text = "Host lab\n  HostName 10.250.0.2\n  UserKnownHostsFile /k/one /k/%h-two\n  \
+                    StrictHostKeyChecking accept-new\nHost *\n  UserKnownHostsFile /k/ignored\n  \
+                    GlobalKnownHostsFile none\n";
+        std::fs::write(&cfg, text).unwrap();
+        let t = ssh_target("u@lab", Some(&cfg), &[]).unwrap();
+        assert_eq!(t.known_hosts.user_files, [PathBuf::from("/k/one"), PathBuf::from("/k/10.250.0.2-two")]);
+        assert!(t.known_hosts.global_files.is_empty());
+        assert_eq!(t.known_hosts.strict, crate::hostkeys::Strict::AcceptNew);
+        let t = ssh_target("u@other", Some(&cfg), &[]).unwrap();
+        assert_eq!(t.known_hosts.user_files, [PathBuf::from("/k/ignored")]);
+        assert_eq!(t.known_hosts.strict, crate::hostkeys::Strict::Yes);
     }
 }

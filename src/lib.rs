@@ -9,6 +9,7 @@
 //! - [`cli`]: the command line and exit codes (`cli/many.rs`: the bulk commands); [`output`]: what stderr shows.
 //! - [`endpoint`]: `[USER@]HOST[:PORT]` and `~/.ssh/config`; [`credentials`]: the FTP login.
 //! - [`session`]: the SSH session (russh): host key, auth, exec, direct-tcpip, tcpip-forward.
+//! - [`hostkeys`]: known_hosts with OpenSSH's semantics (patterns, hashes, `@revoked`, `@cert-authority`).
 //! - [`shell`]: a shell kept open on the SSH server for quick socket-table readings.
 //! - [`ftp`]: the FTP control protocol over any byte stream (commands, replies, PASV/EPSV).
 //! - [`socktable`]: pure parser of `/proc/net/tcp{,6}` text, with state, uid and timers.
@@ -38,6 +39,7 @@ pub mod endpoint;
 pub mod error;
 pub mod forward;
 pub mod ftp;
+pub mod hostkeys;
 pub mod link;
 pub mod lock;
 pub mod output;

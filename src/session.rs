@@ -5,7 +5,7 @@
 //! through the reverse forward) are judged by the [`Gate`] inside the russh
 //! event loop, and the admitted ones are handed over on a queue.
 
-use std::path::{Path, PathBuf};
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::endpoint::SshTarget;
 use crate::error::{classified, Kind};
 use crate::forward::{DataChannel, Gate};
+use crate::hostkeys::{self, Offered, Policy};
 
 /// How long to wait for the SSH server to answer at all.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -38,19 +39,12 @@ pub struct Session {
     pub target: SshTarget,
 }
 
-/// What the host-key check concluded, kept so the error can say why.
-#[derive(Debug, Clone)]
-enum HostKeyVerdict {
-    Unknown { fingerprint: String },
-    Changed { line: usize, fingerprint: String },
-    Unreadable(String),
-}
-
 struct Client {
     host: String,
     port: u16,
-    known_hosts: PathBuf,
-    verdict: Arc<Mutex<Option<HostKeyVerdict>>>,
+    known_hosts: Policy,
+    /// Why the host key was refused, for the error `connect` returns.
+    refusal: Arc<Mutex<Option<String>>>,
     gate: Arc<Gate>,
     incoming: mpsc::UnboundedSender<DataChannel>,
 }
@@ -59,20 +53,17 @@ impl client::Handler for Client {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            *self.verdict.lock().unwrap() =
-                Some(HostKeyVerdict::Unreadable("host certificates are not supported".into()));
-            return Ok(false);
+        let offered = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => Offered::Key(key),
+            PublicKeyOrCertificate::Certificate(cert) => Offered::Certificate(cert),
         };
-        let fingerprint = format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256));
-        let verdict = match keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
-            Ok(true) => return Ok(true),
-            Ok(false) => HostKeyVerdict::Unknown { fingerprint },
-            Err(keys::Error::KeyChanged { line }) => HostKeyVerdict::Changed { line, fingerprint },
-            Err(e) => HostKeyVerdict::Unreadable(e.to_string()),
-        };
-        *self.verdict.lock().unwrap() = Some(verdict);
-        Ok(false)
+        match self.known_hosts.check(&self.host, self.port, offered, hostkeys::policy::now()) {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                *self.refusal.lock().unwrap() = Some(why);
+                Ok(false)
+            }
+        }
     }
 
     async fn server_channel_open_forwarded_tcpip(
@@ -102,24 +93,31 @@ impl client::Handler for Client {
 }
 
 impl Session {
-    /// Connect, check the host key against `known_hosts`, and authenticate
-    /// with the ssh-agent and the target's key files.
-    pub async fn connect(target: &SshTarget, known_hosts: &Path) -> Result<Session> {
+    /// Connect, check the host key against the target's known_hosts files, and
+    /// authenticate with the ssh-agent and the target's key files.
+    pub async fn connect(target: &SshTarget) -> Result<Session> {
         let endpoint = format!("{}:{}", target.host, target.port);
+        let wanted = target.known_hosts.wanted(&target.host, target.port, &russh::Preferred::DEFAULT.key);
+        let preferred = russh::Preferred {
+            key: Cow::Owned(wanted.keys),
+            host_key_certificates: Cow::Owned(wanted.certificates),
+            ..Default::default()
+        };
         let config = Arc::new(client::Config {
             nodelay: true,
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
             keepalive_max: 3,
+            preferred,
             ..Default::default()
         });
         let gate = Arc::new(Gate::default());
-        let verdict = Arc::new(Mutex::new(None));
+        let refusal = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::unbounded_channel();
         let client = Client {
             host: target.host.clone(),
             port: target.port,
-            known_hosts: known_hosts.to_path_buf(),
-            verdict: verdict.clone(),
+            known_hosts: target.known_hosts.clone(),
+            refusal: refusal.clone(),
             gate: gate.clone(),
             incoming: tx,
         };
@@ -133,10 +131,11 @@ impl Session {
             }
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
-                let why = verdict.lock().unwrap().take();
-                return Err(host_key_error(why, target, known_hosts).unwrap_or_else(|| {
-                    classified(Kind::Ssh, format!("could not connect to SSH server {endpoint}: {e}"))
-                }));
+                let why = refusal.lock().unwrap().take();
+                return Err(classified(
+                    Kind::Ssh,
+                    why.unwrap_or_else(|| format!("could not connect to SSH server {endpoint}: {e}")),
+                ));
             }
         };
         let mut session = Session {
@@ -296,22 +295,4 @@ impl Session {
     pub async fn close(&self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "bye", "en").await;
     }
-}
-
-fn host_key_error(why: Option<HostKeyVerdict>, target: &SshTarget, known_hosts: &Path) -> Option<anyhow::Error> {
-    let host = if target.port == 22 { target.host.clone() } else { format!("[{}]:{}", target.host, target.port) };
-    let kh = known_hosts.display();
-    let msg = match why? {
-        HostKeyVerdict::Unknown { fingerprint } => format!(
-            "host key of {host} is not in {kh} (server offers {fingerprint}); check that fingerprint with the server's \
-             administrator, then add the key, e.g. `ssh-keyscan -p {} {} >> {kh}`",
-            target.port, target.host
-        ),
-        HostKeyVerdict::Changed { line, fingerprint } => format!(
-            "HOST KEY CHANGED for {host}: {kh} line {line} holds another key (server offers {fingerprint}); \
-             this may be an attack. If the change is known to be legitimate, remove line {line}"
-        ),
-        HostKeyVerdict::Unreadable(e) => format!("could not check the host key of {host} against {kh}: {e}"),
-    };
-    Some(classified(Kind::Ssh, msg))
 }

@@ -54,7 +54,7 @@ pub(super) async fn run(cli: &Cli, plan: Plan) -> Result<i32> {
     };
     let (report, first_failure) = match &cli.command {
         Cmd::Mget { globs, dir } => {
-            let session = Session::connect(&plan.target, &plan.known_hosts).await?;
+            let session = Session::connect(&plan.target).await?;
             let listed = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let items = expand_mget(&mut link, globs, dir.as_deref()).await?;
