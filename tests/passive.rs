@@ -13,7 +13,7 @@ use common::tool::{
     assert_default_port, assert_same, captured, get_every_file, put_and_get_back, run, stderr, traced, Tool, FILES,
 };
 
-/// The tool's own bound (AUTO_CONNECT_BOUND, 4 s) plus generous room for the transfer.
+/// The tool's own bound (DATA_CONNECT_BOUND, 4 s) plus generous room for the transfer.
 const PYFTPDLIB_WALL_LIMIT: Duration = Duration::from_secs(15);
 
 /// `auto` tried the default port, was refused, and moved the data to EPSV/PASV.
