@@ -15,7 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -71,7 +71,6 @@ impl PartFile {
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .mode(0o600)
                 .open(&path)
                 .with_context(|| format!("could not create {}", path.display()))?;
             let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

@@ -88,6 +88,15 @@ fn processes_of(user: &str) -> HashSet<String> {
         .collect()
 }
 
+/// Signal the tool, after checking that the run has processes on the server (so that
+/// [`assert_helpers_gone`] has something to check).
+fn stop(tool: &Tool, before: &HashSet<String>, pid: u32, signal: Signal) {
+    let during: Vec<String> = processes_of(tool.lab.var("SSH_USER")).difference(before).cloned().collect();
+    assert!(!during.is_empty(), "the run shows no process on the server");
+    eprintln!("on the server while transferring: {during:?}");
+    kill(Pid::from_raw(pid as i32), signal).unwrap();
+}
+
 /// Every process of the FTP user that the run started (sshd session, relay, shell, ftpd
 /// session) is gone within [`HELPERS_GONE`].
 fn assert_helpers_gone(tool: &Tool, before: &HashSet<String>) {
@@ -195,20 +204,19 @@ fn disk_full_batch_with_retries_stays_in_step() {
 
 // ---- 2. signals ----
 
-fn interrupted_get_then_rerun(signal: Signal, code: i32) {
+/// `get` of a 1 GiB file from the server on `port_key`, stopped by `signal`, then again.
+fn interrupted_get_then_rerun(port_key: &str, signal: Signal, code: i32) {
     let tool = Tool::new();
     let name = format!("step-huge-{}.bin", std::process::id());
     let _cleanup = RemoveOnDrop(tool.remote_path(&name));
     sparse(&tool.remote_path(&name), HUGE);
     let before = processes_of(tool.lab.var("SSH_USER"));
-    let port = tool.lab.port("PROFTPD_PORT");
+    let port = tool.lab.port(port_key);
     let (status, err) = run_until(
         tool.cmd(port).args(["-v", "get", &name]),
         "data connection from",
         Duration::from_millis(700),
-        |pid| {
-            kill(Pid::from_raw(pid as i32), signal).unwrap();
-        },
+        |pid| stop(&tool, &before, pid, signal),
     );
     assert_eq!(status, Some(code), "{err}");
     assert!(err.contains(&format!("interrupted by {signal}")), "{err}");
@@ -225,15 +233,18 @@ fn interrupted_get_then_rerun(signal: Signal, code: i32) {
 
 #[test]
 fn sigint_mid_get_then_the_same_command_finishes() {
-    interrupted_get_then_rerun(Signal::SIGINT, 130);
+    interrupted_get_then_rerun("PROFTPD_PORT", Signal::SIGINT, 130);
 }
 
+/// Through the relay (GNU inetutils ftpd): the relay must go too.
 #[test]
-fn sigterm_mid_get_then_the_same_command_finishes() {
-    interrupted_get_then_rerun(Signal::SIGTERM, 143);
+fn sigterm_mid_get_through_the_relay_then_the_same_command_finishes() {
+    interrupted_get_then_rerun("INETUTILS_PORT", Signal::SIGTERM, 143);
 }
 
-fn interrupted_mget_then_rerun(signal: Signal, code: i32) {
+/// `mget` of a small, a 1 GiB and a small file with `jobs` workers, stopped by `signal`
+/// while the big one transfers, then again.
+fn interrupted_mget_then_rerun(jobs: &str, signal: Signal, code: i32) {
     let tool = Tool::new();
     let remote_dir = format!("step-mget-{}", std::process::id());
     let _cleanup = RemoveDirOnDrop(tool.remote_path(&remote_dir));
@@ -244,10 +255,10 @@ fn interrupted_mget_then_rerun(signal: Signal, code: i32) {
     let before = processes_of(tool.lab.var("SSH_USER"));
     let port = tool.lab.port("PROFTPD_PORT");
     let glob = format!("{remote_dir}/*");
-    let args = ["-v", "mget", &glob, "-d", "out", "--report", "json", "report.json"];
+    let args = ["-v", "mget", &glob, "-d", "out", "--jobs", jobs, "--report", "json", "report.json"];
     let trigger = format!("---> RETR {remote_dir}/b.bin");
     let (status, err) = run_until(tool.cmd(port).args(args), &trigger, Duration::from_millis(1000), |pid| {
-        kill(Pid::from_raw(pid as i32), signal).unwrap();
+        stop(&tool, &before, pid, signal)
     });
     assert_eq!(status, Some(code), "{err}");
     let report: serde_json::Value =
@@ -277,12 +288,30 @@ fn interrupted_mget_then_rerun(signal: Signal, code: i32) {
 
 #[test]
 fn sigterm_mid_mget_writes_the_report_and_the_same_command_finishes() {
-    interrupted_mget_then_rerun(Signal::SIGTERM, 143);
+    interrupted_mget_then_rerun("1", Signal::SIGTERM, 143);
 }
 
 #[test]
-fn sigint_mid_mget_writes_the_report_and_the_same_command_finishes() {
-    interrupted_mget_then_rerun(Signal::SIGINT, 130);
+fn sigint_mid_mget_with_two_workers_writes_the_report_and_the_same_command_finishes() {
+    interrupted_mget_then_rerun("2", Signal::SIGINT, 130);
+}
+
+/// A part file longer than the remote file is not that file's beginning: start over.
+#[test]
+fn a_part_file_longer_than_the_remote_file_is_not_resumed() {
+    let tool = Tool::new();
+    let dir = tool.work.path();
+    std::fs::write(dir.join(".small.bin.ftpssh.part"), vec![b'x'; 20000]).unwrap();
+    let out = run(tool.cmd(tool.lab.port("PROFTPD_PORT")).args(["-v", "get", "small.bin"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("starting over") && !err.contains("---> REST"), "{err}");
+    assert_same(
+        &std::fs::read(dir.join("small.bin")).unwrap(),
+        &std::fs::read(tool.remote_path("small.bin")).unwrap(),
+        "small.bin",
+    );
+    assert_eq!(tool.work_entries(), ["small.bin"]);
 }
 
 // ---- 3. long names ----
@@ -290,7 +319,8 @@ fn sigint_mid_mget_writes_the_report_and_the_same_command_finishes() {
 #[test]
 fn a_254_byte_name_downloads() {
     let tool = Tool::new();
-    let name = format!("{}-{}.bin", "n".repeat(254 - 5 - 1 - 10), format!("{:010}", std::process::id()));
+    let name =
+        format!("{}-{}.bin", "n".repeat(254 - ".bin".len() - "-".len() - 10), format!("{:010}", std::process::id()));
     assert_eq!(name.len(), 254);
     let content = b"a long name\n".repeat(100);
     let _cleanup = RemoveOnDrop(tool.remote_path(&name));
