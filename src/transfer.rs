@@ -45,7 +45,7 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &Progress
 pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &ProgressBar) -> Result<(u64, bool)> {
     let expected = remote_size(link, remote).await;
     let mut offset = part.len()?;
-    if offset > 0 && !expected.is_some_and(|n| n >= offset) {
+    if offset > 0 && expected.is_none_or(|n| n < offset) {
         tracing::info!(
             "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
             part.path.display()

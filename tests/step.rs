@@ -319,8 +319,7 @@ fn a_part_file_longer_than_the_remote_file_is_not_resumed() {
 #[test]
 fn a_254_byte_name_downloads() {
     let tool = Tool::new();
-    let name =
-        format!("{}-{}.bin", "n".repeat(254 - ".bin".len() - "-".len() - 10), format!("{:010}", std::process::id()));
+    let name = format!("{}-{:010}.bin", "n".repeat(254 - ".bin".len() - "-".len() - 10), std::process::id());
     assert_eq!(name.len(), 254);
     let content = b"a long name\n".repeat(100);
     let _cleanup = RemoveOnDrop(tool.remote_path(&name));
