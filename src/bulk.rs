@@ -21,6 +21,12 @@
 //! Each of `--jobs` workers has its own SSH session and its own links. A
 //! transfer that fails for a passing reason (a dropped SSH connection, a broken
 //! data connection) is retried, a download resuming (REST) where it stopped.
+//! A link goes back to the idle pool only in step ([`park`]): after a failed
+//! transfer its control connection reads on to that transfer's final reply
+//! (or ABORs and reads through), else the link is closed.
+//!
+//! A signal ([`crate::interrupt`]) stops every worker where it is; each closes
+//! its SSH session, and the report lists what finished and what did not.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -34,7 +40,8 @@ use indicatif::ProgressBar;
 
 use crate::batch::Op;
 use crate::endpoint::SshTarget;
-use crate::error::exit_code;
+use crate::error::{exit_code, is_permanent};
+use crate::interrupt::Watch;
 use crate::link::{Collision, DataMode, Link, Spec};
 use crate::pacing;
 use crate::report::{Outcome, Record, Report, Wait};
@@ -114,6 +121,8 @@ struct Shared {
     /// Reclaiming did not free a tuple: rotate instead from now on.
     reclaim_fails: AtomicBool,
     stop: AtomicBool,
+    /// A signal stops every worker where it is.
+    interrupt: Watch,
     bar: ProgressBar,
 }
 
@@ -140,9 +149,11 @@ pub async fn run(
     items: Vec<Item>,
     opts: Options,
     first: Option<(&Session, Link<'_>)>,
+    interrupt: &Watch,
 ) -> (Report, Option<i32>) {
     let mut report = Report::new();
     let bar = if opts.show { ProgressBar::new(items.len() as u64) } else { ProgressBar::hidden() };
+    let all = items.clone();
     let shared = Arc::new(Shared {
         queue: Mutex::new(items.into_iter().enumerate().collect()),
         collides: AtomicBool::new(false),
@@ -152,6 +163,7 @@ pub async fn run(
         ),
         reclaim_fails: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        interrupt: interrupt.clone(),
         bar,
     });
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
@@ -163,6 +175,15 @@ pub async fn run(
         done.extend(w.await.unwrap_or_default());
     }
     shared.bar.finish_and_clear();
+    if let Some(signal) = interrupt.received() {
+        // What was under way or still queued did not finish: say so.
+        let finished: std::collections::HashSet<usize> = done.iter().map(|(i, _, _)| *i).collect();
+        for (i, item) in all.into_iter().enumerate().filter(|(i, _)| !finished.contains(i)) {
+            let mut record = record_for(&item);
+            record.error = Some(format!("not finished: interrupted by {}", signal.name()));
+            done.push((i, record, None));
+        }
+    }
     done.sort_by_key(|(i, _, _)| *i);
     let first_failure = done.iter().find_map(|(_, _, code)| *code);
     for (_, record, _) in done {
@@ -190,10 +211,16 @@ async fn worker(
         let Some(attempt) = current.as_mut() else { return done };
         if let Some((session, link)) = first.take() {
             let idle = vec![Idle { link, ready_at: Instant::now(), used: true }];
-            serve(session, idle, &plan, &opts, &shared, &mut current, &mut done).await;
+            let serving = serve(session, idle, &plan, &opts, &shared, &mut current, &mut done);
+            // The caller closes its session.
+            if interruptible(&shared, serving).await.is_none() {
+                return done;
+            }
             continue;
         }
-        let session = match Session::connect(&plan.target).await {
+        let connecting = Session::connect(&plan.target);
+        let Some(connected) = interruptible(&shared, connecting).await else { return done };
+        let session = match connected {
             Ok(s) => s,
             Err(e) => {
                 connect_failures += 1;
@@ -205,22 +232,51 @@ async fn worker(
                 let delay = connect_delays.next().unwrap_or(Duration::from_secs(8));
                 tracing::warn!("SSH connection failed ({e:#}); retrying in {delay:.1?}");
                 attempt.record.waits.push(Wait { seconds: delay.as_secs_f64(), cause: "SSH reconnect backoff".into() });
-                tokio::time::sleep(delay).await;
+                if interruptible(&shared, tokio::time::sleep(delay)).await.is_none() {
+                    return done;
+                }
                 continue;
             }
         };
         connect_failures = 0;
-        serve(&session, Vec::new(), &plan, &opts, &shared, &mut current, &mut done).await;
+        let served =
+            interruptible(&shared, serve(&session, Vec::new(), &plan, &opts, &shared, &mut current, &mut done)).await;
+        // Ends every helper the session started on the server (relay, shell, reclaimer).
         session.close().await;
+        if served.is_none() {
+            return done;
+        }
+    }
+}
+
+/// `work`, unless a signal comes first (then None, and `work` is dropped where it is).
+async fn interruptible<T>(shared: &Shared, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        _ = shared.interrupt.wait() => None,
     }
 }
 
 fn next(shared: &Shared) -> Option<Attempt> {
-    if shared.stop.load(Ordering::SeqCst) {
+    if shared.stop.load(Ordering::SeqCst) || shared.interrupt.received().is_some() {
         return None;
     }
     let (index, item) = shared.queue.lock().unwrap().pop_front()?;
-    let record = Record {
+    let record = record_for(&item);
+    Some(Attempt {
+        index,
+        item,
+        record,
+        part: None,
+        delays: retry_backoff().build(),
+        blind: pacing::collision_backoff().build(),
+        reclaimed: 0,
+    })
+}
+
+/// A fresh record for `item`: failed until it succeeds.
+fn record_for(item: &Item) -> Record {
+    Record {
         op: item.op,
         source: item.source.clone(),
         target: item.target.clone(),
@@ -234,16 +290,7 @@ fn next(shared: &Shared) -> Option<Attempt> {
         verified: "none".into(),
         outcome: Outcome::Failed,
         error: None,
-    };
-    Some(Attempt {
-        index,
-        item,
-        record,
-        part: None,
-        delays: retry_backoff().build(),
-        blind: pacing::collision_backoff().build(),
-        reclaimed: 0,
-    })
+    }
 }
 
 fn finish(shared: &Shared, opts: &Options, done: &mut Done, mut attempt: Attempt, error: Option<anyhow::Error>) {
@@ -260,17 +307,6 @@ fn finish(shared: &Shared, opts: &Options, done: &mut Done, mut attempt: Attempt
     }
     shared.bar.inc(1);
     done.push((attempt.index, attempt.record, code));
-}
-
-/// Refusals that a retry cannot cure: usage, the FTP server's refusals, and
-/// SSH trust and authentication failures (an unreachable SSH server may come back).
-fn is_permanent(e: &anyhow::Error) -> bool {
-    let text = format!("{e:#}");
-    match exit_code(e) {
-        2 | 4 => true,
-        3 => ["host key", "HOST KEY", "authentication", "refused to"].iter().any(|w| text.contains(w)),
-        _ => false,
-    }
 }
 
 /// An idle link and when it may carry the next transfer.
@@ -314,6 +350,7 @@ async fn serve<'s>(
                     link
                 }
                 Err(e) => {
+                    let e = session.attribute(e).await;
                     let passing = session.is_closed() || !is_permanent(&e);
                     if passing && attempt.record.retries < opts.retries {
                         retry_later(attempt, &e).await;
@@ -352,6 +389,10 @@ async fn serve<'s>(
         } else {
             perform(&mut link, attempt).await
         };
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(session.attribute(e).await),
+        };
         attempt.record.seconds += started.elapsed().as_secs_f64();
         attempt.record.data_path = if link.is_passive() { "passive" } else { "default-port" }.into();
         if link.is_passive() && plan.spec.mode == DataMode::Auto {
@@ -365,19 +406,19 @@ async fn serve<'s>(
                 let rest = if burnt && pace == Pace::Rotate { REST_AFTER_DOWNLOAD } else { Duration::ZERO };
                 let attempt = current.take().unwrap();
                 finish(shared, opts, done, attempt, None);
-                idle.push(Idle { link, ready_at: Instant::now() + rest, used: true });
+                park(&mut idle, link, Instant::now() + rest).await;
             }
             Err(e) if e.downcast_ref::<Collision>().is_some() => {
                 shared.collides.store(true, Ordering::SeqCst);
                 let tuple = e.downcast_ref::<Collision>().and_then(|c| c.tuple);
                 match pace {
                     Pace::Reclaim => match reclaim(&mut link, tuple, attempt).await {
-                        Ok(true) => idle.push(Idle { link, ready_at: Instant::now(), used: true }),
+                        Ok(true) => park(&mut idle, link, Instant::now()).await,
                         Ok(false) => {
                             tracing::info!(
                                 "{e:#}; its 4-tuple is not known yet: rotating to another control connection"
                             );
-                            idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD, used: true });
+                            park(&mut idle, link, Instant::now() + REST_AFTER_DOWNLOAD).await;
                         }
                         Err(why) => {
                             tracing::info!("{e:#}; {why:#}; rotating to other control connections from now on");
@@ -387,15 +428,18 @@ async fn serve<'s>(
                     },
                     Pace::Rotate => {
                         tracing::info!("{e:#}; rotating to another control connection (new proxy port, new 4-tuple)");
-                        idle.push(Idle { link, ready_at: Instant::now() + REST_AFTER_DOWNLOAD, used: true });
+                        park(&mut idle, link, Instant::now() + REST_AFTER_DOWNLOAD).await;
                     }
                     Pace::Wait => {
                         match pacing::wait_for(session, tuple.as_ref(), opts.show, &mut attempt.blind).await {
                             Ok(waits) => {
                                 attempt.record.waits.extend(waits);
-                                idle.push(Idle { link, ready_at: Instant::now(), used: true });
+                                park(&mut idle, link, Instant::now()).await;
                             }
-                            Err(e) => finish(shared, opts, done, current.take().unwrap(), Some(e)),
+                            Err(e) => {
+                                finish(shared, opts, done, current.take().unwrap(), Some(e));
+                                park(&mut idle, link, Instant::now()).await;
+                            }
                         }
                     }
                 }
@@ -412,7 +456,7 @@ async fn serve<'s>(
                 if session.is_closed() {
                     break;
                 }
-                idle.push(Idle { link, ready_at: Instant::now(), used: true });
+                park(&mut idle, link, Instant::now()).await;
             }
         }
         if idle.len() > MAX_IDLE_LINKS {
@@ -427,6 +471,20 @@ async fn serve<'s>(
     }
     for l in idle {
         l.link.close().await;
+    }
+}
+
+/// Put `link` back in the idle pool, ready at `ready_at`, if it is in step or
+/// can be brought back in step (a failed transfer's final reply read, or an
+/// ABOR read through, within a bound); else close it. The one door back into
+/// the pool: no command ever goes on a link whose state is unknown.
+async fn park<'s>(idle: &mut Vec<Idle<'s>>, mut link: Link<'s>, ready_at: Instant) {
+    match link.resync().await {
+        Ok(()) => idle.push(Idle { link, ready_at, used: true }),
+        Err(e) => {
+            tracing::debug!("closing a control connection that cannot be brought back in step: {e:#}");
+            link.close().await;
+        }
     }
 }
 
@@ -482,7 +540,7 @@ async fn perform(link: &mut Link<'_>, attempt: &mut Attempt) -> Result<()> {
         Op::Get => {
             let target = PathBuf::from(&attempt.item.target);
             if attempt.part.is_none() {
-                attempt.part = Some(PartFile::create(&target)?);
+                attempt.part = Some(PartFile::open(&target)?);
             }
             let part = attempt.part.as_ref().unwrap();
             let fetched = transfer::fetch(link, &attempt.item.source, part, &bar).await;

@@ -1,5 +1,6 @@
 //! The command line: parse, set up output, run one command, map errors to exit codes.
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::bulk::{Pace, Plan};
 use crate::endpoint::{self, DEFAULT_FTP};
 use crate::error::{classified, Kind};
+use crate::interrupt::{Interrupted, Watch};
 use crate::link::{DataMode, Link, Spec};
 use crate::session::Session;
 use crate::{credentials, transfer};
@@ -20,13 +22,15 @@ mod many;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  other error
-  2  usage error (bad arguments, no FTP password available)
-  3  SSH failure (connect, host key, authentication, channel or forward refused)
+  1  other error, or the local file system refused (permission, disk full; never retried)
+  2  usage error (bad arguments, batch file missing, no FTP password available)
+  3  SSH failure (connect, host key, authentication, channel or forward refused, connection lost)
   4  the FTP server refused or misbehaved (login, missing file, permission, not reachable, bad reply)
   5  transfer or verification failure
   6  mget, mput, batch: some transfers succeeded, some failed
      (when none succeeded: the code of the first failure)
+  129/130/143  stopped by SIGHUP/SIGINT (Ctrl-C)/SIGTERM: the report lists what finished;
+     a download keeps its part file, and the same command resumes it
 
 The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the terminal.";
 
@@ -148,7 +152,11 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     crate::output::init(cli.verbose, cli.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(run(&cli)) {
+    let running = async {
+        let interrupt = crate::interrupt::listen()?;
+        run(&cli, &interrupt).await
+    };
+    match runtime.block_on(running) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ftpssh-fullsecure: error: {e:#}");
@@ -157,23 +165,36 @@ pub fn main() -> i32 {
     }
 }
 
-async fn run(cli: &Cli) -> Result<i32> {
+async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
     let plan = plan(cli)?;
     match &cli.command {
         Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
             tracing::info!("connecting to SSH server {}@{}:{}", plan.target.user, plan.target.host, plan.target.port);
-            let session = Session::connect(&plan.target).await?;
-            let result = async {
+            let session = until_interrupted(interrupt, Session::connect(&plan.target)).await?;
+            let work = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let outcome = execute(cli, &mut link).await;
                 link.close().await;
                 outcome
-            }
-            .await;
+            };
+            let result = match until_interrupted(interrupt, work).await {
+                Err(e) if e.is::<Interrupted>() => Err(e),
+                Err(e) => Err(session.attribute(e).await),
+                Ok(()) => Ok(()),
+            };
+            // Also after a signal: ending the session ends every helper it started on the server.
             session.close().await;
             result.map(|()| 0)
         }
-        Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => many::run(cli, plan).await,
+        Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => many::run(cli, plan, interrupt).await,
+    }
+}
+
+/// `work`'s result, or [`Interrupted`] if a signal comes first (`work` is then dropped where it is).
+pub(crate) async fn until_interrupted<T>(interrupt: &Watch, work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        out = work => out,
+        signal = interrupt.wait() => Err(Interrupted(signal).into()),
     }
 }
 

@@ -1,22 +1,30 @@
-//! What went wrong, as far as the exit code is concerned.
+//! What went wrong: the exit code, and whether trying again can help.
 //!
 //! Errors travel as `anyhow::Error` with context naming the endpoint; the few
 //! places that decide the exit code attach a [`Kind`] by wrapping their error
 //! in [`Classified`]. `main` walks the chain and picks the first one it finds.
+//! Retry decisions ([`is_permanent`]) look at the same kinds and typed errors,
+//! never at message text.
 
 use std::fmt;
+use std::io::ErrorKind;
 
 /// The documented exit codes (also in the README and `--help`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// 2: the command line was wrong (clap uses 2 as well).
+    /// 2: the command line was wrong (clap uses 2 as well), or a file it names is missing.
     Usage,
-    /// 3: SSH failed: connect, host key, authentication, or sshd refused a channel or forward.
+    /// 3: SSH refused us: host key, authentication, or sshd refused a channel or forward.
     Ssh,
+    /// 3 as well, but passing: the SSH server could not be reached, or the
+    /// SSH connection was lost (killed session, cut link).
+    SshLost,
     /// 4: the FTP server refused: login, missing file, permission.
     FtpRefused,
     /// 5: the transfer itself failed, or its result did not verify.
     Transfer,
+    /// 1: the local file system refused (permission, disk full, read-only).
+    Local,
 }
 
 impl Kind {
@@ -24,10 +32,16 @@ impl Kind {
     pub fn exit_code(self) -> i32 {
         match self {
             Kind::Usage => 2,
-            Kind::Ssh => 3,
+            Kind::Ssh | Kind::SshLost => 3,
             Kind::FtpRefused => 4,
             Kind::Transfer => 5,
+            Kind::Local => 1,
         }
+    }
+
+    /// True when the same attempt would fail the same way again.
+    pub fn is_permanent(self) -> bool {
+        !matches!(self, Kind::SshLost | Kind::Transfer)
     }
 }
 
@@ -53,19 +67,97 @@ pub fn classified(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Classified { kind, message: message.into() })
 }
 
-/// The exit code for an error chain: the first [`Classified`] or typed FTP
-/// refusal found in it, else 1.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
+/// The class of the first cause in the chain that has one: a [`Classified`],
+/// a typed FTP refusal, a TIME_WAIT collision, or a local I/O error whose
+/// kind no retry can cure.
+pub fn kind(err: &anyhow::Error) -> Option<Kind> {
     for cause in err.chain() {
         if let Some(c) = cause.downcast_ref::<Classified>() {
-            return c.kind.exit_code();
+            return Some(c.kind);
         }
         if let Some(r) = cause.downcast_ref::<crate::ftp::control::FtpError>() {
-            return r.kind().exit_code();
+            return Some(r.kind());
+        }
+        if cause.downcast_ref::<crate::ftp::control::ControlClosed>().is_some()
+            || cause.downcast_ref::<crate::ftp::control::OutOfStep>().is_some()
+        {
+            return Some(Kind::Transfer);
         }
         if cause.downcast_ref::<crate::link::Collision>().is_some() {
-            return Kind::Transfer.exit_code();
+            return Some(Kind::Transfer);
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if is_local_refusal(io.kind()) {
+                return Some(Kind::Local);
+            }
         }
     }
-    1
+    None
+}
+
+/// The exit code for an error chain: that of its [`kind`], else 1.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(i) = err.chain().find_map(|c| c.downcast_ref::<crate::interrupt::Interrupted>()) {
+        return i.0.exit_code();
+    }
+    kind(err).map_or(1, Kind::exit_code)
+}
+
+/// Failures a retry cannot cure: usage, the FTP server's refusals, SSH trust
+/// and authentication, the local file system (permission, disk full). An
+/// unclassified error is taken as passing, as before.
+pub fn is_permanent(err: &anyhow::Error) -> bool {
+    kind(err).is_some_and(Kind::is_permanent)
+}
+
+/// Local file system answers that stay the same on the next attempt.
+fn is_local_refusal(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::PermissionDenied
+            | ErrorKind::StorageFull
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::ReadOnlyFilesystem
+            | ErrorKind::InvalidFilename
+            | ErrorKind::FileTooLarge
+            | ErrorKind::NotADirectory
+            | ErrorKind::IsADirectory
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    fn io(kind: ErrorKind) -> anyhow::Error {
+        Err::<(), _>(std::io::Error::from(kind)).context("could not write /x/.y.part").unwrap_err()
+    }
+
+    #[test]
+    fn local_refusals_are_permanent_and_exit_1() {
+        for k in [ErrorKind::PermissionDenied, ErrorKind::StorageFull, ErrorKind::ReadOnlyFilesystem] {
+            let e = io(k);
+            assert!(is_permanent(&e), "{k:?}");
+            assert_eq!(exit_code(&e), 1);
+        }
+        // A reset connection is not a local refusal: it may pass.
+        assert!(!is_permanent(&io(ErrorKind::ConnectionReset)));
+    }
+
+    #[test]
+    fn lost_ssh_is_passing_refused_ssh_is_not() {
+        let lost = classified(Kind::SshLost, "the SSH connection was lost");
+        let refused = classified(Kind::Ssh, "SSH server refused authentication");
+        assert_eq!((exit_code(&lost), exit_code(&refused)), (3, 3));
+        assert!(!is_permanent(&lost) && is_permanent(&refused));
+    }
+
+    #[test]
+    fn context_keeps_the_class() {
+        let e = classified(Kind::Transfer, "the data connection broke").context("get big.bin");
+        assert_eq!(kind(&e), Some(Kind::Transfer));
+        assert!(!is_permanent(&e));
+        assert!(is_permanent(&classified(Kind::Usage, "x").context("batch")));
+    }
 }

@@ -30,6 +30,10 @@ pub struct DataChannel {
 #[derive(Debug, Default)]
 pub struct Gate {
     expected: Mutex<Option<IpAddr>>,
+    /// The FTP server of a transfer we gave up on before its data connection
+    /// came: that connection may still arrive, late. It is refused, but it is
+    /// our own, not a theft.
+    late: Mutex<Option<IpAddr>>,
     refused: Mutex<Vec<String>>,
 }
 
@@ -41,7 +45,21 @@ impl Gate {
 
     /// No transfer is pending any more.
     pub fn close(&self) {
-        *self.expected.lock().unwrap() = None;
+        if let Some(abandoned) = self.expected.lock().unwrap().take() {
+            *self.late.lock().unwrap() = Some(abandoned);
+        }
+    }
+
+    /// True, once, for the FTP server of a transfer given up before its data
+    /// connection came: one late connection from there is expected, no more
+    /// (anyone on that host could connect too).
+    fn take_late(&self, from: Option<IpAddr>) -> bool {
+        let mut late = self.late.lock().unwrap();
+        let ours = from.is_some() && *late == from;
+        if ours {
+            *late = None;
+        }
+        ours
     }
 
     /// The refused connections so far, one line each.
@@ -66,6 +84,12 @@ impl Gate {
                 return true;
             }
             Some(want) => format!("it does not come from the FTP server {want}"),
+            None if self.take_late(from) => {
+                tracing::debug!(
+                    "refused a late data connection from {addr}:{port} to {to}: it belongs to a transfer we gave up on"
+                );
+                return false;
+            }
             None => "no data connection is expected now".to_string(),
         };
         let line = format!(
@@ -144,6 +168,17 @@ mod tests {
         assert_eq!(refused.len(), 4);
         assert!(refused[0].contains("no data connection is expected"));
         assert!(refused[1].contains("does not come from the FTP server 127.0.0.1"));
+    }
+
+    #[test]
+    fn a_late_connection_of_an_abandoned_transfer_is_refused_quietly() {
+        let gate = Gate::default();
+        gate.open("127.0.0.1".parse().unwrap());
+        gate.close(); // given up before the server connected
+        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
+        assert!(gate.refused().is_empty(), "our own late connection is no theft");
+        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
+        assert_eq!(gate.refused().len(), 1, "only one late connection is ours; a second may be anyone's");
     }
 
     #[test]

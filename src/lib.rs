@@ -21,11 +21,12 @@
 //! - [`pacing`]: waiting out the data tuple's TIME_WAIT, measured on the SSH server, or backing off.
 //! - [`link`]: one FTP session inside SSH and its data path (default port or passive).
 //! - [`bulk`]: many transfers: workers, rotation or measured waits around TIME_WAIT, retries.
-//! - [`transfer`]: `get`, `put`, `ls`: streaming, part files, verification.
+//! - [`transfer`]: `get`, `put`, `ls`: streaming, verification; [`part`]: resumable part files.
 //! - [`batch`]: the batch file (`get`/`put` lines) and `mget` name matching.
 //! - [`report`]: the record of a bulk run: summary line, exit code, JSON.
 //! - [`lock`]: the lock that keeps two runs of one batch from overlapping.
-//! - [`error`]: failure classes and exit codes.
+//! - [`error`]: failure classes, exit codes, and which failures a retry can cure.
+//! - [`interrupt`]: SIGINT, SIGTERM, SIGHUP: stop, report, exit 130/143/129.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -40,10 +41,12 @@ pub mod error;
 pub mod forward;
 pub mod ftp;
 pub mod hostkeys;
+pub mod interrupt;
 pub mod link;
 pub mod lock;
 pub mod output;
 pub mod pacing;
+pub mod part;
 pub mod reclaim;
 pub mod relay;
 pub mod report;

@@ -364,6 +364,14 @@ impl<'s> Link<'s> {
         Ok(())
     }
 
+    /// Bring the control connection back in step after a failed command
+    /// ([`Control::resync`]); no data connection is expected any more. On
+    /// error the link cannot be trusted: close it.
+    pub async fn resync(&mut self) -> Result<()> {
+        self.session.gate.close();
+        self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await
+    }
+
     /// QUIT and cancel the forwards.
     pub async fn close(mut self) {
         self.session.gate.close();

@@ -88,7 +88,7 @@ pub fn acquire_in(dir: &Path, key: &str) -> Result<Lock> {
 
 /// FNV-1a, 64 bits: stable across Rust releases, unlike `DefaultHasher`, so
 /// runs built by different compilers agree on the file name.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 

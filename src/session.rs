@@ -26,6 +26,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a remote helper (the relay, the remote shell) may take to answer.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
+/// A channel sees the end of a lost SSH connection a moment before the
+/// session itself is marked closed: how long to look before blaming the FTP server.
+const LOSS_GRACE: Duration = Duration::from_secs(2);
 
 /// An authenticated SSH session.
 pub struct Session {
@@ -125,17 +128,17 @@ impl Session {
         let handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => {
                 return Err(classified(
-                    Kind::Ssh,
+                    Kind::SshLost,
                     format!("SSH server {endpoint} did not answer within {CONNECT_TIMEOUT:?}"),
                 ))
             }
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 let why = refusal.lock().unwrap().take();
-                return Err(classified(
-                    Kind::Ssh,
-                    why.unwrap_or_else(|| format!("could not connect to SSH server {endpoint}: {e}")),
-                ));
+                return Err(match why {
+                    Some(why) => classified(Kind::Ssh, why),
+                    None => classified(Kind::SshLost, format!("could not connect to SSH server {endpoint}: {e}")),
+                });
             }
         };
         let mut session = Session {
@@ -241,7 +244,7 @@ impl Session {
             .handle
             .channel_open_session()
             .await
-            .map_err(|e| classified(Kind::Ssh, format!("SSH server refused a session channel: {e}")))?;
+            .map_err(|e| classified(Kind::SshLost, format!("SSH server refused a session channel: {e}")))?;
         channel.exec(true, command).await.context("could not start a remote command")?;
         Ok(channel)
     }
@@ -257,7 +260,7 @@ impl Session {
                 Kind::Ssh,
                 format!("the SSH server refused to open a connection to {host}:{port} for us (administratively prohibited: is AllowTcpForwarding off?)"),
             ),
-            e => classified(Kind::Ssh, format!("the SSH server could not connect to {host}:{port}: {e}")),
+            e => classified(Kind::SshLost, format!("the SSH server could not connect to {host}:{port}: {e}")),
         })
     }
 
@@ -289,6 +292,30 @@ impl Session {
     /// True once the SSH connection is gone (dropped, killed, or closed).
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
+    }
+
+    /// Name the failure where it happened: an error met while this session
+    /// was dying (a channel's end looks like the FTP server closing) is an
+    /// SSH failure, passing ([`Kind::SshLost`]); any other is returned as is.
+    pub async fn attribute(&self, err: anyhow::Error) -> anyhow::Error {
+        if matches!(crate::error::kind(&err), Some(Kind::Ssh | Kind::SshLost)) {
+            return err;
+        }
+        let deadline = tokio::time::Instant::now() + LOSS_GRACE;
+        let looks_like_loss = err.chain().any(|c| c.is::<crate::ftp::control::ControlClosed>());
+        while !self.is_closed() && looks_like_loss && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !self.is_closed() {
+            return err;
+        }
+        let endpoint = format!("{}:{}", self.target.host, self.target.port);
+        if looks_like_loss {
+            // The FTP channels ended because the session did: the FTP server is not to blame.
+            let doing = if err.chain().count() > 1 { format!("{err}: ") } else { String::new() };
+            return classified(Kind::SshLost, format!("{doing}the SSH connection to {endpoint} was lost"));
+        }
+        classified(Kind::SshLost, format!("the SSH connection to {endpoint} was lost ({err:#})"))
     }
 
     /// Say goodbye to the SSH server.

@@ -2,9 +2,13 @@
 //!
 //! Memory stays constant whatever the size: data goes from the channel to
 //! the disk (or back) one SSH packet at a time. A download is written to a
-//! hidden part file beside the target and renamed only when the server said
-//! 226 and the size matches what it announced, so a failure never leaves a
-//! truncated file under the final name.
+//! hidden part file beside the target ([`crate::part`]) and renamed only when
+//! the server said 226 and the size matches what it announced, so a failure
+//! never leaves a truncated file under the final name.
+//!
+//! Whatever fails here, the data channel is closed before returning, so the
+//! server ends the transfer and the control connection can be brought back
+//! in step ([`crate::ftp::control::Control::resync`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -18,6 +22,7 @@ use russh::ChannelMsg;
 use crate::error::{classified, Kind};
 use crate::ftp::Command;
 use crate::link::Link;
+pub use crate::part::PartFile;
 
 /// A data connection silent for this long is dead.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,18 +32,27 @@ const MAX_LISTING: usize = 16 << 20;
 
 /// Download `remote` into `local` (a file path). Returns the byte count.
 pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &ProgressBar) -> Result<u64> {
-    let part = PartFile::create(local)?;
+    let part = PartFile::open(local)?;
     let (n, _) = fetch(link, remote, &part, bar).await?;
     part.commit(local)?;
     Ok(n)
 }
 
 /// Download `remote` into `part`, resuming (REST) after what it already
-/// holds from an earlier attempt; verifies the size where the server tells
-/// it. Returns the total size and whether it was verified.
+/// holds from an earlier attempt or run if SIZE says the remote file is at
+/// least that long (else starting over); verifies the size where the server
+/// tells it. Returns the total size and whether it was verified.
 pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &ProgressBar) -> Result<(u64, bool)> {
     let expected = remote_size(link, remote).await;
-    let offset = part.len()?;
+    let mut offset = part.len()?;
+    if offset > 0 && expected.is_none_or(|n| n < offset) {
+        tracing::info!(
+            "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
+            part.path.display()
+        );
+        part.restart()?;
+        offset = 0;
+    }
     if let Some(n) = expected {
         bar.set_length(n);
     }
@@ -64,6 +78,7 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &Pro
     // The 150 announces what remains after REST; SIZE the whole file.
     let want = expected.or(data.announced.map(|n| n + offset));
     if let Some(want) = want.filter(|w| *w != received) {
+        part.restart()?; // not the file the server has: nothing to resume
         return Err(classified(
             Kind::Transfer,
             format!("{remote}: received {received} bytes, the server announced {want}; nothing saved"),
@@ -103,22 +118,30 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
     let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
     let mut buf = vec![0u8; CHUNK];
     let mut sent = 0u64;
-    loop {
-        let n = file.read(&mut buf).with_context(|| format!("could not read {}", local.display()))?;
-        if n == 0 {
-            break;
+    let sending = async {
+        loop {
+            let n = file.read(&mut buf).with_context(|| format!("could not read {}", local.display()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            tokio::time::timeout(STALL_TIMEOUT, channel.data(&buf[..n]))
+                .await
+                .map_err(|_| {
+                    classified(
+                        Kind::Transfer,
+                        format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}"),
+                    )
+                })?
+                .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
+            sent += n as u64;
+            bar.inc(n as u64);
         }
-        tokio::time::timeout(STALL_TIMEOUT, channel.data(&buf[..n]))
-            .await
-            .map_err(|_| {
-                classified(
-                    Kind::Transfer,
-                    format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}"),
-                )
-            })?
-            .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
-        sent += n as u64;
-        bar.inc(n as u64);
+    };
+    let sent_all: Result<()> = sending.await;
+    if let Err(e) = sent_all {
+        let _ = channel.close().await;
+        drain.abort();
+        return Err(e);
     }
     let _ = channel.eof().await;
     let finished = link.finish(&cmd).await;
@@ -148,6 +171,20 @@ pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write)
 async fn receive(
     mut channel: russh::Channel<russh::client::Msg>,
     doing: &str,
+    sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let received = read_to_eof(&mut channel, doing, sink).await;
+    // EOF and close on every path (a failed sink too: the server must see the
+    // connection end to end the transfer), then drop without waiting for the
+    // server's close (a russh channel nobody reads would stall the session).
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
+    received
+}
+
+async fn read_to_eof(
+    channel: &mut russh::Channel<russh::client::Msg>,
+    doing: &str,
     mut sink: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     loop {
@@ -156,15 +193,10 @@ async fn receive(
             .map_err(|_| classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while {doing}")))?;
         match msg {
             Some(ChannelMsg::Data { data }) => sink(&data)?,
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Ok(()),
             Some(_) => {}
         }
     }
-    // EOF and close, then drop without waiting for the server's close (a
-    // russh channel nobody reads would stall the whole session).
-    let _ = channel.eof().await;
-    let _ = channel.close().await;
-    Ok(())
 }
 
 /// SIZE, if the server knows it (None on any refusal: RETR will say why).
@@ -194,55 +226,6 @@ pub fn safe_base_name(remote: &str) -> Result<&str> {
     Ok(base)
 }
 
-/// A hidden file beside the target that becomes the target only on success,
-/// and is removed otherwise (when dropped uncommitted).
-pub struct PartFile {
-    path: PathBuf,
-}
-
-impl PartFile {
-    /// Create an empty part file beside `target`.
-    pub fn create(target: &Path) -> Result<PartFile> {
-        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = target.file_name().context("download target has no file name")?.to_string_lossy();
-        let path = dir.join(format!(".{name}.ftpssh-{}.part", std::process::id()));
-        File::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("could not create {}", path.display()))?;
-        Ok(PartFile { path })
-    }
-
-    fn append(&self) -> Result<File> {
-        File::options().append(true).open(&self.path).with_context(|| format!("could not open {}", self.path.display()))
-    }
-
-    /// How many bytes it holds.
-    pub fn len(&self) -> Result<u64> {
-        Ok(std::fs::metadata(&self.path).with_context(|| format!("could not read {}", self.path.display()))?.len())
-    }
-
-    /// True when it holds nothing yet.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Rename it to `target`.
-    pub fn commit(self, target: &Path) -> Result<()> {
-        std::fs::rename(&self.path, target)
-            .with_context(|| format!("could not rename {} to {}", self.path.display(), target.display()))?;
-        std::mem::forget(self);
-        Ok(())
-    }
-}
-
-impl Drop for PartFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,21 +237,5 @@ mod tests {
         for bad in ["..", "a/..", "", "/", "x\ny", "a/."] {
             assert!(safe_base_name(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn part_file_vanishes_unless_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("t.bin");
-        let part = PartFile::create(&target).unwrap();
-        part.append().unwrap().write_all(b"half").unwrap();
-        assert_eq!(part.len().unwrap(), 4);
-        drop(part);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let part = PartFile::create(&target).unwrap();
-        part.append().unwrap().write_all(b"whole").unwrap();
-        part.commit(&target).unwrap();
-        assert_eq!(std::fs::read(&target).unwrap(), b"whole");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

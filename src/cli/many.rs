@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{remote_target, Cli, Cmd};
+use super::{remote_target, until_interrupted, Cli, Cmd};
 use crate::batch::{self, Op};
 use crate::bulk::{self, Item, Plan};
 use crate::error::{classified, Kind};
+use crate::interrupt::{Interrupted, Watch};
 use crate::link::Link;
 use crate::session::Session;
 use crate::{lock, transfer};
 
 /// Run a bulk command (mget, mput, batch); returns the exit code.
-pub(super) async fn run(cli: &Cli, plan: Plan) -> Result<i32> {
+pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32> {
     let args = &cli.bulk;
     let report_file = match args.report.as_slice() {
         [] => None,
@@ -25,7 +26,7 @@ pub(super) async fn run(cli: &Cli, plan: Plan) -> Result<i32> {
     // Two cron runs of the same batch must not overlap.
     let _lock = match &cli.command {
         Cmd::Batch { file } => {
-            let path = std::fs::canonicalize(file).with_context(|| format!("could not read {}", file.display()))?;
+            let path = std::fs::canonicalize(file).map_err(|e| batch_file_error(file, e))?;
             let t = &plan.target;
             Some(lock::acquire(&format!("{}|{}@{}:{}|{:?}", path.display(), t.user, t.host, t.port, plan.spec.ftp))?)
         }
@@ -54,23 +55,31 @@ pub(super) async fn run(cli: &Cli, plan: Plan) -> Result<i32> {
     };
     let (report, first_failure) = match &cli.command {
         Cmd::Mget { globs, dir } => {
-            let session = Session::connect(&plan.target).await?;
-            let listed = async {
+            let session = until_interrupted(interrupt, Session::connect(&plan.target)).await?;
+            let listing = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let items = expand_mget(&mut link, globs, dir.as_deref()).await?;
-                Ok::<_, anyhow::Error>(bulk::run(plan.clone(), items, opts, Some((&session, link))).await)
-            }
-            .await;
+                Ok::<_, anyhow::Error>((link, items))
+            };
+            let listed = match until_interrupted(interrupt, listing).await {
+                Ok((link, items)) => Ok(bulk::run(plan.clone(), items, opts, Some((&session, link)), interrupt).await),
+                Err(e) if e.is::<Interrupted>() => Err(e),
+                Err(e) => Err(session.attribute(e).await),
+            };
             session.close().await;
             listed?
         }
-        _ => bulk::run(plan, items, opts, None).await,
+        _ => bulk::run(plan, items, opts, None, interrupt).await,
     };
     if let Some(file) = report_file {
         report.write_json(&file)?;
     }
     if !cli.quiet {
         eprintln!("{}", report.summary_line());
+    }
+    if let Some(signal) = interrupt.received() {
+        eprintln!("ftpssh-fullsecure: interrupted by {}", signal.name());
+        return Ok(signal.exit_code());
     }
     Ok(report.exit_code(first_failure))
 }
@@ -95,9 +104,14 @@ async fn expand_mget(link: &mut Link<'_>, globs: &[String], dir: Option<&Path>) 
     Ok(items)
 }
 
+/// A batch file named on the command line that cannot be read is a usage error (2).
+fn batch_file_error(file: &Path, e: std::io::Error) -> anyhow::Error {
+    classified(Kind::Usage, format!("could not read the batch file {}: {e}", file.display()))
+}
+
 /// The transfers of a batch file, with their targets filled in.
 fn batch_items(file: &Path) -> Result<Vec<Item>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("could not read {}", file.display()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| batch_file_error(file, e))?;
     let to_item = |job: batch::Job| -> Result<Item> {
         let target = match job.op {
             Op::Get => transfer::local_target(&job.source, job.target.as_deref().map(Path::new))?

@@ -52,6 +52,8 @@ pub enum Command {
     Noop,
     /// `QUIT`
     Quit,
+    /// `ABOR`: abort the transfer in progress (RFC 959 4.1.3).
+    Abor,
     /// `MKD path`
     Mkd(String),
     /// `DELE path`
@@ -91,6 +93,7 @@ impl Command {
             Syst => "SYST",
             Noop => "NOOP",
             Quit => "QUIT",
+            Abor => "ABOR",
             Mkd(_) => "MKD",
             Dele(_) => "DELE",
         }
@@ -104,7 +107,7 @@ impl Command {
             Type(TransferType::Binary) => Some("I".into()),
             Type(TransferType::Ascii) => Some("A".into()),
             Rest(n) => Some(n.to_string()),
-            Pwd | Pasv | Epsv | Feat | Syst | Noop | Quit => None,
+            Pwd | Pasv | Epsv | Feat | Syst | Noop | Quit | Abor => None,
         }
     }
 

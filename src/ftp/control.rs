@@ -3,6 +3,14 @@
 //! It sends [`Command`]s and reads [`Reply`]s, tracing both as `ftp -d` does
 //! (`---> RETR x`, with `PASS ****`), and bounds every wait so that a server
 //! that hangs becomes an error, not a hang.
+//!
+//! It also keeps the conversation in step. A command's final reply (2xx-5xx)
+//! may come long after its 1xx (a transfer), and a caller that gives up early
+//! leaves that reply unread: the next command would then read it as its own.
+//! So the connection remembers the command whose final reply is still owed,
+//! refuses to send anything while one is ([`OutOfStep`]), and offers one way
+//! back, [`Control::resync`]: read up to that reply, or ABOR and read through,
+//! within a bound. A connection that cannot be brought back must be closed.
 
 use std::time::Duration;
 
@@ -14,6 +22,10 @@ use crate::error::Kind;
 
 /// How long to wait for any reply unless told otherwise (`--timeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// [`Control::resync`]: how long to wait for an owed final reply before
+/// sending ABOR, and again for the replies that ABOR brings. A transfer whose
+/// data connection we closed ends at once (426, or 226 if all was sent).
+pub const RESYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Anything the control connection can run over.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -41,10 +53,39 @@ impl FtpError {
     }
 }
 
+/// The server ended the control connection (EOF). Over SSH the cause may be
+/// the SSH connection itself: the caller, who knows the session, says which.
+#[derive(Debug, thiserror::Error)]
+#[error("the FTP server closed the control connection")]
+pub struct ControlClosed;
+
+/// A command was refused locally because the conversation is not in step.
+#[derive(Debug, thiserror::Error)]
+pub enum OutOfStep {
+    /// The final reply to an earlier command has not been read.
+    #[error("the FTP control connection still owes the final reply to {0}")]
+    Owed(String),
+    /// The stream failed or the server said something unreadable: nothing more can be trusted.
+    #[error("the FTP control connection is unusable ({0})")]
+    Broken(String),
+}
+
+/// Where the conversation stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Every command sent has had its final reply.
+    InStep,
+    /// This command (as traced) still owes its final reply.
+    Owed(String),
+    /// The stream failed, or a reply could not be parsed: close the connection.
+    Broken(String),
+}
+
 /// One FTP control connection.
 pub struct Control {
     stream: Box<dyn Stream>,
     buf: Vec<u8>,
+    state: State,
     /// How long to wait for a reply.
     pub timeout: Duration,
 }
@@ -52,13 +93,66 @@ pub struct Control {
 impl Control {
     /// Wrap a connected stream; the caller reads the greeting with [`Control::greeting`].
     pub fn new(stream: impl Stream + 'static, timeout: Duration) -> Control {
-        Control { stream: Box::new(stream), buf: Vec::new(), timeout }
+        // The greeting is owed as if "connect" were a command.
+        Control { stream: Box::new(stream), buf: Vec::new(), state: State::Owed("connect".into()), timeout }
+    }
+
+    /// True when every command sent has had its final reply: the next command may go.
+    pub fn in_step(&self) -> bool {
+        self.state == State::InStep
+    }
+
+    /// Bring the conversation back in step after a failure, within about
+    /// twice `bound`: first read on to the owed command's final reply (a
+    /// transfer whose data connection was closed ends by itself), else send
+    /// ABOR and read both final replies it brings (the transfer's, then
+    /// ABOR's; RFC 959 4.1.3). On error the connection is broken: close it.
+    pub async fn resync(&mut self, bound: Duration) -> Result<()> {
+        let owed = match &self.state {
+            State::InStep => return Ok(()),
+            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).into()),
+            State::Owed(cmd) => cmd.clone(),
+        };
+        tracing::debug!("bringing the control connection back in step: reading on to the final reply to {owed}");
+        if self.read_finals(1, bound).await.is_ok() {
+            return Ok(());
+        }
+        if !matches!(self.state, State::Owed(_)) {
+            return Err(OutOfStep::Broken(format!("no final reply to {owed}")).into());
+        }
+        tracing::debug!("no final reply to {owed} within {bound:?}: sending ABOR");
+        let aborting = async {
+            self.write(&Command::Abor).await?;
+            self.read_finals(2, bound).await
+        };
+        let result = aborting.await;
+        if result.is_err() {
+            self.state = State::Broken(format!("ABOR after {owed} was not answered in step"));
+        }
+        result.with_context(|| format!("could not bring the FTP control connection back in step after {owed}"))
+    }
+
+    /// Read replies until `n` final ones have come, within `bound` in all.
+    async fn read_finals(&mut self, n: usize, bound: Duration) -> Result<()> {
+        let reading = async {
+            let mut finals = 0;
+            while finals < n {
+                if !self.read_reply_unbounded().await?.is_preliminary() {
+                    finals += 1;
+                }
+            }
+            self.state = State::InStep;
+            Ok(())
+        };
+        tokio::time::timeout(bound, reading)
+            .await
+            .map_err(|_| crate::error::classified(Kind::Transfer, format!("no final reply within {bound:?}")))?
     }
 
     /// Like [`Control::new`], for a stream of which `read_ahead` was already
     /// read (a relay's ready report can arrive together with the greeting).
     pub fn with_read_ahead(stream: impl Stream + 'static, read_ahead: Vec<u8>, timeout: Duration) -> Control {
-        Control { stream: Box::new(stream), buf: read_ahead, timeout }
+        Control { buf: read_ahead, ..Control::new(stream, timeout) }
     }
 
     /// Read the server's greeting (220; a 120 "ready in n minutes" is waited out).
@@ -83,31 +177,66 @@ impl Control {
 
     async fn read_reply_unbounded(&mut self) -> Result<Reply> {
         loop {
-            let parsed = parse_reply(&self.buf).map_err(|e| {
-                crate::error::classified(Kind::FtpRefused, format!("the FTP server sent a malformed reply: {e}"))
-            })?;
+            let parsed = match parse_reply(&self.buf) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.state = State::Broken("malformed reply".into());
+                    return Err(crate::error::classified(
+                        Kind::FtpRefused,
+                        format!("the FTP server sent a malformed reply: {e}"),
+                    ));
+                }
+            };
             if let Some((reply, used)) = parsed {
                 self.buf.drain(..used);
                 for line in &reply.lines {
                     tracing::info!(target: "ftp", "{line}");
                 }
+                if !reply.is_preliminary() && matches!(self.state, State::Owed(_)) {
+                    self.state = State::InStep;
+                }
                 return Ok(reply);
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await.context("reading the FTP control connection")?;
+            let n = match self.stream.read(&mut chunk).await {
+                Ok(n) => n,
+                Err(e) => {
+                    self.state = State::Broken(format!("read failed: {e}"));
+                    return Err(anyhow::Error::new(e).context("reading the FTP control connection"));
+                }
+            };
             if n == 0 {
-                return Err(crate::error::classified(Kind::Transfer, "the FTP server closed the control connection"));
+                self.state = State::Broken("closed".into());
+                return Err(ControlClosed.into());
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
-    /// Send one command.
+    /// Send one command; refused while an earlier one still owes its final reply.
     pub async fn send(&mut self, cmd: &Command) -> Result<()> {
+        match &self.state {
+            State::InStep => {}
+            State::Owed(c) => return Err(OutOfStep::Owed(c.clone()).into()),
+            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).into()),
+        }
+        self.write(cmd).await?;
+        self.state = State::Owed(cmd.redacted());
+        Ok(())
+    }
+
+    /// Put one command on the wire, whatever the state (ABOR is sent while a transfer owes its reply).
+    async fn write(&mut self, cmd: &Command) -> Result<()> {
         let wire = cmd.to_wire()?;
         tracing::info!(target: "ftp", "---> {}", cmd.redacted());
-        self.stream.write_all(&wire).await.context("writing the FTP control connection")?;
-        self.stream.flush().await?;
+        let written = async {
+            self.stream.write_all(&wire).await?;
+            self.stream.flush().await
+        };
+        if let Err(e) = written.await {
+            self.state = State::Broken(format!("write failed: {e}"));
+            return Err(anyhow::Error::new(e).context("writing the FTP control connection"));
+        }
         Ok(())
     }
 
@@ -137,10 +266,13 @@ impl Control {
         Ok(())
     }
 
-    /// QUIT, politely and briefly; errors do not matter on the way out.
+    /// QUIT, politely and briefly, if the conversation is in step (else the
+    /// answer would not be QUIT's); errors do not matter on the way out.
     pub async fn quit(&mut self) {
         self.timeout = Duration::from_secs(2);
-        let _ = self.command(&Command::Quit).await;
+        if self.in_step() {
+            let _ = self.command(&Command::Quit).await;
+        }
         let _ = self.stream.shutdown().await;
     }
 }
@@ -173,7 +305,8 @@ mod tests {
     async fn wrong_password_is_a_typed_refusal() {
         let (client, mut server) = tokio::io::duplex(4096);
         let mut control = Control::new(client, REPLY_TIMEOUT);
-        server.write_all(b"331 Password required\r\n530 Login incorrect.\r\n").await.unwrap();
+        server.write_all(b"220 hi\r\n331 Password required\r\n530 Login incorrect.\r\n").await.unwrap();
+        control.greeting().await.unwrap();
         let err = control.login("u", "bad").await.unwrap_err();
         let ftp = err.downcast_ref::<FtpError>().unwrap();
         assert_eq!((ftp.reply.code, ftp.kind()), (530, Kind::FtpRefused));
@@ -186,5 +319,74 @@ mod tests {
         let mut control = Control::new(client, REPLY_TIMEOUT);
         control.timeout = Duration::from_millis(50);
         assert!(control.read_reply().await.unwrap_err().to_string().contains("no reply"));
+    }
+
+    /// The failure in issue 9: a transfer given up after its 150 leaves its
+    /// 226 unread; the next command must not take it for its own answer.
+    #[tokio::test]
+    async fn a_stale_final_reply_is_read_before_the_next_command() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
+        server.write_all(b"220 hi\r\n150 Opening BINARY mode data connection\r\n").await.unwrap();
+        control.greeting().await.unwrap();
+        assert!(control.in_step());
+        control.send(&Command::Retr("big.bin".into())).await.unwrap();
+        assert!(control.read_reply().await.unwrap().is_preliminary());
+        let refused = control.send(&Command::Stor("up.bin".into())).await.unwrap_err();
+        assert!(matches!(refused.downcast_ref::<OutOfStep>(), Some(OutOfStep::Owed(c)) if c == "RETR big.bin"));
+        server.write_all(b"226 Transfer complete\r\n213 10876\r\n").await.unwrap();
+        control.resync(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(control.command(&Command::Size("small.bin".into())).await.unwrap().code, 213);
+        let mut seen = vec![0u8; 64];
+        let n = server.read(&mut seen).await.unwrap();
+        assert_eq!(&seen[..n], b"RETR big.bin\r\nSIZE small.bin\r\n", "no STOR was sent, no ABOR needed");
+    }
+
+    #[tokio::test]
+    async fn a_transfer_that_does_not_end_is_aborted_and_read_through() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
+        server.write_all(b"220 hi\r\n150 Opening\r\n").await.unwrap();
+        control.greeting().await.unwrap();
+        control.send(&Command::Retr("big.bin".into())).await.unwrap();
+        control.read_reply().await.unwrap();
+        let script = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64];
+            let mut seen = Vec::new();
+            while !seen.ends_with(b"ABOR\r\n") {
+                let n = server.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            server.write_all(b"426 Transfer aborted\r\n226 Abort successful\r\n").await.unwrap();
+            server
+        });
+        control.resync(Duration::from_millis(100)).await.unwrap();
+        assert!(control.in_step());
+        drop(script.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_cannot_be_brought_back_is_broken() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
+        server.write_all(b"220 hi\r\n150 Opening\r\n").await.unwrap();
+        control.greeting().await.unwrap();
+        control.send(&Command::Retr("big.bin".into())).await.unwrap();
+        control.read_reply().await.unwrap();
+        // Silent: neither the transfer's end nor ABOR's answer comes.
+        assert!(control.resync(Duration::from_millis(50)).await.is_err());
+        let refused = control.send(&Command::Noop).await.unwrap_err();
+        assert!(matches!(refused.downcast_ref::<OutOfStep>(), Some(OutOfStep::Broken(_))));
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn eof_is_typed_so_the_caller_can_blame_the_transport() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
+        drop(server);
+        let err = control.greeting().await.unwrap_err();
+        assert!(err.downcast_ref::<ControlClosed>().is_some());
+        assert!(!control.in_step());
     }
 }
