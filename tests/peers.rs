@@ -174,6 +174,20 @@ fn a_silent_server_falls_back_to_passive_within_the_bound() {
 }
 
 #[test]
+fn dropbear_without_any_relay_interpreter() {
+    // dropbear's direct-tcpip sockets belong to root: the diff must accept rows of any uid.
+    let tool = Tool::new();
+    let ssh = tool.lab.port("DROPBEAR_NOINTERP_PORT");
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let cmd = tool.cmd_via(ssh, tool.lab.port("PROFTPD_FIXED_PORT"));
+    let out = captured_cmd(&tool, ssh, cmd, &["get", "small.bin"], &want);
+    let err = stderr(&out);
+    assert_default_port(&err);
+    assert!(err.contains("(from the socket table)"), "{err}");
+    assert_same(&std::fs::read(tool.work.path().join("small.bin")).unwrap(), &want, "small.bin");
+}
+
+#[test]
 fn sessions_without_any_relay_interpreter() {
     let tool = Tool::new();
     let ssh = tool.lab.port("NOINTERP_SSH_PORT");
