@@ -16,6 +16,9 @@ use russh::Channel;
 
 use crate::session::Session;
 
+/// How long sshd may take to confirm that a forward is cancelled.
+const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A data connection that came back through the reverse forward.
 pub struct DataChannel {
     /// The channel carrying its bytes.
@@ -141,11 +144,17 @@ impl ReverseForward {
         Ok(ReverseForward { address: address.to_string(), ports })
     }
 
-    /// Cancel every forward (best effort: the session may already be gone).
+    /// Cancel every forward (best effort: the session may already be gone, or
+    /// its server no longer answering).
     pub async fn cancel(&self, session: &Session) {
         for port in &self.ports {
-            if let Err(e) = session.cancel_tcpip_forward(&self.address, *port).await {
-                tracing::debug!("cancel forward {}:{port}: {e:#}", self.address);
+            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, session.cancel_tcpip_forward(&self.address, *port));
+            match cancelled.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!("cancel forward {}:{port}: {e:#}", self.address),
+                Err(_) => {
+                    tracing::debug!("cancel forward {}:{port}: no answer within {CANCEL_TIMEOUT:?}", self.address)
+                }
             }
         }
     }

@@ -29,6 +29,9 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 /// A channel sees the end of a lost SSH connection a moment before the
 /// session itself is marked closed: how long to look before blaming the FTP server.
 const LOSS_GRACE: Duration = Duration::from_secs(2);
+/// How long the SSH server may take to answer a ping after a failure before
+/// the connection counts as lost (see [`Session::attribute`]).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An authenticated SSH session.
 pub struct Session {
@@ -306,10 +309,15 @@ impl Session {
         while !self.is_closed() && looks_like_loss && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if !self.is_closed() {
-            return err;
-        }
         let endpoint = format!("{}:{}", self.target.host, self.target.port);
+        if !self.is_closed() {
+            // A cut link or a frozen server closes nothing (keepalives take 30 s to
+            // give up): ask the server whether it is still there.
+            if tokio::time::timeout(PROBE_TIMEOUT, self.handle.send_ping()).await.is_ok() {
+                return err;
+            }
+            return classified(Kind::SshLost, format!("the SSH connection to {endpoint} stopped answering ({err:#})"));
+        }
         if looks_like_loss {
             // The FTP channels ended because the session did: the FTP server is not to blame.
             let doing = if err.chain().count() > 1 { format!("{err}: ") } else { String::new() };

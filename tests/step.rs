@@ -355,6 +355,38 @@ fn a_killed_ssh_session_is_an_ssh_failure() {
     assert!(!tool.work.path().join(&name).exists());
 }
 
+/// Sends SIGCONT to the user's sshd processes when dropped.
+struct Frozen(String);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-CONT", "-u", &self.0, "-x", "sshd"]).status();
+    }
+}
+
+#[test]
+fn an_ssh_server_that_stops_answering_is_an_ssh_failure() {
+    // Frozen with SIGSTOP, the SSH server closes nothing, as on a cut link; the tool fails
+    // while it waits for pyftpdlib's data connection, and must blame SSH, not the FTP server.
+    let tool = Tool::new();
+    let user = tool.lab.var("SSH_USER").to_string();
+    let frozen = Frozen(user.clone());
+    let (status, err) = run_until(
+        tool.cmd(tool.lab.port("PYFTPDLIB_PORT")).args(["-v", "--data-mode", "default-port", "get", "small.bin"]),
+        "150 File status okay",
+        Duration::ZERO,
+        |_| {
+            let status = Command::new("pkill").args(["-STOP", "-u", &user, "-x", "sshd"]).status().unwrap();
+            assert!(status.success(), "no sshd session process to stop");
+        },
+    );
+    drop(frozen);
+    assert_eq!(status, Some(3), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("the SSH connection to") && last.contains("stopped answering"), "names SSH: {last}");
+    assert!(tool.work_entries().is_empty(), "left behind: {:?}", tool.work_entries());
+}
+
 #[test]
 fn a_missing_batch_file_is_a_usage_error() {
     let tool = Tool::new();
