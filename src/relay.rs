@@ -31,8 +31,10 @@ use crate::session::Session;
 const READY: &str = "FTPSSH-RELAY ";
 /// First line of a relay that could not connect: `FTPSSH-RELAY-ERROR <why>`.
 const FAILED: &str = "FTPSSH-RELAY-ERROR ";
-/// Printed by the shell when the interpreter is not installed.
+/// Printed by the shell when the interpreter is not installed, which then
+/// exits with [`MISSING_STATUS`] (the shell's own code for "command not found").
 const MISSING: &str = "FTPSSH-RELAY-MISSING";
+const MISSING_STATUS: u32 = 127;
 /// Most bytes of a relay's output kept while waiting for it to say it is ready.
 const MAX_STARTUP_OUTPUT: usize = 16 * 1024;
 // No single quotes inside: the scripts travel inside '...' on a shell line.
@@ -203,14 +205,17 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
     Err(Unavailable { tried, none_installed: !installed }.into())
 }
 
-/// Read a starting relay's output until it is judged.
+/// Read a starting relay's output until it is judged ready, or until it
+/// has exited: a relay that will not do is waited for to the end, so that
+/// the next one starts only then (dropbear 2022.83 was seen to close a new
+/// channel with no output while the previous one's process was exiting).
 async fn watch(channel: &mut Channel<Msg>, interpreter: Interpreter) -> Result<Startup> {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
     let deadline = tokio::time::Instant::now() + crate::session::EXEC_TIMEOUT;
     loop {
-        let exited = out.len() + err.len() > MAX_STARTUP_OUTPUT;
-        if let Some(startup) = judge(interpreter, &out, &err, exited) {
-            return Ok(startup);
+        let overflow = out.len() + err.len() > MAX_STARTUP_OUTPUT;
+        if let Some(ready @ Startup::Ready { .. }) = judge(interpreter, &out, &err, overflow) {
+            return Ok(ready);
         }
         let msg = tokio::time::timeout_at(deadline, channel.wait())
             .await
@@ -218,12 +223,19 @@ async fn watch(channel: &mut Channel<Msg>, interpreter: Interpreter) -> Result<S
         match msg {
             Some(ChannelMsg::Data { data }) => out.extend_from_slice(&data),
             Some(ChannelMsg::ExtendedData { data, .. }) => err.extend_from_slice(&data),
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
-                return Ok(judge(interpreter, &out, &err, true).expect("judged once exited"))
-            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+            Some(ChannelMsg::Close) | None => break,
             Some(_) => {}
         }
     }
+    // The shell's 127 says "missing" even where the words were lost.
+    if out.is_empty() && err.is_empty() && status == Some(MISSING_STATUS) {
+        return Ok(Startup::Missing);
+    }
+    Ok(match judge(interpreter, &out, &err, true).expect("judged once exited") {
+        Startup::Broken(why) if status.is_some() => Startup::Broken(format!("{why} (exit status {})", status.unwrap())),
+        startup => startup,
+    })
 }
 
 /// Judge a relay's start from its stdout and stderr so far; `None` while it
