@@ -1,5 +1,5 @@
 //! Installed like a Unix tool: the completion scripts load in their shell, the man page
-//! renders with `man -l`.
+//! renders with `man -l`, and `scripts/install` puts everything in place under a prefix.
 //! None of this needs the lab, an SSH server, a password or HOME.
 
 use std::path::Path;
@@ -105,4 +105,42 @@ fn the_man_page_renders_with_man() {
     for var in ["FTPSSH_SSH", "FTPSSH_PASSWORD"] {
         assert!(text.contains(var), "{var} missing:\n{text}");
     }
+}
+
+/// `scripts/install` with the test's own build (FTPSSH_INSTALL_BIN skips the release build),
+/// once into a prefix and once staged under DESTDIR as a package build does.
+#[test]
+fn scripts_install_puts_everything_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    install_and_check(&prefix, None, &prefix);
+    let stage = dir.path().join("stage");
+    install_and_check(Path::new("/opt/ftpssh"), Some(&stage), &stage.join("opt/ftpssh"));
+}
+
+/// Run `scripts/install PREFIX` (with DESTDIR `stage`) and check what lands under `root`.
+fn install_and_check(prefix: &Path, stage: Option<&Path>, root: &Path) {
+    let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install"));
+    cmd.arg(prefix).env("FTPSSH_INSTALL_BIN", cargo_bin(BIN)).env_remove("DESTDIR");
+    if let Some(stage) = stage {
+        cmd.env("DESTDIR", stage);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "scripts/install: {}", String::from_utf8_lossy(&out.stderr));
+    let installed = root.join("bin").join(BIN);
+    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(cargo_bin(BIN)).unwrap());
+    let generated = [
+        (format!("share/man/man1/{BIN}.1"), vec!["man"]),
+        (format!("share/bash-completion/completions/{BIN}"), vec!["completions", "bash"]),
+        (format!("share/zsh/site-functions/_{BIN}"), vec!["completions", "zsh"]),
+        (format!("share/fish/vendor_completions.d/{BIN}.fish"), vec!["completions", "fish"]),
+    ];
+    for (rel, args) in generated {
+        let file = std::fs::read(root.join(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert_eq!(file, bin(&args).stdout, "{rel} is not what `{BIN} {}` prints", args.join(" "));
+    }
+    // The installed binary runs, and the installed page renders.
+    let version = Command::new(&installed).arg("--version").output().unwrap();
+    assert!(stdout(version).starts_with(BIN));
+    assert!(man_renders(&root.join(format!("share/man/man1/{BIN}.1"))).contains("EXIT STATUS"));
 }
