@@ -17,6 +17,7 @@ use crate::link::{DataMode, Link, Spec};
 use crate::session::Session;
 use crate::{credentials, transfer};
 
+mod install;
 mod many;
 
 const EXIT_CODES: &str = "\
@@ -125,6 +126,14 @@ pub enum Cmd {
         /// The batch file
         file: PathBuf,
     },
+    /// Print a shell completion script: `source <(ftpssh-fullsecure completions bash)`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `ftpssh-fullsecure man | man -l -`
+    Man,
 }
 
 /// Options of the bulk commands (mget, mput, batch).
@@ -151,12 +160,19 @@ pub struct BulkArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     crate::output::init(cli.verbose, cli.quiet);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let running = async {
-        let interrupt = crate::interrupt::listen()?;
-        run(&cli, &interrupt).await
+    let outcome = match cli.command {
+        // Generated text only: no SSH server, password, HOME or network needed.
+        Cmd::Completions { shell } => install::print(&install::completions(shell)).map(|()| 0),
+        Cmd::Man => install::print(&install::man_page()).map(|()| 0),
+        _ => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            runtime.block_on(async {
+                let interrupt = crate::interrupt::listen()?;
+                run(&cli, &interrupt).await
+            })
+        }
     };
-    match runtime.block_on(running) {
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ftpssh-fullsecure: error: {e:#}");
@@ -187,6 +203,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             result.map(|()| 0)
         }
         Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => many::run(cli, plan, interrupt).await,
+        Cmd::Completions { .. } | Cmd::Man => unreachable!("generated in main, without a runtime"),
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! One module per concept a user can name, in the order a transfer uses them:
 //!
-//! - [`cli`]: the command line and exit codes (`cli/many.rs`: the bulk commands); [`output`]: what stderr shows.
+//! - [`cli`]: the command line and exit codes (`cli/many.rs`: the bulk commands; `cli/install.rs`:
+//!   completions and the man page); [`output`]: what stderr shows.
 //! - [`endpoint`]: `[USER@]HOST[:PORT]` and `~/.ssh/config`; [`credentials`]: the FTP login.
 //! - [`session`]: the SSH session (russh): host key, auth, exec, direct-tcpip, tcpip-forward.
 //! - [`hostkeys`]: known_hosts with OpenSSH's semantics (patterns, hashes, `@revoked`, `@cert-authority`).
