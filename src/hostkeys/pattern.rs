@@ -134,7 +134,7 @@ mod tests {
         let found = b",\0<,,z,0,,0.,~,\xcf,pK,,,,~,\0<,,,0,,1**1**2\xdc\xd3\xce\xf5\xcd\xcf5\x132\xff******\0\xf8\xd1\xe22\x84\n\
             10\0\0\0\xce\xcf0.,,,,~,\0<,,z,0,,0.,~,\xcf,pK,,,,~,\0<,,,0,,1**1**2\xdc\xd3\xce\xf5\xcd\xcf5\x132\xff******\0\xf8\xd1\xe21\x84\n\
             10\0\xf8\xd1\xe22\x84\n\
-            10\0\0\0\xceKG<,\00";
+            10\0\0\0\xceKG<,\x000";
         let text = String::from_utf8_lossy(found);
         let mut lines = text.lines();
         let (field, host) = (lines.next().unwrap(), lines.next().unwrap());
