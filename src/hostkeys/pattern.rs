@@ -41,15 +41,32 @@ fn list_matches(list: &[String], name: &str) -> bool {
 }
 
 /// `*` is any run of characters, `?` any one character, anything else itself.
+///
+/// Only the last `*` seen is ever backtracked to: whatever an earlier one could absorb, the
+/// last one can too. That keeps this O(pattern × text); trying every split at every `*`
+/// (as OpenSSH's recursive `match_pattern` does) is exponential in the number of stars.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob(rest, &text[skip..])),
-        Some((&p, rest)) => match text.split_first() {
-            Some((&t, text)) if p == b'?' || p == t => glob(rest, text),
-            _ => false,
-        },
+    let (mut p, mut t) = (0, 0);
+    // After the last `*`: where the pattern resumes, and where its text would start.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                p += 1;
+                star = Some((p, t));
+            }
+            Some(&c) if c == b'?' || c == text[t] => (p, t) = (p + 1, t + 1),
+            _ => match star {
+                // Let that `*` absorb one more character, and try again from there.
+                Some((resume, from)) => {
+                    (p, t) = (resume, from + 1);
+                    star = Some((resume, from + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// `|1|salt|hash` names hold HMAC-SHA1(key = salt, message = lookup name).
@@ -108,6 +125,52 @@ mod tests {
         assert!(!m("[10.250.0.2]:2222", "10.250.0.2"));
         assert!(m("[10.250.0.*]:2222", "[10.250.0.2]:2222"));
         assert!(!m("[10.250.0.2]:22", "10.250.0.2"), "port 22 is looked up without brackets");
+    }
+
+    #[test]
+    fn many_stars_take_no_time() {
+        // Found by the fuzzer (fuzz/fuzz_targets/host_patterns.rs): the hosts field of the first
+        // line against the host of the second timed out, every split tried at every `*`.
+        let found = b",\0<,,z,0,,0.,~,\xcf,pK,,,,~,\0<,,,0,,1**1**2\xdc\xd3\xce\xf5\xcd\xcf5\x132\xff******\0\xf8\xd1\xe22\x84\n\
+            10\0\0\0\xce\xcf0.,,,,~,\0<,,z,0,,0.,~,\xcf,pK,,,,~,\0<,,,0,,1**1**2\xdc\xd3\xce\xf5\xcd\xcf5\x132\xff******\0\xf8\xd1\xe21\x84\n\
+            10\0\xf8\xd1\xe22\x84\n\
+            10\0\0\0\xceKG<,\x000";
+        let text = String::from_utf8_lossy(found);
+        let mut lines = text.lines();
+        let (field, host) = (lines.next().unwrap(), lines.next().unwrap());
+        assert!(!m(field, &lookup_name(host, 22)));
+        // The same kind of case, readable: 30 stars, and a name that almost matches.
+        let stars = format!("{}b", "*a".repeat(30));
+        assert!(!m(&stars, &"a".repeat(60)));
+        assert!(m(&stars, &format!("{}b", "a".repeat(60))));
+        assert!(m("a**?*c", "abc") && m("*", "") && m("**", "x") && !m("?", "") && !m("a*c", "ab"));
+    }
+
+    #[test]
+    fn same_answers_as_the_recursive_glob() {
+        // The definition, as OpenSSH writes it: exponential, but plainly right on short inputs.
+        fn recursive(pattern: &[u8], text: &[u8]) -> bool {
+            match pattern.split_first() {
+                None => text.is_empty(),
+                Some((b'*', rest)) => (0..=text.len()).any(|skip| recursive(rest, &text[skip..])),
+                Some((&p, rest)) => {
+                    text.split_first().is_some_and(|(&t, text)| (p == b'?' || p == t) && recursive(rest, text))
+                }
+            }
+        }
+        fn all(alphabet: &[u8], max: usize) -> Vec<Vec<u8>> {
+            let mut out = vec![vec![]];
+            for len in 1..=max {
+                let shorter: Vec<Vec<u8>> = out.iter().filter(|w| w.len() == len - 1).cloned().collect();
+                out.extend(shorter.iter().flat_map(|w| alphabet.iter().map(move |&c| [w.as_slice(), &[c]].concat())));
+            }
+            out
+        }
+        for pattern in all(b"ab*?", 5) {
+            for text in all(b"ab", 5) {
+                assert_eq!(glob(&pattern, &text), recursive(&pattern, &text), "{pattern:?} {text:?}");
+            }
+        }
     }
 
     #[test]

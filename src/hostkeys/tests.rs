@@ -246,3 +246,18 @@ fn ask_first_for_the_kinds_of_key_known() {
     // Only lines for the name looked up count: [host]:port here.
     assert_eq!(w(&[rsa_line], 2222).keys, defaults.to_vec());
 }
+
+#[test]
+fn many_stars_in_a_hosts_field_take_no_time() {
+    // Found by the fuzzer (fuzz/fuzz_targets/known_hosts.rs): line 5's hosts field timed out
+    // against 10.250.0.2 (a `*` matcher that tried every split at every star).
+    let found = "# q+8cTE5ment\n\n10.250.0.2 ssh-ed25519 AAA,C3NzalZD1IC1NTE5Ant\n\n\
+                 10.25***************************************:\0***0.0.2 ssh-ed25519 \
+                 AAAAC3NzaC1lZDI1NTE5AAAAIGkEqqE9qCNPOQGfHPIyO4IJvAq+8c3x4BJrrHBycZMl\n\
+                 10.250.0.*,!10.250.0.AAIAX8zaYEXpSRMp.qxCQ2CU7tjaAWQ9BNXOgzQvGF/8Qk a cokZMl\n\
+                 10.\0\0\0t0.*,!10.250.0.3 ment\n";
+    assert_eq!(verdict(&[found]), Verdict::Unknown);
+    let stars = format!("10.2{}0.2 {{host}}\n", "*".repeat(40));
+    assert_eq!(verdict(&[&stars]), trusted(1, 1));
+    assert_eq!(verdict(&[&stars.replace("0.2 ", "0.3 ")]), Verdict::Unknown);
+}
