@@ -342,14 +342,20 @@ mod tests {
         assert_eq!(&seen[..n], b"RETR big.bin\r\nSIZE small.bin\r\n", "no STOR was sent, no ABOR needed");
     }
 
-    #[tokio::test]
-    async fn a_transfer_that_does_not_end_is_aborted_and_read_through() {
+    /// A control connection whose RETR has had its 150 and still owes its final reply.
+    async fn owing_retr() -> (Control, tokio::io::DuplexStream) {
         let (client, mut server) = tokio::io::duplex(4096);
         let mut control = Control::new(client, REPLY_TIMEOUT);
         server.write_all(b"220 hi\r\n150 Opening\r\n").await.unwrap();
         control.greeting().await.unwrap();
         control.send(&Command::Retr("big.bin".into())).await.unwrap();
         control.read_reply().await.unwrap();
+        (control, server)
+    }
+
+    #[tokio::test]
+    async fn a_transfer_that_does_not_end_is_aborted_and_read_through() {
+        let (mut control, mut server) = owing_retr().await;
         let script = tokio::spawn(async move {
             let mut buf = vec![0u8; 64];
             let mut seen = Vec::new();
@@ -367,12 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_that_cannot_be_brought_back_is_broken() {
-        let (client, mut server) = tokio::io::duplex(4096);
-        let mut control = Control::new(client, REPLY_TIMEOUT);
-        server.write_all(b"220 hi\r\n150 Opening\r\n").await.unwrap();
-        control.greeting().await.unwrap();
-        control.send(&Command::Retr("big.bin".into())).await.unwrap();
-        control.read_reply().await.unwrap();
+        let (mut control, server) = owing_retr().await;
         // Silent: neither the transfer's end nor ABOR's answer comes.
         assert!(control.resync(Duration::from_millis(50)).await.is_err());
         let refused = control.send(&Command::Noop).await.unwrap_err();
