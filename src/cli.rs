@@ -61,6 +61,9 @@ pub struct Cli {
     /// known_hosts file to check the SSH host key against [default: UserKnownHostsFile, else ~/.ssh/known_hosts and known_hosts2]
     #[arg(long = "known-hosts", overrides_with = "known_hosts", global = true, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
+    /// SSH ciphers to offer, comma-separated, as scp -c [default: AES-GCM first where the CPU has AES instructions, else chacha20-poly1305]
+    #[arg(short = 'c', long = "cipher", overrides_with = "cipher", global = true, value_name = "CIPHER[,CIPHER...]")]
+    pub cipher: Option<String>,
     /// How data connections are made: auto tries the default port first, then EPSV/PASV; both inside SSH
     #[arg(long = "data-mode", overrides_with = "data_mode", global = true, value_enum, default_value = "auto")]
     pub data_mode: DataMode,
@@ -226,6 +229,9 @@ fn plan(cli: &Cli) -> Result<Plan> {
     let mut target = endpoint::ssh_target(spec, config.as_deref(), &cli.identity)
         .map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
     let ftp = endpoint::ftp_target(&cli.ftp).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
+    if let Some(list) = &cli.cipher {
+        target.ciphers = crate::ciphers::parse(list).map_err(|e| classified(Kind::Usage, format!("-c: {e:#}")))?;
+    }
     match (&cli.known_hosts, &home) {
         (Some(k), _) => target.known_hosts.user_files = vec![k.clone()],
         (None, None) if target.known_hosts.user_files.is_empty() => {

@@ -26,6 +26,8 @@ pub struct SshTarget {
     /// How its host key is checked (`UserKnownHostsFile`, `GlobalKnownHostsFile`,
     /// `StrictHostKeyChecking`).
     pub known_hosts: Policy,
+    /// The ciphers to offer, most wanted first ([`crate::ciphers`]).
+    pub ciphers: Vec<russh::cipher::Name>,
 }
 
 /// The FTP server as the SSH server reaches it.
@@ -122,7 +124,7 @@ pub fn ssh_target(spec: &str, config_file: Option<&Path>, cli_identities: &[Path
         &tokens,
     )
     .with_context(|| format!("host key options for {host}"))?;
-    Ok(SshTarget { user, host, port, identities, known_hosts })
+    Ok(SshTarget { user, host, port, identities, known_hosts, ciphers: crate::ciphers::offer() })
 }
 
 /// The user's home directory, from `$HOME`.

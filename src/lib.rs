@@ -9,6 +9,7 @@
 //! - [`cli`]: the command line and exit codes (`cli/many.rs`: the bulk commands; `cli/install.rs`:
 //!   completions and the man page); [`output`]: what stderr shows.
 //! - [`endpoint`]: `[USER@]HOST[:PORT]` and `~/.ssh/config`; [`credentials`]: the FTP login.
+//! - [`ciphers`]: which cipher is offered first (AES-GCM where the CPU has AES), `-c`.
 //! - [`session`]: the SSH session (russh): host key, auth, exec, direct-tcpip, tcpip-forward.
 //! - [`hostkeys`]: known_hosts with OpenSSH's semantics (patterns, hashes, `@revoked`, `@cert-authority`).
 //! - [`shell`]: a shell kept open on the SSH server for quick socket-table readings.
@@ -33,6 +34,7 @@
 
 pub mod batch;
 pub mod bulk;
+pub mod ciphers;
 pub mod cli;
 pub mod credentials;
 pub mod dataport;

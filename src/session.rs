@@ -107,6 +107,7 @@ impl Session {
         let preferred = russh::Preferred {
             key: Cow::Owned(wanted.keys),
             host_key_certificates: Cow::Owned(wanted.certificates),
+            cipher: Cow::Owned(target.ciphers.clone()),
             ..Default::default()
         };
         let config = Arc::new(client::Config {
@@ -140,6 +141,10 @@ impl Session {
                 let why = refusal.lock().unwrap().take();
                 return Err(match why {
                     Some(why) => classified(Kind::Ssh, why),
+                    // No cipher (or other algorithm) in common: trying again cannot help.
+                    None if matches!(e, russh::Error::NoCommonAlgo { .. }) => {
+                        classified(Kind::Ssh, format!("could not connect to SSH server {endpoint}: {e}"))
+                    }
                     None => classified(Kind::SshLost, format!("could not connect to SSH server {endpoint}: {e}")),
                 });
             }

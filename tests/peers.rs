@@ -286,3 +286,28 @@ fn rotation_within_openssh_default_max_sessions() {
         assert_same(&std::fs::read(tool.work.path().join("out").join(&name)).unwrap(), &want, &name);
     }
 }
+
+#[test]
+fn the_cipher_list_is_what_is_offered() {
+    // dropbear 2022.83 has no AES-GCM: `-c aes256-gcm@openssh.com` alone cannot be
+    // negotiated there, while OpenSSH's sshd takes it. The default order (AES-GCM first
+    // where the CPU has AES) still reaches dropbear, whose choice is in the list too.
+    let tool = Tool::new();
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let proftpd = tool.lab.port("PROFTPD_PORT");
+    let gcm = "aes256-gcm@openssh.com";
+    let ssh = tool.lab.port("SSH_PORT");
+    let mut cmd = tool.cmd_via(ssh, proftpd);
+    cmd.args(["-c", gcm]);
+    captured_cmd(&tool, ssh, cmd, &["get", "small.bin", "gcm.bin"], &want);
+    assert_same(&std::fs::read(tool.work.path().join("gcm.bin")).unwrap(), &want, "gcm.bin");
+    let dropbear = tool.lab.port("DROPBEAR_PORT");
+    let out = run(tool.cmd_via(dropbear, proftpd).args(["-c", gcm, "get", "small.bin", "d.bin"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("No common Cipher algorithm") && err.lines().count() == 1, "{err}");
+    let out = run(tool.cmd_via(dropbear, proftpd).args(["-c", "3des-cbc", "get", "small.bin", "d.bin"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown cipher \"3des-cbc\""), "{}", stderr(&out));
+    assert_eq!(tool.work_entries(), vec!["gcm.bin"], "nothing else left behind");
+}
