@@ -66,13 +66,24 @@ pub fn parse(list: &str) -> Result<Vec<Name>> {
         match HARDWARE_AES_ORDER.iter().find(|n| n.as_ref() == word) {
             Some(name) if !names.contains(name) => names.push(*name),
             Some(_) => {}
-            None => {
-                let known: Vec<&str> = HARDWARE_AES_ORDER.iter().map(|n| n.as_ref()).collect();
-                bail!("unknown cipher {word:?}; known: {}", known.join(", "));
-            }
+            None => bail!("unknown cipher {word:?}; known: {}", known_names()),
         }
     }
     Ok(names)
+}
+
+/// The ciphers of a `Ciphers` line from `~/.ssh/config` that russh has, in its order; names it
+/// lacks are left out (OpenSSH's own list has more), but one of them must remain.
+pub fn known(names: &[String]) -> Result<Vec<Name>> {
+    let names: Vec<Name> = names.iter().filter_map(|n| parse(n).ok()).flatten().collect();
+    if names.is_empty() {
+        bail!("none of these ciphers is supported; known: {}", known_names());
+    }
+    Ok(names)
+}
+
+fn known_names() -> String {
+    HARDWARE_AES_ORDER.iter().map(|n| n.as_ref()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -100,5 +111,15 @@ mod tests {
         let err = parse("aes256-gcm@openssh.com,3des-cbc").unwrap_err().to_string();
         assert!(err.contains("\"3des-cbc\"") && err.contains("aes128-ctr"), "{err}");
         assert!(parse("").is_err(), "an empty name is not a cipher");
+    }
+
+    #[test]
+    fn a_config_line_keeps_what_russh_has() {
+        let line = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            known(&line(&["aes128-cbc", "aes128-ctr", "aes256-gcm@openssh.com"])).unwrap(),
+            [cipher::AES_128_CTR, cipher::AES_256_GCM]
+        );
+        assert!(known(&line(&["3des-cbc"])).is_err());
     }
 }

@@ -124,7 +124,13 @@ pub fn ssh_target(spec: &str, config_file: Option<&Path>, cli_identities: &[Path
         &tokens,
     )
     .with_context(|| format!("host key options for {host}"))?;
-    Ok(SshTarget { user, host, port, identities, known_hosts, ciphers: crate::ciphers::offer() })
+    // `Ciphers` in ~/.ssh/config, as ssh and scp take it (`-c` overrides it).
+    let ciphers = if params.ciphers.is_default() {
+        crate::ciphers::offer()
+    } else {
+        crate::ciphers::known(params.ciphers.algorithms()).with_context(|| format!("Ciphers for {host}"))?
+    };
+    Ok(SshTarget { user, host, port, identities, known_hosts, ciphers })
 }
 
 /// The user's home directory, from `$HOME`.

@@ -80,3 +80,23 @@ fn ssh_agent_authenticates() {
         .args(["-s", "lab", "-f", &ftp, "get", "small.bin"]));
     assert_got_small(&tool, &out);
 }
+
+#[test]
+fn ciphers_from_ssh_config_and_from_the_command_line() {
+    // dropbear offers no AES-GCM: a config that asks only for it cannot connect, and -c overrides it.
+    let tool = Tool::new();
+    ssh_dir(&tool, true);
+    let ssh = tool.home.path().join(".ssh");
+    let config = std::fs::read_to_string(ssh.join("config")).unwrap();
+    let dropbear = tool.lab.var("DROPBEAR_PORT");
+    let config = config.replace(&format!("Port {}", tool.lab.var("SSH_PORT")), &format!("Port {dropbear}"));
+    std::fs::write(ssh.join("config"), format!("{config}  Ciphers aes256-gcm@openssh.com\n")).unwrap();
+    let ftp = format!("127.0.0.1:{}", tool.lab.port("PROFTPD_PORT"));
+    let password = tool.lab.var("FTP_PASSWORD").to_string();
+    let out = run(tool.bare().env("FTPSSH_PASSWORD", &password).args(["-s", "lab", "-f", &ftp, "get", "small.bin"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ours: [\"aes256-gcm@openssh.com\"]"), "{}", stderr(&out));
+    let cli = ["-s", "lab", "-f", &ftp, "-c", "aes128-ctr", "get", "small.bin"];
+    let out = run(tool.bare().env("FTPSSH_PASSWORD", &password).args(cli));
+    assert_got_small(&tool, &out);
+}
