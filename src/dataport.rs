@@ -200,20 +200,12 @@ async fn through_relay(session: &Session, spec: &Spec) -> Result<Prepared> {
         let table = discovery::snapshot(session).await;
         let control_ends = (local, SocketAddr::new(peer, ftp.port));
         match judge_forward(forward, table, wanted, control_ends) {
-            Judged::Use(forward) => return Ok(Prepared { control, ftp_ip: Some(peer), forward: Ok(forward) }),
             Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES => {
                 tracing::info!("{why}; opening another relay");
                 cancel(session, forward).await;
                 held.push(control); // so that the next relay gets another P
             }
-            Judged::Another(why, forward) => {
-                cancel(session, forward).await;
-                return Ok(Prepared::without_forward(control, Some(peer), Fallback::ForwardRefused(why)));
-            }
-            Judged::GiveUp(why, forward) => {
-                cancel(session, forward).await;
-                return Ok(Prepared::without_forward(control, Some(peer), why));
-            }
+            judged => return Ok(settle(session, control, Some(peer), judged).await),
         }
     }
 }
@@ -353,18 +345,21 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
         let forward = ReverseForward::request(session, &local.ip().to_string(), target, None).await;
         let table = discovery::snapshot(session).await;
         let ftp_ip = Some(remote.ip());
-        return Ok(match judge_forward(forward, table, wanted, (local, remote)) {
-            Judged::Use(forward) => Prepared { control, ftp_ip, forward: Ok(forward) },
-            Judged::Another(why, forward) => {
-                cancel(session, forward).await;
-                Prepared::without_forward(control, ftp_ip, Fallback::ForwardRefused(why))
-            }
-            Judged::GiveUp(why, forward) => {
-                cancel(session, forward).await;
-                Prepared::without_forward(control, ftp_ip, why)
-            }
-        });
+        return Ok(settle(session, control, ftp_ip, judge_forward(forward, table, wanted, (local, remote))).await);
     }
+}
+
+/// The control connection with the forward `judged` fit to use, or without
+/// it (cancelled) and why: another port would have been needed, and no more
+/// are tried.
+async fn settle(session: &Session, control: Control, ftp_ip: Option<IpAddr>, judged: Judged) -> Prepared {
+    let (why, forward) = match judged {
+        Judged::Use(forward) => return Prepared { control, ftp_ip, forward: Ok(forward) },
+        Judged::Another(why, forward) => (Fallback::ForwardRefused(why), forward),
+        Judged::GiveUp(why, forward) => (why, forward),
+    };
+    cancel(session, forward).await;
+    Prepared::without_forward(control, ftp_ip, why)
 }
 
 async fn cancel(session: &Session, forward: Option<ReverseForward>) {

@@ -161,15 +161,11 @@ pub fn time_wait_on(entries: &[Entry], port: u16) -> Option<&Entry> {
 /// a socket already uses it locally, or a TIME_WAIT 4-tuple ends in it (the
 /// server's next data connection to it would collide, FIELD-NOTES section 4).
 pub fn port_busy(entries: &[Entry], port: u16) -> Option<&'static str> {
-    entries.iter().find_map(|e| {
-        if e.state == TcpState::TimeWait && (e.local.port() == port || e.remote.port() == port) {
-            Some("a connection to it is still in TIME_WAIT")
-        } else if e.state != TcpState::TimeWait && e.local.port() == port {
-            Some("a socket already uses it")
-        } else {
-            None
-        }
-    })
+    if time_wait_on(entries, port).is_some() {
+        return Some("a connection to it is still in TIME_WAIT");
+    }
+    let used = entries.iter().any(|e| e.state != TcpState::TimeWait && e.local.port() == port);
+    used.then_some("a socket already uses it")
 }
 
 /// Another socket on `port` of `wanted` (where sshd was asked to listen),
