@@ -217,6 +217,9 @@ async fn watch(channel: &mut Channel<Msg>, interpreter: Interpreter) -> Result<S
         if let Some(ready @ Startup::Ready { .. }) = judge(interpreter, &out, &err, overflow) {
             return Ok(ready);
         }
+        if overflow {
+            break; // a relay that talks this much before it is ready will not be
+        }
         let msg = tokio::time::timeout_at(deadline, channel.wait())
             .await
             .with_context(|| format!("the {} relay did not start in time", interpreter.name()))?;
