@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::capture::{assert_encrypted, file_samples, Capture};
 use common::lab::{Lab, ServerSysctl};
-use common::tool::{assert_same, run, stderr, Tool};
+use common::tool::{assert_many, assert_same, run, stderr, Tool};
 
 /// TCP timestamps on or off in the server namespace; afterwards back to 1, the Linux default.
 fn timestamps(on: bool) -> ServerSysctl {
@@ -33,13 +33,7 @@ fn mget_many(on: bool, extra: &[&str]) -> String {
     let captured = capture.stop();
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    let mut total = 0;
-    for i in 1..=200 {
-        let name = format!("f{i:03}.txt");
-        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
-        assert_same(&std::fs::read(tool.work.path().join("out").join(&name)).unwrap(), &want, &name);
-        total += want.len() as u64;
-    }
+    let total = assert_many(&tool, "out", 1..=200);
     assert_eq!(std::fs::read_dir(tool.work.path().join("out")).unwrap().count(), 200, "200 files, no part files");
     let sample = std::fs::read(tool.remote_path("many/f137.txt")).unwrap();
     let password = lab.var("FTP_PASSWORD").as_bytes();
@@ -87,11 +81,7 @@ fn reclaim_falls_back_to_rotation_where_time_wait_survives() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("survived reclaiming"), "{err}");
     assert!(err.contains("rotating to other control connections from now on"), "{err}");
-    for i in 1..=5 {
-        let name = format!("f{i:03}.txt");
-        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
-        assert_same(&std::fs::read(tool.work.path().join("out").join(&name)).unwrap(), &want, &name);
-    }
+    assert_many(&tool, "out", 1..=5);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::capture::{assert_encrypted, file_samples, Capture};
-use common::tool::{assert_default_port, assert_same, captured_cmd, run, stderr, Tool};
+use common::tool::{assert_default_port, assert_many, assert_same, captured_cmd, run, stderr, Tool};
 
 /// The silent server costs the tool's bound (4 s) and a new control connection; the
 /// issue's limit for the whole run.
@@ -104,11 +104,7 @@ fn two_mgets_at_once() {
         assert_default_port(&err);
     }
     for dir in ["a", "b"] {
-        for i in 1..=99 {
-            let name = format!("f{i:03}.txt");
-            let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
-            assert_same(&std::fs::read(tool.work.path().join(dir).join(&name)).unwrap(), &want, &name);
-        }
+        assert_many(&tool, dir, 1..=99);
     }
     assert_encrypted(
         &captured,
@@ -139,11 +135,7 @@ fn dropbear_carries_get_put_and_mget() {
     let err = stderr(&out);
     assert_default_port(&err);
     assert!(err.contains("10 transfers: 10 ok, 0 failed"), "{err}");
-    for i in 10..=19 {
-        let name = format!("f{i:03}.txt");
-        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
-        assert_same(&std::fs::read(tool.work.path().join("m").join(&name)).unwrap(), &want, &name);
-    }
+    assert_many(&tool, "m", 10..=19);
 }
 
 #[test]
@@ -280,11 +272,7 @@ fn rotation_within_openssh_default_max_sessions() {
     let out = captured_cmd(&tool, ssh, cmd, &["mget", "many/f0*.txt", "-d", "out", "--pace", "rotate"], b"");
     let err = stderr(&out);
     assert!(err.contains("99 transfers: 99 ok, 0 failed"), "{err}");
-    for i in 1..=99 {
-        let name = format!("f{i:03}.txt");
-        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
-        assert_same(&std::fs::read(tool.work.path().join("out").join(&name)).unwrap(), &want, &name);
-    }
+    assert_many(&tool, "out", 1..=99);
 }
 
 #[test]

@@ -178,6 +178,19 @@ pub fn assert_default_port(err: &str) {
     );
 }
 
+/// The lab's `many/fNNN.txt` files numbered `numbers` arrived in local `dir`, byte-identical.
+/// Returns their total size.
+pub fn assert_many(tool: &Tool, dir: &str, numbers: std::ops::RangeInclusive<u32>) -> u64 {
+    let mut total = 0;
+    for i in numbers {
+        let name = format!("f{i:03}.txt");
+        let want = std::fs::read(tool.remote_path("many").join(&name)).unwrap();
+        assert_same(&std::fs::read(tool.work.path().join(dir).join(&name)).unwrap(), &want, &name);
+        total += want.len() as u64;
+    }
+    total
+}
+
 /// Removes a server-side file when dropped, even when the test fails.
 pub struct RemoveOnDrop(pub PathBuf);
 
