@@ -7,7 +7,21 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::error::{classified, Kind};
-use crate::link::Login;
+
+/// Who logs in.
+#[derive(Clone)]
+pub struct Login {
+    /// FTP user name.
+    pub user: String,
+    /// FTP password (never logged).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Login {{ user: {:?}, password: **** }}", self.user)
+    }
+}
 
 /// The environment variable that may carry the FTP password.
 pub const PASSWORD_ENV: &str = "FTPSSH_PASSWORD";

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ssh2_config::{ParseRule, SshConfig};
 
-use crate::hostkeys::{policy::Tokens, Policy};
+use crate::ssh::hostkeys::{policy::Tokens, Policy};
 
 /// Default FTP server, as seen from the SSH server.
 pub const DEFAULT_FTP: &str = "127.0.0.1:21";
@@ -26,7 +26,7 @@ pub struct SshTarget {
     /// How its host key is checked (`UserKnownHostsFile`, `GlobalKnownHostsFile`,
     /// `StrictHostKeyChecking`).
     pub known_hosts: Policy,
-    /// The ciphers to offer, most wanted first ([`crate::ciphers`]).
+    /// The ciphers to offer, most wanted first ([`crate::ssh::ciphers`]).
     pub ciphers: Vec<russh::cipher::Name>,
 }
 
@@ -126,9 +126,9 @@ pub fn ssh_target(spec: &str, config_file: Option<&Path>, cli_identities: &[Path
     .with_context(|| format!("host key options for {host}"))?;
     // `Ciphers` in ~/.ssh/config, as ssh and scp take it (`-c` overrides it).
     let ciphers = if params.ciphers.is_default() {
-        crate::ciphers::offer()
+        crate::ssh::ciphers::offer()
     } else {
-        crate::ciphers::known(params.ciphers.algorithms()).with_context(|| format!("Ciphers for {host}"))?
+        crate::ssh::ciphers::known(params.ciphers.algorithms()).with_context(|| format!("Ciphers for {host}"))?
     };
     Ok(SshTarget { user, host, port, identities, known_hosts, ciphers })
 }
@@ -191,9 +191,9 @@ mod tests {
         let t = ssh_target("u@lab", Some(&cfg), &[]).unwrap();
         assert_eq!(t.known_hosts.user_files, [PathBuf::from("/k/one"), PathBuf::from("/k/10.250.0.2-two")]);
         assert!(t.known_hosts.global_files.is_empty());
-        assert_eq!(t.known_hosts.strict, crate::hostkeys::Strict::AcceptNew);
+        assert_eq!(t.known_hosts.strict, crate::ssh::hostkeys::Strict::AcceptNew);
         let t = ssh_target("u@other", Some(&cfg), &[]).unwrap();
         assert_eq!(t.known_hosts.user_files, [PathBuf::from("/k/ignored")]);
-        assert_eq!(t.known_hosts.strict, crate::hostkeys::Strict::Yes);
+        assert_eq!(t.known_hosts.strict, crate::ssh::hostkeys::Strict::Yes);
     }
 }

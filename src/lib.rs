@@ -32,28 +32,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod bulk;
-pub mod ciphers;
 pub mod cli;
 pub mod credentials;
 pub mod dataport;
-pub mod discovery;
 pub mod endpoint;
 pub mod error;
-pub mod forward;
+pub mod events;
 pub mod ftp;
-pub mod hostkeys;
 pub mod interrupt;
+pub mod jobs;
 pub mod link;
-pub mod lock;
-pub mod output;
-pub mod pacing;
-pub mod part;
-pub mod reclaim;
-pub mod relay;
-pub mod report;
-pub mod session;
-pub mod shell;
-pub mod socktable;
+pub mod ssh;
+pub mod tcp;
+pub mod timewait;
 pub mod transfer;

@@ -22,15 +22,16 @@ use anyhow::{Context, Result};
 use russh::client::Msg;
 use russh::Channel;
 
+use crate::credentials::Login;
+use crate::dataport::forward::ReverseForward;
 use crate::dataport::{self, Fallback};
 use crate::endpoint::FtpTarget;
 use crate::error::classified;
-use crate::forward::ReverseForward;
 use crate::ftp::control::{Control, FtpError};
 use crate::ftp::passive::{parse_epsv, parse_pasv};
 use crate::ftp::{Command, Reply};
-use crate::pacing::{self, DataTuple};
-use crate::session::Session;
+use crate::ssh::Session;
+use crate::tcp::DataTuple;
 
 /// How long a default-port transfer command may go without both its
 /// preliminary reply and its data connection, on a nearby FTP server. A
@@ -53,21 +54,6 @@ pub enum DataMode {
     DefaultPort,
     /// Only EPSV/PASV through SSH.
     Passive,
-}
-
-/// Who logs in.
-#[derive(Clone)]
-pub struct Login {
-    /// FTP user name.
-    pub user: String,
-    /// FTP password (never logged).
-    pub password: String,
-}
-
-impl std::fmt::Debug for Login {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Login {{ user: {:?}, password: **** }}", self.user)
-    }
 }
 
 /// Everything needed to (re)open an FTP session: where, who, how.
@@ -255,10 +241,10 @@ impl<'s> Link<'s> {
     /// Send `cmd` and wait for both its preliminary reply and the server's
     /// connection, in whichever order they come, within [`Link::bound`] for
     /// as long as the connection has not come.
-    async fn await_data_connection(&mut self, cmd: &Command) -> Result<(Reply, crate::forward::DataChannel)> {
+    async fn await_data_connection(&mut self, cmd: &Command) -> Result<(Reply, crate::ssh::gate::DataChannel)> {
         enum Arrival {
             Reply(Reply),
-            Data(crate::forward::DataChannel),
+            Data(crate::ssh::gate::DataChannel),
             Deadline,
         }
         let deadline = tokio::time::Instant::now() + self.bound;
@@ -291,7 +277,7 @@ impl<'s> Link<'s> {
 
     /// The error for a transfer command's final (non-1xx) reply.
     fn refusal(&self, cmd: &Command, reply: Reply) -> anyhow::Error {
-        if pacing::is_time_wait_collision(&reply) {
+        if reply.blames_busy_address() {
             Collision { tuple: self.data_tuple(), reply }.into()
         } else if matches!(reply.code, 425 | 503) {
             Fallback::Refused(reply).into()
@@ -353,7 +339,7 @@ impl<'s> Link<'s> {
     }
 
     /// Free the data connection's 4-tuple from the FTP server's TIME_WAIT
-    /// ([`crate::reclaim`]): sshd stops listening on the forwarded ports, the
+    /// ([`crate::ssh::reclaimer`]): sshd stops listening on the forwarded ports, the
     /// SYN goes out from the proxy port, and the forwards are requested again.
     /// An error leaves the link without forwards: close it.
     pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {

@@ -2,7 +2,7 @@
 //! parses to the same job.
 #![no_main]
 
-use ftpssh::batch;
+use ftpssh::jobs::batch;
 use libfuzzer_sys::fuzz_target;
 
 fn quote(word: &str) -> String {

@@ -2,7 +2,7 @@
 //! hosts field (`a,!b,*.c`, `[h]:port`, `|1|salt|hash`), the second a host, the third a port.
 #![no_main]
 
-use ftpssh::hostkeys::pattern::{lookup_name, matches};
+use ftpssh::ssh::hostkeys::pattern::{lookup_name, matches};
 use libfuzzer_sys::fuzz_target;
 use russh::keys::ssh_key::known_hosts::HostPatterns;
 

@@ -1,16 +1,16 @@
 //! known_hosts text through `hostkeys::Known::add_text`, then `hostkeys::judge` and
 //! `hostkeys::wanted` for a few hosts, with a fixed offered key and a fixed host certificate
-//! (from `src/hostkeys/testdata`).
+//! (from `src/ssh/hostkeys/testdata`).
 #![no_main]
 
-use ftpssh::hostkeys::{judge, wanted, Known, Offered, Verdict};
+use ftpssh::ssh::hostkeys::{judge, wanted, Known, Offered, Verdict};
 use libfuzzer_sys::fuzz_target;
 use russh::keys::ssh_key::EcdsaCurve;
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 use std::sync::LazyLock;
 
-const HOST: &str = include_str!("../../src/hostkeys/testdata/host.pub");
-const CERT: &str = include_str!("../../src/hostkeys/testdata/cert-ok-cert.pub");
+const HOST: &str = include_str!("../../src/ssh/hostkeys/testdata/host.pub");
+const CERT: &str = include_str!("../../src/ssh/hostkeys/testdata/cert-ok-cert.pub");
 /// Inside the certificate's validity, as the unit tests use.
 const NOW: u64 = 1_800_000_000;
 const HOSTS: [(&str, u16); 3] = [("10.250.0.2", 22), ("10.250.0.2", 2222), ("GW.example", 22)];

@@ -3,7 +3,8 @@
 //! `transfer::safe_base_name` on every name; a name `mget` keeps must make a safe local name.
 #![no_main]
 
-use ftpssh::{batch, transfer};
+use ftpssh::jobs::batch;
+use ftpssh::transfer;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 //! `check_listener`, `time_wait_on`, `port_busy`, `held_by_another`.
 #![no_main]
 
-use ftpssh::discovery::{self, Listener, NotFound};
-use ftpssh::socktable::{self, TcpState};
+use ftpssh::dataport::discovery::{self, Listener, NotFound};
+use ftpssh::tcp::table::{self as socktable, TcpState};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

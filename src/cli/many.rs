@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{remote_target, until_interrupted, Cli, Cmd};
-use crate::batch::{self, Op};
-use crate::bulk::{self, Item, Plan};
 use crate::error::{classified, Kind};
 use crate::interrupt::{Interrupted, Watch};
+use crate::jobs::batch::{self, Op};
+use crate::jobs::lock;
+use crate::jobs::{self, Item, Plan};
 use crate::link::Link;
-use crate::session::Session;
-use crate::{lock, transfer};
+use crate::ssh::Session;
+use crate::transfer;
 
 /// Run a bulk command (mget, mput, batch); returns the exit code.
 pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32> {
@@ -46,7 +47,7 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
         _ => unreachable!("run_bulk is only called for bulk commands"),
     };
     let show = !cli.quiet && std::io::stderr().is_terminal();
-    let opts = bulk::Options {
+    let opts = jobs::Options {
         jobs: usize::from(args.jobs),
         pace: args.pace,
         continue_on_error: args.continue_on_error,
@@ -62,14 +63,14 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
                 Ok::<_, anyhow::Error>((link, items))
             };
             let listed = match until_interrupted(interrupt, listing).await {
-                Ok((link, items)) => Ok(bulk::run(plan.clone(), items, opts, Some((&session, link)), interrupt).await),
+                Ok((link, items)) => Ok(jobs::run(plan.clone(), items, opts, Some((&session, link)), interrupt).await),
                 Err(e) if e.is::<Interrupted>() => Err(e),
                 Err(e) => Err(session.attribute(e).await),
             };
             session.close().await;
             listed?
         }
-        _ => bulk::run(plan, items, opts, None, interrupt).await,
+        _ => jobs::run(plan, items, opts, None, interrupt).await,
     };
     if let Some(file) = report_file {
         report.write_json(&file)?;

@@ -3,14 +3,18 @@
 //! - [`command`]: what the client sends; [`Command`]'s `Display` is the wire line.
 //! - [`reply`]: what the server answers; [`parse_reply`] returns `Ok(None)` for "need more input".
 //! - [`passive`]: the data port a `227` (PASV) or `229` (EPSV) reply announces.
+//! - [`dialect`]: where a server sends a default-port data connection (U-1 or U).
 //!
-//! No I/O here: the caller reads from the SSH channel into a buffer and feeds it to
-//! [`parse_reply`], which makes every edge case testable on bytes.
+//! All of these are pure: every edge case is testable on bytes. The one file
+//! with I/O is [`control`], the control connection over any async byte stream,
+//! which reads into a buffer and feeds it to [`parse_reply`].
 
 pub mod command;
 pub mod control;
+pub mod dialect;
 pub mod passive;
 pub mod reply;
 
 pub use command::Command;
+pub use dialect::Dialect;
 pub use reply::{parse_reply, Reply, ReplyError};

@@ -82,6 +82,26 @@ impl Reply {
         })?;
         digits.parse().ok()
     }
+
+    /// True for a 421/425/426 whose text blames a busy address or port: the server could not bind or
+    /// connect its data socket, which a later retry fixes. Other 425s (`Use PORT or PASV first.`,
+    /// `No data connection`, `Can't open data connection.`) are refusals, not collisions.
+    pub fn blames_busy_address(&self) -> bool {
+        // strerror() texts: glibc, BSD ("Can't assign ..."), musl, Windows; then bare errno names.
+        const REASONS: [&str; 6] = [
+            "assign requested address",
+            "address already in use",
+            "address not available",
+            "only one usage of each socket address",
+            "eaddrinuse",
+            "eaddrnotavail",
+        ];
+        if !matches!(self.code, 421 | 425 | 426) {
+            return false;
+        }
+        let text = self.text().to_ascii_lowercase();
+        REASONS.iter().any(|r| text.contains(r))
+    }
 }
 
 /// The lines as received, joined with `'\n'`: `550 No such file`.
@@ -231,5 +251,39 @@ mod tests {
         assert_eq!(size(&format!("{P} file list")), None);
         assert_eq!(size("226 Transfer complete (10876 bytes)"), None);
         assert_eq!(size("150 x (99999999999999999999999 bytes)"), None);
+    }
+
+    fn reply(line: &str) -> Reply {
+        Reply { code: line[..3].parse().unwrap(), lines: vec![line.to_owned()] }
+    }
+
+    #[test]
+    fn busy_address_by_real_wordings() {
+        for yes in [
+            "425 Unable to build data connection: Cannot assign requested address", // ProFTPD, Linux
+            "425 Unable to build data connection: Address already in use",          // ProFTPD
+            "425 Can't build data connection: Address already in use.",             // wu-ftpd, inetutils
+            "425 Can't create data socket (0.0.0.0,20): Address already in use.",   // inetutils
+            "425 Can't build data connection: Can't assign requested address.",     // BSD strerror
+            "425 Can't open data connection: Address not available",                // musl strerror
+            "426 Data connection failed: EADDRNOTAVAIL",
+            "421 cannot bind data socket (eaddrinuse)",
+        ] {
+            assert!(reply(yes).blames_busy_address(), "{yes}");
+        }
+        for no in [
+            "425 Use PORT or PASV first.",                             // vsftpd
+            "425 No data connection",                                  // Pure-FTPd
+            "425 Can't open data connection.",                         // inetutils, no reason
+            "425 Unable to build data connection: Connection refused", // ProFTPD
+            "425 Failed to establish connection.",                     // vsftpd
+            "550 Cannot assign requested address",                     // not a data-connection code
+            "226 Transfer complete",
+        ] {
+            assert!(!reply(no).blames_busy_address(), "{no}");
+        }
+        let multi =
+            Reply { code: 425, lines: vec!["425-Unable to build data connection:".into(), "425 EADDRINUSE".into()] };
+        assert!(multi.blames_busy_address());
     }
 }

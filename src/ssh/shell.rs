@@ -11,7 +11,7 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::session::{Session, EXEC_TIMEOUT};
+use crate::ssh::{Session, EXEC_TIMEOUT};
 
 /// A running remote `sh`.
 pub struct Shell {

@@ -25,8 +25,8 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
-use crate::pacing::DataTuple;
-use crate::session::{Session, EXEC_TIMEOUT};
+use crate::ssh::{Session, EXEC_TIMEOUT};
+use crate::tcp::DataTuple;
 
 /// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS` lines; for each, binds the local end
 /// (SO_REUSEADDR), starts a non-blocking connect, waits, closes (a half-open socket closes
@@ -85,7 +85,7 @@ impl Reclaimer {
     }
 
     async fn read_line(&mut self) -> Result<String> {
-        tokio::time::timeout(EXEC_TIMEOUT, crate::relay::read_line(&mut self.stream))
+        tokio::time::timeout(EXEC_TIMEOUT, crate::ssh::relay::read_line(&mut self.stream))
             .await
             .context("the reclaiming process did not answer in time")?
             .context("the reclaiming process exited")

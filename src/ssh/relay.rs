@@ -25,7 +25,7 @@ use russh::{Channel, ChannelMsg, ChannelStream};
 use tokio::io::AsyncReadExt;
 
 use crate::error::{classified, Kind};
-use crate::session::Session;
+use crate::ssh::Session;
 
 /// First line of a relay that is connected: `FTPSSH-RELAY <local-addr> <local-port> <peer-addr>`.
 const READY: &str = "FTPSSH-RELAY ";
@@ -211,7 +211,7 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
 /// channel with no output while the previous one's process was exiting).
 async fn watch(channel: &mut Channel<Msg>, interpreter: Interpreter) -> Result<Startup> {
     let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
-    let deadline = tokio::time::Instant::now() + crate::session::EXEC_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + crate::ssh::EXEC_TIMEOUT;
     loop {
         let overflow = out.len() + err.len() > MAX_STARTUP_OUTPUT;
         if let Some(ready @ Startup::Ready { .. }) = judge(interpreter, &out, &err, overflow) {

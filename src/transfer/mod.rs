@@ -2,13 +2,15 @@
 //!
 //! Memory stays constant whatever the size: data goes from the channel to
 //! the disk (or back) one SSH packet at a time. A download is written to a
-//! hidden part file beside the target ([`crate::part`]) and renamed only when
+//! hidden part file beside the target ([`crate::transfer::part`]) and renamed only when
 //! the server said 226 and the size matches what it announced, so a failure
 //! never leaves a truncated file under the final name.
 //!
 //! Whatever fails here, the data channel is closed before returning, so the
 //! server ends the transfer and the control connection can be brought back
 //! in step ([`crate::ftp::control::Control::resync`]).
+
+pub mod part;
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -22,7 +24,7 @@ use russh::ChannelMsg;
 use crate::error::{classified, Kind};
 use crate::ftp::Command;
 use crate::link::Link;
-pub use crate::part::PartFile;
+pub use crate::transfer::part::PartFile;
 
 /// A data connection silent for this long is dead.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,16 +9,17 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::bulk::{Pace, Plan};
 use crate::endpoint::{self, DEFAULT_FTP};
 use crate::error::{classified, Kind};
 use crate::interrupt::{Interrupted, Watch};
+use crate::jobs::{Pace, Plan};
 use crate::link::{DataMode, Link, Spec};
-use crate::session::Session;
+use crate::ssh::Session;
 use crate::{credentials, transfer};
 
 mod install;
 mod many;
+pub mod output;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -162,7 +163,7 @@ pub struct BulkArgs {
 /// Run the program; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    crate::output::init(cli.verbose, cli.quiet);
+    crate::cli::output::init(cli.verbose, cli.quiet);
     let outcome = match cli.command {
         // Generated text only: no SSH server, password, HOME or network needed.
         Cmd::Completions { shell } => install::print(&install::completions(shell)).map(|()| 0),
@@ -230,7 +231,7 @@ fn plan(cli: &Cli) -> Result<Plan> {
         .map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
     let ftp = endpoint::ftp_target(&cli.ftp).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
     if let Some(list) = &cli.cipher {
-        target.ciphers = crate::ciphers::parse(list).map_err(|e| classified(Kind::Usage, format!("-c: {e:#}")))?;
+        target.ciphers = crate::ssh::ciphers::parse(list).map_err(|e| classified(Kind::Usage, format!("-c: {e:#}")))?;
     }
     match (&cli.known_hosts, &home) {
         (Some(k), _) => target.known_hosts.user_files = vec![k.clone()],

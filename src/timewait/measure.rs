@@ -5,14 +5,13 @@
 //! FTP server closed first, so its host keeps that tuple in TIME_WAIT for 60 s; with TCP timestamps
 //! off, the next transfer fails with `425 Unable to build data connection: Cannot assign requested
 //! address`. This module recognises that reply. The bulk commands then end the entry
-//! ([`crate::reclaim`], the default), use another control connection, or wait. A wait lasts
+//! ([`crate::ssh::reclaimer`], the default), use another control connection, or wait. A wait lasts
 //! exactly as long as the kernel says when the SSH server can see the row ([`measure`], then
 //! [`wait_out`] for the figure plus [`MARGIN`]), or follows [`collision_backoff`] when it cannot
 //! (FTP server on another host, SSH server not Linux).
 
-use std::fmt;
 use std::io::IsTerminal;
-use std::net::{IpAddr, SocketAddr};
+
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,10 +19,10 @@ use backon::{ExponentialBackoff, ExponentialBuilder};
 use indicatif::ProgressBar;
 use tokio::time::{interval, sleep_until, Instant};
 
-use crate::ftp::reply::Reply;
-use crate::report::Wait;
-use crate::session::Session;
-use crate::socktable::{self, Entry};
+use crate::jobs::report::Wait;
+use crate::ssh::Session;
+use crate::tcp::table::{self, Entry};
+use crate::tcp::tuple::{time_wait_left, DataTuple};
 
 /// Added to the measured time left. `tm->when` counts down to the TIME_WAIT's scheduled end, but
 /// the kernel's timer wheel fires a 60 s timer late by up to one bucket (2 s at HZ=250, 4 s at
@@ -38,70 +37,13 @@ const DEFAULT_CLK_TCK: u64 = 100;
 /// The remote command of [`measure`]: USER_HZ, then both socket tables.
 const MEASURE_COMMAND: &str = "getconf CLK_TCK; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
 
-/// The default-port data connection's 4-tuple, as far as it is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DataTuple {
-    /// The FTP server's address, as the SSH server sees it.
-    pub server: IpAddr,
-    /// The FTP server's data source port S, when fixed and known (ProFTPD with `RootRevoke off`:
-    /// its control port minus 1); `None` matches any port.
-    pub server_port: Option<u16>,
-    /// Where the FTP server connects to: the reverse forward on the SSH server host (port T).
-    pub proxy: SocketAddr,
-}
-
-/// `127.0.0.1:2020 -> 127.0.0.1:40000`, with `*` for an unknown source port.
-impl fmt::Display for DataTuple {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let port = self.server_port.map_or_else(|| "*".to_owned(), |p| p.to_string());
-        match self.server {
-            IpAddr::V4(ip) => write!(f, "{ip}:{port} -> {}", self.proxy),
-            IpAddr::V6(ip) => write!(f, "[{ip}]:{port} -> {}", self.proxy),
-        }
-    }
-}
-
-/// True for a 421/425/426 whose text blames a busy address or port: the server could not bind or
-/// connect its data socket, which a later retry fixes. Other 425s (`Use PORT or PASV first.`,
-/// `No data connection`, `Can't open data connection.`) are refusals, not collisions.
-pub fn is_time_wait_collision(reply: &Reply) -> bool {
-    // strerror() texts: glibc, BSD ("Can't assign ..."), musl, Windows; then bare errno names.
-    const REASONS: [&str; 6] = [
-        "assign requested address",
-        "address already in use",
-        "address not available",
-        "only one usage of each socket address",
-        "eaddrinuse",
-        "eaddrnotavail",
-    ];
-    if !matches!(reply.code, 421 | 425 | 426) {
-        return false;
-    }
-    let text = reply.text().to_ascii_lowercase();
-    REASONS.iter().any(|r| text.contains(r))
-}
-
-/// The longest TIME_WAIT left among rows for `tuple`, seen from either end: the FTP server's
-/// (local = server:S, after a download, where it closed first) or the proxy's (local = proxy,
-/// after an upload, where sshd closed first). `None` when no such row is in TIME_WAIT.
-pub fn time_wait_left(entries: &[Entry], tuple: &DataTuple, clk_tck: u64) -> Option<Duration> {
-    let server = tuple.server.to_canonical();
-    let proxy = SocketAddr::new(tuple.proxy.ip().to_canonical(), tuple.proxy.port());
-    let is_server = |a: &SocketAddr| a.ip() == server && tuple.server_port.is_none_or(|p| a.port() == p);
-    entries
-        .iter()
-        .filter(|e| (is_server(&e.local) && e.remote == proxy) || (e.local == proxy && is_server(&e.remote)))
-        .filter_map(|e| e.time_wait_left(clk_tck))
-        .max()
-}
-
 /// Parses the output of [`measure`]'s command: USER_HZ from the first line (100 if that line is
 /// not a positive number, e.g. `getconf` is missing), and every socket table row.
 pub fn parse_measure_output(text: &str) -> (u64, Vec<Entry>) {
     let first = text.lines().next().unwrap_or("");
     let clk_tck = first.trim().parse().ok().filter(|&n| n > 0).unwrap_or(DEFAULT_CLK_TCK);
     // The whole text: the number line is not a row, and if getconf failed the first line is a header.
-    (clk_tck, socktable::parse(text))
+    (clk_tck, table::parse(text))
 }
 
 /// How long the tuple's TIME_WAIT has left, read on the SSH server with one exec. `Ok(None)` means
@@ -199,43 +141,6 @@ pub async fn wait_for(
 mod tests {
     use super::*;
 
-    fn reply(line: &str) -> Reply {
-        Reply { code: line[..3].parse().unwrap(), lines: vec![line.to_owned()] }
-    }
-
-    #[test]
-    fn collisions_by_real_wordings() {
-        for yes in [
-            "425 Unable to build data connection: Cannot assign requested address", // ProFTPD, Linux
-            "425 Unable to build data connection: Address already in use",          // ProFTPD
-            "425 Can't build data connection: Address already in use.",             // wu-ftpd, inetutils
-            "425 Can't create data socket (0.0.0.0,20): Address already in use.",   // inetutils
-            "425 Can't build data connection: Can't assign requested address.",     // BSD strerror
-            "425 Can't open data connection: Address not available",                // musl strerror
-            "426 Data connection failed: EADDRNOTAVAIL",
-            "421 cannot bind data socket (eaddrinuse)",
-        ] {
-            assert!(is_time_wait_collision(&reply(yes)), "{yes}");
-        }
-        for no in [
-            "425 Use PORT or PASV first.",                             // vsftpd
-            "425 No data connection",                                  // Pure-FTPd
-            "425 Can't open data connection.",                         // inetutils, no reason
-            "425 Unable to build data connection: Connection refused", // ProFTPD
-            "425 Failed to establish connection.",                     // vsftpd
-            "550 Cannot assign requested address",                     // not a data-connection code
-            "226 Transfer complete",
-        ] {
-            assert!(!is_time_wait_collision(&reply(no)), "{no}");
-        }
-        let multi =
-            Reply { code: 425, lines: vec!["425-Unable to build data connection:".into(), "425 EADDRINUSE".into()] };
-        assert!(is_time_wait_collision(&multi));
-    }
-
-    // Rows as the kernel prints them. 127.0.0.1:2020 -> 127.0.0.1:39999 (0x9C3F) 6000 ticks on
-    // the FTP server's side; the proxy's side of another one, 39999 -> 2020, 3000 ticks; an
-    // ESTABLISHED row for the same tuple; a TIME_WAIT from 2020 to another port (0x9C40 = 40000).
     const ROWS: &str = "\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    5: 0100007F:07E4 0100007F:9C3F 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
@@ -243,36 +148,6 @@ mod tests {
    7: 0100007F:07E4 0100007F:9C3F 01 00000000:00000000 00:00000000 00000000     0        0 3001 1 0000000000000000 20 4 30 10 -1
    8: 0100007F:07E4 0100007F:9C40 06 00000000:00000000 03:00002000 00000000     0        0 0 3 0000000000000000
 ";
-
-    fn tuple(server_port: Option<u16>, proxy_port: u16) -> DataTuple {
-        DataTuple {
-            server: "127.0.0.1".parse().unwrap(),
-            server_port,
-            proxy: SocketAddr::new("127.0.0.1".parse().unwrap(), proxy_port),
-        }
-    }
-
-    #[test]
-    fn time_wait_of_the_tuple_from_either_side() {
-        let rows = socktable::parse(ROWS);
-        let s = Duration::from_secs;
-        assert_eq!(time_wait_left(&rows, &tuple(Some(2020), 39999), 100), Some(s(60)));
-        assert_eq!(time_wait_left(&rows[1..], &tuple(Some(2020), 39999), 100), Some(s(30))); // proxy side
-        assert_eq!(time_wait_left(&rows[2..3], &tuple(Some(2020), 39999), 100), None); // ESTABLISHED
-        assert_eq!(time_wait_left(&rows, &tuple(Some(2021), 39999), 100), None);
-        assert_eq!(time_wait_left(&rows, &tuple(None, 39999), 250), Some(s(24)));
-        assert_eq!(time_wait_left(&rows, &tuple(None, 40000), 100), Some(Duration::from_millis(81_920)));
-        assert_eq!(time_wait_left(&rows, &tuple(None, 40001), 100), None);
-    }
-
-    #[test]
-    fn ipv4_mapped_tuple_matches_ipv4_rows() {
-        let rows = socktable::parse(ROWS);
-        let mapped = |p| SocketAddr::new("::ffff:127.0.0.1".parse().unwrap(), p);
-        let t =
-            DataTuple { server: "::ffff:127.0.0.1".parse().unwrap(), server_port: Some(2020), proxy: mapped(39999) };
-        assert_eq!(time_wait_left(&rows, &t, 100), Some(Duration::from_secs(60)));
-    }
 
     #[test]
     fn measure_output() {
@@ -296,12 +171,6 @@ mod tests {
             assert!(*d >= b && *d <= b * 2, "{d:?} vs {b:?}");
         }
         assert!(base.iter().sum::<Duration>() > Duration::from_secs(120));
-    }
-
-    #[test]
-    fn display() {
-        assert_eq!(tuple(Some(2020), 40000).to_string(), "127.0.0.1:2020 -> 127.0.0.1:40000");
-        assert_eq!(tuple(None, 40000).to_string(), "127.0.0.1:* -> 127.0.0.1:40000");
     }
 
     #[tokio::test]

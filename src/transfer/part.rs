@@ -40,7 +40,7 @@ pub fn part_name(name: &str) -> String {
     if plain.len() <= NAME_MAX {
         return plain;
     }
-    let hash = format!("{:016x}", crate::lock::fnv1a64(name.as_bytes()));
+    let hash = format!("{:016x}", crate::jobs::lock::fnv1a64(name.as_bytes()));
     let room = NAME_MAX - ".~".len() - hash.len() - SUFFIX.len();
     let mut end = room.min(name.len());
     while !name.is_char_boundary(end) {

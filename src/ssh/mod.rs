@@ -5,6 +5,13 @@
 //! through the reverse forward) are judged by the [`Gate`] inside the russh
 //! event loop, and the admitted ones are handed over on a queue.
 
+pub mod ciphers;
+pub mod gate;
+pub mod hostkeys;
+pub mod reclaimer;
+pub mod relay;
+pub mod shell;
+
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::endpoint::SshTarget;
 use crate::error::{classified, Kind};
-use crate::forward::{DataChannel, Gate};
-use crate::hostkeys::{self, Offered, Policy};
+use gate::{DataChannel, Gate};
+use hostkeys::{Offered, Policy};
 
 /// How long to wait for the SSH server to answer at all.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -36,8 +43,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An authenticated SSH session.
 pub struct Session {
     handle: Handle<Client>,
-    shell: tokio::sync::Mutex<Option<crate::shell::Shell>>,
-    reclaimer: tokio::sync::Mutex<Option<crate::reclaim::Reclaimer>>,
+    shell: tokio::sync::Mutex<Option<crate::ssh::shell::Shell>>,
+    reclaimer: tokio::sync::Mutex<Option<crate::ssh::reclaimer::Reclaimer>>,
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<DataChannel>>,
     /// Decides which forwarded connections are admitted.
     pub gate: Arc<Gate>,
@@ -223,7 +230,7 @@ impl Session {
     pub async fn shell(&self, command: &str) -> Result<String> {
         let mut shell = self.shell.lock().await;
         if shell.is_none() {
-            *shell = Some(crate::shell::Shell::start(self).await?);
+            *shell = Some(crate::ssh::shell::Shell::start(self).await?);
         }
         let result = shell.as_mut().unwrap().run(command).await;
         if result.is_err() {
@@ -233,11 +240,11 @@ impl Session {
     }
 
     /// Send the SYN that ends the TIME_WAIT of `tuple` on the FTP server's host
-    /// (see [`crate::reclaim`]), through a helper started on first use.
-    pub async fn reclaim(&self, tuple: &crate::pacing::DataTuple, wait: Duration) -> Result<()> {
+    /// (see [`crate::ssh::reclaimer`]), through a helper started on first use.
+    pub async fn reclaim(&self, tuple: &crate::tcp::DataTuple, wait: Duration) -> Result<()> {
         let mut reclaimer = self.reclaimer.lock().await;
         if reclaimer.is_none() {
-            *reclaimer = Some(crate::reclaim::Reclaimer::start(self).await?);
+            *reclaimer = Some(crate::ssh::reclaimer::Reclaimer::start(self).await?);
         }
         let result = reclaimer.as_mut().unwrap().send(tuple, wait).await;
         if result.is_err() {

@@ -1,4 +1,4 @@
-//! The reverse forward (`-R` of the book) and the gate in front of it.
+//! The gate in front of the reverse forward.
 //!
 //! sshd listens on the port the FTP server will connect to and hands each
 //! connection to us as a forwarded-tcpip channel, telling us who made it.
@@ -10,14 +10,8 @@
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
 use russh::client::Msg;
 use russh::Channel;
-
-use crate::session::Session;
-
-/// How long sshd may take to confirm that a forward is cancelled.
-const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A data connection that came back through the reverse forward.
 pub struct DataChannel {
@@ -101,62 +95,6 @@ impl Gate {
         tracing::warn!("{line}");
         self.refused.lock().unwrap().push(line);
         false
-    }
-}
-
-/// The reverse forwards held for one control connection.
-#[derive(Debug, Default)]
-pub struct ReverseForward {
-    /// Address sshd listens on: where the FTP server will connect.
-    pub address: String,
-    /// The forwarded ports.
-    pub ports: Vec<u16>,
-}
-
-impl ReverseForward {
-    /// Forward `address:port` (required) and `address:extra` (best effort).
-    pub async fn request(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
-        let forward = Self::listen(session, address, port, extra).await?;
-        tracing::info!("reverse forward: sshd listens on {address}:{:?} for the data connections", forward.ports);
-        Ok(forward)
-    }
-
-    /// Ask for the same ports again after [`ReverseForward::cancel`] (quietly: the trace said it once).
-    pub async fn renew(&self, session: &Session) -> Result<ReverseForward> {
-        let port = *self.ports.first().context("no port was forwarded")?;
-        Self::listen(session, &self.address, port, self.ports.get(1).copied()).await
-    }
-
-    async fn listen(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
-        session.tcpip_forward(address, port).await.map_err(|e| {
-            e.context(format!(
-                "the FTP server will connect to {address}:{port}; sshd must listen there \
-                 (needs AllowTcpForwarding yes/remote, GatewayPorts clientspecified for a non-loopback address, and the port free)"
-            ))
-        })?;
-        let mut ports = vec![port];
-        if let Some(extra) = extra {
-            match session.tcpip_forward(address, extra).await {
-                Ok(()) => ports.push(extra),
-                Err(e) => tracing::debug!("optional forward {address}:{extra} not set up: {e:#}"),
-            }
-        }
-        Ok(ReverseForward { address: address.to_string(), ports })
-    }
-
-    /// Cancel every forward (best effort: the session may already be gone, or
-    /// its server no longer answering).
-    pub async fn cancel(&self, session: &Session) {
-        for port in &self.ports {
-            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, session.cancel_tcpip_forward(&self.address, *port));
-            match cancelled.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!("cancel forward {}:{port}: {e:#}", self.address),
-                Err(_) => {
-                    tracing::debug!("cancel forward {}:{port}: no answer within {CANCEL_TIMEOUT:?}", self.address)
-                }
-            }
-        }
     }
 }
 

@@ -22,7 +22,8 @@ fn key(public: &str) -> PublicKey {
 }
 
 fn cert(name: &str) -> Certificate {
-    let text = std::fs::read_to_string(format!("{}/src/hostkeys/testdata/{name}-cert.pub", env!("CARGO_MANIFEST_DIR")));
+    let text =
+        std::fs::read_to_string(format!("{}/src/ssh/hostkeys/testdata/{name}-cert.pub", env!("CARGO_MANIFEST_DIR")));
     Certificate::from_openssh(text.unwrap().trim()).unwrap()
 }
 

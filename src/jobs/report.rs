@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::batch::Op;
+use crate::jobs::batch::Op;
 
 /// Exit code when some transfers succeeded and some failed.
 pub const PARTIAL_FAILURE: i32 = 6;

@@ -3,9 +3,9 @@
 //! listen exactly there).
 //!
 //! 1. **P is known, not guessed.** The control connection is made by the
-//!    SO_REUSEADDR relay ([`crate::relay`]), which reports its own port P.
+//!    SO_REUSEADDR relay ([`crate::ssh::relay`]), which reports its own port P.
 //!    Only where no relay can run does P come from the socket-table diff
-//!    ([`crate::discovery`]), retried with jitter when another connection
+//!    ([`crate::dataport::discovery`]), retried with jitter when another connection
 //!    raced ours.
 //! 2. **The dialect** ([`Dialect`]): ProFTPD connects back to U-1 = P-1,
 //!    RFC 959 servers to U = P (which only the relay's SO_REUSEADDR makes
@@ -18,20 +18,22 @@
 //! Whatever goes wrong on the way is a [`Fallback`]: the reason to go
 //! passive in `--data-mode auto`, or the error in `--data-mode default-port`.
 
-use std::fmt;
+pub mod discovery;
+pub mod forward;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::discovery::{self, Listener, NotFound};
 use crate::error::Kind;
-use crate::forward::ReverseForward;
 use crate::ftp::control::Control;
-use crate::ftp::Reply;
+use crate::ftp::{Dialect, Reply};
 use crate::link::Spec;
-use crate::relay;
-use crate::session::Session;
+use crate::ssh::relay;
+use crate::ssh::Session;
+use discovery::{Listener, NotFound};
+use forward::ReverseForward;
 
 /// Control connections tried for a usable proxy port before giving up: a
 /// port held by another socket, or with a data connection in TIME_WAIT.
@@ -43,53 +45,6 @@ const MAX_DIFF_TRIES: u32 = 10;
 /// up to 50 ms before the second try, doubling each time, at most 2 s.
 const DIFF_JITTER_FIRST: Duration = Duration::from_millis(50);
 const DIFF_JITTER_MAX: Duration = Duration::from_secs(2);
-
-/// Where an FTP server sends a default-port data connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// ProFTPD: to port U-1, one below the control connection's port.
-    ProFtpd,
-    /// RFC 959 (GNU inetutils ftpd, wu-ftpd, BSD ftpd): to port U itself. An
-    /// unidentified server counts as this one, and U-1 is forwarded as well
-    /// in case it is a ProFTPD that hides its name (`ServerIdent off`).
-    Rfc959,
-}
-
-impl Dialect {
-    /// Judged from the greeting: ProFTPD names itself by default.
-    pub fn of(greeting: &Reply) -> Dialect {
-        if greeting.text().contains("ProFTPD") {
-            Dialect::ProFtpd
-        } else {
-            Dialect::Rfc959
-        }
-    }
-
-    /// The port the server connects to for a control connection from port `p`.
-    pub fn data_port(self, p: u16) -> Option<u16> {
-        match self {
-            Dialect::ProFtpd => p.checked_sub(1),
-            Dialect::Rfc959 => Some(p),
-        }
-    }
-
-    /// A second port worth forwarding, best effort.
-    fn spare_port(self, p: u16) -> Option<u16> {
-        match self {
-            Dialect::ProFtpd => None,
-            Dialect::Rfc959 => p.checked_sub(1),
-        }
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Dialect::ProFtpd => "ProFTPD, which connects back to port U-1",
-            Dialect::Rfc959 => "an RFC 959 server, which connects back to port U",
-        })
-    }
-}
 
 /// Why the default-port path is not used: in `auto`, the reason to go passive.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -380,23 +335,6 @@ fn jitter(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reply(line: &str) -> Reply {
-        crate::ftp::parse_reply(format!("{line}\r\n").as_bytes()).unwrap().unwrap().0
-    }
-
-    #[test]
-    fn dialect_from_the_greeting() {
-        // Greetings captured from the lab's servers.
-        let proftpd = reply("220 ProFTPD Server (ftpssh lab proftpd) [127.0.0.1]");
-        let inetutils = reply("220 localhost FTP server (GNU inetutils 2.4) ready.");
-        assert_eq!(Dialect::of(&proftpd), Dialect::ProFtpd);
-        assert_eq!(Dialect::of(&inetutils), Dialect::Rfc959);
-        assert_eq!(Dialect::ProFtpd.data_port(40000), Some(39999));
-        assert_eq!(Dialect::Rfc959.data_port(40000), Some(40000));
-        assert_eq!(Dialect::Rfc959.spare_port(40000), Some(39999), "a ProFTPD that hides its name");
-        assert_eq!(Dialect::ProFtpd.data_port(0), None);
-    }
 
     #[test]
     fn jitter_grows_within_its_bounds() {

@@ -6,7 +6,7 @@
 //! on the same control connection gets a 425. Three ways out (`--pace`):
 //!
 //! - **reclaim** (default): end that TIME_WAIT entry from our side of the
-//!   tuple ([`crate::reclaim`]) and go on with the same control connection.
+//!   tuple ([`crate::ssh::reclaimer`]) and go on with the same control connection.
 //!   Where that does not work (the server's host has `tcp_rfc1337=1`, a
 //!   firewall drops the SYN, no perl on the SSH server), the run switches to
 //!   rotating.
@@ -28,6 +28,10 @@
 //! A signal ([`crate::interrupt`]) stops every worker where it is; each closes
 //! its SSH session, and the report lists what finished and what did not.
 
+pub mod batch;
+pub mod lock;
+pub mod report;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,14 +42,14 @@ use anyhow::{Context, Result};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use indicatif::ProgressBar;
 
-use crate::batch::Op;
 use crate::endpoint::SshTarget;
 use crate::error::{exit_code, is_permanent};
 use crate::interrupt::Watch;
+use crate::jobs::batch::Op;
+use crate::jobs::report::{Outcome, Record, Report, Wait};
 use crate::link::{Collision, DataMode, Link, Spec};
-use crate::pacing;
-use crate::report::{Outcome, Record, Report, Wait};
-use crate::session::Session;
+use crate::ssh::Session;
+use crate::timewait::measure;
 use crate::transfer::{self, PartFile};
 
 /// How long a link rests after a TIME_WAIT collision: Linux's TIME_WAIT
@@ -269,7 +273,7 @@ fn next(shared: &Shared) -> Option<Attempt> {
         record,
         part: None,
         delays: retry_backoff().build(),
-        blind: pacing::collision_backoff().build(),
+        blind: measure::collision_backoff().build(),
         reclaimed: 0,
     })
 }
@@ -431,7 +435,7 @@ async fn serve<'s>(
                         park(&mut idle, link, Instant::now() + REST_AFTER_DOWNLOAD).await;
                     }
                     Pace::Wait => {
-                        match pacing::wait_for(session, tuple.as_ref(), opts.show, &mut attempt.blind).await {
+                        match measure::wait_for(session, tuple.as_ref(), opts.show, &mut attempt.blind).await {
                             Ok(waits) => {
                                 attempt.record.waits.extend(waits);
                                 park(&mut idle, link, Instant::now()).await;
@@ -488,13 +492,13 @@ async fn park<'s>(idle: &mut Vec<Idle<'s>>, mut link: Link<'s>, ready_at: Instan
     }
 }
 
-/// Free the collided tuple for the same link ([`crate::reclaim`]). False:
+/// Free the collided tuple for the same link ([`crate::ssh::reclaimer`]). False:
 /// the tuple is not fully known (no transfer on this link showed the server's
 /// data source port yet), so rotate this once. An error means reclaiming does
 /// not work here: a helper that failed, or a tuple that collides again
 /// although reclaimed twice (the second time waiting longer, for a distant
 /// FTP host's answer).
-async fn reclaim(link: &mut Link<'_>, tuple: Option<pacing::DataTuple>, attempt: &mut Attempt) -> Result<bool> {
+async fn reclaim(link: &mut Link<'_>, tuple: Option<crate::tcp::DataTuple>, attempt: &mut Attempt) -> Result<bool> {
     let Some(tuple) = tuple.filter(|t| t.server_port.is_some()) else { return Ok(false) };
     if attempt.reclaimed >= 2 {
         anyhow::bail!("the TIME_WAIT of {tuple} survived reclaiming (tcp_rfc1337=1 on the FTP server's host?)");

@@ -1,7 +1,7 @@
 //! Finding the proxy port P: the source port of the SSH server's connection
 //! to the FTP server, as the FTP server sees it (FIELD-NOTES section 3).
 //!
-//! Where the relay runs ([`crate::relay`]) it reports P itself. Elsewhere
+//! Where the relay runs ([`crate::ssh::relay`]) it reports P itself. Elsewhere
 //! (no perl, python3 or socat on the SSH server) P is read off the socket
 //! table: sshd's own process is not readable by the SSH user, so we diff
 //! `/proc/net/tcp{,6}` before and after opening the control connection and
@@ -18,8 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{bail, Context, Result};
 
-use crate::session::Session;
-use crate::socktable::{self, Entry, TcpState};
+use crate::ssh::Session;
+use crate::tcp::table::{self, Entry, TcpState};
 
 /// The remote command: our uid, then both socket tables.
 const SNAPSHOT_COMMAND: &str = "id -u; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
@@ -81,7 +81,7 @@ impl Turn {
 pub fn parse_snapshot(text: &str) -> Result<Snapshot> {
     let (uid, tables) = text.split_once('\n').context("empty output")?;
     let uid = uid.trim().parse().with_context(|| format!("`id -u` said {uid:?}"))?;
-    let entries = socktable::parse(tables);
+    let entries = table::parse(tables);
     if entries.is_empty() {
         bail!("/proc/net/tcp is empty or unreadable (is the SSH server Linux?)");
     }
@@ -109,7 +109,7 @@ pub fn find_proxy(
     ftp_ip: Option<IpAddr>,
     ftp_port: u16,
 ) -> Result<(SocketAddr, SocketAddr), NotFound> {
-    let new: Vec<&Entry> = socktable::new_entries(&before.entries, &after.entries)
+    let new: Vec<&Entry> = table::new_entries(&before.entries, &after.entries)
         .into_iter()
         .filter(|e| e.state == TcpState::Established && e.remote.port() == ftp_port)
         .filter(|e| ftp_ip.is_none_or(|ip| e.remote.ip() == ip.to_canonical()))
