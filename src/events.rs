@@ -12,7 +12,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::ftp::Dialect;
@@ -125,6 +126,11 @@ pub enum Event {
         /// Why.
         why: String,
     },
+    /// Reclaiming did not free a tuple here: collisions rotate from now on.
+    ReclaimFailed {
+        /// The collision and why reclaiming failed.
+        why: String,
+    },
     /// A wait began.
     Waiting {
         /// How long.
@@ -159,10 +165,19 @@ pub enum Event {
         /// Our own late connection (a transfer given up before it came), not a theft.
         late: bool,
     },
+    /// One item of a bulk run ended, well or not.
+    JobDone {
+        /// Items ended so far.
+        done: usize,
+        /// Items in the run.
+        total: usize,
+    },
     /// A transfer failed for a passing reason and will be tried again.
     Retrying {
-        /// What and why.
+        /// What: `get NAME`.
         what: String,
+        /// Why: the error on one line.
+        error: String,
         /// Which retry.
         retry: u32,
         /// After how long.
@@ -182,7 +197,7 @@ impl fmt::Display for Event {
             ),
             Event::ControlOpened { via: Via::SocketTable, proxy, ftp } => write!(
                 f,
-                "proxy port P = {} on {} (from the socket table; to the FTP server {ftp})",
+                "proxy port P = {} on {} (from the socket table), to the FTP server {ftp}",
                 proxy.port(),
                 proxy.ip()
             ),
@@ -220,6 +235,7 @@ impl fmt::Display for Event {
                 "TIME_WAIT collision on {tuple}: reclaimed the 4-tuple with a SYN from its proxy end; same control connection"
             ),
             Event::Rotated { why } => write!(f, "{why}; rotating to another control connection (new proxy port, new 4-tuple)"),
+            Event::ReclaimFailed { why } => write!(f, "{why}; rotating to other control connections from now on"),
             Event::Waiting { total, cause } => write!(f, "{cause}; waiting {:.1} s", total.as_secs_f64()),
             Event::Waited { total, cause } => write!(f, "waited {:.1} s: {cause}", total.as_secs_f64()),
             Event::FellBack { why, .. } => {
@@ -231,7 +247,8 @@ impl fmt::Display for Event {
                 "refused a connection from {from} to the forwarded data port {to}: {why} (possible data port theft)"
             ),
             Event::StrayRefused { from, to, why, late: true } => write!(f, "refused a late data connection from {from} to {to}: {why}"),
-            Event::Retrying { what, retry, delay } => write!(f, "{what}; retry {retry} in {delay:.1?}"),
+            Event::JobDone { done, total } => write!(f, "{done} of {total} done"),
+            Event::Retrying { what, error, retry, delay } => write!(f, "{what}: {error}; retry {retry} in {delay:.1?}"),
         }
     }
 }
@@ -248,15 +265,28 @@ impl<F: Fn(&Event) + Send + Sync> Observer for F {
     }
 }
 
-/// Where the procedure emits: the observers of this run. Cheap to clone.
+/// Where the procedure emits: the observers of this run. Cheap to clone; a
+/// clone shares the list ([`Events::fork`] makes a separate one).
 #[derive(Clone, Default)]
 pub struct Events {
-    observers: Vec<Arc<dyn Observer>>,
+    observers: Arc<RwLock<Vec<(u64, Arc<dyn Observer>)>>>,
 }
 
 impl fmt::Debug for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Events({} observers)", self.observers.len())
+        write!(f, "Events({} observers)", self.observers.read().unwrap().len())
+    }
+}
+
+/// Watching until dropped (see [`Events::watch`]).
+pub struct Watching {
+    events: Events,
+    id: u64,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.events.observers.write().unwrap().retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -266,16 +296,31 @@ impl Events {
         Events::default()
     }
 
-    /// These observers and one more.
+    /// A separate list with the same observers and one more.
     pub fn with(&self, observer: Arc<dyn Observer>) -> Events {
-        let mut observers = self.observers.clone();
-        observers.push(observer);
-        Events { observers }
+        let events = self.fork();
+        std::mem::forget(events.watch(observer));
+        events
+    }
+
+    /// A separate list with the same observers: what is added to one later
+    /// is not seen by the other (one per SSH session, so a worker of a bulk
+    /// run watches only its own).
+    pub fn fork(&self) -> Events {
+        Events { observers: Arc::new(RwLock::new(self.observers.read().unwrap().clone())) }
+    }
+
+    /// Add `observer` to this list until the returned guard is dropped.
+    pub fn watch(&self, observer: Arc<dyn Observer>) -> Watching {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.observers.write().unwrap().push((id, observer));
+        Watching { events: self.clone(), id }
     }
 
     /// Tell every observer.
     pub fn emit(&self, event: Event) {
-        for o in &self.observers {
+        for (_, o) in self.observers.read().unwrap().iter() {
             o.see(&event);
         }
     }
@@ -316,6 +361,19 @@ mod tests {
         events.emit(Event::Received("226 ok".into()));
         let want = vec![Event::Sent("RETR x".into()), Event::Received("226 ok".into())];
         assert_eq!((a.take(), b.take()), (want.clone(), want));
+    }
+
+    #[test]
+    fn a_watch_ends_with_its_guard_and_forks_are_separate() {
+        let base = Events::none();
+        let fork = base.fork();
+        let seen = Arc::new(Recorder::default());
+        let watching = fork.watch(seen.clone());
+        base.emit(Event::Sent("NOOP".into()));
+        fork.emit(Event::Sent("PWD".into()));
+        drop(watching);
+        fork.emit(Event::Sent("QUIT".into()));
+        assert_eq!(seen.take(), vec![Event::Sent("PWD".into())]);
     }
 
     #[test]

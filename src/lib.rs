@@ -35,7 +35,6 @@
 pub mod cli;
 pub mod credentials;
 pub mod dataport;
-pub mod endpoint;
 pub mod error;
 pub mod events;
 pub mod ftp;

@@ -1,7 +1,6 @@
 //! The bulk commands' plumbing: turning `mget` globs, `mput` files and a
 //! batch file into [`Item`]s, the lock, the report, the summary line.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -46,17 +45,15 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
         Cmd::Batch { file } => batch_items(file)?,
         _ => unreachable!("run_bulk is only called for bulk commands"),
     };
-    let show = !cli.quiet && std::io::stderr().is_terminal();
     let opts = jobs::Options {
         jobs: usize::from(args.jobs),
         pace: args.pace,
         continue_on_error: args.continue_on_error,
         retries: args.retries,
-        show,
     };
     let (report, first_failure) = match &cli.command {
         Cmd::Mget { globs, dir } => {
-            let session = until_interrupted(interrupt, Session::connect(&plan.target)).await?;
+            let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
             let listing = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let items = expand_mget(&mut link, globs, dir.as_deref()).await?;
@@ -64,7 +61,7 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
             };
             let listed = match until_interrupted(interrupt, listing).await {
                 Ok((link, items)) => Ok(jobs::run(plan.clone(), items, opts, Some((&session, link)), interrupt).await),
-                Err(e) if e.is::<Interrupted>() => Err(e),
+                Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
                 Err(e) => Err(session.attribute(e).await),
             };
             session.close().await;

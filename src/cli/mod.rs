@@ -3,18 +3,21 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::endpoint::{self, DEFAULT_FTP};
+use crate::error::Classify;
 use crate::error::{classified, Kind};
+use crate::events::Events;
 use crate::interrupt::{Interrupted, Watch};
-use crate::jobs::{Pace, Plan};
+use crate::jobs::Plan;
 use crate::link::{DataMode, Link, Spec};
+use crate::ssh::endpoint::{self, DEFAULT_FTP};
 use crate::ssh::Session;
+use crate::timewait::Pace;
 use crate::{credentials, transfer};
 
 mod install;
@@ -163,7 +166,7 @@ pub struct BulkArgs {
 /// Run the program; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    crate::cli::output::init(cli.verbose, cli.quiet);
+    output::init(cli.verbose, cli.quiet);
     let outcome = match cli.command {
         // Generated text only: no SSH server, password, HOME or network needed.
         Cmd::Completions { shell } => install::print(&install::completions(shell)).map(|()| 0),
@@ -190,7 +193,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
     match &cli.command {
         Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
             tracing::info!("connecting to SSH server {}@{}:{}", plan.target.user, plan.target.host, plan.target.port);
-            let session = until_interrupted(interrupt, Session::connect(&plan.target)).await?;
+            let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
             let work = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let outcome = execute(cli, &mut link).await;
@@ -198,7 +201,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
                 outcome
             };
             let result = match until_interrupted(interrupt, work).await {
-                Err(e) if e.is::<Interrupted>() => Err(e),
+                Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
                 Err(e) => Err(session.attribute(e).await),
                 Ok(()) => Ok(()),
             };
@@ -215,7 +218,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
 pub(crate) async fn until_interrupted<T>(interrupt: &Watch, work: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::select! {
         out = work => out,
-        signal = interrupt.wait() => Err(Interrupted(signal).into()),
+        signal = interrupt.wait() => Err(Interrupted(signal).classified()),
     }
 }
 
@@ -250,7 +253,7 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::io::stdin().is_terminal(),
     )?;
     let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
-    Ok(Plan { target, spec })
+    Ok(Plan { target, spec, events: observers(cli) })
 }
 
 async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
@@ -258,23 +261,18 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
     let (what, bytes) = match &cli.command {
         Cmd::Get { remote, local } => {
             let path = transfer::local_target(remote, local.as_deref())?;
-            let bar = progress_bar(cli.quiet);
-            let n = transfer::get(link, remote, &path, &bar).await.with_context(|| format!("get {remote}"))?;
-            bar.finish_and_clear();
+            let n = transfer::get(link, remote, &path).await.with_context(|| format!("get {remote}"))?;
             (format!("{remote} -> {}", path.display()), n)
         }
         Cmd::Put { local, remote } => {
             let remote = remote_target(local, remote.as_deref())?;
-            let bar = progress_bar(cli.quiet);
-            let n =
-                transfer::put(link, local, &remote, &bar).await.with_context(|| format!("put {}", local.display()))?;
-            bar.finish_and_clear();
+            let n = transfer::put(link, local, &remote).await.with_context(|| format!("put {}", local.display()))?;
             (format!("{} -> {remote}", local.display()), n)
         }
         Cmd::Ls { path } => {
             return transfer::list(link, path.as_deref(), &mut std::io::stdout().lock()).await.context("ls");
         }
-        _ => unreachable!("bulk commands run in run_bulk"),
+        _ => unreachable!("bulk commands run in many::run"),
     };
     if !cli.quiet {
         let secs = started.elapsed().as_secs_f64();
@@ -299,17 +297,15 @@ pub(crate) fn remote_target(local: &Path, remote: Option<&str>) -> Result<String
     })
 }
 
-/// A progress bar on a terminal, nothing otherwise.
-fn progress_bar(quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// Who watches this run: the `-v` trace always (its level filter decides
+/// what shows), bars and countdowns on a terminal unless `-q`.
+fn observers(cli: &Cli) -> Events {
+    let events = Events::none().with(Arc::new(output::Trace));
+    if cli.quiet || !std::io::stderr().is_terminal() {
+        return events;
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bytes:>10} / {total_bytes:10} {wide_bar} {binary_bytes_per_sec:>12} {eta:>4}")
-            .expect("valid template"),
-    );
-    bar
+    let bulk = matches!(cli.command, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. });
+    events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() }))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 
 pub mod discovery;
 pub mod forward;
+pub mod passive;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -27,9 +28,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::error::Kind;
-use crate::ftp::control::Control;
+use crate::events::{Event, Via};
+use crate::ftp::control::{Control, Line, Transcript};
 use crate::ftp::{Dialect, Reply};
-use crate::link::Spec;
+use crate::ssh::endpoint::FtpTarget;
 use crate::ssh::relay;
 use crate::ssh::Session;
 use discovery::{Listener, NotFound};
@@ -107,10 +109,10 @@ impl Prepared {
 
 /// Open a control connection with its default-port data path: through the
 /// relay where one runs, else by the socket-table diff.
-pub async fn prepare(session: &Session, spec: &Spec) -> Result<Prepared> {
-    match through_relay(session, spec).await {
+pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<Prepared> {
+    match through_relay(session, ftp, timeout).await {
         Err(e) => match e.downcast::<relay::Unavailable>() {
-            Ok(unavailable) => by_socket_table(session, spec, unavailable).await,
+            Ok(unavailable) => by_socket_table(session, ftp, timeout, unavailable).await,
             Err(e) => Err(e),
         },
         prepared => prepared,
@@ -119,11 +121,14 @@ pub async fn prepare(session: &Session, spec: &Spec) -> Result<Prepared> {
 
 /// Open a control connection with sshd's own socket (direct-tcpip, the `-L`
 /// of the book) and read the greeting.
-pub async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, Reply)> {
-    let ftp = &spec.ftp;
+pub async fn connect_direct(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {
     let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
-    let mut control = Control::new(channel.into_stream(), spec.timeout);
+    let mut control = Control::new(channel.into_stream(), timeout).with_transcript(transcript(session));
     let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+    if let Ok(ip) = ftp.host.parse::<IpAddr>() {
+        let (proxy, ftp) = (SocketAddr::from(([0, 0, 0, 0], 0)), SocketAddr::new(ip, ftp.port));
+        session.events().emit(Event::ControlOpened { via: Via::Direct, proxy, ftp });
+    }
     Ok((control, greeting))
 }
 
@@ -131,24 +136,22 @@ pub async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, 
 /// without SO_REUSEADDR holds it), or a data connection to it is still in
 /// TIME_WAIT, another relay is opened while this one is held, so it gets
 /// another P.
-async fn through_relay(session: &Session, spec: &Spec) -> Result<Prepared> {
-    let ftp = &spec.ftp;
+async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<Prepared> {
     let mut held = Vec::new();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let relayed = relay::open(session, &ftp.host, ftp.port).await?;
         let (local, peer) = (relayed.local, relayed.peer);
-        let mut control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, spec.timeout);
+        let control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, timeout);
+        let mut control = control.with_transcript(transcript(session));
         let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
         let dialect = Dialect::of(&greeting);
         let target = dialect.data_port(local.port()).context("proxy port 0")?;
-        tracing::info!(
-            "control connection through the {} relay: P = {} on {}; the FTP server is {dialect} ({target})",
-            relayed.interpreter.name(),
-            local.port(),
-            local.ip()
-        );
+        let via = Via::Relay(relayed.interpreter.name());
+        let events = session.events();
+        events.emit(Event::ControlOpened { via, proxy: local, ftp: SocketAddr::new(peer, ftp.port) });
+        events.emit(Event::DialectChosen { dialect, data_port: target });
         let wanted = SocketAddr::new(local.ip(), target);
         let forward =
             ReverseForward::request(session, &local.ip().to_string(), target, dialect.spare_port(local.port())).await;
@@ -156,7 +159,7 @@ async fn through_relay(session: &Session, spec: &Spec) -> Result<Prepared> {
         let control_ends = (local, SocketAddr::new(peer, ftp.port));
         match judge_forward(forward, table, wanted, control_ends) {
             Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES => {
-                tracing::info!("{why}; opening another relay");
+                session.events().emit(Event::Detour(format!("{why}; opening another relay")));
                 cancel(session, forward).await;
                 held.push(control); // so that the next relay gets another P
             }
@@ -238,14 +241,19 @@ fn judge_forward(
 
 /// The path where no relay runs: P from the socket-table diff (ProFTPD only:
 /// an RFC 959 server needs the relay whatever P is).
-async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Unavailable) -> Result<Prepared> {
+async fn by_socket_table(
+    session: &Session,
+    ftp: &FtpTarget,
+    timeout: Duration,
+    unavailable: relay::Unavailable,
+) -> Result<Prepared> {
     let no_relay = if unavailable.none_installed {
         Fallback::NoRelay(unavailable.tried.join("; "))
     } else {
         Fallback::RelayFailed(unavailable.tried.join("; "))
     };
-    tracing::info!("{no_relay}; finding P in the SSH server's socket table instead");
-    let ftp = &spec.ftp;
+    let events = session.events();
+    events.emit(Event::Detour(format!("{no_relay}; finding P in the SSH server's socket table instead")));
     let ftp_ip = ftp.host.parse::<IpAddr>().ok();
     let mut held = Vec::new(); // connections whose P-1 would not do, kept so the next gets another P
     let mut attempt = 0u32;
@@ -261,7 +269,7 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
             Ok(before) => discovery::snapshot(session).await.map(|after| (before, after)),
             Err(e) => Err(e),
         };
-        let mut control = Control::new(channel.into_stream(), spec.timeout);
+        let mut control = Control::new(channel.into_stream(), timeout).with_transcript(transcript(session));
         let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
         if Dialect::of(&greeting) == Dialect::Rfc959 {
             return Ok(Prepared::without_forward(control, ftp_ip, Fallback::NeedsRelay(no_relay.to_string())));
@@ -276,21 +284,17 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
                 turn.leave(None);
                 control.quit().await;
                 let pause = jitter(attempt);
-                tracing::info!("{e}; trying again in {pause:.0?}");
+                events.emit(Event::Detour(format!("{e}; trying again in {pause:.0?}")));
                 tokio::time::sleep(pause).await;
                 continue;
             }
             Err(e) => return Ok(Prepared::without_forward(control, ftp_ip, Fallback::Discovery(e.to_string()))),
         };
         let target = local.port().checked_sub(1).context("proxy port 0")?;
-        tracing::info!(
-            "proxy port P = {} on {} (from the socket table); the FTP server is {} ({target})",
-            local.port(),
-            local.ip(),
-            Dialect::ProFtpd
-        );
+        events.emit(Event::ControlOpened { via: Via::SocketTable, proxy: local, ftp: remote });
+        events.emit(Event::DialectChosen { dialect: Dialect::ProFtpd, data_port: target });
         if let Some(why) = discovery::port_busy(&after.entries, target).filter(|_| attempt < MAX_PROXY_TRIES as u32) {
-            tracing::info!("port {target} will not do: {why}; opening another control connection");
+            events.emit(Event::Detour(format!("port {target} will not do: {why}; opening another control connection")));
             turn.leave(Some(after));
             held.push(control);
             continue;
@@ -309,7 +313,12 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
 /// are tried.
 async fn settle(session: &Session, control: Control, ftp_ip: Option<IpAddr>, judged: Judged) -> Prepared {
     let (why, forward) = match judged {
-        Judged::Use(forward) => return Prepared { control, ftp_ip, forward: Ok(forward) },
+        Judged::Use(forward) => {
+            if let Some(listen) = forward.listen_addr() {
+                session.events().emit(Event::ForwardListening { listen, spare: forward.ports.get(1).copied() });
+            }
+            return Prepared { control, ftp_ip, forward: Ok(forward) };
+        }
         Judged::Another(why, forward) => (Fallback::ForwardRefused(why), forward),
         Judged::GiveUp(why, forward) => (why, forward),
     };
@@ -321,6 +330,17 @@ async fn cancel(session: &Session, forward: Option<ReverseForward>) {
     if let Some(forward) = forward {
         forward.cancel(session).await;
     }
+}
+
+/// The control connection's lines, as events.
+fn transcript(session: &Session) -> Transcript {
+    let events = session.events().clone();
+    Box::new(move |line| {
+        events.emit(match line {
+            Line::Sent(l) => Event::Sent(l.into()),
+            Line::Received(l) => Event::Received(l.into()),
+        })
+    })
 }
 
 /// A random pause before diff number `attempt + 1` (std's randomly keyed

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{parse_reply, Command, Reply};
-use crate::error::Kind;
+use crate::error::{Classify, Kind};
 
 /// How long to wait for any reply unless told otherwise (`--timeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,9 +42,9 @@ pub struct FtpError {
     pub reply: Reply,
 }
 
-impl FtpError {
+impl Classify for FtpError {
     /// Refusals (login, missing file, permission) apart from data connection failures.
-    pub fn kind(&self) -> Kind {
+    fn kind(&self) -> Kind {
         match self.reply.code {
             425 | 426 | 451 => Kind::Transfer,
             400..=599 => Kind::FtpRefused,
@@ -59,6 +59,12 @@ impl FtpError {
 #[error("the FTP server closed the control connection")]
 pub struct ControlClosed;
 
+impl Classify for ControlClosed {
+    fn kind(&self) -> Kind {
+        Kind::Transfer
+    }
+}
+
 /// A command was refused locally because the conversation is not in step.
 #[derive(Debug, thiserror::Error)]
 pub enum OutOfStep {
@@ -68,6 +74,12 @@ pub enum OutOfStep {
     /// The stream failed or the server said something unreadable: nothing more can be trusted.
     #[error("the FTP control connection is unusable ({0})")]
     Broken(String),
+}
+
+impl Classify for OutOfStep {
+    fn kind(&self) -> Kind {
+        Kind::Transfer
+    }
 }
 
 /// Where the conversation stands.
@@ -81,6 +93,18 @@ enum State {
     Broken(String),
 }
 
+/// A line of the conversation, as it goes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// Sent by us (passwords redacted).
+    Sent(&'a str),
+    /// Received from the server.
+    Received(&'a str),
+}
+
+/// Who hears the conversation (the `-v` trace, through the event stream).
+pub type Transcript = Box<dyn Fn(Line<'_>) + Send + Sync>;
+
 /// One FTP control connection.
 pub struct Control {
     stream: Box<dyn Stream>,
@@ -88,13 +112,21 @@ pub struct Control {
     state: State,
     /// How long to wait for a reply.
     pub timeout: Duration,
+    transcript: Transcript,
 }
 
 impl Control {
     /// Wrap a connected stream; the caller reads the greeting with [`Control::greeting`].
     pub fn new(stream: impl Stream + 'static, timeout: Duration) -> Control {
         // The greeting is owed as if "connect" were a command.
-        Control { stream: Box::new(stream), buf: Vec::new(), state: State::Owed("connect".into()), timeout }
+        let transcript = Box::new(|_: Line<'_>| {});
+        Control { stream: Box::new(stream), buf: Vec::new(), state: State::Owed("connect".into()), timeout, transcript }
+    }
+
+    /// Tell `transcript` every line sent and received from now on.
+    pub fn with_transcript(mut self, transcript: Transcript) -> Control {
+        self.transcript = transcript;
+        self
     }
 
     /// True when every command sent has had its final reply: the next command may go.
@@ -110,7 +142,7 @@ impl Control {
     pub async fn resync(&mut self, bound: Duration) -> Result<()> {
         let owed = match &self.state {
             State::InStep => return Ok(()),
-            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).into()),
+            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
             State::Owed(cmd) => cmd.clone(),
         };
         tracing::debug!("bringing the control connection back in step: reading on to the final reply to {owed}");
@@ -118,7 +150,7 @@ impl Control {
             return Ok(());
         }
         if !matches!(self.state, State::Owed(_)) {
-            return Err(OutOfStep::Broken(format!("no final reply to {owed}")).into());
+            return Err(OutOfStep::Broken(format!("no final reply to {owed}")).classified());
         }
         tracing::debug!("no final reply to {owed} within {bound:?}: sending ABOR");
         let aborting = async {
@@ -162,7 +194,7 @@ impl Control {
             reply = self.read_reply().await?;
         }
         if reply.code != 220 {
-            return Err(FtpError { command: "connect".into(), reply }.into());
+            return Err(FtpError { command: "connect".into(), reply }.classified());
         }
         Ok(reply)
     }
@@ -190,7 +222,7 @@ impl Control {
             if let Some((reply, used)) = parsed {
                 self.buf.drain(..used);
                 for line in &reply.lines {
-                    tracing::info!(target: "ftp", "{line}");
+                    (self.transcript)(Line::Received(line));
                 }
                 if !reply.is_preliminary() && matches!(self.state, State::Owed(_)) {
                     self.state = State::InStep;
@@ -207,7 +239,7 @@ impl Control {
             };
             if n == 0 {
                 self.state = State::Broken("closed".into());
-                return Err(ControlClosed.into());
+                return Err(ControlClosed.classified());
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -217,8 +249,8 @@ impl Control {
     pub async fn send(&mut self, cmd: &Command) -> Result<()> {
         match &self.state {
             State::InStep => {}
-            State::Owed(c) => return Err(OutOfStep::Owed(c.clone()).into()),
-            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).into()),
+            State::Owed(c) => return Err(OutOfStep::Owed(c.clone()).classified()),
+            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
         }
         self.write(cmd).await?;
         self.state = State::Owed(cmd.redacted());
@@ -228,7 +260,7 @@ impl Control {
     /// Put one command on the wire, whatever the state (ABOR is sent while a transfer owes its reply).
     async fn write(&mut self, cmd: &Command) -> Result<()> {
         let wire = cmd.to_wire()?;
-        tracing::info!(target: "ftp", "---> {}", cmd.redacted());
+        (self.transcript)(Line::Sent(&cmd.redacted()));
         let written = async {
             self.stream.write_all(&wire).await?;
             self.stream.flush().await
@@ -252,7 +284,7 @@ impl Control {
         if ok(&reply) {
             Ok(reply)
         } else {
-            Err(FtpError { command: cmd.redacted(), reply }.into())
+            Err(FtpError { command: cmd.redacted(), reply }.classified())
         }
     }
 
@@ -308,7 +340,7 @@ mod tests {
         server.write_all(b"220 hi\r\n331 Password required\r\n530 Login incorrect.\r\n").await.unwrap();
         control.greeting().await.unwrap();
         let err = control.login("u", "bad").await.unwrap_err();
-        let ftp = err.downcast_ref::<FtpError>().unwrap();
+        let ftp = crate::error::find::<FtpError>(&err).unwrap();
         assert_eq!((ftp.reply.code, ftp.kind()), (530, Kind::FtpRefused));
         assert_eq!(ftp.command, "PASS ****");
     }
@@ -333,7 +365,7 @@ mod tests {
         control.send(&Command::Retr("big.bin".into())).await.unwrap();
         assert!(control.read_reply().await.unwrap().is_preliminary());
         let refused = control.send(&Command::Stor("up.bin".into())).await.unwrap_err();
-        assert!(matches!(refused.downcast_ref::<OutOfStep>(), Some(OutOfStep::Owed(c)) if c == "RETR big.bin"));
+        assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Owed(c)) if c == "RETR big.bin"));
         server.write_all(b"226 Transfer complete\r\n213 10876\r\n").await.unwrap();
         control.resync(Duration::from_secs(1)).await.unwrap();
         assert_eq!(control.command(&Command::Size("small.bin".into())).await.unwrap().code, 213);
@@ -377,7 +409,7 @@ mod tests {
         // Silent: neither the transfer's end nor ABOR's answer comes.
         assert!(control.resync(Duration::from_millis(50)).await.is_err());
         let refused = control.send(&Command::Noop).await.unwrap_err();
-        assert!(matches!(refused.downcast_ref::<OutOfStep>(), Some(OutOfStep::Broken(_))));
+        assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Broken(_))));
         drop(server);
     }
 
@@ -387,7 +419,7 @@ mod tests {
         let mut control = Control::new(client, REPLY_TIMEOUT);
         drop(server);
         let err = control.greeting().await.unwrap_err();
-        assert!(err.downcast_ref::<ControlClosed>().is_some());
+        assert!(crate::error::find::<ControlClosed>(&err).is_some());
         assert!(!control.in_step());
     }
 }

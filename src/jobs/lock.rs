@@ -57,7 +57,7 @@ pub fn acquire_in(dir: &Path, key: &str) -> Result<Lock> {
     if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() || meta.mode() & 0o022 != 0 {
         bail!("the lock directory {} is not a directory private to this user", dir.display());
     }
-    let path = dir.join(format!("{:016x}.lock", fnv1a64(key.as_bytes())));
+    let path = dir.join(format!("{:016x}.lock", crate::transfer::part::fnv1a64(key.as_bytes())));
     // No truncate on open: the file may hold the current holder's pid.
     let file = OpenOptions::new()
         .read(true)
@@ -86,22 +86,9 @@ pub fn acquire_in(dir: &Path, key: &str) -> Result<Lock> {
     Ok(Lock { path, _file: file })
 }
 
-/// FNV-1a, 64 bits: stable across Rust releases, unlike `DefaultHasher`, so
-/// runs built by different compilers agree on the file name.
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv_known_values() {
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
-    }
 
     #[test]
     fn lock_dir_prefers_xdg_runtime_dir() {

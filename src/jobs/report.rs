@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::events::Event;
 use crate::jobs::batch::Op;
 
 /// Exit code when some transfers succeeded and some failed.
@@ -63,6 +64,55 @@ pub struct Record {
     pub outcome: Outcome,
     /// The error chain on one line, for a failure.
     pub error: Option<String>,
+}
+
+impl Record {
+    /// A fresh record for one transfer: failed until it succeeds.
+    pub fn new(op: Op, source: &str, target: &str) -> Record {
+        Record {
+            op,
+            source: source.into(),
+            target: target.into(),
+            bytes: 0,
+            seconds: 0.0,
+            waits: vec![],
+            retries: 0,
+            rotations: 0,
+            reclaims: 0,
+            data_path: String::new(),
+            verified: "none".into(),
+            outcome: Outcome::Failed,
+            error: None,
+        }
+    }
+
+    /// What one event of this transfer's changes in its record: the report
+    /// is a view of the event stream, like the `-v` trace.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Reclaimed { .. } => self.reclaims += 1,
+            Event::Rotated { .. } => self.rotations += 1,
+            Event::Waited { total, cause } => {
+                self.waits.push(Wait { seconds: total.as_secs_f64(), cause: cause.clone() })
+            }
+            Event::Retrying { error, delay, .. } => {
+                self.retries += 1;
+                self.waits.push(Wait { seconds: delay.as_secs_f64(), cause: format!("retry after: {error}") });
+            }
+            Event::DataAccepted { .. } => self.data_path = "default-port".into(),
+            Event::PassiveData { .. } => self.data_path = "passive".into(),
+            Event::TransferDone { bytes, verified, .. } => {
+                self.bytes = *bytes;
+                self.verified = match (self.op, verified) {
+                    (Op::Get, true) => format!("size {bytes} = announced"),
+                    (Op::Get, false) => "none".into(),
+                    // put fails when SIZE disagrees; a server without SIZE leaves it unchecked.
+                    (Op::Put, _) => format!("size {bytes} (SIZE when the server has it)"),
+                };
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Totals over a run; the `summary` object of the JSON file.

@@ -10,16 +10,13 @@
 //! [`wait_out`] for the figure plus [`MARGIN`]), or follows [`collision_backoff`] when it cannot
 //! (FTP server on another host, SSH server not Linux).
 
-use std::io::IsTerminal;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backon::{ExponentialBackoff, ExponentialBuilder};
-use indicatif::ProgressBar;
-use tokio::time::{interval, sleep_until, Instant};
 
-use crate::jobs::report::Wait;
+use crate::error::{classified, Kind};
+use crate::events::{Event, Events};
 use crate::ssh::Session;
 use crate::tcp::table::{self, Entry};
 use crate::tcp::tuple::{time_wait_left, DataTuple};
@@ -70,28 +67,14 @@ pub fn collision_backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// Sleeps `total`. Logs `{what}; waiting 59.7 s` once at the start, so `what` should carry the
-/// reason and the measured figure (`TIME_WAIT of 127.0.0.1:2020 -> 127.0.0.1:40000 has 59.2 s left
-/// (measured on the server)`). When `show` is set and stderr is a terminal, also counts down on
-/// stderr (`waiting 59 s: {what}`), because a minute of silence looks like a hang.
-pub async fn wait_out(total: Duration, what: &str, show: bool) {
-    tracing::info!("{what}; waiting {:.1} s", total.as_secs_f64());
-    let deadline = Instant::now() + total;
-    if !show || !std::io::stderr().is_terminal() {
-        return sleep_until(deadline).await;
-    }
-    let bar = ProgressBar::new_spinner();
-    let mut tick = interval(Duration::from_secs(1));
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // Rounded up, so the countdown never shows 0 while still waiting.
-        bar.set_message(format!("waiting {} s: {what}", left.as_secs_f64().ceil()));
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = sleep_until(deadline) => break,
-        }
-    }
-    bar.finish_and_clear();
+/// Sleeps `total`, told as [`Event::Waiting`] at the start (the `-v` line, and a countdown on a
+/// terminal) and [`Event::Waited`] at the end (the report's record of it). `what` should carry the
+/// reason and the measured figure (`TIME_WAIT of 127.0.0.1:2020 -> 127.0.0.1:40000 has 59.2 s
+/// left (measured on the server)`).
+pub async fn wait_out(events: &Events, total: Duration, what: &str) {
+    events.emit(Event::Waiting { total, cause: what.into() });
+    tokio::time::sleep(total).await;
+    events.emit(Event::Waited { total, cause: what.into() });
 }
 
 /// `--pace wait`: measure the TIME_WAIT timer on the server and wait exactly
@@ -99,15 +82,9 @@ pub async fn wait_out(total: Duration, what: &str, show: bool) {
 /// entry cannot be seen (FTP server on another host, or not Linux).
 ///
 /// `blind` is the caller's backoff schedule for unseen entries, kept across
-/// collisions of one transfer. Returns the waits made, for the report.
-pub async fn wait_for(
-    session: &Session,
-    tuple: Option<&DataTuple>,
-    show: bool,
-    blind: &mut ExponentialBackoff,
-) -> Result<Vec<Wait>> {
+/// collisions of one transfer.
+pub async fn wait_for(session: &Session, tuple: Option<&DataTuple>, blind: &mut ExponentialBackoff) -> Result<()> {
     let mut measured = false;
-    let mut waits = Vec::new();
     loop {
         let left = match tuple {
             Some(t) => measure(session, t).await?.map(|left| (t, left)),
@@ -116,23 +93,20 @@ pub async fn wait_for(
         let (delay, cause) = match left {
             Some((t, left)) => {
                 measured = true;
+                session.events().emit(Event::TimeWaitLeft { tuple: *t, left });
                 let cause = format!("TIME_WAIT of {t} has {:.1} s left (measured on the server)", left.as_secs_f64());
                 (left + MARGIN, cause)
             }
             // Gone: the kernel has reaped it (it may linger a little past 0 ticks).
-            None if measured => return Ok(waits),
+            None if measured => return Ok(()),
             None => match blind.next() {
                 Some(d) => (d, "TIME_WAIT collision, its entry not visible from the SSH server: backing off".into()),
-                None => anyhow::bail!(crate::error::classified(
-                    crate::error::Kind::Transfer,
-                    "TIME_WAIT collisions did not stop"
-                )),
+                None => anyhow::bail!(classified(Kind::Transfer, "TIME_WAIT collisions did not stop")),
             },
         };
-        wait_out(delay, &cause, show).await;
-        waits.push(Wait { seconds: delay.as_secs_f64(), cause });
+        wait_out(session.events(), delay, &cause).await;
         if !measured {
-            return Ok(waits); // after a blind wait, the retry itself is the test
+            return Ok(()); // after a blind wait, the retry itself is the test
         }
     }
 }
@@ -176,7 +150,7 @@ mod tests {
     #[tokio::test]
     async fn wait_out_sleeps_the_total() {
         let start = std::time::Instant::now();
-        wait_out(Duration::from_millis(30), "test", false).await;
+        wait_out(&Events::none(), Duration::from_millis(30), "test").await;
         assert!(start.elapsed() >= Duration::from_millis(30));
     }
 }

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use russh::ChannelMsg;
 
 use crate::error::{classified, Kind};
+use crate::events::Event;
 use crate::ftp::Command;
 use crate::link::Link;
 pub use crate::transfer::part::PartFile;
@@ -33,9 +33,9 @@ const CHUNK: usize = 64 * 1024;
 const MAX_LISTING: usize = 16 << 20;
 
 /// Download `remote` into `local` (a file path). Returns the byte count.
-pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &ProgressBar) -> Result<u64> {
+pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64> {
     let part = PartFile::open(local)?;
-    let (n, _) = fetch(link, remote, &part, bar).await?;
+    let (n, _) = fetch(link, remote, &part).await?;
     part.commit(local)?;
     Ok(n)
 }
@@ -44,33 +44,30 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &Progress
 /// holds from an earlier attempt or run if SIZE says the remote file is at
 /// least that long (else starting over); verifies the size where the server
 /// tells it. Returns the total size and whether it was verified.
-pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &ProgressBar) -> Result<(u64, bool)> {
+pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result<(u64, bool)> {
     let expected = remote_size(link, remote).await;
     let mut offset = part.len()?;
     if offset > 0 && expected.is_none_or(|n| n < offset) {
-        tracing::info!(
+        link.events().emit(Event::Detour(format!(
             "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
             part.path.display()
-        );
+        )));
         part.restart()?;
         offset = 0;
     }
-    if let Some(n) = expected {
-        bar.set_length(n);
-    }
-    bar.set_position(offset);
     if offset > 0 {
         link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
-        tracing::info!("resuming {remote} at byte {offset}");
     }
     let cmd = Command::Retr(remote.into());
     let data = link.start(&cmd).await?;
+    let events = link.events().clone();
+    events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
     let mut out = BufWriter::with_capacity(4 * CHUNK, part.append()?);
     let mut received = offset;
     receive(data.channel, &format!("downloading {remote}"), |chunk| {
         out.write_all(chunk).with_context(|| format!("could not write {}", part.path.display()))?;
         received += chunk.len() as u64;
-        bar.inc(chunk.len() as u64);
+        events.emit(Event::Progress(chunk.len() as u64));
         Ok(())
     })
     .await?;
@@ -86,6 +83,7 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &Pro
             format!("{remote}: received {received} bytes, the server announced {want}; nothing saved"),
         ));
     }
+    events.emit(Event::TransferDone { name: remote.into(), bytes: received, verified: want.is_some() });
     Ok((received, want.is_some()))
 }
 
@@ -107,12 +105,13 @@ pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>
 }
 
 /// Upload `local` to `remote`. Returns the byte count.
-pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &ProgressBar) -> Result<u64> {
+pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64> {
     let mut file = File::open(local).with_context(|| format!("could not open {}", local.display()))?;
     let size = file.metadata()?.len();
-    bar.set_length(size);
     let cmd = Command::Stor(remote.into());
     let data = link.start(&cmd).await?;
+    let events = link.events().clone();
+    events.emit(Event::TransferStarted { name: remote.into(), offset: 0, size: Some(size) });
     // Nothing comes back on an upload's channel but window adjustments and
     // EOF/close; still, someone must read them, or the channel's bounded queue
     // fills and stalls the whole SSH session, control connection included.
@@ -136,7 +135,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
                 })?
                 .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
             sent += n as u64;
-            bar.inc(n as u64);
+            events.emit(Event::Progress(n as u64));
         }
     };
     let sent_all: Result<()> = sending.await;
@@ -150,9 +149,11 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
     let _ = channel.close().await;
     drain.abort();
     finished?;
-    if let Some(stored) = remote_size(link, remote).await.filter(|s| *s != sent) {
+    let stored = remote_size(link, remote).await;
+    if let Some(stored) = stored.filter(|s| *s != sent) {
         bail!(classified(Kind::Transfer, format!("{remote}: sent {sent} bytes but the server holds {stored}")));
     }
+    events.emit(Event::TransferDone { name: remote.into(), bytes: sent, verified: stored.is_some() });
     Ok(sent)
 }
 

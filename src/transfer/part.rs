@@ -40,7 +40,7 @@ pub fn part_name(name: &str) -> String {
     if plain.len() <= NAME_MAX {
         return plain;
     }
-    let hash = format!("{:016x}", crate::jobs::lock::fnv1a64(name.as_bytes()));
+    let hash = format!("{:016x}", fnv1a64(name.as_bytes()));
     let room = NAME_MAX - ".~".len() - hash.len() - SUFFIX.len();
     let mut end = room.min(name.len());
     while !name.is_char_boundary(end) {
@@ -134,9 +134,22 @@ impl Drop for PartFile {
     }
 }
 
+/// FNV-1a, 64 bits: stable across Rust releases, unlike `DefaultHasher`, so
+/// runs built by different compilers agree on the file name.
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fnv_known_values() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+    }
     use std::io::Write;
 
     #[test]

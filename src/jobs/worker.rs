@@ -1,0 +1,80 @@
+//! One worker of a bulk run: an SSH session (reconnected with backoff when
+//! it breaks) serving items from the shared queue until it is empty.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use backon::BackoffBuilder;
+
+use crate::error::is_permanent;
+use crate::events::Event;
+use crate::jobs::attempt::Attempt;
+use crate::jobs::scheduler::{serve, Idle};
+use crate::jobs::{finish, next, retry_backoff, Done, Options, Plan, Shared, RETRY_DELAY_MAX};
+use crate::link::Link;
+use crate::ssh::Session;
+
+/// Serve items until the queue is empty, a failure stops the run, or a signal comes.
+pub(super) async fn worker(
+    plan: Arc<Plan>,
+    opts: Arc<Options>,
+    shared: Arc<Shared>,
+    mut first: Option<(&Session, Link<'_>)>,
+) -> Done {
+    let mut done = Done::new();
+    let mut current: Option<Attempt> = None;
+    let mut connect_delays = retry_backoff().build();
+    let mut connect_failures = 0;
+    loop {
+        if current.is_none() {
+            current = next(&shared);
+        }
+        let Some(attempt) = current.as_mut() else { return done };
+        if let Some((session, link)) = first.take() {
+            let idle = vec![Idle { link, ready_at: Instant::now(), used: true }];
+            let serving = serve(session, idle, &plan, &opts, &shared, &mut current, &mut done);
+            // The caller closes its session.
+            if interruptible(&shared, serving).await.is_none() {
+                return done;
+            }
+            continue;
+        }
+        let connecting = Session::connect(&plan.target, plan.events.clone());
+        let Some(connected) = interruptible(&shared, connecting).await else { return done };
+        let session = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                connect_failures += 1;
+                if connect_failures > opts.retries || is_permanent(&e) {
+                    let attempt = current.take().unwrap();
+                    finish(&plan, &shared, &opts, &mut done, attempt, Some(e));
+                    continue;
+                }
+                let total = connect_delays.next().unwrap_or(RETRY_DELAY_MAX);
+                let cause = format!("SSH connection failed ({e:#}); reconnecting");
+                attempt.tell(&plan.events, Event::Waiting { total, cause });
+                if interruptible(&shared, tokio::time::sleep(total)).await.is_none() {
+                    return done;
+                }
+                attempt.tell(&plan.events, Event::Waited { total, cause: "SSH reconnect backoff".into() });
+                continue;
+            }
+        };
+        connect_failures = 0;
+        let served =
+            interruptible(&shared, serve(&session, Vec::new(), &plan, &opts, &shared, &mut current, &mut done)).await;
+        // Ends every helper the session started on the server (relay, shell, reclaimer).
+        session.close().await;
+        if served.is_none() {
+            return done;
+        }
+    }
+}
+
+/// `work`, unless a signal comes first (then None, and `work` is dropped where it is).
+async fn interruptible<T>(shared: &Shared, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        _ = shared.interrupt.wait() => None,
+    }
+}
