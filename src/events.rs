@@ -16,11 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::ftp::Dialect;
 use crate::tcp::DataTuple;
 
 /// How the control connection was made, which decides how P is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Via {
     /// The SO_REUSEADDR relay on the SSH server (perl, python3 or socat): it reported P.
     Relay(&'static str),
@@ -30,8 +33,10 @@ pub enum Via {
     Direct,
 }
 
-/// What happened. The `Display` of each is its `-v` line.
-#[derive(Debug, Clone, PartialEq)]
+/// What happened. The `Display` of each is its `-v` line; the JSON form
+/// (`--events FILE`, one per line) is tagged by `"event"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
     /// The SSH connection is up: our end (the client port C) and the server's.
@@ -79,9 +84,15 @@ pub enum Event {
         to: String,
     },
     /// A line sent on the control connection (passwords redacted).
-    Sent(String),
+    Sent {
+        /// The line.
+        line: String,
+    },
     /// A line received on the control connection.
-    Received(String),
+    Received {
+        /// The line.
+        line: String,
+    },
     /// A transfer's bytes start to move.
     TransferStarted {
         /// The remote name.
@@ -92,7 +103,10 @@ pub enum Event {
         size: Option<u64>,
     },
     /// Some bytes moved.
-    Progress(u64),
+    Progress {
+        /// How many, since the last one.
+        bytes: u64,
+    },
     /// A transfer ended with its completion reply.
     TransferDone {
         /// The remote name.
@@ -153,7 +167,10 @@ pub enum Event {
         first: bool,
     },
     /// A step on the way to a control connection's data path did not work; the next is tried.
-    Detour(String),
+    Detour {
+        /// What, and what comes instead.
+        what: String,
+    },
     /// A connection to the forwarded data port that was not admitted.
     StrayRefused {
         /// Who connected.
@@ -216,11 +233,11 @@ impl fmt::Display for Event {
                 to.port()
             ),
             Event::PassiveData { to } => write!(f, "passive data connection to {to} from the SSH server"),
-            Event::Sent(line) => write!(f, "---> {line}"),
-            Event::Received(line) => f.write_str(line),
+            Event::Sent { line } => write!(f, "---> {line}"),
+            Event::Received { line } => f.write_str(line),
             Event::TransferStarted { name, offset: 0, .. } => write!(f, "transferring {name}"),
             Event::TransferStarted { name, offset, .. } => write!(f, "resuming {name} at byte {offset}"),
-            Event::Progress(n) => write!(f, "{n} bytes"),
+            Event::Progress { bytes } => write!(f, "{bytes} bytes"),
             Event::TransferDone { name, bytes, verified } => {
                 let check = if *verified { ", size verified" } else { "" };
                 write!(f, "{name}: {bytes} bytes{check}")
@@ -241,7 +258,7 @@ impl fmt::Display for Event {
             Event::FellBack { why, .. } => {
                 write!(f, "switching to passive (EPSV/PASV inside SSH) for this control connection: {why}")
             }
-            Event::Detour(what) => f.write_str(what),
+            Event::Detour { what } => f.write_str(what),
             Event::StrayRefused { from, to, why, late: false } => write!(
                 f,
                 "refused a connection from {from} to the forwarded data port {to}: {why} (possible data port theft)"
@@ -341,7 +358,7 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn see(&self, event: &Event) {
-        if !matches!(event, Event::Progress(_)) {
+        if !matches!(event, Event::Progress { .. }) {
             self.seen.lock().unwrap().push(event.clone());
         }
     }
@@ -356,10 +373,10 @@ mod tests {
         let a = Arc::new(Recorder::default());
         let b = Arc::new(Recorder::default());
         let events = Events::none().with(a.clone()).with(b.clone());
-        events.emit(Event::Sent("RETR x".into()));
-        events.emit(Event::Progress(10));
-        events.emit(Event::Received("226 ok".into()));
-        let want = vec![Event::Sent("RETR x".into()), Event::Received("226 ok".into())];
+        events.emit(Event::Sent { line: "RETR x".into() });
+        events.emit(Event::Progress { bytes: 10 });
+        events.emit(Event::Received { line: "226 ok".into() });
+        let want = vec![Event::Sent { line: "RETR x".into() }, Event::Received { line: "226 ok".into() }];
         assert_eq!((a.take(), b.take()), (want.clone(), want));
     }
 
@@ -369,11 +386,11 @@ mod tests {
         let fork = base.fork();
         let seen = Arc::new(Recorder::default());
         let watching = fork.watch(seen.clone());
-        base.emit(Event::Sent("NOOP".into()));
-        fork.emit(Event::Sent("PWD".into()));
+        base.emit(Event::Sent { line: "NOOP".into() });
+        fork.emit(Event::Sent { line: "PWD".into() });
         drop(watching);
-        fork.emit(Event::Sent("QUIT".into()));
-        assert_eq!(seen.take(), vec![Event::Sent("PWD".into())]);
+        fork.emit(Event::Sent { line: "QUIT".into() });
+        assert_eq!(seen.take(), vec![Event::Sent { line: "PWD".into() }]);
     }
 
     #[test]
@@ -387,5 +404,14 @@ mod tests {
         );
         let spare = Event::ForwardListening { listen: to, spare: Some(39999) }.to_string();
         assert_eq!(spare, "reverse forward: sshd listens on 10.250.0.2:[40000, 39999] for the data connections");
+    }
+
+    #[test]
+    fn json_lines_are_tagged() {
+        let from: SocketAddr = "10.250.0.2:2020".parse().unwrap();
+        let to: SocketAddr = "10.250.0.2:40000".parse().unwrap();
+        let json = serde_json::to_value(Event::DataAccepted { from, to, incarnation: 2 }).unwrap();
+        assert_eq!(json["event"], "data_accepted");
+        assert_eq!((json["from"].as_str(), json["incarnation"].as_u64()), (Some("10.250.0.2:2020"), Some(2)));
     }
 }

@@ -38,12 +38,12 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
             let dir = dir.as_deref().map(|d| if d.ends_with('/') { d.to_string() } else { format!("{d}/") });
             let put = |f: &PathBuf| -> Result<Item> {
                 let target = remote_target(f, dir.as_deref())?;
-                Ok(Item { op: Op::Put, source: f.to_string_lossy().into_owned(), target })
+                Ok(Item { op: Op::Put, source: f.to_string_lossy().into_owned(), target, line: None })
             };
             files.iter().map(put).collect::<Result<_>>()?
         }
         Cmd::Batch { file } => batch_items(file)?,
-        _ => unreachable!("run_bulk is only called for bulk commands"),
+        _ => unreachable!("many::run is only called for bulk commands"),
     };
     let opts = jobs::Options {
         jobs: usize::from(args.jobs),
@@ -96,7 +96,7 @@ async fn expand_mget(link: &mut Link<'_>, globs: &[String], dir: Option<&Path>) 
         }
         for remote in matches {
             let target = dir.join(transfer::safe_base_name(&remote)?);
-            items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned() });
+            items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned(), line: None });
         }
     }
     Ok(items)
@@ -117,7 +117,7 @@ fn batch_items(file: &Path) -> Result<Vec<Item>> {
                 .into_owned(),
             Op::Put => remote_target(Path::new(&job.source), job.target.as_deref())?,
         };
-        Ok(Item { op: job.op, source: job.source, target })
+        Ok(Item { op: job.op, source: job.source, target, line: Some(job.line) })
     };
     batch::parse(&text)?.into_iter().map(to_item).collect()
 }

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Classify;
 use crate::error::{classified, Kind};
 use crate::events::Events;
+use crate::ftp::control::REPLY_TIMEOUT;
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::Plan;
 use crate::link::{DataMode, Link, Spec};
@@ -72,7 +73,7 @@ pub struct Cli {
     #[arg(long = "data-mode", overrides_with = "data_mode", global = true, value_enum, default_value = "auto")]
     pub data_mode: DataMode,
     /// Seconds to wait for any FTP reply before giving up on a server that hangs
-    #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Bulk options
     #[command(flatten)]
@@ -83,6 +84,9 @@ pub struct Cli {
     /// Print nothing but errors
     #[arg(short = 'q', long = "quiet", global = true)]
     pub quiet: bool,
+    /// Write every event of the run (ports, 4-tuples, TIME_WAIT, remedies) to FILE, one JSON object a line
+    #[arg(long = "events", global = true, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     /// What to do
     #[command(subcommand)]
     pub command: Cmd,
@@ -253,7 +257,7 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::io::stdin().is_terminal(),
     )?;
     let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
-    Ok(Plan { target, spec, events: observers(cli) })
+    Ok(Plan { target, spec, events: observers(cli)? })
 }
 
 async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
@@ -298,14 +302,18 @@ pub(crate) fn remote_target(local: &Path, remote: Option<&str>) -> Result<String
 }
 
 /// Who watches this run: the `-v` trace always (its level filter decides
-/// what shows), bars and countdowns on a terminal unless `-q`.
-fn observers(cli: &Cli) -> Events {
-    let events = Events::none().with(Arc::new(output::Trace));
+/// what shows), the `--events` file, bars and countdowns on a terminal unless `-q`.
+fn observers(cli: &Cli) -> Result<Events> {
+    let mut events = Events::none().with(Arc::new(output::Trace));
+    if let Some(file) = &cli.events {
+        let lines = output::JsonLines::create(file).map_err(|e| classified(Kind::Usage, format!("--events: {e:#}")))?;
+        events = events.with(Arc::new(lines));
+    }
     if cli.quiet || !std::io::stderr().is_terminal() {
-        return events;
+        return Ok(events);
     }
     let bulk = matches!(cli.command, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. });
-    events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() }))
+    Ok(events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() })))
 }
 
 #[cfg(test)]

@@ -63,8 +63,8 @@ pub struct Trace;
 impl Observer for Trace {
     fn see(&self, event: &Event) {
         match event {
-            Event::Progress(_) | Event::JobDone { .. } => {}
-            Event::Sent(_) | Event::Received(_) => tracing::info!(target: "ftp", "{event}"),
+            Event::Progress { .. } | Event::JobDone { .. } => {}
+            Event::Sent { .. } | Event::Received { .. } => tracing::info!(target: "ftp", "{event}"),
             Event::FellBack { first: true, .. } | Event::Retrying { .. } => tracing::warn!("{event}"),
             Event::StrayRefused { late: false, .. } => tracing::warn!("{event}"),
             Event::StrayRefused { late: true, .. } | Event::Waited { .. } | Event::TransferDone { .. } => {
@@ -100,6 +100,9 @@ impl Progress {
     }
 }
 
+/// How often a countdown is redrawn.
+const COUNTDOWN_TICK: Duration = Duration::from_secs(1);
+
 /// The byte bar: done / total, bar, rate, time left.
 const BYTES_TEMPLATE: &str = "{bytes:>10} / {total_bytes:10} {wide_bar} {binary_bytes_per_sec:>12} {eta:>4}";
 
@@ -112,9 +115,9 @@ impl Observer for Progress {
                 bar.set_position(*offset);
                 replace(&self.bytes, Some(bar));
             }
-            Event::Progress(n) => {
+            Event::Progress { bytes } => {
                 if let Some(bar) = self.bytes.lock().unwrap().as_ref() {
-                    bar.inc(*n);
+                    bar.inc(*bytes);
                 }
             }
             Event::TransferDone { .. } if self.per_transfer => replace(&self.bytes, None),
@@ -131,7 +134,7 @@ impl Observer for Progress {
                 let style = ProgressStyle::with_template("{msg} ({elapsed} so far)").expect("a valid template");
                 bar.set_style(style);
                 bar.set_message(format!("waiting {} s: {cause}", total.as_secs_f64().ceil()));
-                bar.enable_steady_tick(Duration::from_secs(1));
+                bar.enable_steady_tick(COUNTDOWN_TICK);
                 replace(&self.wait, Some(bar));
             }
             Event::Waited { .. } => replace(&self.wait, None),
@@ -144,5 +147,31 @@ impl Observer for Progress {
 fn replace(slot: &Mutex<Option<ProgressBar>>, bar: Option<ProgressBar>) {
     if let Some(old) = std::mem::replace(&mut *slot.lock().unwrap(), bar) {
         old.finish_and_clear();
+    }
+}
+
+/// `--events FILE`: every event but byte counts, one JSON object a line,
+/// written as it happens (a reader may follow the file during the run).
+pub struct JsonLines(Mutex<std::io::LineWriter<std::fs::File>>);
+
+impl JsonLines {
+    /// Create (or truncate) `path`.
+    pub fn create(path: &std::path::Path) -> anyhow::Result<JsonLines> {
+        use anyhow::Context;
+        let file = std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?;
+        Ok(JsonLines(Mutex::new(std::io::LineWriter::new(file))))
+    }
+}
+
+impl Observer for JsonLines {
+    fn see(&self, event: &Event) {
+        use std::io::Write;
+        if matches!(event, Event::Progress { .. }) {
+            return;
+        }
+        if let Ok(line) = serde_json::to_string(event) {
+            // A full disk must not stop the transfer it describes.
+            let _ = writeln!(self.0.lock().unwrap(), "{line}");
+        }
     }
 }

@@ -159,7 +159,7 @@ async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration) ->
         let control_ends = (local, SocketAddr::new(peer, ftp.port));
         match judge_forward(forward, table, wanted, control_ends) {
             Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES => {
-                session.events().emit(Event::Detour(format!("{why}; opening another relay")));
+                session.events().emit(Event::Detour { what: format!("{why}; opening another relay") });
                 cancel(session, forward).await;
                 held.push(control); // so that the next relay gets another P
             }
@@ -253,7 +253,7 @@ async fn by_socket_table(
         Fallback::RelayFailed(unavailable.tried.join("; "))
     };
     let events = session.events();
-    events.emit(Event::Detour(format!("{no_relay}; finding P in the SSH server's socket table instead")));
+    events.emit(Event::Detour { what: format!("{no_relay}; finding P in the SSH server's socket table instead") });
     let ftp_ip = ftp.host.parse::<IpAddr>().ok();
     let mut held = Vec::new(); // connections whose P-1 would not do, kept so the next gets another P
     let mut attempt = 0u32;
@@ -284,7 +284,7 @@ async fn by_socket_table(
                 turn.leave(None);
                 control.quit().await;
                 let pause = jitter(attempt);
-                events.emit(Event::Detour(format!("{e}; trying again in {pause:.0?}")));
+                events.emit(Event::Detour { what: format!("{e}; trying again in {pause:.0?}") });
                 tokio::time::sleep(pause).await;
                 continue;
             }
@@ -294,7 +294,9 @@ async fn by_socket_table(
         events.emit(Event::ControlOpened { via: Via::SocketTable, proxy: local, ftp: remote });
         events.emit(Event::DialectChosen { dialect: Dialect::ProFtpd, data_port: target });
         if let Some(why) = discovery::port_busy(&after.entries, target).filter(|_| attempt < MAX_PROXY_TRIES as u32) {
-            events.emit(Event::Detour(format!("port {target} will not do: {why}; opening another control connection")));
+            events.emit(Event::Detour {
+                what: format!("port {target} will not do: {why}; opening another control connection"),
+            });
             turn.leave(Some(after));
             held.push(control);
             continue;
@@ -337,8 +339,8 @@ fn transcript(session: &Session) -> Transcript {
     let events = session.events().clone();
     Box::new(move |line| {
         events.emit(match line {
-            Line::Sent(l) => Event::Sent(l.into()),
-            Line::Received(l) => Event::Received(l.into()),
+            Line::Sent(l) => Event::Sent { line: l.into() },
+            Line::Received(l) => Event::Received { line: l.into() },
         })
     })
 }

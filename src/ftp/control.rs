@@ -22,6 +22,8 @@ use crate::error::{Classify, Kind};
 
 /// How long to wait for any reply unless told otherwise (`--timeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long QUIT's answer is waited for on the way out: it changes nothing.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`Control::resync`]: how long to wait for an owed final reply before
 /// sending ABOR, and again for the replies that ABOR brings. A transfer whose
 /// data connection we closed ends at once (426, or 226 if all was sent).
@@ -301,7 +303,7 @@ impl Control {
     /// QUIT, politely and briefly, if the conversation is in step (else the
     /// answer would not be QUIT's); errors do not matter on the way out.
     pub async fn quit(&mut self) {
-        self.timeout = Duration::from_secs(2);
+        self.timeout = QUIT_TIMEOUT;
         if self.in_step() {
             let _ = self.command(&Command::Quit).await;
         }
@@ -408,7 +410,7 @@ mod tests {
         let (mut control, server) = owing_retr().await;
         // Silent: neither the transfer's end nor ABOR's answer comes.
         assert!(control.resync(Duration::from_millis(50)).await.is_err());
-        let refused = control.send(&Command::Noop).await.unwrap_err();
+        let refused = control.send(&Command::Pasv).await.unwrap_err();
         assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Broken(_))));
         drop(server);
     }

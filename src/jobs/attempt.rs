@@ -10,7 +10,7 @@ use backon::{BackoffBuilder, ExponentialBackoff};
 use crate::events::{Event, Events, Recorder};
 use crate::jobs::batch::Op;
 use crate::jobs::report::Record;
-use crate::jobs::{retry_backoff, Item, RETRY_DELAY_MAX};
+use crate::jobs::{next_delay, retry_backoff, Item};
 use crate::link::Link;
 use crate::timewait::Collisions;
 use crate::transfer::{self, PartFile};
@@ -52,7 +52,7 @@ impl Attempt {
 
     /// Count a retry and sleep its backoff delay.
     pub async fn retry_later(&mut self, events: &Events, e: &anyhow::Error) {
-        let delay = self.delays.next().unwrap_or(RETRY_DELAY_MAX);
+        let delay = next_delay(&mut self.delays);
         let what = format!("{} {}", self.item.op.as_str(), self.item.source);
         let retry = self.record.retries + 1;
         self.tell(events, Event::Retrying { what, error: format!("{e:#}"), retry, delay });
@@ -66,13 +66,13 @@ impl Attempt {
             Op::Get => {
                 let target = PathBuf::from(&self.item.target);
                 if self.part.is_none() {
-                    self.part = Some(PartFile::open(&target)?);
+                    self.part = Some(PartFile::open_off_thread(&target).await?);
                 }
                 let part = self.part.as_ref().unwrap();
                 let fetched = transfer::fetch(link, &self.item.source, part).await;
                 self.record.bytes = part.len().unwrap_or(0);
                 fetched?;
-                self.part.take().unwrap().commit(&target)?;
+                self.part.take().unwrap().commit_off_thread(&target).await?;
             }
             Op::Put => {
                 transfer::put(link, self.item.source.as_ref(), &self.item.target).await?;

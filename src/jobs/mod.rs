@@ -19,8 +19,8 @@ pub mod attempt;
 pub mod batch;
 pub mod lock;
 pub mod report;
-mod scheduler;
-mod worker;
+pub mod scheduler;
+pub mod worker;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -62,6 +62,8 @@ pub struct Item {
     pub source: String,
     /// Local path (get) or remote name (put).
     pub target: String,
+    /// Its line in the batch file, named when it fails.
+    pub line: Option<usize>,
 }
 
 /// Where and as whom: everything a worker needs to connect.
@@ -77,13 +79,16 @@ pub struct Plan {
 
 /// Delays between attempts after a passing failure: 0.5, 1, 2, 4, 8 s (then 8 s).
 pub fn retry_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(RETRY_DELAY_MAX)
-        .without_max_times()
+    ExponentialBuilder::default().with_min_delay(RETRY_DELAY_MIN).with_max_delay(RETRY_DELAY_MAX).without_max_times()
 }
 
-/// The longest pause between retries.
+/// The next pause of a [`retry_backoff`] schedule (it never runs out).
+fn next_delay(delays: &mut backon::ExponentialBackoff) -> Duration {
+    delays.next().expect("retry_backoff is without_max_times")
+}
+
+/// The first pause before a retry, and the longest.
+const RETRY_DELAY_MIN: Duration = Duration::from_millis(500);
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(8);
 
 /// What the workers share.
@@ -177,7 +182,8 @@ fn finish(
 ) {
     let code = error.as_ref().map(exit_code);
     if let Some(e) = error {
-        eprintln!("ftpssh-fullsecure: error: {} {}: {e:#}", attempt.item.op.as_str(), attempt.item.source);
+        let at = attempt.item.line.map_or_else(String::new, |n| format!(" (batch line {n})"));
+        eprintln!("ftpssh-fullsecure: error: {} {}{at}: {e:#}", attempt.item.op.as_str(), attempt.item.source);
         attempt.record.error = Some(format!("{e:#}"));
         attempt.record.outcome = Outcome::Failed;
         if !opts.continue_on_error {

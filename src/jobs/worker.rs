@@ -10,7 +10,7 @@ use crate::error::is_permanent;
 use crate::events::Event;
 use crate::jobs::attempt::Attempt;
 use crate::jobs::scheduler::{serve, Idle};
-use crate::jobs::{finish, next, retry_backoff, Done, Options, Plan, Shared, RETRY_DELAY_MAX};
+use crate::jobs::{finish, next, next_delay, retry_backoff, Done, Options, Plan, Shared};
 use crate::link::Link;
 use crate::ssh::Session;
 
@@ -50,7 +50,7 @@ pub(super) async fn worker(
                     finish(&plan, &shared, &opts, &mut done, attempt, Some(e));
                     continue;
                 }
-                let total = connect_delays.next().unwrap_or(RETRY_DELAY_MAX);
+                let total = next_delay(&mut connect_delays);
                 let cause = format!("SSH connection failed ({e:#}); reconnecting");
                 attempt.tell(&plan.events, Event::Waiting { total, cause });
                 if interruptible(&shared, tokio::time::sleep(total)).await.is_none() {

@@ -35,6 +35,9 @@ use hostkeys::{Offered, Policy};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keepalives notice a dead SSH connection: 3 unanswered, 10 s apart.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_MAX: usize = 3;
+/// How often [`Session::attribute`] looks whether the session has closed yet.
+const LOSS_POLL: Duration = Duration::from_millis(20);
 /// How long a remote helper (the relay, the remote shell) may take to answer.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 /// A channel sees the end of a lost SSH connection a moment before the
@@ -128,7 +131,7 @@ impl Session {
         let config = Arc::new(client::Config {
             nodelay: true,
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
-            keepalive_max: 3,
+            keepalive_max: KEEPALIVE_MAX,
             preferred,
             ..Default::default()
         });
@@ -329,7 +332,7 @@ impl Session {
         let deadline = tokio::time::Instant::now() + LOSS_GRACE;
         let looks_like_loss = crate::error::find::<crate::ftp::control::ControlClosed>(&err).is_some();
         while !self.is_closed() && looks_like_loss && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(LOSS_POLL).await;
         }
         let endpoint = format!("{}:{}", self.target.host, self.target.port);
         if !self.is_closed() {

@@ -65,7 +65,7 @@ impl Interpreter {
     }
 
     /// The shell line that starts this relay towards `host:port`, or prints
-    /// [`MISSING`] when the program is not installed.
+    /// `MISSING` when the program is not installed.
     pub fn command(self, host: &str, port: u16) -> Result<String> {
         if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".:-_".contains(c)) {
             bail!("refusing to pass FTP host {host:?} to a remote shell");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::tcp::table::Entry;
 
 /// The default-port data connection's 4-tuple, as far as it is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct DataTuple {
     /// The FTP server's address, as the SSH server sees it.
     pub server: IpAddr,

@@ -60,10 +60,13 @@ pub async fn measure(session: &Session, tuple: &DataTuple) -> Result<Option<Dura
 /// random 0-100 % to each delay, so the real waits are 1-2 s, 2-4 s, ... 30-60 s (121-242 s).
 /// Log each retry with its delay.
 pub fn collision_backoff() -> ExponentialBuilder {
+    const BLIND_FIRST: Duration = Duration::from_secs(1);
+    const BLIND_MAX: Duration = Duration::from_secs(30);
+    const BLIND_TIMES: usize = 8;
     ExponentialBuilder::new()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(30))
-        .with_max_times(8)
+        .with_min_delay(BLIND_FIRST)
+        .with_max_delay(BLIND_MAX)
+        .with_max_times(BLIND_TIMES)
         .with_jitter()
 }
 

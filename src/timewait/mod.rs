@@ -102,7 +102,7 @@ pub async fn after_collision(
         Pace::Reclaim => match reclaim::reclaim(link, tuple, &mut so_far.reclaimed).await {
             Ok(true) => Next::Reuse,
             Ok(false) => {
-                link.events().emit(Event::Detour(format!("{collision}; its 4-tuple is not known yet")));
+                link.events().emit(Event::Detour { what: format!("{collision}; its 4-tuple is not known yet") });
                 Next::Rest(REST_AFTER_DOWNLOAD)
             }
             Err(why) => {

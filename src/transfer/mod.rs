@@ -1,7 +1,8 @@
 //! Moving bytes: `get`, `put` and `ls` over a [`Link`].
 //!
 //! Memory stays constant whatever the size: data goes from the channel to
-//! the disk (or back) one SSH packet at a time. A download is written to a
+//! the disk (or back) one SSH packet at a time, the disk's side through
+//! tokio's file, off the async threads. A download is written to a
 //! hidden part file beside the target ([`crate::transfer::part`]) and renamed only when
 //! the server said 226 and the size matches what it announced, so a failure
 //! never leaves a truncated file under the final name.
@@ -12,13 +13,13 @@
 
 pub mod part;
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use russh::ChannelMsg;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{classified, Kind};
 use crate::events::Event;
@@ -34,9 +35,9 @@ const MAX_LISTING: usize = 16 << 20;
 
 /// Download `remote` into `local` (a file path). Returns the byte count.
 pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64> {
-    let part = PartFile::open(local)?;
+    let part = PartFile::open_off_thread(local).await?;
     let (n, _) = fetch(link, remote, &part).await?;
-    part.commit(local)?;
+    part.commit_off_thread(local).await?;
     Ok(n)
 }
 
@@ -48,10 +49,12 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     let expected = remote_size(link, remote).await;
     let mut offset = part.len()?;
     if offset > 0 && expected.is_none_or(|n| n < offset) {
-        link.events().emit(Event::Detour(format!(
-            "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
-            part.path.display()
-        )));
+        link.events().emit(Event::Detour {
+            what: format!(
+                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
+                part.path.display()
+            ),
+        });
         part.restart()?;
         offset = 0;
     }
@@ -62,17 +65,24 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     let data = link.start(&cmd).await?;
     let events = link.events().clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
-    let mut out = BufWriter::with_capacity(4 * CHUNK, part.append()?);
+    // Written by tokio's file, whose writes run off the async threads.
+    let mut out = tokio::io::BufWriter::with_capacity(4 * CHUNK, tokio::fs::File::from_std(part.append()?));
+    let mut incoming = Incoming { channel: data.channel, doing: format!("downloading {remote}") };
     let mut received = offset;
-    receive(data.channel, &format!("downloading {remote}"), |chunk| {
-        out.write_all(chunk).with_context(|| format!("could not write {}", part.path.display()))?;
-        received += chunk.len() as u64;
-        events.emit(Event::Progress(chunk.len() as u64));
-        Ok(())
-    })
-    .await?;
+    let copied = async {
+        while let Some(chunk) = incoming.next().await? {
+            out.write_all(chunk.as_ref()).await.with_context(|| format!("could not write {}", part.path.display()))?;
+            received += chunk.as_ref().len() as u64;
+            events.emit(Event::Progress { bytes: chunk.as_ref().len() as u64 });
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    let copied = copied.await;
+    incoming.hang_up().await;
     // What arrived is kept even if the rest fails: a retry resumes after it.
-    out.flush().with_context(|| format!("could not write {}", part.path.display()))?;
+    let flushed = out.flush().await;
+    copied?;
+    flushed.with_context(|| format!("could not write {}", part.path.display()))?;
     link.finish(&cmd).await?;
     // The 150 announces what remains after REST; SIZE the whole file.
     let want = expected.or(data.announced.map(|n| n + offset));
@@ -92,22 +102,27 @@ pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>
     let cmd = Command::Nlst(dir.map(str::to_string));
     let data = link.start(&cmd).await?;
     let mut raw = Vec::new();
-    receive(data.channel, "reading the name listing", |chunk| {
-        if raw.len() >= MAX_LISTING {
-            bail!(classified(Kind::FtpRefused, "the name listing is too long"));
+    let mut incoming = Incoming { channel: data.channel, doing: "reading the name listing".into() };
+    let read = async {
+        while let Some(chunk) = incoming.next().await? {
+            if raw.len() >= MAX_LISTING {
+                bail!(classified(Kind::FtpRefused, "the name listing is too long"));
+            }
+            raw.extend_from_slice(chunk.as_ref());
         }
-        raw.extend_from_slice(chunk);
         Ok(())
-    })
-    .await?;
+    };
+    let read = read.await;
+    incoming.hang_up().await;
+    read?;
     link.finish(&cmd).await?;
     Ok(String::from_utf8_lossy(&raw).lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
 
 /// Upload `local` to `remote`. Returns the byte count.
 pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64> {
-    let mut file = File::open(local).with_context(|| format!("could not open {}", local.display()))?;
-    let size = file.metadata()?.len();
+    let mut file = tokio::fs::File::open(local).await.with_context(|| format!("could not open {}", local.display()))?;
+    let size = file.metadata().await?.len();
     let cmd = Command::Stor(remote.into());
     let data = link.start(&cmd).await?;
     let events = link.events().clone();
@@ -121,7 +136,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
     let mut sent = 0u64;
     let sending = async {
         loop {
-            let n = file.read(&mut buf).with_context(|| format!("could not read {}", local.display()))?;
+            let n = file.read(&mut buf).await.with_context(|| format!("could not read {}", local.display()))?;
             if n == 0 {
                 return Ok(());
             }
@@ -135,7 +150,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
                 })?
                 .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
             sent += n as u64;
-            events.emit(Event::Progress(n as u64));
+            events.emit(Event::Progress { bytes: n as u64 });
         }
     };
     let sent_all: Result<()> = sending.await;
@@ -161,44 +176,50 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
 pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write) -> Result<()> {
     let cmd = Command::List(path.map(str::to_string));
     let data = link.start(&cmd).await?;
-    receive(data.channel, "reading the listing", |chunk| Ok(out.write_all(chunk)?)).await?;
-    out.flush()?;
+    let mut incoming = Incoming { channel: data.channel, doing: "reading the listing".into() };
+    let read = async {
+        while let Some(chunk) = incoming.next().await? {
+            out.write_all(chunk.as_ref())?;
+        }
+        Ok::<_, anyhow::Error>(out.flush()?)
+    };
+    let read = read.await;
+    incoming.hang_up().await;
+    read?;
     link.finish(&cmd).await?;
     Ok(())
 }
 
-/// Hand every chunk of a download-direction data connection to `sink` until
-/// the server's EOF, then hang up at once: ProFTPD holds its 226 until the
-/// client closes (TimeoutLinger). A connection silent for [`STALL_TIMEOUT`]
-/// is dead; `doing` says what for the message.
-async fn receive(
-    mut channel: russh::Channel<russh::client::Msg>,
-    doing: &str,
-    sink: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    let received = read_to_eof(&mut channel, doing, sink).await;
-    // EOF and close on every path (a failed sink too: the server must see the
-    // connection end to end the transfer), then drop without waiting for the
-    // server's close (a russh channel nobody reads would stall the session).
-    let _ = channel.eof().await;
-    let _ = channel.close().await;
-    received
+/// A download-direction data connection, read chunk by chunk until the
+/// server's EOF. A connection silent for [`STALL_TIMEOUT`] is dead; `doing`
+/// says what for the message.
+struct Incoming {
+    channel: russh::Channel<russh::client::Msg>,
+    doing: String,
 }
 
-async fn read_to_eof(
-    channel: &mut russh::Channel<russh::client::Msg>,
-    doing: &str,
-    mut sink: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    loop {
-        let msg = tokio::time::timeout(STALL_TIMEOUT, channel.wait())
-            .await
-            .map_err(|_| classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while {doing}")))?;
-        match msg {
-            Some(ChannelMsg::Data { data }) => sink(&data)?,
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Ok(()),
-            Some(_) => {}
+impl Incoming {
+    /// The next chunk, or None at the server's EOF.
+    async fn next(&mut self) -> Result<Option<impl AsRef<[u8]>>> {
+        loop {
+            let msg = tokio::time::timeout(STALL_TIMEOUT, self.channel.wait()).await.map_err(|_| {
+                classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while {}", self.doing))
+            })?;
+            match msg {
+                Some(ChannelMsg::Data { data }) => return Ok(Some(data)),
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Ok(None),
+                Some(_) => {}
+            }
         }
+    }
+
+    /// EOF and close at once, on every path (a failed write too: the server
+    /// must see the connection end to end the transfer; ProFTPD holds its 226
+    /// until the client closes, TimeoutLinger), then drop without waiting for
+    /// the server's close (a russh channel nobody reads would stall the session).
+    async fn hang_up(self) {
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
     }
 }
 
