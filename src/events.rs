@@ -182,6 +182,13 @@ pub enum Event {
         /// Our own late connection (a transfer given up before it came), not a theft.
         late: bool,
     },
+    /// The SSH connection failed; a new one is tried after a pause.
+    Reconnecting {
+        /// Why, on one line.
+        error: String,
+        /// After how long.
+        delay: Duration,
+    },
     /// One item of a bulk run ended, well or not.
     JobDone {
         /// Items ended so far.
@@ -265,6 +272,7 @@ impl fmt::Display for Event {
             ),
             Event::StrayRefused { from, to, why, late: true } => write!(f, "refused a late data connection from {from} to {to}: {why}"),
             Event::JobDone { done, total } => write!(f, "{done} of {total} done"),
+            Event::Reconnecting { error, delay } => write!(f, "SSH connection failed ({error}); retrying in {delay:.1?}"),
             Event::Retrying { what, error, retry, delay } => write!(f, "{what}: {error}; retry {retry} in {delay:.1?}"),
         }
     }

@@ -65,7 +65,9 @@ impl Observer for Trace {
         match event {
             Event::Progress { .. } | Event::JobDone { .. } => {}
             Event::Sent { .. } | Event::Received { .. } => tracing::info!(target: "ftp", "{event}"),
-            Event::FellBack { first: true, .. } | Event::Retrying { .. } => tracing::warn!("{event}"),
+            Event::FellBack { first: true, .. } | Event::Retrying { .. } | Event::Reconnecting { .. } => {
+                tracing::warn!("{event}")
+            }
             Event::StrayRefused { late: false, .. } => tracing::warn!("{event}"),
             Event::StrayRefused { late: true, .. } | Event::Waited { .. } | Event::TransferDone { .. } => {
                 tracing::debug!("{event}")

@@ -99,6 +99,9 @@ impl Record {
                 self.retries += 1;
                 self.waits.push(Wait { seconds: delay.as_secs_f64(), cause: format!("retry after: {error}") });
             }
+            Event::Reconnecting { delay, .. } => {
+                self.waits.push(Wait { seconds: delay.as_secs_f64(), cause: "SSH reconnect backoff".into() })
+            }
             Event::DataAccepted { .. } => self.data_path = "default-port".into(),
             Event::PassiveData { .. } => self.data_path = "passive".into(),
             Event::TransferDone { bytes, verified, .. } => {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::error::{find, is_permanent};
-use crate::events::Event;
+use crate::events::{Event, Recorder};
 use crate::jobs::attempt::{self, Attempt};
 use crate::jobs::batch::Op;
 use crate::jobs::{finish, next, Done, Options, Plan, Shared};
@@ -85,18 +85,11 @@ pub(super) async fn serve<'s>(
             }
             Err(e) if find::<Collision>(&e).is_some() => {
                 shared.collides.store(true, Ordering::SeqCst);
-                let tuple = find::<Collision>(&e).and_then(|c| c.tuple);
-                let collision = format!("{e:#}");
-                let next = timewait::after_collision(pace, &mut link, tuple, &mut attempt.collisions, &collision).await;
-                attempt.absorb(&recorder);
-                match next {
-                    Next::Reuse => park(&mut idle, link, Instant::now()).await,
-                    Next::Rest(rest) => park(&mut idle, link, Instant::now() + rest).await,
-                    Next::StopReclaiming => {
-                        shared.reclaim_fails.store(true, Ordering::SeqCst);
-                        link.close().await;
-                    }
-                    Next::Fail(e) => {
+                let failed = after_collision(&e, pace, &mut link, attempt, shared, &recorder).await;
+                match failed {
+                    Ok(Some(ready_at)) => park(&mut idle, link, ready_at).await,
+                    Ok(None) => link.close().await,
+                    Err(e) => {
                         finish(plan, shared, opts, done, current.take().unwrap(), Some(e));
                         park(&mut idle, link, Instant::now()).await;
                     }
@@ -121,6 +114,31 @@ pub(super) async fn serve<'s>(
     }
     for l in idle {
         l.link.close().await;
+    }
+}
+
+/// Carry out the TIME_WAIT policy for collision `e` on `link`: when the
+/// link may carry a transfer again (None: close it), or why the item fails.
+async fn after_collision(
+    e: &anyhow::Error,
+    pace: Pace,
+    link: &mut Link<'_>,
+    attempt: &mut Attempt,
+    shared: &Shared,
+    recorder: &Recorder,
+) -> Result<Option<Instant>> {
+    let tuple = find::<Collision>(e).and_then(|c| c.tuple);
+    let collision = format!("{e:#}");
+    let next = timewait::after_collision(pace, link, tuple, &mut attempt.collisions, &collision).await;
+    attempt.absorb(recorder);
+    match next {
+        Next::Reuse => Ok(Some(Instant::now())),
+        Next::Rest(rest) => Ok(Some(Instant::now() + rest)),
+        Next::StopReclaiming => {
+            shared.reclaim_fails.store(true, Ordering::SeqCst);
+            Ok(None)
+        }
+        Next::Fail(e) => Err(e),
     }
 }
 

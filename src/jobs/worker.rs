@@ -50,13 +50,11 @@ pub(super) async fn worker(
                     finish(&plan, &shared, &opts, &mut done, attempt, Some(e));
                     continue;
                 }
-                let total = next_delay(&mut connect_delays);
-                let cause = format!("SSH connection failed ({e:#}); reconnecting");
-                attempt.tell(&plan.events, Event::Waiting { total, cause });
-                if interruptible(&shared, tokio::time::sleep(total)).await.is_none() {
+                let delay = next_delay(&mut connect_delays);
+                attempt.tell(&plan.events, Event::Reconnecting { error: format!("{e:#}"), delay });
+                if interruptible(&shared, tokio::time::sleep(delay)).await.is_none() {
                     return done;
                 }
-                attempt.tell(&plan.events, Event::Waited { total, cause: "SSH reconnect backoff".into() });
                 continue;
             }
         };
