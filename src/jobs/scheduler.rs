@@ -66,6 +66,13 @@ pub(super) async fn serve<'s>(
         };
         let pace = timewait::in_force(opts.pace, shared.reclaim_fails.load(Ordering::SeqCst));
         let started = Instant::now();
+        let collides = shared.collides.load(Ordering::SeqCst);
+        if let Some(Next::StopReclaiming) = timewait::ahead(pace, collides, &mut link, &mut attempt.collisions).await {
+            attempt.absorb(&recorder);
+            shared.reclaim_fails.store(true, Ordering::SeqCst);
+            link.close().await;
+            continue;
+        }
         let result = transfer(session, &mut link, attempt, &mut idle, plan, shared, pace).await;
         let result = match result {
             Ok(()) => Ok(()),
