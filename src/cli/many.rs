@@ -10,6 +10,7 @@ use crate::error::{classified, Kind};
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::batch::{self, Op};
 use crate::jobs::lock;
+use crate::jobs::report::Report;
 use crate::jobs::{self, Item, Plan};
 use crate::link::Link;
 use crate::ssh::Session;
@@ -51,7 +52,12 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
         continue_on_error: args.continue_on_error,
         retries: args.retries,
     };
-    let (report, first_failure) = match &cli.command {
+    // The report file is written as the run goes: memory stays flat for any number of items.
+    let report = match &report_file {
+        Some(file) => Report::streaming(file)?,
+        None => Report::new(),
+    };
+    let (mut report, first_failure) = match &cli.command {
         Cmd::Mget { globs, dir } => {
             let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
             let listing = async {
@@ -60,18 +66,18 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
                 Ok::<_, anyhow::Error>((link, items))
             };
             let listed = match until_interrupted(interrupt, listing).await {
-                Ok((link, items)) => Ok(jobs::run(plan.clone(), items, opts, Some((&session, link)), interrupt).await),
+                Ok((link, items)) => {
+                    Ok(jobs::run(plan.clone(), items, opts, Some((&session, link)), interrupt, report).await)
+                }
                 Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
                 Err(e) => Err(session.attribute(e).await),
             };
             session.close().await;
             listed?
         }
-        _ => jobs::run(plan, items, opts, None, interrupt).await,
+        _ => jobs::run(plan, items, opts, None, interrupt, report).await,
     };
-    if let Some(file) = report_file {
-        report.write_json(&file)?;
-    }
+    report.finish()?;
     if !cli.quiet {
         eprintln!("{}", report.summary_line());
     }
