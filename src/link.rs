@@ -100,6 +100,9 @@ pub struct Link<'s> {
     /// Why this link went passive, until its first passive data connection
     /// shows that passive works (then it is said on stderr).
     fell_back: Option<Fallback>,
+    /// A command to send in the same write as the next transfer command, and its reply.
+    ahead: Option<Command>,
+    ahead_reply: Option<Reply>,
 }
 
 impl<'s> Link<'s> {
@@ -142,6 +145,8 @@ impl<'s> Link<'s> {
             time_wait_held: false,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
+            ahead: None,
+            ahead_reply: None,
         }
     }
 
@@ -171,6 +176,20 @@ impl<'s> Link<'s> {
     /// True once this session moves data over EPSV/PASV.
     pub fn is_passive(&self) -> bool {
         self.passive
+    }
+
+    /// [`Link::start`], with `first` (SIZE, say) sent in the same write as
+    /// `cmd` on the default-port path: a round trip fewer per transfer.
+    /// Returns `first`'s reply too, unless it could not be sent.
+    pub async fn start_after(&mut self, first: &Command, cmd: &Command) -> Result<(Option<Reply>, Data)> {
+        if self.passive {
+            let reply = self.control.command(first).await?;
+            return Ok((Some(reply), self.start(cmd).await?));
+        }
+        (self.ahead, self.ahead_reply) = (Some(first.clone()), None);
+        let data = self.start(cmd).await;
+        self.ahead = None;
+        Ok((self.ahead_reply.take(), data?))
     }
 
     /// Send a transfer command (RETR, STOR, LIST, NLST) and get its data connection.
@@ -255,7 +274,10 @@ impl<'s> Link<'s> {
             Deadline,
         }
         let deadline = tokio::time::Instant::now() + self.bound;
-        self.control.send(cmd).await?;
+        match self.ahead.take() {
+            Some(first) => self.ahead_reply = Some(self.control.command_then_send(&first, cmd).await?),
+            None => self.control.send(cmd).await?,
+        }
         let (mut reply, mut data) = (None, None);
         loop {
             if let (Some(_), Some(_)) = (&reply, &data) {

@@ -259,10 +259,46 @@ impl Control {
         Ok(())
     }
 
+    /// Send `first` and `then` in one write, and read `first`'s reply: one
+    /// round trip instead of two. From here on `then` is owed, as after
+    /// [`Control::send`]. `first` must answer with one final reply (SIZE,
+    /// TYPE): anything else, or no reply, leaves the conversation broken.
+    pub async fn command_then_send(&mut self, first: &Command, then: &Command) -> Result<Reply> {
+        match &self.state {
+            State::InStep => {}
+            State::Owed(c) => return Err(OutOfStep::Owed(c.clone()).classified()),
+            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
+        }
+        self.put_on_wire(&[first, then]).await?;
+        self.state = State::Owed(first.redacted());
+        let reply = match self.read_reply().await {
+            Ok(reply) if !reply.is_preliminary() => reply,
+            Ok(reply) => {
+                self.state =
+                    State::Broken(format!("{} answered {reply} ahead of {}", first.redacted(), then.redacted()));
+                return Err(OutOfStep::Broken(format!("a preliminary reply to {}", first.redacted())).classified());
+            }
+            Err(e) => {
+                self.state = State::Broken(format!("no reply to {} ahead of {}", first.redacted(), then.redacted()));
+                return Err(e);
+            }
+        };
+        self.state = State::Owed(then.redacted());
+        Ok(reply)
+    }
+
     /// Put one command on the wire, whatever the state (ABOR is sent while a transfer owes its reply).
     async fn write(&mut self, cmd: &Command) -> Result<()> {
-        let wire = cmd.to_wire()?;
-        (self.transcript)(Line::Sent(&cmd.redacted()));
+        self.put_on_wire(&[cmd]).await
+    }
+
+    /// Put commands on the wire in one write.
+    async fn put_on_wire(&mut self, cmds: &[&Command]) -> Result<()> {
+        let mut wire = Vec::new();
+        for cmd in cmds {
+            wire.extend(cmd.to_wire()?);
+            (self.transcript)(Line::Sent(&cmd.redacted()));
+        }
         let written = async {
             self.stream.write_all(&wire).await?;
             self.stream.flush().await
@@ -333,6 +369,30 @@ mod tests {
         control.greeting().await.unwrap();
         control.login("u", "s3cret").await.unwrap();
         assert_eq!(script.await.unwrap(), "USER u\r\nPASS s3cret\r\nTYPE I\r\n");
+    }
+
+    #[tokio::test]
+    async fn two_commands_in_one_write_then_the_second_is_owed() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
+        server.write_all(b"220 hi\r\n").await.unwrap();
+        control.greeting().await.unwrap();
+        let (size, retr) = (Command::Size("a".into()), Command::Retr("a".into()));
+        let script = tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let n = server.read(&mut buf).await.unwrap();
+            server.write_all(b"213 5\r\n150 Opening (5 bytes)\r\n226 Done\r\n").await.unwrap();
+            (String::from_utf8_lossy(&buf[..n]).into_owned(), server)
+        });
+        assert_eq!(control.command_then_send(&size, &retr).await.unwrap().code, 213);
+        assert!(!control.in_step(), "RETR is owed");
+        let refused = control.send(&Command::Pasv).await.unwrap_err();
+        assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Owed(c)) if c == "RETR a"));
+        assert_eq!(control.read_reply().await.unwrap().code, 150);
+        assert_eq!(control.read_reply().await.unwrap().code, 226);
+        assert!(control.in_step());
+        let (sent, _server) = script.await.unwrap();
+        assert_eq!(sent, "SIZE a\r\nRETR a\r\n", "one write");
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{classified, Kind};
 use crate::events::Event;
-use crate::ftp::Command;
+use crate::ftp::{Command, Reply};
 use crate::link::Link;
 pub use crate::transfer::part::PartFile;
 
@@ -46,23 +46,29 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64>
 /// least that long (else starting over); verifies the size where the server
 /// tells it. Returns the total size and whether it was verified.
 pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result<(u64, bool)> {
-    let expected = remote_size(link, remote).await;
-    let mut offset = part.len()?;
-    if offset > 0 && expected.is_none_or(|n| n < offset) {
-        link.events().emit(Event::Detour {
-            what: format!(
+    let cmd = Command::Retr(remote.into());
+    let held = part.len()?;
+    let (expected, offset, data) = if held == 0 {
+        // Nothing to resume: SIZE needs no answer before RETR, so both go at once.
+        let (size, data) = link.start_after(&Command::Size(remote.into()), &cmd).await?;
+        (size.and_then(|r| size_of(&r)), 0, data)
+    } else {
+        let expected = remote_size(link, remote).await;
+        let mut offset = held;
+        if expected.is_none_or(|n| n < offset) {
+            let what = format!(
                 "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
                 part.path.display()
-            ),
-        });
-        part.restart()?;
-        offset = 0;
-    }
-    if offset > 0 {
-        link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
-    }
-    let cmd = Command::Retr(remote.into());
-    let data = link.start(&cmd).await?;
+            );
+            link.events().emit(Event::Detour { what });
+            part.restart()?;
+            offset = 0;
+        }
+        if offset > 0 {
+            link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
+        }
+        (expected, offset, link.start(&cmd).await?)
+    };
     let events = link.events().clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
     // Written by tokio's file, whose writes run off the async threads.
@@ -225,7 +231,11 @@ impl Incoming {
 
 /// SIZE, if the server knows it (None on any refusal: RETR will say why).
 async fn remote_size(link: &mut Link<'_>, remote: &str) -> Option<u64> {
-    let reply = link.control.command(&Command::Size(remote.into())).await.ok()?;
+    size_of(&link.control.command(&Command::Size(remote.into())).await.ok()?)
+}
+
+/// The size a SIZE reply gives (213), if any.
+fn size_of(reply: &Reply) -> Option<u64> {
     (reply.code == 213).then(|| reply.text().trim().rsplit(' ').next()?.parse().ok()).flatten()
 }
 
