@@ -24,7 +24,7 @@ use russh::Channel;
 
 use crate::dataport::{self, Fallback};
 use crate::endpoint::FtpTarget;
-use crate::error::classified;
+use crate::error::{classified, Kind};
 use crate::forward::ReverseForward;
 use crate::ftp::control::{Control, FtpError};
 use crate::ftp::passive::{parse_epsv, parse_pasv};
@@ -316,12 +316,14 @@ impl<'s> Link<'s> {
     /// EPSV (or PASV), and sshd's connection to the announced port.
     async fn passive_channel(&mut self) -> Result<Channel<Msg>> {
         let reply = self.control.command(&Command::Epsv).await?;
+        // A reply with no usable port is the server's fault (exit 4), not ours.
+        let bad = |what: &str, e: crate::ftp::passive::PassiveError| classified(Kind::FtpRefused, format!("bad {what} reply: {e}"));
         let port = if reply.code == 229 {
-            parse_epsv(&reply).with_context(|| format!("bad EPSV reply {reply}"))?
+            parse_epsv(&reply).map_err(|e| bad("EPSV", e))?
         } else {
             let reply = self.control.expect(&Command::Pasv, |r| r.code == 227).await?;
             // The address in a 227 reply is ignored: the data goes where the control goes.
-            parse_pasv(&reply).with_context(|| format!("bad PASV reply {reply}"))?.1
+            parse_pasv(&reply).map_err(|e| bad("PASV", e))?.1
         };
         let channel = self.session.direct_tcpip(&self.spec.ftp.host, port).await?;
         tracing::info!("passive data connection to {}:{port} from the SSH server", self.spec.ftp.host);

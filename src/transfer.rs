@@ -24,8 +24,10 @@ use crate::ftp::Command;
 use crate::link::Link;
 pub use crate::part::PartFile;
 
-/// A data connection silent for this long is dead.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A data connection that moves less than this in a stall window (twice
+/// `--timeout`: 60 s by default) is dead, silent or trickling: a hostile
+/// server sending a byte a second would otherwise hold a transfer for hours.
+pub const STALL_MIN_BYTES: u64 = 1024;
 const CHUNK: usize = 64 * 1024;
 /// A hostile server could send an endless name listing.
 const MAX_LISTING: usize = 16 << 20;
@@ -65,7 +67,7 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &Pro
     let data = link.start(&cmd).await?;
     let mut out = BufWriter::with_capacity(4 * CHUNK, part.append()?);
     let mut received = offset;
-    receive(data.channel, &format!("downloading {remote}"), |chunk| {
+    receive(data.channel, stall_window(link), &format!("downloading {remote}"), |chunk| {
         out.write_all(chunk).with_context(|| format!("could not write {}", part.path.display()))?;
         received += chunk.len() as u64;
         bar.inc(chunk.len() as u64);
@@ -92,7 +94,7 @@ pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>
     let cmd = Command::Nlst(dir.map(str::to_string));
     let data = link.start(&cmd).await?;
     let mut raw = Vec::new();
-    receive(data.channel, "reading the name listing", |chunk| {
+    receive(data.channel, stall_window(link), "reading the name listing", |chunk| {
         if raw.len() >= MAX_LISTING {
             bail!(classified(Kind::FtpRefused, "the name listing is too long"));
         }
@@ -118,19 +120,18 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
     let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
     let mut buf = vec![0u8; CHUNK];
     let mut sent = 0u64;
+    let window = stall_window(link);
     let sending = async {
         loop {
             let n = file.read(&mut buf).with_context(|| format!("could not read {}", local.display()))?;
             if n == 0 {
                 return Ok(());
             }
-            tokio::time::timeout(STALL_TIMEOUT, channel.data(&buf[..n]))
+            // A server that takes less than a chunk (64 KiB) in a window is stalled too.
+            tokio::time::timeout(window, channel.data(&buf[..n]))
                 .await
                 .map_err(|_| {
-                    classified(
-                        Kind::Transfer,
-                        format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}"),
-                    )
+                    classified(Kind::Transfer, format!("the server took no data for {window:?} while uploading {remote}"))
                 })?
                 .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
             sent += n as u64;
@@ -158,22 +159,29 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
 pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write) -> Result<()> {
     let cmd = Command::List(path.map(str::to_string));
     let data = link.start(&cmd).await?;
-    receive(data.channel, "reading the listing", |chunk| Ok(out.write_all(chunk)?)).await?;
+    receive(data.channel, stall_window(link), "reading the listing", |chunk| Ok(out.write_all(chunk)?)).await?;
     out.flush()?;
     link.finish(&cmd).await?;
     Ok(())
 }
 
+/// Twice the reply timeout (`--timeout`): how long a data connection has to
+/// move [`STALL_MIN_BYTES`].
+fn stall_window(link: &Link<'_>) -> Duration {
+    link.control.timeout * 2
+}
+
 /// Hand every chunk of a download-direction data connection to `sink` until
 /// the server's EOF, then hang up at once: ProFTPD holds its 226 until the
-/// client closes (TimeoutLinger). A connection silent for [`STALL_TIMEOUT`]
-/// is dead; `doing` says what for the message.
+/// client closes (TimeoutLinger). A connection that moves less than
+/// [`STALL_MIN_BYTES`] in a `window` is dead; `doing` says what for the message.
 async fn receive(
     mut channel: russh::Channel<russh::client::Msg>,
+    window: Duration,
     doing: &str,
     sink: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let received = read_to_eof(&mut channel, doing, sink).await;
+    let received = read_to_eof(&mut channel, window, doing, sink).await;
     // EOF and close on every path (a failed sink too: the server must see the
     // connection end to end the transfer), then drop without waiting for the
     // server's close (a russh channel nobody reads would stall the session).
@@ -184,15 +192,28 @@ async fn receive(
 
 async fn read_to_eof(
     channel: &mut russh::Channel<russh::client::Msg>,
+    window: Duration,
     doing: &str,
     mut sink: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
+    let (mut window_ends, mut moved) = (tokio::time::Instant::now() + window, 0u64);
     loop {
-        let msg = tokio::time::timeout(STALL_TIMEOUT, channel.wait())
-            .await
-            .map_err(|_| classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while {doing}")))?;
+        let msg = tokio::time::timeout_at(window_ends, channel.wait()).await.ok();
+        if tokio::time::Instant::now() >= window_ends {
+            if moved < STALL_MIN_BYTES {
+                return Err(classified(
+                    Kind::Transfer,
+                    format!("the data connection stalled: {moved} bytes in {window:?} while {doing}"),
+                ));
+            }
+            (window_ends, moved) = (tokio::time::Instant::now() + window, 0);
+        }
+        let Some(msg) = msg else { continue };
         match msg {
-            Some(ChannelMsg::Data { data }) => sink(&data)?,
+            Some(ChannelMsg::Data { data }) => {
+                moved += data.len() as u64;
+                sink(&data)?
+            }
             Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Ok(()),
             Some(_) => {}
         }

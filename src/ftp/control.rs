@@ -170,9 +170,24 @@ impl Control {
     /// Read the next reply, bounded by [`Control::timeout`].
     pub async fn read_reply(&mut self) -> Result<Reply> {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.read_reply_unbounded()).await.map_err(|_| {
-            crate::error::classified(Kind::Transfer, format!("the FTP server sent no reply within {timeout:?}"))
-        })?
+        match tokio::time::timeout(timeout, self.read_reply_unbounded()).await {
+            Ok(reply) => reply,
+            Err(_) => Err(crate::error::classified(Kind::Transfer, self.no_reply(timeout))),
+        }
+    }
+
+    /// Why no reply came: none at all, or one begun and never finished (a multi-line reply
+    /// whose closing line, its own code and a space, a hostile server left out).
+    fn no_reply(&self, timeout: Duration) -> String {
+        let mut lines = self.buf.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        let Some(first) = lines.next() else { return format!("the FTP server sent no reply within {timeout:?}") };
+        let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
+        let code = first.get(..3).unwrap_or("");
+        format!(
+            "the FTP server left its reply unfinished for {timeout:?}: {:?} and {} more lines, none of them closing it (`{code} `)",
+            first.trim_end(),
+            lines.count()
+        )
     }
 
     async fn read_reply_unbounded(&mut self) -> Result<Reply> {
@@ -194,6 +209,10 @@ impl Control {
                 }
                 if !reply.is_preliminary() && matches!(self.state, State::Owed(_)) {
                     self.state = State::InStep;
+                }
+                // RFC 959: 421 may answer any command; the server is closing the connection.
+                if reply.code == 421 {
+                    self.state = State::Broken(format!("the server closed it: {reply}"));
                 }
                 return Ok(reply);
             }
@@ -379,6 +398,27 @@ mod tests {
         let refused = control.send(&Command::Noop).await.unwrap_err();
         assert!(matches!(refused.downcast_ref::<OutOfStep>(), Some(OutOfStep::Broken(_))));
         drop(server);
+    }
+
+    #[tokio::test]
+    async fn a_421_ends_the_conversation() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut control = Control::new(client, REPLY_TIMEOUT);
+        server.write_all(b"220 hi\r\n421 Service not available, closing control connection\r\n").await.unwrap();
+        control.greeting().await.unwrap();
+        assert_eq!(control.command(&Command::Retr("x".into())).await.unwrap().code, 421);
+        assert!(!control.in_step(), "a 421 connection is not to be reused");
+        assert!(control.resync(Duration::from_millis(50)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_reply_is_named() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut control = Control::new(client, Duration::from_millis(50));
+        server.write_all(b"150-Opening data connection\r\n226 Transfer complete\r\n").await.unwrap();
+        let err = control.read_reply().await.unwrap_err().to_string();
+        assert!(err.contains("unfinished for 50ms: \"150-Opening data connection\" and 1 more lines"), "{err}");
+        assert!(err.contains("(`150 `)"), "{err}");
     }
 
     #[tokio::test]
