@@ -80,16 +80,20 @@ fn error_lines(out: &Output) -> Vec<String> {
 /// One row of the matrix for a transfer-level case: a lone `get CASE/bad.bin` fails with one
 /// line holding `needle` and exit `code` within `bound`; then `mget 'CASE/*'` (bad.bin, then
 /// good.bin on the same control connection) fails the first and gets the second intact.
+/// The lone `get` is made on both data paths: the default port (the server connects back to
+/// U) and passive (sshd connects to the port EPSV announced).
 fn transfer_row(case: &str, code: i32, needle: &str, bound: Duration) {
     let tool = Tool::new();
     let bad = format!("{case}/bad.bin");
-    let (out, took, _) = captured(&tool, hostile(&tool).args(["get", &bad]));
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(code), "exit code:\n{err}");
-    assert_eq!(err.lines().count(), 1, "one line expected:\n{err}");
-    assert!(err.starts_with("ftpssh-fullsecure: error: ") && err.contains(needle), "{needle:?} not in:\n{err}");
-    assert!(took < bound, "{case}: took {took:?}, the bound is {bound:?}");
-    assert_not_saved(&tool, tool.work.path(), "bad.bin");
+    for mode in ["default-port", "passive"] {
+        let (out, took, _) = captured(&tool, hostile(&tool).args(["--data-mode", mode, "get", &bad]));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{mode}: exit code:\n{err}");
+        assert_eq!(err.lines().count(), 1, "{mode}: one line expected:\n{err}");
+        assert!(err.starts_with("ftpssh-fullsecure: error: ") && err.contains(needle), "{mode}: {needle:?} not in:\n{err}");
+        assert!(took < bound, "{case}, {mode}: took {took:?}, the bound is {bound:?}");
+        assert_not_saved(&tool, tool.work.path(), "bad.bin");
+    }
 
     let glob = format!("{case}/*");
     let (out, took, _) =
@@ -142,6 +146,32 @@ fn a_multi_line_reply_with_mismatched_codes() {
 #[test]
 fn a_reply_after_a_long_silence() {
     transfer_row("silence", TRANSFER, "no reply within 2s", GET_BOUND);
+}
+
+#[test]
+fn reply_426_mid_upload() {
+    // The server takes half the file, then says 426: the upload fails, the next one succeeds
+    // (the tool checks it with SIZE).
+    let tool = Tool::new();
+    let local = tool.remote_path("small.bin");
+    let (out, took, _) = captured(&tool, hostile(&tool).arg("put").arg(&local).arg("426-mid/up.bin"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(TRANSFER), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("STOR 426-mid/up.bin: the FTP server replied 426"), "{err}");
+    assert!(took < GET_BOUND, "took {took:?}");
+    let batch = tool.work.path().join("up.batch");
+    let local = local.to_str().unwrap();
+    std::fs::write(&batch, format!("put {local} 426-mid/up.bin\nput {local} up-{}.bin\n", std::process::id()))
+        .unwrap();
+    let mut cmd = hostile(&tool);
+    cmd.args(["-q", "--continue-on-error", "--retries", "0", "batch"]).arg(&batch);
+    let (out, took, _) = captured(&tool, &mut cmd);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(SOME_FAILED), "{err}");
+    let errors = error_lines(&out);
+    assert!(errors.len() == 1 && errors[0].contains("426-mid/up.bin"), "{err}");
+    assert!(took < RUN_BOUND, "took {took:?}");
 }
 
 #[test]
