@@ -317,7 +317,9 @@ impl<'s> Link<'s> {
     async fn passive_channel(&mut self) -> Result<Channel<Msg>> {
         let reply = self.control.command(&Command::Epsv).await?;
         // A reply with no usable port is the server's fault (exit 4), not ours.
-        let bad = |what: &str, e: crate::ftp::passive::PassiveError| classified(Kind::FtpRefused, format!("bad {what} reply: {e}"));
+        let bad = |what: &str, e: crate::ftp::passive::PassiveError| {
+            classified(Kind::FtpRefused, format!("bad {what} reply: {e}"))
+        };
         let port = if reply.code == 229 {
             parse_epsv(&reply).map_err(|e| bad("EPSV", e))?
         } else {

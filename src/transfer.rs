@@ -131,7 +131,10 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
             tokio::time::timeout(window, channel.data(&buf[..n]))
                 .await
                 .map_err(|_| {
-                    classified(Kind::Transfer, format!("the server took no data for {window:?} while uploading {remote}"))
+                    classified(
+                        Kind::Transfer,
+                        format!("the server took no data for {window:?} while uploading {remote}"),
+                    )
                 })?
                 .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
             sent += n as u64;

@@ -90,7 +90,10 @@ fn transfer_row(case: &str, code: i32, needle: &str, bound: Duration) {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(code), "{mode}: exit code:\n{err}");
         assert_eq!(err.lines().count(), 1, "{mode}: one line expected:\n{err}");
-        assert!(err.starts_with("ftpssh-fullsecure: error: ") && err.contains(needle), "{mode}: {needle:?} not in:\n{err}");
+        assert!(
+            err.starts_with("ftpssh-fullsecure: error: ") && err.contains(needle),
+            "{mode}: {needle:?} not in:\n{err}"
+        );
         assert!(took < bound, "{case}, {mode}: took {took:?}, the bound is {bound:?}");
         assert_not_saved(&tool, tool.work.path(), "bad.bin");
     }
@@ -140,7 +143,12 @@ fn a_one_megabyte_reply_line() {
 
 #[test]
 fn a_multi_line_reply_with_mismatched_codes() {
-    transfer_row("multiline-mismatch", TRANSFER, "left its reply unfinished for 2s: \"150-Opening data connection\"", GET_BOUND);
+    transfer_row(
+        "multiline-mismatch",
+        TRANSFER,
+        "left its reply unfinished for 2s: \"150-Opening data connection\"",
+        GET_BOUND,
+    );
 }
 
 #[test]
@@ -162,8 +170,7 @@ fn reply_426_mid_upload() {
     assert!(took < GET_BOUND, "took {took:?}");
     let batch = tool.work.path().join("up.batch");
     let local = local.to_str().unwrap();
-    std::fs::write(&batch, format!("put {local} 426-mid/up.bin\nput {local} up-{}.bin\n", std::process::id()))
-        .unwrap();
+    std::fs::write(&batch, format!("put {local} 426-mid/up.bin\nput {local} up-{}.bin\n", std::process::id())).unwrap();
     let mut cmd = hostile(&tool);
     cmd.args(["-q", "--continue-on-error", "--retries", "0", "batch"]).arg(&batch);
     let (out, took, _) = captured(&tool, &mut cmd);
