@@ -183,10 +183,14 @@ impl Control {
         let Some(first) = lines.next() else { return format!("the FTP server sent no reply within {timeout:?}") };
         let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
         let code = first.get(..3).unwrap_or("");
+        let more = match lines.count() {
+            0 => String::new(),
+            1 => " and 1 more line".into(),
+            n => format!(" and {n} more lines"),
+        };
         format!(
-            "the FTP server left its reply unfinished for {timeout:?}: {:?} and {} more lines, none of them closing it (`{code} `)",
-            first.trim_end(),
-            lines.count()
+            "the FTP server left its reply unfinished for {timeout:?}: {:?}{more}, without the line that closes it (`{code} `)",
+            first.trim_end()
         )
     }
 
@@ -417,7 +421,7 @@ mod tests {
         let mut control = Control::new(client, Duration::from_millis(50));
         server.write_all(b"150-Opening data connection\r\n226 Transfer complete\r\n").await.unwrap();
         let err = control.read_reply().await.unwrap_err().to_string();
-        assert!(err.contains("unfinished for 50ms: \"150-Opening data connection\" and 1 more lines"), "{err}");
+        assert!(err.contains("unfinished for 50ms: \"150-Opening data connection\" and 1 more line,"), "{err}");
         assert!(err.contains("(`150 `)"), "{err}");
     }
 
