@@ -123,12 +123,24 @@ impl InOrder {
     fn put(&mut self, index: usize, record: Record, code: Option<i32>) {
         self.early.insert(index, (record, code));
         while let Some((record, code)) = self.early.remove(&self.next) {
-            if self.first_failure.is_none() {
-                self.first_failure = code;
-            }
-            self.report.push(record);
+            self.push(record, code);
             self.next += 1;
         }
+    }
+
+    /// At the end of a run that stopped at a failure: the records past the
+    /// items that never started, in order.
+    fn flush_all(&mut self) {
+        while let Some((_, (record, code))) = self.early.pop_first() {
+            self.push(record, code);
+        }
+    }
+
+    fn push(&mut self, record: Record, code: Option<i32>) {
+        if self.first_failure.is_none() {
+            self.first_failure = code;
+        }
+        self.report.push(record);
     }
 }
 
@@ -179,6 +191,7 @@ pub async fn run(
             }
         }
     }
+    ended.flush_all();
     let first_failure = ended.first_failure;
     (std::mem::take(&mut ended.report), first_failure)
 }
