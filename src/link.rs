@@ -31,7 +31,10 @@ use crate::ftp::control::{Control, FtpError};
 use crate::ftp::{Command, Reply};
 use crate::ssh::endpoint::FtpTarget;
 use crate::ssh::Session;
+
+mod early;
 use crate::tcp::DataTuple;
+pub use early::Early;
 
 /// How long a default-port transfer command may go without both its
 /// preliminary reply and its data connection, on a nearby FTP server. A
@@ -75,6 +78,8 @@ pub struct Data {
     pub channel: Channel<Msg>,
     /// The size announced in the 150 reply, if any.
     pub announced: Option<u64>,
+    /// What the channel brought before the 150: read these first.
+    pub early: Early,
 }
 
 /// An FTP session inside SSH.
@@ -247,7 +252,7 @@ impl<'s> Link<'s> {
         self.session.drain_data_channels();
         self.session.gate.open(ftp_ip);
         let arrived = self.await_data_connection(cmd).await;
-        let (reply, data) = match arrived {
+        let (reply, data, early) = match arrived {
             Ok(both) => both,
             Err(e) => {
                 self.session.gate.close();
@@ -261,16 +266,17 @@ impl<'s> Link<'s> {
         if let Some((from, to)) = data.ends() {
             self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
         }
-        Ok(Data { channel: data.channel, announced: reply.announced_size() })
+        Ok(Data { channel: data.channel, announced: reply.announced_size(), early })
     }
 
     /// Send `cmd` and wait for both its preliminary reply and the server's
     /// connection, in whichever order they come, within [`Link::bound`] for
     /// as long as the connection has not come.
-    async fn await_data_connection(&mut self, cmd: &Command) -> Result<(Reply, crate::ssh::gate::DataChannel)> {
+    async fn await_data_connection(&mut self, cmd: &Command) -> Result<(Reply, crate::ssh::gate::DataChannel, Early)> {
         enum Arrival {
             Reply(Reply),
             Data(crate::ssh::gate::DataChannel),
+            Early,
             Deadline,
         }
         let deadline = tokio::time::Instant::now() + self.bound;
@@ -278,21 +284,30 @@ impl<'s> Link<'s> {
             Some(first) => self.ahead_reply = Some(self.control.command_then_send(&first, cmd).await?),
             None => self.control.send(cmd).await?,
         }
-        let (mut reply, mut data) = (None, None);
+        let (mut reply, mut data, mut early) = (None, None::<crate::ssh::gate::DataChannel>, Early::default());
         loop {
             if let (Some(_), Some(_)) = (&reply, &data) {
-                return Ok((reply.unwrap(), data.unwrap()));
+                return Ok((reply.unwrap(), data.unwrap(), early));
             }
             let (control, session) = (&mut self.control, self.session);
+            let waiting_for_data = data.is_none();
+            let draining = async {
+                match data.as_mut() {
+                    Some(d) => early.read_one(&mut d.channel).await,
+                    None => std::future::pending().await,
+                }
+            };
             let arrival = tokio::select! {
                 r = control.read_reply(), if reply.is_none() => Arrival::Reply(r?),
-                Some(d) = session.next_data_channel(self.bound), if data.is_none() => Arrival::Data(d),
-                _ = tokio::time::sleep_until(deadline), if data.is_none() => Arrival::Deadline,
+                Some(d) = session.next_data_channel(self.bound), if waiting_for_data => Arrival::Data(d),
+                () = draining => Arrival::Early,
+                _ = tokio::time::sleep_until(deadline), if waiting_for_data => Arrival::Deadline,
             };
             match arrival {
                 Arrival::Reply(r) if r.is_preliminary() => reply = Some(r),
                 Arrival::Reply(r) => return Err(self.refusal(cmd, r)),
                 Arrival::Data(d) => data = Some(d),
+                Arrival::Early => {}
                 Arrival::Deadline => {
                     let what = match &reply {
                         Some(r) => format!("said {} but did not connect back", r.code),
@@ -323,11 +338,19 @@ impl<'s> Link<'s> {
             Err(e) => return Err(self.passive_failed_too(e)),
         };
         self.announce_fallback();
-        let reply = self.control.command(cmd).await?;
+        let mut channel = channel;
+        let mut early = Early::default();
+        self.control.send(cmd).await?;
+        let reply = loop {
+            tokio::select! {
+                r = self.control.read_reply() => break r?,
+                () = early.read_one(&mut channel) => {}
+            }
+        };
         if !reply.is_preliminary() {
             return Err(FtpError { command: cmd.redacted(), reply }.classified());
         }
-        Ok(Data { channel, announced: reply.announced_size() })
+        Ok(Data { channel, announced: reply.announced_size(), early })
     }
 
     /// Leave the default-port path. A server that is still busy with the last

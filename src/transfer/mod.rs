@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::{classified, Kind};
 use crate::events::Event;
 use crate::ftp::{Command, Reply};
-use crate::link::Link;
+use crate::link::{Data, Link};
 pub use crate::transfer::part::PartFile;
 
 /// A data connection that moves less than this in a stall window (twice
@@ -75,7 +75,8 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
     // Written by tokio's file, whose writes run off the async threads.
     let mut out = tokio::io::BufWriter::with_capacity(4 * CHUNK, tokio::fs::File::from_std(part.append()?));
-    let mut incoming = Incoming::new(data.channel, stall_window(link), format!("downloading {remote}"));
+    let announced = data.announced;
+    let mut incoming = Incoming::new(data, stall_window(link), format!("downloading {remote}"));
     let mut received = offset;
     let copied = async {
         while let Some(chunk) = incoming.next().await? {
@@ -93,7 +94,7 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     flushed.with_context(|| format!("could not write {}", part.path.display()))?;
     link.finish(&cmd).await?;
     // The 150 announces what remains after REST; SIZE the whole file.
-    let want = expected.or(data.announced.map(|n| n + offset));
+    let want = expected.or(announced.map(|n| n + offset));
     if let Some(want) = want.filter(|w| *w != received) {
         part.restart()?; // not the file the server has: nothing to resume
         return Err(classified(
@@ -110,7 +111,7 @@ pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>
     let cmd = Command::Nlst(dir.map(str::to_string));
     let data = link.start(&cmd).await?;
     let mut raw = Vec::new();
-    let mut incoming = Incoming::new(data.channel, stall_window(link), "reading the name listing".into());
+    let mut incoming = Incoming::new(data, stall_window(link), "reading the name listing".into());
     let read = async {
         while let Some(chunk) = incoming.next().await? {
             if raw.len() >= MAX_LISTING {
@@ -186,7 +187,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
 pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write) -> Result<()> {
     let cmd = Command::List(path.map(str::to_string));
     let data = link.start(&cmd).await?;
-    let mut incoming = Incoming::new(data.channel, stall_window(link), "reading the listing".into());
+    let mut incoming = Incoming::new(data, stall_window(link), "reading the listing".into());
     let read = async {
         while let Some(chunk) = incoming.next().await? {
             out.write_all(chunk.as_ref())?;
@@ -200,6 +201,21 @@ pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write)
     Ok(())
 }
 
+/// A chunk of a download: read before the transfer began, or off the wire.
+enum Chunk<B> {
+    Early(Vec<u8>),
+    Wire(B),
+}
+
+impl<B: AsRef<[u8]>> AsRef<[u8]> for Chunk<B> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Chunk::Early(v) => v,
+            Chunk::Wire(b) => b.as_ref(),
+        }
+    }
+}
+
 /// Twice the reply timeout (`--timeout`): how long a data connection has to
 /// move [`STALL_MIN_BYTES`].
 fn stall_window(link: &Link<'_>) -> Duration {
@@ -211,6 +227,9 @@ fn stall_window(link: &Link<'_>) -> Duration {
 /// window is dead, silent or trickling; `doing` says what for the message.
 struct Incoming {
     channel: russh::Channel<russh::client::Msg>,
+    /// What came before the 150 (see [`crate::link::Early`]), handed out first.
+    early: std::vec::IntoIter<Vec<u8>>,
+    ended: bool,
     doing: String,
     window: Duration,
     /// The current window's end, and what moved in it.
@@ -219,12 +238,20 @@ struct Incoming {
 }
 
 impl Incoming {
-    fn new(channel: russh::Channel<russh::client::Msg>, window: Duration, doing: String) -> Incoming {
-        Incoming { channel, doing, window, window_ends: tokio::time::Instant::now() + window, moved: 0 }
+    fn new(data: Data, window: Duration, doing: String) -> Incoming {
+        let (channel, early, ended) = (data.channel, data.early.chunks.into_iter(), data.early.ended);
+        Incoming { channel, early, ended, doing, window, window_ends: tokio::time::Instant::now() + window, moved: 0 }
     }
 
     /// The next chunk, or None at the server's EOF.
     async fn next(&mut self) -> Result<Option<impl AsRef<[u8]>>> {
+        if let Some(chunk) = self.early.next() {
+            self.moved += chunk.len() as u64;
+            return Ok(Some(Chunk::Early(chunk)));
+        }
+        if self.ended {
+            return Ok(None);
+        }
         loop {
             let msg = tokio::time::timeout_at(self.window_ends, self.channel.wait()).await.ok();
             if tokio::time::Instant::now() >= self.window_ends {
@@ -239,7 +266,7 @@ impl Incoming {
                 None => continue,
                 Some(Some(ChannelMsg::Data { data })) => {
                     self.moved += data.len() as u64;
-                    return Ok(Some(data));
+                    return Ok(Some(Chunk::Wire(data)));
                 }
                 Some(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => return Ok(None),
                 Some(Some(_)) => {}
