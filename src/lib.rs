@@ -35,6 +35,7 @@
 pub mod cli;
 pub mod credentials;
 pub mod dataport;
+pub mod demo;
 pub mod endpoint;
 pub mod error;
 pub mod events;

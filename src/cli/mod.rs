@@ -17,6 +17,7 @@ use crate::link::{DataMode, Link, Spec};
 use crate::ssh::Session;
 use crate::{credentials, transfer};
 
+mod demo;
 mod install;
 mod many;
 pub mod output;
@@ -130,6 +131,8 @@ pub enum Cmd {
         /// The batch file
         file: PathBuf,
     },
+    /// Watch the book's procedure on real sockets, step by step: narration, both socket tables, TIME_WAIT, a timeline
+    Demo(demo::DemoArgs),
     /// Print a shell completion script: `source <(ftpssh-fullsecure completions bash)`
     Completions {
         /// The shell
@@ -207,6 +210,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             result.map(|()| 0)
         }
         Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => many::run(cli, plan, interrupt).await,
+        Cmd::Demo(args) => until_interrupted(interrupt, demo::run(&plan, args)).await,
         Cmd::Completions { .. } | Cmd::Man => unreachable!("generated in main, without a runtime"),
     }
 }
