@@ -3,3 +3,4 @@ pub mod ftpprobe;
 pub mod hostkeys;
 pub mod lab;
 pub mod tool;
+pub mod sockets;
