@@ -56,12 +56,14 @@ pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, even
     let mut explained = false;
     for n in 1..=s.transfers {
         let before = lesson.facts.last_tuple();
+        let mut collided = false;
         loop {
             match download(&mut link, s, n).await {
                 Ok(()) => break,
                 Err(e) => {
                     let Some(collision) = e.downcast_ref::<Collision>() else { return Err(e) };
                     let tuple = collision.tuple;
+                    collided = true;
                     lesson.step(&format!("transfer {n}: a collision"));
                     lesson.tables(session).await;
                     let Some(remedy) = remedies.next() else {
@@ -76,7 +78,7 @@ pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, even
             }
         }
         after_transfer(lesson, session, s, n).await;
-        if n > 1 && !explained {
+        if n > 1 && !explained && !collided {
             explained = explain_no_collision(lesson, session, before).await;
         }
         lesson.pause().await;
@@ -100,6 +102,9 @@ async fn after_transfer(lesson: &mut Lesson, session: &Session, s: &Script, n: u
     let Some((tuple, incarnation)) = lesson.facts.tuples.last().copied() else { return };
     let left = lesson.read_timer(session, &tuple).await;
     lesson.say(&narration::time_wait_held(&tuple, incarnation, left));
+    if left.is_some() {
+        lesson.show_reading(&tuple, left, s.watch <= 1);
+    }
     if left.is_some() && s.watch > 1 {
         tokio::time::sleep(COUNTDOWN_TICK).await;
         lesson.countdown(session, &tuple, s.watch - 1).await;
@@ -125,6 +130,7 @@ async fn remedy_step<'s>(
     remedy: Remedy,
     tuple: Option<DataTuple>,
 ) -> Result<Link<'s>> {
+    lesson.step(&format!("remedy: {}", format!("{remedy:?}").to_lowercase()));
     let started = Instant::now();
     let cost = match remedy {
         Remedy::Wait => {
@@ -146,7 +152,7 @@ async fn remedy_step<'s>(
             narration::cost("reclaiming", started.elapsed(), "cancel the forward, one SYN, forward again; same control connection")
         }
     };
-    lesson.step(&format!("remedy: {}", format!("{remedy:?}").to_lowercase()));
+    lesson.tell_events();
     lesson.say(&cost);
     lesson.tables(session).await;
     lesson.pause().await;
@@ -160,7 +166,7 @@ async fn wait_out(lesson: &mut Lesson, session: &Session, tuple: Option<DataTupl
     let waiting = measure::wait_for(session, tuple.as_ref(), false, &mut blind);
     tokio::pin!(waiting);
     let shown = lesson.facts.last_tuple();
-    lesson.say("Waiting the countdown out, reading the server's timer every second:");
+    lesson.say("The countdown, read on the server once a second while the client waits:");
     loop {
         tokio::select! {
             done = &mut waiting => {
@@ -168,6 +174,7 @@ async fn wait_out(lesson: &mut Lesson, session: &Session, tuple: Option<DataTupl
                 return done.map(|_| ());
             }
             _ = tokio::time::sleep(COUNTDOWN_TICK) => {
+                lesson.tell_events();
                 if let Some(t) = shown {
                     let left = lesson.read_timer(session, &t).await;
                     if left.is_some() { lesson.show_reading(&t, left, false) }

@@ -32,6 +32,8 @@ pub struct Lesson {
     style: Style,
     pacer: Pacer,
     step: u32,
+    /// A countdown line is being redrawn in place on the terminal: end it before other text.
+    live_line: bool,
     client_title: String,
     server_title: String,
 }
@@ -47,6 +49,7 @@ impl Lesson {
             style,
             pacer,
             step: 0,
+            live_line: false,
             client_title: "client (this host; read here)".into(),
             server_title: format!("SSH server {ssh} (read over SSH)"),
         }
@@ -58,6 +61,9 @@ impl Lesson {
     }
 
     fn say_styled(&mut self, plain: &str, styled: &str) {
+        if std::mem::take(&mut self.live_line) {
+            println!("\n");
+        }
         println!("{styled}\n");
         self.transcript.push_str(plain);
         self.transcript.push_str("\n\n");
@@ -159,6 +165,7 @@ impl Lesson {
         self.transcript.push('\n');
         if std::io::stdout().is_terminal() {
             print!("\r\x1b[K{line}");
+            self.live_line = !last;
             if last {
                 println!("\n");
                 self.transcript.push('\n');

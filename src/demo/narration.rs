@@ -66,6 +66,10 @@ pub fn tell(event: &Event, facts: &Facts) -> Option<String> {
         Event::TimeWaitLeft { tuple, left } => {
             format!("The server's timer says the TIME_WAIT of {tuple} has {:.1} s left.", left.as_secs_f64())
         }
+        Event::Waiting { total, .. } if *total < Duration::from_secs(2) => format!(
+            "The entry is still in the table at 0 s left (the kernel's timer wheel fires a little late): {:.1} s more.",
+            total.as_secs_f64()
+        ),
         Event::Waiting { total, .. } => format!(
             "Remedy: wait (the book's way). The client waits {:.1} s, the timer read in the SSH server's socket \
              table plus a small margin, and keeps the control connection.",
@@ -142,7 +146,7 @@ pub fn time_wait_held(tuple: &Tuple, incarnation: u32, left: Option<Duration>) -
     let text = match left {
         Some(left) => format!(
             "TIME_WAIT. The FTP server's host now holds the {} incarnation of {tuple} in TIME_WAIT (the row \
-             labelled S), {:.1} s left on its timer, counting down:",
+             labelled S). Its timer, read on the server once a second ({:.1} s left at first):",
             ordinal(incarnation),
             left.as_secs_f64()
         ),

@@ -148,7 +148,7 @@ impl Timeline {
                     t.mark(lane, at, MarkKind::Reclaim);
                 }
                 Event::Rotated { .. } => t.mark(collided, at, MarkKind::Rotate),
-                Event::Waiting { total, .. } => t.mark(collided, at, MarkKind::Wait(at + *total)),
+                Event::Waiting { total, .. } => t.wait(collided, at, at + *total),
                 _ => {}
             }
         }
@@ -182,6 +182,17 @@ impl Timeline {
         if let Some(lane) = lane {
             self.marks.push(Mark { at, lane, kind });
         }
+    }
+
+    /// A wait; one that follows on from the last (the entry lingered at 0 s) extends it.
+    fn wait(&mut self, lane: Option<usize>, at: Duration, until: Duration) {
+        if let Some(Mark { kind: MarkKind::Wait(end), lane: l, .. }) = self.marks.last_mut() {
+            if Some(*l) == lane && at <= *end + Duration::from_secs(2) {
+                *end = until;
+                return;
+            }
+        }
+        self.mark(lane, at, MarkKind::Wait(until));
     }
 
     /// The latest bar whose transfer is still running ends now.
@@ -249,7 +260,8 @@ mod tests {
             at(1.0, data("127.0.0.1:2020", "127.0.0.1:39999", 1)),
             at(1.1, ok()),
             at(2.0, Event::Collision { tuple: Some(d1), reply: "425".into() }),
-            at(2.1, Event::Waiting { total: s(59.5), cause: "x".into() }),
+            at(2.1, Event::Waiting { total: s(59.0), cause: "x".into() }),
+            at(61.25, Event::Waiting { total: s(0.5), cause: "x".into() }),
             at(61.7, data("127.0.0.1:2020", "127.0.0.1:39999", 2)),
             at(61.8, ok()),
             at(62.0, Event::Collision { tuple: Some(d1), reply: "425".into() }),
@@ -278,7 +290,7 @@ mod tests {
             kinds,
             [
                 (0, &MarkKind::Collision),
-                (0, &MarkKind::Wait(s(61.6))),
+                (0, &MarkKind::Wait(s(61.75))),
                 (0, &MarkKind::Collision),
                 (0, &MarkKind::Rotate),
                 (1, &MarkKind::Reclaim)
