@@ -11,7 +11,7 @@ const WIDTH: f64 = 1200.0;
 const LEFT: f64 = 290.0; // lane labels
 const RIGHT: f64 = 30.0;
 const TOP: f64 = 80.0;
-const LANE: f64 = 70.0;
+const LANE: f64 = 92.0; // per lane: labels, the bar, the wait, then the 425 and remedy labels
 const BOTTOM: f64 = 90.0; // axis and legend
 
 const TRANSFER: &str = "#1f4e9c";
@@ -56,9 +56,9 @@ pub fn svg(t: &Timeline, title: &str) -> String {
     for (i, lane) in t.lanes.iter().enumerate() {
         let y = TOP + LANE * i as f64;
         let _ = write!(out, r#"<g class="lane" data-tuple="{}">"#, escape(&lane.tuple.to_string()));
-        let _ = write!(out, r##"<line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##, y + 50.0, WIDTH - RIGHT, y + 50.0);
-        let _ = write!(out, r#"<text x="20" y="{}" font-weight="bold">S {} -&gt;</text>"#, y + 25.0, lane.tuple.from);
-        let _ = write!(out, r#"<text x="40" y="{}">{}</text>"#, y + 43.0, lane.tuple.to);
+        let _ = write!(out, r##"<line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##, y + 86.0, WIDTH - RIGHT, y + 86.0);
+        let _ = write!(out, r#"<text x="20" y="{}" font-weight="bold">S {} -&gt;</text>"#, y + 30.0, lane.tuple.from);
+        let _ = write!(out, r#"<text x="40" y="{}">{}</text>"#, y + 48.0, lane.tuple.to);
         for bar in &lane.bars {
             draw_bar(&mut out, &scale, y, bar);
         }
@@ -93,13 +93,13 @@ fn draw_bar(out: &mut String, s: &Scale, y: f64, b: &Bar) {
     let _ = write!(
         out,
         r##"<rect x="{x1:.1}" y="{}" width="{:.1}" height="22" fill="{TIME_WAIT}" fill-opacity="0.55" stroke="{TIME_WAIT}"{dash}/>"##,
-        y + 16.0,
+        y + 18.0,
         (x2 - x1).max(1.0)
     );
-    let _ = write!(out, r##"<rect x="{x0:.1}" y="{}" width="{:.1}" height="22" fill="{TRANSFER}"/>"##, y + 16.0, (x1 - x0).max(3.0));
-    let _ = write!(out, r#"<text x="{x0:.1}" y="{}" font-size="12">{}</text>"#, y + 12.0, ordinal(b.n));
+    let _ = write!(out, r##"<rect x="{x0:.1}" y="{}" width="{:.1}" height="22" fill="{TRANSFER}"/>"##, y + 18.0, (x1 - x0).max(3.0));
+    let _ = write!(out, r#"<text x="{x0:.1}" y="{}" font-size="12">{}</text>"#, y + if b.n % 2 == 1 { 14.0 } else { 4.0 }, ordinal(b.n));
     if b.how == End::Reclaimed {
-        let _ = write!(out, r##"<line x1="{x2:.1}" y1="{}" x2="{x2:.1}" y2="{}" stroke="{REMEDY}" stroke-width="3"/>"##, y + 10.0, y + 44.0);
+        let _ = write!(out, r##"<line x1="{x2:.1}" y1="{}" x2="{x2:.1}" y2="{}" stroke="{REMEDY}" stroke-width="3"/>"##, y + 12.0, y + 46.0);
     }
     out.push_str("</g>");
 }
@@ -110,15 +110,15 @@ fn draw_mark(out: &mut String, s: &Scale, y: f64, kind: &MarkKind, at: Duration)
         MarkKind::Collision => {
             let _ = write!(
                 out,
-                r##"<g class="collision"><polygon points="{x:.1},{} {:.1},{} {x:.1},{} {:.1},{}" fill="{COLLISION}"/><text x="{:.1}" y="{}" fill="{COLLISION}" font-weight="bold">425</text></g>"##,
-                y + 17.0,
+                r##"<g class="collision"><polygon points="{x:.1},{} {:.1},{} {x:.1},{} {:.1},{}" fill="{COLLISION}"/><text x="{:.1}" y="{}" fill="{COLLISION}" font-weight="bold" text-anchor="end">425</text></g>"##,
+                y + 19.0,
                 x + 10.0,
-                y + 27.0,
-                y + 37.0,
+                y + 29.0,
+                y + 39.0,
                 x - 10.0,
-                y + 27.0,
-                x + 12.0,
-                y + 64.0
+                y + 29.0,
+                x - 6.0,
+                y + 62.0
             );
         }
         MarkKind::Wait(until) => {
@@ -126,10 +126,10 @@ fn draw_mark(out: &mut String, s: &Scale, y: f64, kind: &MarkKind, at: Duration)
             let _ = write!(
                 out,
                 r##"<g class="remedy" data-remedy="wait"><line x1="{x:.1}" y1="{}" x2="{x2:.1}" y2="{}" stroke="{REMEDY}" stroke-width="2"/><text x="{:.1}" y="{}" fill="{REMEDY}">wait {:.1} s</text></g>"##,
-                y + 8.0,
-                y + 8.0,
+                y + 48.0,
+                y + 48.0,
                 x + 4.0,
-                y + 5.0,
+                y + 62.0,
                 (*until - at).as_secs_f64()
             );
         }
@@ -142,9 +142,9 @@ fn remedy(out: &mut String, x: f64, y: f64, name: &str, text: &str) {
     let _ = write!(
         out,
         r##"<g class="remedy" data-remedy="{name}"><circle cx="{x:.1}" cy="{}" r="5" fill="{REMEDY}"/><text x="{:.1}" y="{}" fill="{REMEDY}">{text}</text></g>"##,
-        y + 58.0,
+        y + 74.0,
         x + 8.0,
-        y + 62.0
+        y + 78.0
     );
 }
 
@@ -167,7 +167,7 @@ fn axis(out: &mut String, s: &Scale, t: &Timeline, horizon: f64, height: f64) {
     let _ = write!(
         out,
         r##"<line x1="{end:.1}" y1="{TOP}" x2="{end:.1}" y2="{y}" stroke="#666" stroke-dasharray="6 4"/><text x="{end:.1}" y="{}" fill="#666" text-anchor="end">end of run</text>"##,
-        TOP - 5.0
+        y - 4.0
     );
     let ly = y + 45.0;
     let _ = write!(
