@@ -1,10 +1,11 @@
 //! What went wrong: the exit code, and whether trying again can help.
 //!
-//! Errors travel as `anyhow::Error` with context naming the endpoint; the few
-//! places that decide the exit code attach a [`Kind`] by wrapping their error
-//! in [`Classified`]. `main` walks the chain and picks the first one it finds.
-//! Retry decisions ([`is_permanent`]) look at the same kinds and typed errors,
-//! never at message text.
+//! Errors travel as `anyhow::Error` with context naming the endpoint. Each is
+//! classified where it is made: a message with [`classified`], a typed error
+//! (callers branch on its type) with [`Classify::classified`]. `main` walks
+//! the chain and picks the first [`Kind`] it finds; retry decisions
+//! ([`is_permanent`]) look at the same kinds, never at message text. This
+//! module imports nothing of the crate: everything above it may use it.
 
 use std::fmt;
 use std::io::ErrorKind;
@@ -25,6 +26,8 @@ pub enum Kind {
     Transfer,
     /// 1: the local file system refused (permission, disk full, read-only).
     Local,
+    /// 128 + the signal's number: a signal stopped the run.
+    Interrupted(i32),
 }
 
 impl Kind {
@@ -36,6 +39,7 @@ impl Kind {
             Kind::FtpRefused => 4,
             Kind::Transfer => 5,
             Kind::Local => 1,
+            Kind::Interrupted(code) => code,
         }
     }
 
@@ -45,46 +49,59 @@ impl Kind {
     }
 }
 
-/// An error with its exit-code class. Displays as its message only.
+/// An error with its exit-code class. Displays as the error it holds, and
+/// lets [`find`] reach that error's type.
 #[derive(Debug)]
 pub struct Classified {
     /// The class, for the exit code.
     pub kind: Kind,
-    /// What happened, in one line.
-    pub message: String,
+    error: Box<dyn std::error::Error + Send + Sync + 'static>,
 }
 
 impl fmt::Display for Classified {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        fmt::Display::fmt(&self.error, f)
     }
 }
 
-impl std::error::Error for Classified {}
+impl std::error::Error for Classified {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
 
-/// Build a classified `anyhow::Error`.
+/// Build a classified `anyhow::Error` from a message.
 pub fn classified(kind: Kind, message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Classified { kind, message: message.into() })
+    let message: String = message.into();
+    anyhow::Error::new(Classified { kind, error: message.into() })
+}
+
+/// A typed error that knows its class: made into an `anyhow::Error` with
+/// [`Classify::classified`] where it happens, found again with [`find`].
+pub trait Classify: std::error::Error + Send + Sync + Sized + 'static {
+    /// Its class.
+    fn kind(&self) -> Kind;
+
+    /// It, classified.
+    fn classified(self) -> anyhow::Error {
+        anyhow::Error::new(Classified { kind: self.kind(), error: Box::new(self) })
+    }
+}
+
+/// The first error of type `T` in the chain, classified or not.
+pub fn find<T: std::error::Error + 'static>(err: &anyhow::Error) -> Option<&T> {
+    err.chain().find_map(|cause| match cause.downcast_ref::<Classified>() {
+        Some(c) => c.error.downcast_ref::<T>(),
+        None => cause.downcast_ref::<T>(),
+    })
 }
 
 /// The class of the first cause in the chain that has one: a [`Classified`],
-/// a typed FTP refusal, a TIME_WAIT collision, or a local I/O error whose
-/// kind no retry can cure.
+/// or a local I/O error whose kind no retry can cure.
 pub fn kind(err: &anyhow::Error) -> Option<Kind> {
     for cause in err.chain() {
         if let Some(c) = cause.downcast_ref::<Classified>() {
             return Some(c.kind);
-        }
-        if let Some(r) = cause.downcast_ref::<crate::ftp::control::FtpError>() {
-            return Some(r.kind());
-        }
-        if cause.downcast_ref::<crate::ftp::control::ControlClosed>().is_some()
-            || cause.downcast_ref::<crate::ftp::control::OutOfStep>().is_some()
-        {
-            return Some(Kind::Transfer);
-        }
-        if cause.downcast_ref::<crate::link::Collision>().is_some() {
-            return Some(Kind::Transfer);
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if is_local_refusal(io.kind()) {
@@ -97,9 +114,6 @@ pub fn kind(err: &anyhow::Error) -> Option<Kind> {
 
 /// The exit code for an error chain: that of its [`kind`], else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if let Some(i) = err.chain().find_map(|c| c.downcast_ref::<crate::interrupt::Interrupted>()) {
-        return i.0.exit_code();
-    }
     kind(err).map_or(1, Kind::exit_code)
 }
 

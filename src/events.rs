@@ -12,14 +12,18 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use serde::Serialize;
 
 use crate::ftp::Dialect;
 use crate::tcp::DataTuple;
 
 /// How the control connection was made, which decides how P is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Via {
     /// The SO_REUSEADDR relay on the SSH server (perl, python3 or socat): it reported P.
     Relay(&'static str),
@@ -29,8 +33,10 @@ pub enum Via {
     Direct,
 }
 
-/// What happened. The `Display` of each is its `-v` line.
-#[derive(Debug, Clone, PartialEq)]
+/// What happened. The `Display` of each is its `-v` line; the JSON form
+/// (`--events FILE`, one per line) is tagged by `"event"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
     /// The SSH connection is up: our end (the client port C) and the server's.
@@ -78,9 +84,15 @@ pub enum Event {
         to: String,
     },
     /// A line sent on the control connection (passwords redacted).
-    Sent(String),
+    Sent {
+        /// The line.
+        line: String,
+    },
     /// A line received on the control connection.
-    Received(String),
+    Received {
+        /// The line.
+        line: String,
+    },
     /// A transfer's bytes start to move.
     TransferStarted {
         /// The remote name.
@@ -91,7 +103,10 @@ pub enum Event {
         size: Option<u64>,
     },
     /// Some bytes moved.
-    Progress(u64),
+    Progress {
+        /// How many, since the last one.
+        bytes: u64,
+    },
     /// A transfer ended with its completion reply.
     TransferDone {
         /// The remote name.
@@ -125,6 +140,11 @@ pub enum Event {
         /// Why.
         why: String,
     },
+    /// Reclaiming did not free a tuple here: collisions rotate from now on.
+    ReclaimFailed {
+        /// The collision and why reclaiming failed.
+        why: String,
+    },
     /// A wait began.
     Waiting {
         /// How long.
@@ -147,7 +167,10 @@ pub enum Event {
         first: bool,
     },
     /// A step on the way to a control connection's data path did not work; the next is tried.
-    Detour(String),
+    Detour {
+        /// What, and what comes instead.
+        what: String,
+    },
     /// A connection to the forwarded data port that was not admitted.
     StrayRefused {
         /// Who connected.
@@ -159,10 +182,26 @@ pub enum Event {
         /// Our own late connection (a transfer given up before it came), not a theft.
         late: bool,
     },
+    /// The SSH connection failed; a new one is tried after a pause.
+    Reconnecting {
+        /// Why, on one line.
+        error: String,
+        /// After how long.
+        delay: Duration,
+    },
+    /// One item of a bulk run ended, well or not.
+    JobDone {
+        /// Items ended so far.
+        done: usize,
+        /// Items in the run.
+        total: usize,
+    },
     /// A transfer failed for a passing reason and will be tried again.
     Retrying {
-        /// What and why.
+        /// What: `get NAME`.
         what: String,
+        /// Why: the error on one line.
+        error: String,
         /// Which retry.
         retry: u32,
         /// After how long.
@@ -182,7 +221,7 @@ impl fmt::Display for Event {
             ),
             Event::ControlOpened { via: Via::SocketTable, proxy, ftp } => write!(
                 f,
-                "proxy port P = {} on {} (from the socket table; to the FTP server {ftp})",
+                "proxy port P = {} on {} (from the socket table), to the FTP server {ftp}",
                 proxy.port(),
                 proxy.ip()
             ),
@@ -201,11 +240,11 @@ impl fmt::Display for Event {
                 to.port()
             ),
             Event::PassiveData { to } => write!(f, "passive data connection to {to} from the SSH server"),
-            Event::Sent(line) => write!(f, "---> {line}"),
-            Event::Received(line) => f.write_str(line),
+            Event::Sent { line } => write!(f, "---> {line}"),
+            Event::Received { line } => f.write_str(line),
             Event::TransferStarted { name, offset: 0, .. } => write!(f, "transferring {name}"),
             Event::TransferStarted { name, offset, .. } => write!(f, "resuming {name} at byte {offset}"),
-            Event::Progress(n) => write!(f, "{n} bytes"),
+            Event::Progress { bytes } => write!(f, "{bytes} bytes"),
             Event::TransferDone { name, bytes, verified } => {
                 let check = if *verified { ", size verified" } else { "" };
                 write!(f, "{name}: {bytes} bytes{check}")
@@ -220,18 +259,21 @@ impl fmt::Display for Event {
                 "TIME_WAIT collision on {tuple}: reclaimed the 4-tuple with a SYN from its proxy end; same control connection"
             ),
             Event::Rotated { why } => write!(f, "{why}; rotating to another control connection (new proxy port, new 4-tuple)"),
+            Event::ReclaimFailed { why } => write!(f, "{why}; rotating to other control connections from now on"),
             Event::Waiting { total, cause } => write!(f, "{cause}; waiting {:.1} s", total.as_secs_f64()),
             Event::Waited { total, cause } => write!(f, "waited {:.1} s: {cause}", total.as_secs_f64()),
             Event::FellBack { why, .. } => {
                 write!(f, "switching to passive (EPSV/PASV inside SSH) for this control connection: {why}")
             }
-            Event::Detour(what) => f.write_str(what),
+            Event::Detour { what } => f.write_str(what),
             Event::StrayRefused { from, to, why, late: false } => write!(
                 f,
                 "refused a connection from {from} to the forwarded data port {to}: {why} (possible data port theft)"
             ),
             Event::StrayRefused { from, to, why, late: true } => write!(f, "refused a late data connection from {from} to {to}: {why}"),
-            Event::Retrying { what, retry, delay } => write!(f, "{what}; retry {retry} in {delay:.1?}"),
+            Event::JobDone { done, total } => write!(f, "{done} of {total} done"),
+            Event::Reconnecting { error, delay } => write!(f, "SSH connection failed ({error}); retrying in {delay:.1?}"),
+            Event::Retrying { what, error, retry, delay } => write!(f, "{what}: {error}; retry {retry} in {delay:.1?}"),
         }
     }
 }
@@ -248,15 +290,28 @@ impl<F: Fn(&Event) + Send + Sync> Observer for F {
     }
 }
 
-/// Where the procedure emits: the observers of this run. Cheap to clone.
+/// Where the procedure emits: the observers of this run. Cheap to clone; a
+/// clone shares the list ([`Events::fork`] makes a separate one).
 #[derive(Clone, Default)]
 pub struct Events {
-    observers: Vec<Arc<dyn Observer>>,
+    observers: Arc<RwLock<Vec<(u64, Arc<dyn Observer>)>>>,
 }
 
 impl fmt::Debug for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Events({} observers)", self.observers.len())
+        write!(f, "Events({} observers)", self.observers.read().unwrap().len())
+    }
+}
+
+/// Watching until dropped (see [`Events::watch`]).
+pub struct Watching {
+    events: Events,
+    id: u64,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.events.observers.write().unwrap().retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -266,16 +321,31 @@ impl Events {
         Events::default()
     }
 
-    /// These observers and one more.
+    /// A separate list with the same observers and one more.
     pub fn with(&self, observer: Arc<dyn Observer>) -> Events {
-        let mut observers = self.observers.clone();
-        observers.push(observer);
-        Events { observers }
+        let events = self.fork();
+        std::mem::forget(events.watch(observer));
+        events
+    }
+
+    /// A separate list with the same observers: what is added to one later
+    /// is not seen by the other (one per SSH session, so a worker of a bulk
+    /// run watches only its own).
+    pub fn fork(&self) -> Events {
+        Events { observers: Arc::new(RwLock::new(self.observers.read().unwrap().clone())) }
+    }
+
+    /// Add `observer` to this list until the returned guard is dropped.
+    pub fn watch(&self, observer: Arc<dyn Observer>) -> Watching {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.observers.write().unwrap().push((id, observer));
+        Watching { events: self.clone(), id }
     }
 
     /// Tell every observer.
     pub fn emit(&self, event: Event) {
-        for o in &self.observers {
+        for (_, o) in self.observers.read().unwrap().iter() {
             o.see(&event);
         }
     }
@@ -296,7 +366,7 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn see(&self, event: &Event) {
-        if !matches!(event, Event::Progress(_)) {
+        if !matches!(event, Event::Progress { .. }) {
             self.seen.lock().unwrap().push(event.clone());
         }
     }
@@ -311,11 +381,24 @@ mod tests {
         let a = Arc::new(Recorder::default());
         let b = Arc::new(Recorder::default());
         let events = Events::none().with(a.clone()).with(b.clone());
-        events.emit(Event::Sent("RETR x".into()));
-        events.emit(Event::Progress(10));
-        events.emit(Event::Received("226 ok".into()));
-        let want = vec![Event::Sent("RETR x".into()), Event::Received("226 ok".into())];
+        events.emit(Event::Sent { line: "RETR x".into() });
+        events.emit(Event::Progress { bytes: 10 });
+        events.emit(Event::Received { line: "226 ok".into() });
+        let want = vec![Event::Sent { line: "RETR x".into() }, Event::Received { line: "226 ok".into() }];
         assert_eq!((a.take(), b.take()), (want.clone(), want));
+    }
+
+    #[test]
+    fn a_watch_ends_with_its_guard_and_forks_are_separate() {
+        let base = Events::none();
+        let fork = base.fork();
+        let seen = Arc::new(Recorder::default());
+        let watching = fork.watch(seen.clone());
+        base.emit(Event::Sent { line: "NOOP".into() });
+        fork.emit(Event::Sent { line: "PWD".into() });
+        drop(watching);
+        fork.emit(Event::Sent { line: "QUIT".into() });
+        assert_eq!(seen.take(), vec![Event::Sent { line: "PWD".into() }]);
     }
 
     #[test]
@@ -329,5 +412,14 @@ mod tests {
         );
         let spare = Event::ForwardListening { listen: to, spare: Some(39999) }.to_string();
         assert_eq!(spare, "reverse forward: sshd listens on 10.250.0.2:[40000, 39999] for the data connections");
+    }
+
+    #[test]
+    fn json_lines_are_tagged() {
+        let from: SocketAddr = "10.250.0.2:2020".parse().unwrap();
+        let to: SocketAddr = "10.250.0.2:40000".parse().unwrap();
+        let json = serde_json::to_value(Event::DataAccepted { from, to, incarnation: 2 }).unwrap();
+        assert_eq!(json["event"], "data_accepted");
+        assert_eq!((json["from"].as_str(), json["incarnation"].as_u64()), (Some("10.250.0.2:2020"), Some(2)));
     }
 }

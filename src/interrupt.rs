@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
+use crate::error::{Classify, Kind};
+
 /// The signals that stop a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -45,6 +47,12 @@ impl Signal {
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by {}", .0.name())]
 pub struct Interrupted(pub Signal);
+
+impl Classify for Interrupted {
+    fn kind(&self) -> Kind {
+        Kind::Interrupted(self.0.exit_code())
+    }
+}
 
 /// Tells whether, and by which signal, the run was asked to stop.
 #[derive(Clone)]
@@ -106,7 +114,7 @@ mod tests {
     #[test]
     fn exit_codes_are_128_plus_the_signal_number() {
         assert_eq!([Signal::Int, Signal::Term, Signal::Hup].map(Signal::exit_code), [130, 143, 129]);
-        let e = anyhow::Error::new(Interrupted(Signal::Term));
+        let e = Interrupted(Signal::Term).classified();
         assert_eq!(crate::error::exit_code(&e.context("get big.bin")), 143);
     }
 

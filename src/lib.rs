@@ -4,31 +4,44 @@
 //!
 //! # Layout
 //!
-//! One module per concept a user can name, in the order a transfer uses them:
+//! The book's procedure, one module per step, in the order a transfer takes
+//! them; each imports only modules listed before it (`tests/layout.rs`
+//! checks that the import graph has no cycle):
 //!
-//! - [`cli`]: the command line and exit codes (`cli/many.rs`: the bulk commands; `cli/install.rs`:
-//!   completions and the man page); [`output`]: what stderr shows.
-//! - [`endpoint`]: `[USER@]HOST[:PORT]` and `~/.ssh/config`; [`credentials`]: the FTP login.
-//! - [`ciphers`]: which cipher is offered first (AES-GCM where the CPU has AES), `-c`.
-//! - [`session`]: the SSH session (russh): host key, auth, exec, direct-tcpip, tcpip-forward.
-//! - [`hostkeys`]: known_hosts with OpenSSH's semantics (patterns, hashes, `@revoked`, `@cert-authority`).
-//! - [`shell`]: a shell kept open on the SSH server for quick socket-table readings.
-//! - [`ftp`]: the FTP control protocol over any byte stream (commands, replies, PASV/EPSV).
-//! - [`socktable`]: pure parser of `/proc/net/tcp{,6}` text, with state, uid and timers.
-//! - [`dataport`]: the default-port data path of one control connection: P, the dialect
-//!   (U-1 or U), the reverse forward checked in the socket table, and why to fall back.
-//! - [`relay`]: the SO_REUSEADDR relay that makes every control connection and reports P.
-//! - [`discovery`]: the SSH server's socket table: P by diff where no relay runs, listener checks.
-//! - [`forward`]: the reverse forward and the gate that refuses stray data connections.
-//! - [`pacing`]: waiting out the data tuple's TIME_WAIT, measured on the SSH server, or backing off.
-//! - [`link`]: one FTP session inside SSH and its data path (default port or passive).
-//! - [`bulk`]: many transfers: workers, rotation or measured waits around TIME_WAIT, retries.
-//! - [`transfer`]: `get`, `put`, `ls`: streaming, verification; [`part`]: resumable part files.
-//! - [`batch`]: the batch file (`get`/`put` lines) and `mget` name matching.
-//! - [`report`]: the record of a bulk run: summary line, exit code, JSON.
-//! - [`lock`]: the lock that keeps two runs of one batch from overlapping.
-//! - [`error`]: failure classes, exit codes, and which failures a retry can cure.
-//! - [`interrupt`]: SIGINT, SIGTERM, SIGHUP: stop, report, exit 130/143/129.
+//! - [`error`]: failure classes and exit codes, classified where they happen.
+//! - [`tcp`]: pure TCP knowledge: the socket table parser (states, timers) and the data 4-tuple.
+//! - [`ftp`]: the FTP control protocol over any byte stream: commands, replies, PASV/EPSV,
+//!   the dialect (U-1 or U); the control connection's I/O in [`ftp::control`].
+//! - [`events`]: the one stream of typed events the procedure emits, and what observes it.
+//! - [`credentials`], [`interrupt`]: the FTP login; SIGINT, SIGTERM, SIGHUP.
+//! - [`ssh`] — **step 1**, the SSH session: `[USER@]HOST[:PORT]` and `~/.ssh/config`
+//!   ([`ssh::endpoint`]), host keys, ciphers, channels, the [`ssh::gate`] in front of
+//!   the reverse forward, and the helpers run on the SSH server: the SO_REUSEADDR
+//!   [`ssh::relay`] that carries the control connection, the [`ssh::shell`], the
+//!   [`ssh::reclaimer`].
+//! - [`dataport`] — **steps 2 to 4**, how a data connection is made: knowing P (the relay,
+//!   or the socket-table [`dataport::discovery`]), where the server connects back, the
+//!   reverse [`dataport::forward`] checked in the socket table, and the
+//!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why.
+//! - [`link`]: one FTP session inside SSH, its data path default-port or passive.
+//! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files.
+//! - [`timewait`] — **step 6**: pacing around TIME_WAIT: collision policy, reclaim,
+//!   rotate, the measured wait.
+//! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock.
+//! - [`demo`]: the teaching demo: the procedure narrated from its events, both socket
+//!   tables side by side, the TIME_WAIT countdown, the timeline (SVG, HTML).
+//! - [`cli`]: the command line; [`cli::output`] renders the events on stderr (`-v`,
+//!   progress) and to `--events FILE`.
+//!
+//! # Events
+//!
+//! [`events::Event`]: `SshConnected` (C), `ControlOpened` (P, and how it is known),
+//! `DialectChosen` (U-1 or U), `ForwardListening`, `DataAccepted` (the 4-tuple and its
+//! incarnation), `PassiveData`, `Sent`/`Received` (the control conversation),
+//! `TransferStarted`/`Progress`/`TransferDone`, `Collision`, `TimeWaitLeft`, `Reclaimed`,
+//! `Rotated`, `ReclaimFailed`, `Waiting`/`Waited`, `FellBack` (to passive, and why),
+//! `Detour`, `StrayRefused`, `Retrying`, `JobDone`. Observers: the `-v` trace, the progress
+//! bars, the bulk report's records, `--events FILE` (JSON lines), and the teaching demo.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -36,7 +49,6 @@ pub mod cli;
 pub mod credentials;
 pub mod dataport;
 pub mod demo;
-pub mod endpoint;
 pub mod error;
 pub mod events;
 pub mod ftp;

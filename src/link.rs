@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use russh::client::Msg;
@@ -25,11 +25,11 @@ use russh::Channel;
 use crate::credentials::Login;
 use crate::dataport::forward::ReverseForward;
 use crate::dataport::{self, Fallback};
-use crate::endpoint::FtpTarget;
-use crate::error::classified;
+use crate::error::{classified, Classify, Kind};
+use crate::events::{Event, Events};
 use crate::ftp::control::{Control, FtpError};
-use crate::ftp::passive::{parse_epsv, parse_pasv};
 use crate::ftp::{Command, Reply};
+use crate::ssh::endpoint::FtpTarget;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
 
@@ -92,33 +92,43 @@ pub struct Link<'s> {
     last_origin: Option<(IpAddr, u16)>,
     /// Which forwarded port it connected to.
     last_proxy_port: Option<u16>,
+    /// The last default-port data connection carried a download: the FTP
+    /// server closed it first, so its host holds the 4-tuple in TIME_WAIT.
+    time_wait_held: bool,
     /// [`DATA_CONNECT_BOUND`] and the measured round trips.
     bound: Duration,
     /// Why this link went passive, until its first passive data connection
     /// shows that passive works (then it is said on stderr).
     fell_back: Option<Fallback>,
+    /// A command to send in the same write as the next transfer command, and its reply.
+    ahead: Option<Command>,
+    ahead_reply: Option<Reply>,
 }
 
 impl<'s> Link<'s> {
     /// Connect to the FTP server through `session`, prepare the data path, log in.
     pub async fn open(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
-        let mut link = if spec.mode == DataMode::Passive {
-            let (control, _) = dataport::connect_direct(session, spec).await?;
+        let (mut link, login_time) = if spec.mode == DataMode::Passive {
+            let (mut control, _) = dataport::connect_direct(session, &spec.ftp, spec.timeout).await?;
+            let login_time = dataport::timed_login(&mut control, &spec.login).await?;
             let mut link = Link::new(session, control, spec, None);
             link.passive = true;
-            link
+            (link, login_time)
         } else {
-            let prepared = dataport::prepare(session, spec).await?;
+            let prepared = dataport::prepare(session, &spec.ftp, spec.timeout, &spec.login).await?;
             let mut link = Link::new(session, prepared.control, spec, prepared.ftp_ip);
             match prepared.forward {
                 Ok(forward) => link.forward = Some(forward),
-                Err(why) => link.fall_back(why)?,
+                Err(why) => {
+                    if let Err(e) = link.fall_back(why) {
+                        link.close().await;
+                        return Err(e);
+                    }
+                }
             }
-            link
+            (link, prepared.login_time.unwrap_or_default())
         };
-        let started = Instant::now();
-        link.control.login(&spec.login.user, &spec.login.password).await?;
-        link.bound = DATA_CONNECT_BOUND + started.elapsed() / LOGIN_ROUND_TRIPS * BOUND_ROUND_TRIPS;
+        link.bound = DATA_CONNECT_BOUND + login_time / LOGIN_ROUND_TRIPS * BOUND_ROUND_TRIPS;
         Ok(link)
     }
 
@@ -132,8 +142,11 @@ impl<'s> Link<'s> {
             passive: false,
             last_origin: None,
             last_proxy_port: None,
+            time_wait_held: false,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
+            ahead: None,
+            ahead_reply: None,
         }
     }
 
@@ -150,14 +163,33 @@ impl<'s> Link<'s> {
         Some(DataTuple { server, server_port, proxy })
     }
 
-    /// The session this link runs in.
+    /// The SSH session this link runs in.
     pub fn session(&self) -> &'s Session {
         self.session
+    }
+
+    /// Where this link's events go: its session's.
+    pub fn events(&self) -> &Events {
+        self.session.events()
     }
 
     /// True once this session moves data over EPSV/PASV.
     pub fn is_passive(&self) -> bool {
         self.passive
+    }
+
+    /// [`Link::start`], with `first` (SIZE, say) sent in the same write as
+    /// `cmd` on the default-port path: a round trip fewer per transfer.
+    /// Returns `first`'s reply too, unless it could not be sent.
+    pub async fn start_after(&mut self, first: &Command, cmd: &Command) -> Result<(Option<Reply>, Data)> {
+        if self.passive {
+            let reply = self.control.command(first).await?;
+            return Ok((Some(reply), self.start(cmd).await?));
+        }
+        (self.ahead, self.ahead_reply) = (Some(first.clone()), None);
+        let data = self.start(cmd).await;
+        self.ahead = None;
+        Ok((self.ahead_reply.take(), data?))
     }
 
     /// Send a transfer command (RETR, STOR, LIST, NLST) and get its data connection.
@@ -198,11 +230,8 @@ impl<'s> Link<'s> {
     fn announce_fallback(&mut self) {
         static SAID: AtomicBool = AtomicBool::new(false);
         let Some(why) = self.fell_back.take() else { return };
-        if SAID.swap(true, Ordering::Relaxed) {
-            tracing::info!("switching to passive (EPSV/PASV inside SSH) for this control connection: {why}");
-        } else {
-            tracing::warn!("switching to passive (EPSV/PASV inside SSH) for this control connection: {why}");
-        }
+        let first = !SAID.swap(true, Ordering::Relaxed);
+        self.events().emit(Event::FellBack { why: why.to_string(), first });
     }
 
     /// Passive could not be set up either: one error that tells both.
@@ -228,13 +257,10 @@ impl<'s> Link<'s> {
         let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
         self.last_origin = origin;
         self.last_proxy_port = Some(data.connected.1 as u16);
-        tracing::info!(
-            "data connection from {}:{} through the reverse forward {}:{}",
-            data.originator.0,
-            data.originator.1,
-            data.connected.0,
-            data.connected.1
-        );
+        self.time_wait_held = !matches!(cmd, Command::Stor(_));
+        if let Some((from, to)) = data.ends() {
+            self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
+        }
         Ok(Data { channel: data.channel, announced: reply.announced_size() })
     }
 
@@ -248,7 +274,10 @@ impl<'s> Link<'s> {
             Deadline,
         }
         let deadline = tokio::time::Instant::now() + self.bound;
-        self.control.send(cmd).await?;
+        match self.ahead.take() {
+            Some(first) => self.ahead_reply = Some(self.control.command_then_send(&first, cmd).await?),
+            None => self.control.send(cmd).await?,
+        }
         let (mut reply, mut data) = (None, None);
         loop {
             if let (Some(_), Some(_)) = (&reply, &data) {
@@ -278,40 +307,27 @@ impl<'s> Link<'s> {
     /// The error for a transfer command's final (non-1xx) reply.
     fn refusal(&self, cmd: &Command, reply: Reply) -> anyhow::Error {
         if reply.blames_busy_address() {
-            Collision { tuple: self.data_tuple(), reply }.into()
+            let tuple = self.data_tuple();
+            self.events().emit(Event::Collision { tuple, reply: reply.to_string() });
+            Collision { tuple, reply }.classified()
         } else if matches!(reply.code, 425 | 503) {
             Fallback::Refused(reply).into()
         } else {
-            FtpError { command: cmd.redacted(), reply }.into()
+            FtpError { command: cmd.redacted(), reply }.classified()
         }
     }
 
     async fn start_passive(&mut self, cmd: &Command) -> Result<Data> {
-        let channel = match self.passive_channel().await {
+        let channel = match dataport::passive::open(self.session, &mut self.control, &self.spec.ftp.host).await {
             Ok(channel) => channel,
             Err(e) => return Err(self.passive_failed_too(e)),
         };
         self.announce_fallback();
         let reply = self.control.command(cmd).await?;
         if !reply.is_preliminary() {
-            return Err(FtpError { command: cmd.redacted(), reply }.into());
+            return Err(FtpError { command: cmd.redacted(), reply }.classified());
         }
         Ok(Data { channel, announced: reply.announced_size() })
-    }
-
-    /// EPSV (or PASV), and sshd's connection to the announced port.
-    async fn passive_channel(&mut self) -> Result<Channel<Msg>> {
-        let reply = self.control.command(&Command::Epsv).await?;
-        let port = if reply.code == 229 {
-            parse_epsv(&reply).with_context(|| format!("bad EPSV reply {reply}"))?
-        } else {
-            let reply = self.control.expect(&Command::Pasv, |r| r.code == 227).await?;
-            // The address in a 227 reply is ignored: the data goes where the control goes.
-            parse_pasv(&reply).with_context(|| format!("bad PASV reply {reply}"))?.1
-        };
-        let channel = self.session.direct_tcpip(&self.spec.ftp.host, port).await?;
-        tracing::info!("passive data connection to {}:{port} from the SSH server", self.spec.ftp.host);
-        Ok(channel)
     }
 
     /// Leave the default-port path. A server that is still busy with the last
@@ -322,8 +338,8 @@ impl<'s> Link<'s> {
         }
         if reconnect {
             self.control.quit().await;
-            self.control = dataport::connect_direct(self.session, &self.spec).await?.0;
-            self.control.login(&self.spec.login.user, &self.spec.login.password).await?;
+            self.control = dataport::connect_direct(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
+            dataport::timed_login(&mut self.control, &self.spec.login).await?;
         }
         Ok(())
     }
@@ -334,7 +350,7 @@ impl<'s> Link<'s> {
         if reply.is_completion() {
             Ok(reply)
         } else {
-            Err(FtpError { command: cmd.redacted(), reply }.into())
+            Err(FtpError { command: cmd.redacted(), reply }.classified())
         }
     }
 
@@ -347,7 +363,14 @@ impl<'s> Link<'s> {
         forward.cancel(self.session).await;
         self.session.reclaim(tuple, wait).await?;
         self.forward = Some(forward.renew(self.session).await?);
+        self.time_wait_held = false;
         Ok(())
+    }
+
+    /// True when the FTP server's host holds this link's data 4-tuple in
+    /// TIME_WAIT from its last download (it closed that connection first).
+    pub fn holds_time_wait(&self) -> bool {
+        self.time_wait_held && !self.passive
     }
 
     /// Bring the control connection back in step after a failed command
@@ -377,4 +400,10 @@ pub struct Collision {
     pub tuple: Option<DataTuple>,
     /// The server's reply.
     pub reply: Reply,
+}
+
+impl Classify for Collision {
+    fn kind(&self) -> Kind {
+        Kind::Transfer
+    }
 }

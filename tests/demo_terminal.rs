@@ -61,10 +61,14 @@ fn step_waits_for_enter_and_advances() {
     for arg in cmd.get_args() {
         line.push_str(&format!(" {arg:?}"));
     }
-    line.push_str("; echo EXIT=$?; sleep 60");
+    line.push_str("; echo EXIT=$?; sleep 60\n");
+    // In a script only we can read, not on tmux's command line: it holds the password.
+    let script = tool.work.path().join("run.sh");
+    std::fs::write(&script, &line).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let tmux = Tmux(format!("ftpssh-demo-test-{}", std::process::id()));
     let started = Command::new("tmux")
-        .args(["new-session", "-d", "-s", &tmux.0, "-x", "160", "-y", "50", &line])
+        .args(["new-session", "-d", "-s", &tmux.0, "-x", "160", "-y", "50", &format!("sh {script:?}")])
         .status()
         .unwrap();
     assert!(started.success(), "tmux could not start");

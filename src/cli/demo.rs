@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::demo::acts::{self, Remedy, Script};
+use crate::demo::acts::{self, Script};
 use crate::demo::{self, Outputs};
 use crate::jobs::Plan;
 
@@ -18,7 +18,7 @@ pub struct DemoArgs {
     pub transfers: u32,
     /// Remedies to show, one per TIME_WAIT collision, in this order
     #[arg(long = "remedies", value_enum, value_delimiter = ',', default_value = "wait,rotate,reclaim")]
-    pub remedies: Vec<Remedy>,
+    pub remedies: Vec<crate::timewait::Pace>,
     /// Readings of the TIME_WAIT countdown after each transfer, one a second
     #[arg(long = "watch", value_name = "N", default_value_t = 3)]
     pub watch: u32,

@@ -1,7 +1,6 @@
 //! The bulk commands' plumbing: turning `mget` globs, `mput` files and a
 //! batch file into [`Item`]s, the lock, the report, the summary line.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -11,6 +10,7 @@ use crate::error::{classified, Kind};
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::batch::{self, Op};
 use crate::jobs::lock;
+use crate::jobs::report::Report;
 use crate::jobs::{self, Item, Plan};
 use crate::link::Link;
 use crate::ssh::Session;
@@ -39,42 +39,45 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
             let dir = dir.as_deref().map(|d| if d.ends_with('/') { d.to_string() } else { format!("{d}/") });
             let put = |f: &PathBuf| -> Result<Item> {
                 let target = remote_target(f, dir.as_deref())?;
-                Ok(Item { op: Op::Put, source: f.to_string_lossy().into_owned(), target })
+                Ok(Item { op: Op::Put, source: f.to_string_lossy().into_owned(), target, line: None })
             };
             files.iter().map(put).collect::<Result<_>>()?
         }
         Cmd::Batch { file } => batch_items(file)?,
-        _ => unreachable!("run_bulk is only called for bulk commands"),
+        _ => unreachable!("many::run is only called for bulk commands"),
     };
-    let show = !cli.quiet && std::io::stderr().is_terminal();
     let opts = jobs::Options {
         jobs: usize::from(args.jobs),
         pace: args.pace,
         continue_on_error: args.continue_on_error,
         retries: args.retries,
-        show,
     };
-    let (report, first_failure) = match &cli.command {
+    // The report file is written as the run goes: memory stays flat for any number of items.
+    let report = match &report_file {
+        Some(file) => Report::streaming(file)?,
+        None => Report::new(),
+    };
+    let (mut report, first_failure) = match &cli.command {
         Cmd::Mget { globs, dir } => {
-            let session = until_interrupted(interrupt, Session::connect(&plan.target)).await?;
+            let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
             let listing = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let items = expand_mget(&mut link, globs, dir.as_deref()).await?;
                 Ok::<_, anyhow::Error>((link, items))
             };
             let listed = match until_interrupted(interrupt, listing).await {
-                Ok((link, items)) => Ok(jobs::run(plan.clone(), items, opts, Some((&session, link)), interrupt).await),
-                Err(e) if e.is::<Interrupted>() => Err(e),
+                Ok((link, items)) => {
+                    Ok(jobs::run(plan.clone(), items, opts, Some((&session, link)), interrupt, report).await)
+                }
+                Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
                 Err(e) => Err(session.attribute(e).await),
             };
             session.close().await;
             listed?
         }
-        _ => jobs::run(plan, items, opts, None, interrupt).await,
+        _ => jobs::run(plan, items, opts, None, interrupt, report).await,
     };
-    if let Some(file) = report_file {
-        report.write_json(&file)?;
-    }
+    report.finish()?;
     if !cli.quiet {
         eprintln!("{}", report.summary_line());
     }
@@ -99,7 +102,7 @@ async fn expand_mget(link: &mut Link<'_>, globs: &[String], dir: Option<&Path>) 
         }
         for remote in matches {
             let target = dir.join(transfer::safe_base_name(&remote)?);
-            items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned() });
+            items.push(Item { op: Op::Get, source: remote, target: target.to_string_lossy().into_owned(), line: None });
         }
     }
     Ok(items)
@@ -120,7 +123,7 @@ fn batch_items(file: &Path) -> Result<Vec<Item>> {
                 .into_owned(),
             Op::Put => remote_target(Path::new(&job.source), job.target.as_deref())?,
         };
-        Ok(Item { op: job.op, source: job.source, target })
+        Ok(Item { op: job.op, source: job.source, target, line: Some(job.line) })
     };
     batch::parse(&text)?.into_iter().map(to_item).collect()
 }

@@ -3,18 +3,22 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::endpoint::{self, DEFAULT_FTP};
+use crate::error::Classify;
 use crate::error::{classified, Kind};
+use crate::events::Events;
+use crate::ftp::control::REPLY_TIMEOUT;
 use crate::interrupt::{Interrupted, Watch};
-use crate::jobs::{Pace, Plan};
+use crate::jobs::Plan;
 use crate::link::{DataMode, Link, Spec};
+use crate::ssh::endpoint::{self, DEFAULT_FTP};
 use crate::ssh::Session;
+use crate::timewait::Pace;
 use crate::{credentials, transfer};
 
 mod demo;
@@ -69,8 +73,8 @@ pub struct Cli {
     /// How data connections are made: auto tries the default port first, then EPSV/PASV; both inside SSH
     #[arg(long = "data-mode", overrides_with = "data_mode", global = true, value_enum, default_value = "auto")]
     pub data_mode: DataMode,
-    /// Seconds to wait for any FTP reply before giving up on a server that hangs
-    #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Seconds to wait for any FTP reply before giving up on a server that hangs; a data connection that moves less than 1 KiB in twice that is dead too
+    #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Bulk options
     #[command(flatten)]
@@ -81,6 +85,9 @@ pub struct Cli {
     /// Print nothing but errors
     #[arg(short = 'q', long = "quiet", global = true)]
     pub quiet: bool,
+    /// Write every event of the run (ports, 4-tuples, TIME_WAIT, remedies) to FILE, one JSON object a line
+    #[arg(long = "events", global = true, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     /// What to do
     #[command(subcommand)]
     pub command: Cmd,
@@ -166,7 +173,7 @@ pub struct BulkArgs {
 /// Run the program; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    crate::cli::output::init(cli.verbose, cli.quiet);
+    output::init(cli.verbose, cli.quiet);
     let outcome = match cli.command {
         // Generated text only: no SSH server, password, HOME or network needed.
         Cmd::Completions { shell } => install::print(&install::completions(shell)).map(|()| 0),
@@ -193,7 +200,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
     match &cli.command {
         Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
             tracing::info!("connecting to SSH server {}@{}:{}", plan.target.user, plan.target.host, plan.target.port);
-            let session = until_interrupted(interrupt, Session::connect(&plan.target)).await?;
+            let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
             let work = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
                 let outcome = execute(cli, &mut link).await;
@@ -201,7 +208,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
                 outcome
             };
             let result = match until_interrupted(interrupt, work).await {
-                Err(e) if e.is::<Interrupted>() => Err(e),
+                Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
                 Err(e) => Err(session.attribute(e).await),
                 Ok(()) => Ok(()),
             };
@@ -219,7 +226,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
 pub(crate) async fn until_interrupted<T>(interrupt: &Watch, work: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::select! {
         out = work => out,
-        signal = interrupt.wait() => Err(Interrupted(signal).into()),
+        signal = interrupt.wait() => Err(Interrupted(signal).classified()),
     }
 }
 
@@ -254,7 +261,7 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::io::stdin().is_terminal(),
     )?;
     let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
-    Ok(Plan { target, spec })
+    Ok(Plan { target, spec, events: observers(cli)? })
 }
 
 async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
@@ -262,23 +269,18 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
     let (what, bytes) = match &cli.command {
         Cmd::Get { remote, local } => {
             let path = transfer::local_target(remote, local.as_deref())?;
-            let bar = progress_bar(cli.quiet);
-            let n = transfer::get(link, remote, &path, &bar).await.with_context(|| format!("get {remote}"))?;
-            bar.finish_and_clear();
+            let n = transfer::get(link, remote, &path).await.with_context(|| format!("get {remote}"))?;
             (format!("{remote} -> {}", path.display()), n)
         }
         Cmd::Put { local, remote } => {
             let remote = remote_target(local, remote.as_deref())?;
-            let bar = progress_bar(cli.quiet);
-            let n =
-                transfer::put(link, local, &remote, &bar).await.with_context(|| format!("put {}", local.display()))?;
-            bar.finish_and_clear();
+            let n = transfer::put(link, local, &remote).await.with_context(|| format!("put {}", local.display()))?;
             (format!("{} -> {remote}", local.display()), n)
         }
         Cmd::Ls { path } => {
             return transfer::list(link, path.as_deref(), &mut std::io::stdout().lock()).await.context("ls");
         }
-        _ => unreachable!("bulk commands run in run_bulk"),
+        _ => unreachable!("bulk commands run in many::run"),
     };
     if !cli.quiet {
         let secs = started.elapsed().as_secs_f64();
@@ -303,17 +305,20 @@ pub(crate) fn remote_target(local: &Path, remote: Option<&str>) -> Result<String
     })
 }
 
-/// A progress bar on a terminal, nothing otherwise.
-fn progress_bar(quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// Who watches this run: the `-v` trace always (its level filter decides
+/// what shows), the `--events` file, bars and countdowns on a terminal unless `-q` (or the demo).
+fn observers(cli: &Cli) -> Result<Events> {
+    let mut events = Events::none().with(Arc::new(output::Trace));
+    if let Some(file) = &cli.events {
+        let lines = output::JsonLines::create(file).map_err(|e| classified(Kind::Usage, format!("--events: {e:#}")))?;
+        events = events.with(Arc::new(lines));
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bytes:>10} / {total_bytes:10} {wide_bar} {binary_bytes_per_sec:>12} {eta:>4}")
-            .expect("valid template"),
-    );
-    bar
+    // The demo draws its own countdowns on stdout: no bars beside them.
+    if cli.quiet || !std::io::stderr().is_terminal() || matches!(cli.command, Cmd::Demo(_)) {
+        return Ok(events);
+    }
+    let bulk = matches!(cli.command, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. });
+    Ok(events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() })))
 }
 
 #[cfg(test)]

@@ -1,14 +1,23 @@
 //! What the user sees on stderr: warnings always (`warning: ...`), each step
 //! and the FTP conversation with `-v` (`---> RETR x`, as `ftp -d` shows it),
 //! only errors with `-q`. Plain lines, no timestamps: this is a CLI.
+//!
+//! The procedure's part of it is rendered from its events ([`Trace`]), and
+//! so are the progress bars and countdowns ([`Progress`]).
 
 use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
 
-use tracing::{Event, Level, Subscriber};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use tracing::{Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+use crate::events::{Event, Observer};
 
 /// Install the stderr subscriber for the given verbosity.
 pub fn init(verbose: u8, quiet: bool) {
@@ -32,7 +41,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
         match *event.metadata().level() {
             Level::ERROR => write!(writer, "error: ")?,
             Level::WARN => write!(writer, "warning: ")?,
@@ -40,5 +54,126 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// The `-v` trace of the procedure: each event's line at its level.
+pub struct Trace;
+
+impl Observer for Trace {
+    fn see(&self, event: &Event) {
+        match event {
+            Event::Progress { .. } | Event::JobDone { .. } => {}
+            Event::Sent { .. } | Event::Received { .. } => tracing::info!(target: "ftp", "{event}"),
+            Event::FellBack { first: true, .. } | Event::Retrying { .. } | Event::Reconnecting { .. } => {
+                tracing::warn!("{event}")
+            }
+            Event::StrayRefused { late: false, .. } => tracing::warn!("{event}"),
+            Event::StrayRefused { late: true, .. } | Event::Waited { .. } | Event::TransferDone { .. } => {
+                tracing::debug!("{event}")
+            }
+            Event::TransferStarted { offset: 0, .. } => tracing::debug!("{event}"),
+            _ => tracing::info!("{event}"),
+        }
+    }
+}
+
+/// Bars and countdowns on a terminal: the bytes of one transfer, or the
+/// items of a bulk run, and a wait's countdown (a minute of silence looks
+/// like a hang).
+#[derive(Default)]
+pub struct Progress {
+    /// Show a byte bar per transfer (one transfer), else an item bar (bulk).
+    per_transfer: bool,
+    bytes: Mutex<Option<ProgressBar>>,
+    items: Mutex<Option<ProgressBar>>,
+    wait: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress {
+    /// For `get` and `put`: one byte bar.
+    pub fn bytes() -> Progress {
+        Progress { per_transfer: true, ..Progress::default() }
+    }
+
+    /// For bulk runs: one bar counting items.
+    pub fn items() -> Progress {
+        Progress::default()
+    }
+}
+
+/// How often a countdown is redrawn.
+const COUNTDOWN_TICK: Duration = Duration::from_secs(1);
+
+/// The byte bar: done / total, bar, rate, time left.
+const BYTES_TEMPLATE: &str = "{bytes:>10} / {total_bytes:10} {wide_bar} {binary_bytes_per_sec:>12} {eta:>4}";
+
+impl Observer for Progress {
+    fn see(&self, event: &Event) {
+        match event {
+            Event::TransferStarted { offset, size, .. } if self.per_transfer => {
+                let bar = ProgressBar::new(size.unwrap_or(0));
+                bar.set_style(ProgressStyle::with_template(BYTES_TEMPLATE).expect("a valid template"));
+                bar.set_position(*offset);
+                replace(&self.bytes, Some(bar));
+            }
+            Event::Progress { bytes } => {
+                if let Some(bar) = self.bytes.lock().unwrap().as_ref() {
+                    bar.inc(*bytes);
+                }
+            }
+            Event::TransferDone { .. } if self.per_transfer => replace(&self.bytes, None),
+            Event::JobDone { done, total } if !self.per_transfer => {
+                let mut items = self.items.lock().unwrap();
+                let bar = items.get_or_insert_with(|| ProgressBar::new(*total as u64));
+                bar.set_position(*done as u64);
+                if done == total {
+                    bar.finish_and_clear();
+                }
+            }
+            Event::Waiting { total, cause } => {
+                let bar = ProgressBar::new_spinner();
+                let style = ProgressStyle::with_template("{msg} ({elapsed} so far)").expect("a valid template");
+                bar.set_style(style);
+                bar.set_message(format!("waiting {} s: {cause}", total.as_secs_f64().ceil()));
+                bar.enable_steady_tick(COUNTDOWN_TICK);
+                replace(&self.wait, Some(bar));
+            }
+            Event::Waited { .. } => replace(&self.wait, None),
+            _ => {}
+        }
+    }
+}
+
+/// Put `bar` in `slot`, clearing the one that was there.
+fn replace(slot: &Mutex<Option<ProgressBar>>, bar: Option<ProgressBar>) {
+    if let Some(old) = std::mem::replace(&mut *slot.lock().unwrap(), bar) {
+        old.finish_and_clear();
+    }
+}
+
+/// `--events FILE`: every event but byte counts, one JSON object a line,
+/// written as it happens (a reader may follow the file during the run).
+pub struct JsonLines(Mutex<std::io::LineWriter<std::fs::File>>);
+
+impl JsonLines {
+    /// Create (or truncate) `path`.
+    pub fn create(path: &std::path::Path) -> anyhow::Result<JsonLines> {
+        use anyhow::Context;
+        let file = std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?;
+        Ok(JsonLines(Mutex::new(std::io::LineWriter::new(file))))
+    }
+}
+
+impl Observer for JsonLines {
+    fn see(&self, event: &Event) {
+        use std::io::Write;
+        if matches!(event, Event::Progress { .. }) {
+            return;
+        }
+        if let Ok(line) = serde_json::to_string(event) {
+            // A full disk must not stop the transfer it describes.
+            let _ = writeln!(self.0.lock().unwrap(), "{line}");
+        }
     }
 }

@@ -21,9 +21,12 @@ pub struct ReverseForward {
 impl ReverseForward {
     /// Forward `address:port` (required) and `address:extra` (best effort).
     pub async fn request(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
-        let forward = Self::listen(session, address, port, extra).await?;
-        tracing::info!("reverse forward: sshd listens on {address}:{:?} for the data connections", forward.ports);
-        Ok(forward)
+        Self::listen(session, address, port, extra).await
+    }
+
+    /// Where the FTP server connects: the address and the first port.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        Some(std::net::SocketAddr::new(self.address.parse().ok()?, *self.ports.first()?))
     }
 
     /// Ask for the same ports again after [`ReverseForward::cancel`] (quietly: the trace said it once).

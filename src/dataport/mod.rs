@@ -20,16 +20,19 @@
 
 pub mod discovery;
 pub mod forward;
+pub mod passive;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::credentials::Login;
 use crate::error::Kind;
-use crate::ftp::control::Control;
+use crate::events::{Event, Via};
+use crate::ftp::control::{Control, Line, Transcript};
 use crate::ftp::{Dialect, Reply};
-use crate::link::Spec;
+use crate::ssh::endpoint::FtpTarget;
 use crate::ssh::relay;
 use crate::ssh::Session;
 use discovery::{Listener, NotFound};
@@ -97,33 +100,55 @@ pub struct Prepared {
     pub ftp_ip: Option<IpAddr>,
     /// The reverse forward, or why there is none.
     pub forward: Result<ReverseForward, Fallback>,
+    /// How long the login took (three round trips to the FTP server), once done.
+    pub login_time: Option<Duration>,
 }
 
 impl Prepared {
     fn without_forward(control: Control, ftp_ip: Option<IpAddr>, why: Fallback) -> Prepared {
-        Prepared { control, ftp_ip, forward: Err(why) }
+        Prepared { control, ftp_ip, forward: Err(why), login_time: None }
+    }
+
+    /// Log in, if that is still to do (the relay path logs in while the
+    /// forward is set up).
+    async fn logged_in(mut self, login: &Login) -> Result<Prepared> {
+        if self.login_time.is_none() {
+            self.login_time = Some(timed_login(&mut self.control, login).await?);
+        }
+        Ok(self)
     }
 }
 
 /// Open a control connection with its default-port data path: through the
 /// relay where one runs, else by the socket-table diff.
-pub async fn prepare(session: &Session, spec: &Spec) -> Result<Prepared> {
-    match through_relay(session, spec).await {
+pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, login: &Login) -> Result<Prepared> {
+    let prepared = match through_relay(session, ftp, timeout, login).await {
         Err(e) => match e.downcast::<relay::Unavailable>() {
-            Ok(unavailable) => by_socket_table(session, spec, unavailable).await,
+            Ok(unavailable) => by_socket_table(session, ftp, timeout, unavailable).await,
             Err(e) => Err(e),
         },
         prepared => prepared,
-    }
+    };
+    prepared?.logged_in(login).await
+}
+
+/// USER, PASS, TYPE I; how long they took.
+pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duration> {
+    let started = std::time::Instant::now();
+    control.login(&login.user, &login.password).await?;
+    Ok(started.elapsed())
 }
 
 /// Open a control connection with sshd's own socket (direct-tcpip, the `-L`
 /// of the book) and read the greeting.
-pub async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, Reply)> {
-    let ftp = &spec.ftp;
+pub async fn connect_direct(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {
     let channel = session.direct_tcpip(&ftp.host, ftp.port).await?;
-    let mut control = Control::new(channel.into_stream(), spec.timeout);
+    let mut control = Control::new(channel.into_stream(), timeout).with_transcript(transcript(session));
     let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+    if let Ok(ip) = ftp.host.parse::<IpAddr>() {
+        let (proxy, ftp) = (SocketAddr::from(([0, 0, 0, 0], 0)), SocketAddr::new(ip, ftp.port));
+        session.events().emit(Event::ControlOpened { via: Via::Direct, proxy, ftp });
+    }
     Ok((control, greeting))
 }
 
@@ -131,36 +156,49 @@ pub async fn connect_direct(session: &Session, spec: &Spec) -> Result<(Control, 
 /// without SO_REUSEADDR holds it), or a data connection to it is still in
 /// TIME_WAIT, another relay is opened while this one is held, so it gets
 /// another P.
-async fn through_relay(session: &Session, spec: &Spec) -> Result<Prepared> {
-    let ftp = &spec.ftp;
+async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, login: &Login) -> Result<Prepared> {
     let mut held = Vec::new();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let relayed = relay::open(session, &ftp.host, ftp.port).await?;
         let (local, peer) = (relayed.local, relayed.peer);
-        let mut control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, spec.timeout);
+        let control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, timeout);
+        let mut control = control.with_transcript(transcript(session));
         let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
         let dialect = Dialect::of(&greeting);
         let target = dialect.data_port(local.port()).context("proxy port 0")?;
-        tracing::info!(
-            "control connection through the {} relay: P = {} on {}; the FTP server is {dialect} ({target})",
-            relayed.interpreter.name(),
-            local.port(),
-            local.ip()
-        );
+        let via = Via::Relay(relayed.interpreter.name());
+        let events = session.events();
+        events.emit(Event::ControlOpened { via, proxy: local, ftp: SocketAddr::new(peer, ftp.port) });
+        events.emit(Event::DialectChosen { dialect, data_port: target });
         let wanted = SocketAddr::new(local.ip(), target);
-        let forward =
-            ReverseForward::request(session, &local.ip().to_string(), target, dialect.spare_port(local.port())).await;
-        let table = discovery::snapshot(session).await;
-        let control_ends = (local, SocketAddr::new(peer, ftp.port));
-        match judge_forward(forward, table, wanted, control_ends) {
+        // The forward and its check in the socket table take SSH round trips,
+        // the login FTP ones: both at once.
+        let listening = async {
+            let spare = dialect.spare_port(local.port());
+            let forward = ReverseForward::request(session, &local.ip().to_string(), target, spare).await;
+            let table = discovery::snapshot(session).await;
+            judge_forward(forward, table, wanted, (local, SocketAddr::new(peer, ftp.port)))
+        };
+        let (judged, logged_in) = tokio::join!(listening, timed_login(&mut control, login));
+        let login_time = match logged_in {
+            Ok(t) => t,
+            Err(e) => {
+                cancel(session, judged.into_forward()).await;
+                return Err(e);
+            }
+        };
+        match judged {
             Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES => {
-                tracing::info!("{why}; opening another relay");
+                session.events().emit(Event::Detour { what: format!("{why}; opening another relay") });
                 cancel(session, forward).await;
                 held.push(control); // so that the next relay gets another P
             }
-            judged => return Ok(settle(session, control, Some(peer), judged).await),
+            judged => {
+                let prepared = settle(session, control, Some(peer), judged).await;
+                return Ok(Prepared { login_time: Some(login_time), ..prepared });
+            }
         }
     }
 }
@@ -174,6 +212,16 @@ enum Judged {
     Another(String, Option<ReverseForward>),
     /// The default port cannot work through this SSH server.
     GiveUp(Fallback, Option<ReverseForward>),
+}
+
+impl Judged {
+    /// The forward it holds, if any.
+    fn into_forward(self) -> Option<ReverseForward> {
+        match self {
+            Judged::Use(forward) => Some(forward),
+            Judged::Another(_, forward) | Judged::GiveUp(_, forward) => forward,
+        }
+    }
 }
 
 fn judge_forward(
@@ -238,14 +286,19 @@ fn judge_forward(
 
 /// The path where no relay runs: P from the socket-table diff (ProFTPD only:
 /// an RFC 959 server needs the relay whatever P is).
-async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Unavailable) -> Result<Prepared> {
+async fn by_socket_table(
+    session: &Session,
+    ftp: &FtpTarget,
+    timeout: Duration,
+    unavailable: relay::Unavailable,
+) -> Result<Prepared> {
     let no_relay = if unavailable.none_installed {
         Fallback::NoRelay(unavailable.tried.join("; "))
     } else {
         Fallback::RelayFailed(unavailable.tried.join("; "))
     };
-    tracing::info!("{no_relay}; finding P in the SSH server's socket table instead");
-    let ftp = &spec.ftp;
+    let events = session.events();
+    events.emit(Event::Detour { what: format!("{no_relay}; finding P in the SSH server's socket table instead") });
     let ftp_ip = ftp.host.parse::<IpAddr>().ok();
     let mut held = Vec::new(); // connections whose P-1 would not do, kept so the next gets another P
     let mut attempt = 0u32;
@@ -261,7 +314,7 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
             Ok(before) => discovery::snapshot(session).await.map(|after| (before, after)),
             Err(e) => Err(e),
         };
-        let mut control = Control::new(channel.into_stream(), spec.timeout);
+        let mut control = Control::new(channel.into_stream(), timeout).with_transcript(transcript(session));
         let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
         if Dialect::of(&greeting) == Dialect::Rfc959 {
             return Ok(Prepared::without_forward(control, ftp_ip, Fallback::NeedsRelay(no_relay.to_string())));
@@ -276,21 +329,19 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
                 turn.leave(None);
                 control.quit().await;
                 let pause = jitter(attempt);
-                tracing::info!("{e}; trying again in {pause:.0?}");
+                events.emit(Event::Detour { what: format!("{e}; trying again in {pause:.0?}") });
                 tokio::time::sleep(pause).await;
                 continue;
             }
             Err(e) => return Ok(Prepared::without_forward(control, ftp_ip, Fallback::Discovery(e.to_string()))),
         };
         let target = local.port().checked_sub(1).context("proxy port 0")?;
-        tracing::info!(
-            "proxy port P = {} on {} (from the socket table); the FTP server is {} ({target})",
-            local.port(),
-            local.ip(),
-            Dialect::ProFtpd
-        );
+        events.emit(Event::ControlOpened { via: Via::SocketTable, proxy: local, ftp: remote });
+        events.emit(Event::DialectChosen { dialect: Dialect::ProFtpd, data_port: target });
         if let Some(why) = discovery::port_busy(&after.entries, target).filter(|_| attempt < MAX_PROXY_TRIES as u32) {
-            tracing::info!("port {target} will not do: {why}; opening another control connection");
+            events.emit(Event::Detour {
+                what: format!("port {target} will not do: {why}; opening another control connection"),
+            });
             turn.leave(Some(after));
             held.push(control);
             continue;
@@ -309,7 +360,12 @@ async fn by_socket_table(session: &Session, spec: &Spec, unavailable: relay::Una
 /// are tried.
 async fn settle(session: &Session, control: Control, ftp_ip: Option<IpAddr>, judged: Judged) -> Prepared {
     let (why, forward) = match judged {
-        Judged::Use(forward) => return Prepared { control, ftp_ip, forward: Ok(forward) },
+        Judged::Use(forward) => {
+            if let Some(listen) = forward.listen_addr() {
+                session.events().emit(Event::ForwardListening { listen, spare: forward.ports.get(1).copied() });
+            }
+            return Prepared { control, ftp_ip, forward: Ok(forward), login_time: None };
+        }
         Judged::Another(why, forward) => (Fallback::ForwardRefused(why), forward),
         Judged::GiveUp(why, forward) => (why, forward),
     };
@@ -321,6 +377,17 @@ async fn cancel(session: &Session, forward: Option<ReverseForward>) {
     if let Some(forward) = forward {
         forward.cancel(session).await;
     }
+}
+
+/// The control connection's lines, as events.
+fn transcript(session: &Session) -> Transcript {
+    let events = session.events().clone();
+    Box::new(move |line| {
+        events.emit(match line {
+            Line::Sent(l) => Event::Sent { line: l.into() },
+            Line::Received(l) => Event::Received { line: l.into() },
+        })
+    })
 }
 
 /// A random pause before diff number `attempt + 1` (std's randomly keyed

@@ -4,31 +4,19 @@
 //! renders events and socket-table readings; this file decides what to do.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use indicatif::ProgressBar;
 
 use crate::demo::facts::{ordinal, Tuple};
 use crate::demo::lesson::{Lesson, COUNTDOWN_TICK};
 use crate::demo::narration;
-use crate::events::{Event, Events};
+use crate::events::Event;
 use crate::link::{Collision, Link, Spec};
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
-use crate::timewait::measure;
+use crate::timewait::{self, Collisions, Next, Pace};
 use crate::transfer;
-
-/// A way out of a TIME_WAIT collision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Remedy {
-    /// Wait the server's countdown out (the book's way).
-    Wait,
-    /// A new control connection: new P, new 4-tuple.
-    Rotate,
-    /// End the TIME_WAIT entry with a SYN from our end (RFC 1337).
-    Reclaim,
-}
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -37,8 +25,8 @@ pub struct Script {
     pub remote: String,
     /// How many transfers.
     pub transfers: u32,
-    /// Remedies to show, in this order, one per collision.
-    pub remedies: Vec<Remedy>,
+    /// Remedies to show, in this order, one per collision (`--pace`'s three).
+    pub remedies: Vec<Pace>,
     /// Countdown readings after each transfer.
     pub watch: u32,
     /// Where downloads go (removed after each).
@@ -47,7 +35,7 @@ pub struct Script {
 
 /// The transfers of the run, on one SSH session. Returns when all are done
 /// or the run cannot go on (a collision with no remedy left).
-pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, events: &Events, s: &Script) -> Result<()> {
+pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, s: &Script) -> Result<()> {
     let mut link = Link::open(session, spec).await?;
     lesson.step("the control connection and the reverse forward");
     lesson.tables(session).await;
@@ -62,7 +50,7 @@ pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, even
                 Ok(()) => break,
                 Err(e) => {
                     let Some(collision) = e.downcast_ref::<Collision>() else { return Err(e) };
-                    let tuple = collision.tuple;
+                    let collided_on = (collision.tuple, format!("{e:#}"));
                     collided = true;
                     lesson.step(&format!("transfer {n}: a collision"));
                     lesson.tables(session).await;
@@ -73,7 +61,7 @@ pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, even
                     };
                     link.resync().await.context("the control connection is out of step after the 425")?;
                     lesson.pause().await;
-                    link = remedy_step(lesson, session, spec, events, link, remedy, tuple).await?;
+                    link = remedy_step(lesson, session, spec, link, remedy, collided_on).await?;
                 }
             }
         }
@@ -90,7 +78,7 @@ pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, even
 /// One download into the scratch directory (its bytes are not the point).
 async fn download(link: &mut Link<'_>, s: &Script, n: u32) -> Result<()> {
     let path = s.scratch.join(format!("transfer-{n}"));
-    let result = transfer::get(link, &s.remote, &path, &ProgressBar::hidden()).await;
+    let result = transfer::get(link, &s.remote, &path).await;
     let _ = std::fs::remove_file(&path);
     result.map(|_| ())
 }
@@ -120,58 +108,58 @@ async fn explain_no_collision(lesson: &mut Lesson, session: &Session, before: Op
     true
 }
 
-/// Apply one remedy, narrated, with its cost measured. Returns the link to go on with.
+/// Apply one remedy, as the library's collision policy does it
+/// ([`timewait::after_collision`]), narrated, with its cost measured.
+/// Returns the link to go on with.
 async fn remedy_step<'s>(
     lesson: &mut Lesson,
     session: &'s Session,
     spec: &Spec,
-    events: &Events,
     mut link: Link<'s>,
-    remedy: Remedy,
-    tuple: Option<DataTuple>,
+    remedy: Pace,
+    collision: (Option<DataTuple>, String),
 ) -> Result<Link<'s>> {
-    lesson.step(&format!("remedy: {}", format!("{remedy:?}").to_lowercase()));
+    let name = format!("{remedy:?}").to_lowercase();
+    lesson.step(&format!("remedy: {name}"));
     let started = Instant::now();
-    let cost = match remedy {
-        Remedy::Wait => {
-            wait_out(lesson, session, tuple).await?;
-            narration::cost("waiting", started.elapsed(), "the control connection is kept; the time is the server's timer")
-        }
-        Remedy::Rotate => {
-            events.emit(Event::Rotated { why: "TIME_WAIT collision".into() });
-            link.close().await;
-            link = Link::open(session, spec).await?;
-            narration::cost("rotating", started.elapsed(), "a new control connection: a relay, a forward and an FTP login")
-        }
-        Remedy::Reclaim => {
-            let tuple = tuple.filter(|t| t.server_port.is_some()).context("the collided 4-tuple is not known")?;
-            link.reclaim(&tuple, Duration::from_millis(2)).await.context("could not reclaim the 4-tuple")?;
-            if !lesson.journal.all().iter().rev().take(3).any(|s| matches!(s.event, Event::Reclaimed { .. })) {
-                events.emit(Event::Reclaimed { tuple });
-            }
-            narration::cost("reclaiming", started.elapsed(), "cancel the forward, one SYN, forward again; same control connection")
+    let mut so_far = Collisions::default();
+    let next = {
+        let policy = timewait::after_collision(remedy, &mut link, collision.0, &mut so_far, &collision.1);
+        if remedy == Pace::Wait {
+            countdown_beside(lesson, session, policy).await
+        } else {
+            policy.await
         }
     };
+    let what = match next {
+        Next::Reuse if remedy == Pace::Wait => "the control connection is kept; the time is the server's timer",
+        Next::Reuse => "cancel the forward, one SYN, forward again; same control connection",
+        Next::Rest(_) | Next::StopReclaiming => {
+            session.events().emit(Event::Rotated { why: collision.1.clone() });
+            link.close().await;
+            link = Link::open(session, spec).await?;
+            "a new control connection: a relay, a forward and an FTP login"
+        }
+        Next::Fail(e) => return Err(e),
+    };
     lesson.tell_events();
-    lesson.say(&cost);
+    lesson.say(&narration::cost(&name, started.elapsed(), what));
     lesson.tables(session).await;
     lesson.pause().await;
     Ok(link)
 }
 
-/// `--pace wait`'s wait (the library's, which reads the timer and waits it
-/// out), with the countdown shown live beside it.
-async fn wait_out(lesson: &mut Lesson, session: &Session, tuple: Option<DataTuple>) -> Result<()> {
-    let mut blind = backon::BackoffBuilder::build(measure::collision_backoff());
-    let waiting = measure::wait_for(session, tuple.as_ref(), false, &mut blind);
-    tokio::pin!(waiting);
+/// Run the wait (`policy`) with the countdown shown live beside it, read
+/// from the server's timer once a second.
+async fn countdown_beside<T>(lesson: &mut Lesson, session: &Session, policy: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(policy);
     let shown = lesson.facts.last_tuple();
     lesson.say("The countdown, read on the server once a second while the client waits:");
     loop {
         tokio::select! {
-            done = &mut waiting => {
+            done = &mut policy => {
                 if let Some(t) = shown { lesson.show_reading(&t, None, true) }
-                return done.map(|_| ());
+                return done;
             }
             _ = tokio::time::sleep(COUNTDOWN_TICK) => {
                 lesson.tell_events();

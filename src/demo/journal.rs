@@ -63,7 +63,7 @@ impl Default for Journal {
 
 impl Observer for Journal {
     fn see(&self, event: &Event) {
-        if matches!(event, Event::Progress(_)) {
+        if matches!(event, Event::Progress { .. }) {
             return; // per-chunk ticks: neither narrated nor drawn
         }
         let at = self.now();
@@ -78,13 +78,13 @@ mod tests {
     #[test]
     fn each_event_is_told_once_and_kept() {
         let j = Journal::new();
-        j.see(&Event::Sent("RETR a".into()));
-        j.see(&Event::Progress(5));
+        j.see(&Event::Sent { line: "RETR a".into() });
+        j.see(&Event::Progress { bytes: 5 });
         assert_eq!(j.untold().len(), 1);
-        j.see(&Event::Received("226 ok".into()));
+        j.see(&Event::Received { line: "226 ok".into() });
         let second = j.untold();
         assert_eq!(second.len(), 1);
-        assert_eq!(second[0].event, Event::Received("226 ok".into()));
+        assert_eq!(second[0].event, Event::Received { line: "226 ok".into() });
         assert!(j.untold().is_empty());
         assert_eq!(j.all().len(), 2);
         assert!(j.all()[0].at <= j.all()[1].at);

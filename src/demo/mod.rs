@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::events::Events;
 use crate::jobs::Plan;
 use crate::ssh::Session;
 use acts::Script;
@@ -49,16 +48,16 @@ pub struct Outputs {
 /// narrating each step; then draw the timeline.
 pub async fn run(plan: &Plan, script: Script, step: bool, outputs: &Outputs) -> Result<()> {
     let journal = Arc::new(Journal::new());
-    let events = Events::none().with(journal.clone());
+    let events = plan.events.with(journal.clone()); // -v and --events FILE see the run too
     let ssh = format!("{}:{}", plan.target.host, plan.target.port);
     let mut lesson = Lesson::new(journal.clone(), Style::detect(), Pacer::new(step), &ssh);
     let title = format!("ftpssh-fullsecure demo: SSH {ssh}, FTP {}:{}", plan.spec.ftp.host, plan.spec.ftp.port);
     lesson.say(&title);
-    let session = connect(plan, events.clone()).await?;
+    let session = Session::connect(&plan.target, events.clone()).await?;
     lesson.step("the SSH connection");
     lesson.tables(&session).await;
     lesson.pause().await;
-    let outcome = acts::transfers(&mut lesson, &session, &plan.spec, &events, &script).await;
+    let outcome = acts::transfers(&mut lesson, &session, &plan.spec, &script).await;
     session.close().await;
     acts::remove_scratch(&script.scratch);
     if let Err(e) = &outcome {
@@ -80,7 +79,3 @@ pub async fn run(plan: &Plan, script: Script, step: bool, outputs: &Outputs) -> 
     outcome
 }
 
-// PRE-MERGE SHIM: main's `events:` commit makes Session::connect take the Events.
-async fn connect(plan: &Plan, _events: Events) -> Result<Session> {
-    Session::connect(&plan.target).await
-}

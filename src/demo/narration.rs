@@ -32,7 +32,7 @@ pub fn tell(event: &Event, facts: &Facts) -> Option<String> {
             listen.port(),
             facts.data_port_name()
         ),
-        Event::Sent(line) if is_transfer(line) => format!(
+        Event::Sent { line } if is_transfer(line) => format!(
             "The client sends `{line}` with neither PORT nor PASV before it: RFC 959's default data port. The server \
              will connect to the control connection's source, port {}.",
             facts.dialect.map_or_else(|| "U-1 or U".to_string(), |(_, p)| p.to_string())
@@ -49,7 +49,7 @@ pub fn tell(event: &Event, facts: &Facts) -> Option<String> {
             ordinal(*incarnation),
             if *incarnation > 1 { ": the same four numbers as the transfer before, a new connection" } else { "" }
         ),
-        Event::Received(line) if line.starts_with("226") => format!(
+        Event::Received { line } if line.starts_with("226") => format!(
             "`{line}`: the server sent the whole file, and closed the data connection first. So it is the FTP \
              server's host that now keeps the 4-tuple in TIME_WAIT, for 60 s."
         ),
@@ -235,10 +235,10 @@ mod tests {
             Event::ControlOpened { via: Via::Relay("perl"), proxy: a("127.0.0.1:40000"), ftp: a("127.0.0.1:2021") },
             Event::DialectChosen { dialect: Dialect::ProFtpd, data_port: 39999 },
             Event::ForwardListening { listen: a("127.0.0.1:39999"), spare: None },
-            Event::Sent("USER x".into()),
-            Event::Sent("RETR small.bin".into()),
+            Event::Sent { line: "USER x".into() },
+            Event::Sent { line: "RETR small.bin".into() },
             Event::DataAccepted { from: a("127.0.0.1:2020"), to: a("127.0.0.1:39999"), incarnation: 2 },
-            Event::Received("226 Transfer complete".into()),
+            Event::Received { line: "226 Transfer complete".into() },
         ]);
         for want in [
             "port C = 51000",

@@ -131,7 +131,7 @@ impl Timeline {
                     t.lanes[lane].bars.push(bar);
                     open[lane] = Some(t.lanes[lane].bars.len() - 1);
                 }
-                Event::Received(line) if line.starts_with("226") => t.transfer_done(at),
+                Event::Received { line } if line.starts_with("226") => t.transfer_done(at),
                 Event::TransferDone { .. } => t.transfer_done(at),
                 Event::Collision { tuple, .. } => {
                     let lane = t.find(tuple.as_ref());
@@ -249,7 +249,7 @@ mod tests {
         Event::DataAccepted { from: a(from), to: a(to), incarnation: n }
     }
     fn ok() -> Event {
-        Event::Received("226 Transfer complete".into())
+        Event::Received { line: "226 Transfer complete".into() }
     }
 
     #[test]

@@ -9,10 +9,8 @@ use std::fmt;
 /// The representation type sent with `TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferType {
-    /// `TYPE I`: bytes as they are.
+    /// `TYPE I`: bytes as they are (the only type this tool uses).
     Binary,
-    /// `TYPE A`: the server may rewrite line ends.
-    Ascii,
 }
 
 /// One command. `Display` writes the wire line without CRLF; `Debug` hides the password.
@@ -22,7 +20,7 @@ pub enum Command {
     User(String),
     /// `PASS secret`: shown as `PASS ****` by [`Command::redacted`] and `Debug`.
     Pass(String),
-    /// `TYPE I` or `TYPE A`
+    /// `TYPE I`
     Type(TransferType),
     /// `SIZE path`
     Size(String),
@@ -34,30 +32,16 @@ pub enum Command {
     List(Option<String>),
     /// `NLST [path]`
     Nlst(Option<String>),
-    /// `CWD path`
-    Cwd(String),
-    /// `PWD`
-    Pwd,
     /// `REST offset`: restart the next transfer at this byte.
     Rest(u64),
     /// `PASV`
     Pasv,
     /// `EPSV`
     Epsv,
-    /// `FEAT`
-    Feat,
-    /// `SYST`
-    Syst,
-    /// `NOOP`
-    Noop,
     /// `QUIT`
     Quit,
     /// `ABOR`: abort the transfer in progress (RFC 959 4.1.3).
     Abor,
-    /// `MKD path`
-    Mkd(String),
-    /// `DELE path`
-    Dele(String),
 }
 
 /// A command that must not be sent.
@@ -84,30 +68,22 @@ impl Command {
             Stor(_) => "STOR",
             List(_) => "LIST",
             Nlst(_) => "NLST",
-            Cwd(_) => "CWD",
-            Pwd => "PWD",
             Rest(_) => "REST",
             Pasv => "PASV",
             Epsv => "EPSV",
-            Feat => "FEAT",
-            Syst => "SYST",
-            Noop => "NOOP",
             Quit => "QUIT",
             Abor => "ABOR",
-            Mkd(_) => "MKD",
-            Dele(_) => "DELE",
         }
     }
 
     fn arg(&self) -> Option<String> {
         use Command::*;
         match self {
-            User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) | Cwd(a) | Mkd(a) | Dele(a) => Some(a.clone()),
+            User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) => Some(a.clone()),
             List(a) | Nlst(a) => a.clone(),
             Type(TransferType::Binary) => Some("I".into()),
-            Type(TransferType::Ascii) => Some("A".into()),
             Rest(n) => Some(n.to_string()),
-            Pwd | Pasv | Epsv | Feat | Syst | Noop | Quit | Abor => None,
+            Pasv | Epsv | Quit | Abor => None,
         }
     }
 
@@ -152,12 +128,11 @@ mod tests {
     fn display_is_the_wire_line() {
         assert_eq!(Command::Retr("name with spaces.bin".into()).to_string(), "RETR name with spaces.bin");
         assert_eq!(Command::Type(TransferType::Binary).to_string(), "TYPE I");
-        assert_eq!(Command::Type(TransferType::Ascii).to_string(), "TYPE A");
         assert_eq!(Command::Rest(10876).to_string(), "REST 10876");
         assert_eq!(Command::List(None).to_string(), "LIST");
         assert_eq!(Command::Nlst(Some("/pub".into())).to_string(), "NLST /pub");
         assert_eq!(Command::Epsv.to_string(), "EPSV");
-        assert_eq!(Command::Cwd("dir".into()).to_string(), "CWD dir");
+        assert_eq!(Command::Size("dir/x".into()).to_string(), "SIZE dir/x");
     }
 
     #[test]

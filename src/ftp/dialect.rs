@@ -6,7 +6,8 @@ use std::fmt;
 use crate::ftp::Reply;
 
 /// Where an FTP server sends a default-port data connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Dialect {
     /// ProFTPD: to port U-1, one below the control connection's port.
     ProFtpd,

@@ -55,21 +55,6 @@ impl Reply {
         self.code / 100 == 2
     }
 
-    /// 3xx: the command was accepted; the server waits for another (e.g. PASS after USER).
-    pub fn is_intermediate(&self) -> bool {
-        self.code / 100 == 3
-    }
-
-    /// 4xx: failed, but the same command may succeed later.
-    pub fn is_transient_negative(&self) -> bool {
-        self.code / 100 == 4
-    }
-
-    /// 5xx: failed, and will fail again.
-    pub fn is_permanent_negative(&self) -> bool {
-        self.code / 100 == 5
-    }
-
     /// The size a 1xx reply announces in its LAST `(N bytes)` group, as ProFTPD, vsftpd and
     /// inetutils do; the last one because a file name may itself contain `(5 bytes)`.
     pub fn announced_size(&self) -> Option<u64> {
@@ -182,9 +167,9 @@ mod tests {
         let inetutils = "220 host FTP server (GNU inetutils 2.4) ready.";
         assert_eq!(one(&format!("{inetutils}\r\n")).to_string(), inetutils);
         let r = one("425 Use PORT or PASV first.\r\n");
-        assert!(r.is_transient_negative() && !r.is_permanent_negative());
-        assert!(one("550 No such file\n").is_permanent_negative()); // bare LF
-        assert!(one("331 Password required for u\r\n").is_intermediate());
+        assert_eq!(r.code / 100, 4);
+        assert_eq!(one("550 No such file\n").code, 550); // bare LF
+        assert!(!one("331 Password required for u\r\n").is_completion());
     }
 
     #[test]

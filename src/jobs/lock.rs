@@ -19,15 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// A held lock; dropping it releases the lock.
 pub struct Lock {
-    path: PathBuf,
     _file: Flock<File>,
-}
-
-impl Lock {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Take the lock for `key` (e.g. the canonical batch file path plus the SSH and
@@ -44,6 +36,11 @@ fn lock_dir(xdg_runtime_dir: Option<OsString>, uid: u32) -> PathBuf {
     }
 }
 
+/// The lock file of `key` in `dir`.
+fn lock_file(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("{:016x}.lock", crate::transfer::part::fnv1a64(key.as_bytes())))
+}
+
 /// [`acquire`] with the lock file in `dir` (created 0700 if missing).
 pub fn acquire_in(dir: &Path, key: &str) -> Result<Lock> {
     DirBuilder::new()
@@ -57,7 +54,7 @@ pub fn acquire_in(dir: &Path, key: &str) -> Result<Lock> {
     if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() || meta.mode() & 0o022 != 0 {
         bail!("the lock directory {} is not a directory private to this user", dir.display());
     }
-    let path = dir.join(format!("{:016x}.lock", fnv1a64(key.as_bytes())));
+    let path = lock_file(dir, key);
     // No truncate on open: the file may hold the current holder's pid.
     let file = OpenOptions::new()
         .read(true)
@@ -83,25 +80,12 @@ pub fn acquire_in(dir: &Path, key: &str) -> Result<Lock> {
     file.write_all_at(pid.as_bytes(), 0)
         .and_then(|()| file.set_len(pid.len() as u64))
         .with_context(|| format!("could not write our pid into {}", path.display()))?;
-    Ok(Lock { path, _file: file })
-}
-
-/// FNV-1a, 64 bits: stable across Rust releases, unlike `DefaultHasher`, so
-/// runs built by different compilers agree on the file name.
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    Ok(Lock { _file: file })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv_known_values() {
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
-    }
 
     #[test]
     fn lock_dir_prefers_xdg_runtime_dir() {
@@ -115,18 +99,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("locks");
         let first = acquire_in(&dir, "batch.txt ssh ftp").unwrap();
+        let (first_path, other_path) = (lock_file(&dir, "batch.txt ssh ftp"), lock_file(&dir, "other.txt ssh ftp"));
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::read_to_string(first.path()).unwrap(), format!("{}\n", std::process::id()));
+        assert_eq!(std::fs::read_to_string(&first_path).unwrap(), format!("{}\n", std::process::id()));
         // flock locks belong to the open file description, so a second open in
         // this same process conflicts just as another process would.
         let err = acquire_in(&dir, "batch.txt ssh ftp").err().unwrap().to_string();
-        let expected = format!("another run holds the lock {} (pid {})", first.path().display(), std::process::id());
+        let expected = format!("another run holds the lock {} (pid {})", first_path.display(), std::process::id());
         assert_eq!(err, expected);
-        let other = acquire_in(&dir, "other.txt ssh ftp").unwrap();
-        assert_ne!(other.path(), first.path());
-        let path = first.path().to_path_buf();
+        let _other = acquire_in(&dir, "other.txt ssh ftp").unwrap();
+        assert_ne!(other_path, first_path);
         drop(first);
-        let again = acquire_in(&dir, "batch.txt ssh ftp").unwrap();
-        assert_eq!(again.path(), path);
+        let _again = acquire_in(&dir, "batch.txt ssh ftp").unwrap();
     }
 }

@@ -7,11 +7,14 @@
 //! pending and only from the FTP server's address; any other is refused and
 //! reported as a possible data port theft.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use russh::client::Msg;
 use russh::Channel;
+
+use crate::events::{Event, Events};
 
 /// A data connection that came back through the reverse forward.
 pub struct DataChannel {
@@ -21,20 +24,47 @@ pub struct DataChannel {
     pub originator: (String, u32),
     /// Which forwarded address and port it connected to.
     pub connected: (String, u32),
+    /// How many connections its 4-tuple has carried in this process, this one included.
+    pub incarnation: u32,
+}
+
+impl DataChannel {
+    /// Its 4-tuple: who connected, and where to.
+    pub fn ends(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let end = |(a, p): &(String, u32)| Some(SocketAddr::new(a.parse::<IpAddr>().ok()?.to_canonical(), *p as u16));
+        Some((end(&self.originator)?, end(&self.connected)?))
+    }
+}
+
+/// Connections admitted per 4-tuple, across every session of the process: a
+/// 4-tuple's incarnations, as TIME_WAIT sees them.
+static INCARNATIONS: Mutex<Option<HashMap<(SocketAddr, SocketAddr), u32>>> = Mutex::new(None);
+
+fn next_incarnation(ends: Option<(SocketAddr, SocketAddr)>) -> u32 {
+    let Some(ends) = ends else { return 1 };
+    let mut all = INCARNATIONS.lock().unwrap();
+    let n = all.get_or_insert_with(HashMap::new).entry(ends).or_insert(0);
+    *n += 1;
+    *n
 }
 
 /// Admits the one expected data connection of a pending transfer.
 #[derive(Debug, Default)]
 pub struct Gate {
+    events: Events,
     expected: Mutex<Option<IpAddr>>,
     /// The FTP server of a transfer we gave up on before its data connection
     /// came: that connection may still arrive, late. It is refused, but it is
     /// our own, not a theft.
     late: Mutex<Option<IpAddr>>,
-    refused: Mutex<Vec<String>>,
 }
 
 impl Gate {
+    /// A gate that tells `events` what it refuses.
+    pub fn new(events: Events) -> Gate {
+        Gate { events, ..Gate::default() }
+    }
+
     /// A transfer is pending: admit one connection from `ftp_server`.
     pub fn open(&self, ftp_server: IpAddr) {
         *self.expected.lock().unwrap() = Some(ftp_server);
@@ -59,16 +89,16 @@ impl Gate {
         ours
     }
 
-    /// The refused connections so far, one line each.
-    pub fn refused(&self) -> Vec<String> {
-        self.refused.lock().unwrap().clone()
-    }
-
     /// Decide on one forwarded connection (called from the SSH event loop).
-    pub(crate) fn admit(&self, data: &DataChannel) -> bool {
+    /// An admitted one gets its incarnation number.
+    pub(crate) fn admit(&self, data: &mut DataChannel) -> bool {
         let (addr, port) = &data.originator;
         let (to_addr, to_port) = &data.connected;
-        self.admit_from(addr, *port, &format!("{to_addr}:{to_port}"))
+        let admitted = self.admit_from(addr, *port, &format!("{to_addr}:{to_port}"));
+        if admitted {
+            data.incarnation = next_incarnation(data.ends());
+        }
+        admitted
     }
 
     /// The rule itself: `addr:port` connected to the forwarded `to`.
@@ -82,18 +112,18 @@ impl Gate {
             }
             Some(want) => format!("it does not come from the FTP server {want}"),
             None if self.take_late(from) => {
-                tracing::debug!(
-                    "refused a late data connection from {addr}:{port} to {to}: it belongs to a transfer we gave up on"
-                );
+                let why = "it belongs to a transfer we gave up on".to_string();
+                self.events.emit(Event::StrayRefused {
+                    from: format!("{addr}:{port}"),
+                    to: to.into(),
+                    why,
+                    late: true,
+                });
                 return false;
             }
             None => "no data connection is expected now".to_string(),
         };
-        let line = format!(
-            "refused a connection from {addr}:{port} to the forwarded data port {to}: {why} (possible data port theft)"
-        );
-        tracing::warn!("{line}");
-        self.refused.lock().unwrap().push(line);
+        self.events.emit(Event::StrayRefused { from: format!("{addr}:{port}"), to: to.into(), why, late: false });
         false
     }
 }
@@ -101,17 +131,30 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Recorder;
+    use std::sync::Arc;
+
+    /// A gate, and the refusals it reported as possible thefts.
+    fn watched() -> (Gate, impl Fn() -> Vec<String>) {
+        let seen = Arc::new(Recorder::default());
+        let gate = Gate::new(Events::none().with(seen.clone()));
+        let refused = move || {
+            let thefts = seen.take().into_iter().filter(|e| matches!(e, Event::StrayRefused { late: false, .. }));
+            thefts.map(|e| e.to_string()).collect()
+        };
+        (gate, refused)
+    }
 
     #[test]
     fn admits_one_connection_from_the_ftp_server_while_pending() {
-        let gate = Gate::default();
+        let (gate, refused) = watched();
         assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "nothing pending");
         gate.open("127.0.0.1".parse().unwrap());
         assert!(!gate.admit_from("10.250.0.2", 2020, "127.0.0.1:40000"), "another address");
         assert!(!gate.admit_from("not an address", 1, "127.0.0.1:40000"));
         assert!(gate.admit_from("::ffff:127.0.0.1", 2020, "127.0.0.1:40000"), "mapped IPv4 is the same host");
         assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "only one per transfer");
-        let refused = gate.refused();
+        let refused = refused();
         assert_eq!(refused.len(), 4);
         assert!(refused[0].contains("no data connection is expected"));
         assert!(refused[1].contains("does not come from the FTP server 127.0.0.1"));
@@ -119,13 +162,13 @@ mod tests {
 
     #[test]
     fn a_late_connection_of_an_abandoned_transfer_is_refused_quietly() {
-        let gate = Gate::default();
+        let (gate, refused) = watched();
         gate.open("127.0.0.1".parse().unwrap());
         gate.close(); // given up before the server connected
         assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
-        assert!(gate.refused().is_empty(), "our own late connection is no theft");
+        assert!(refused().is_empty(), "our own late connection is no theft");
         assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
-        assert_eq!(gate.refused().len(), 1, "only one late connection is ours; a second may be anyone's");
+        assert_eq!(refused().len(), 1, "only one late connection is ours; a second may be anyone's");
     }
 
     #[test]
@@ -134,5 +177,12 @@ mod tests {
         gate.open("127.0.0.1".parse().unwrap());
         gate.close();
         assert!(!gate.admit_from("127.0.0.1", 1, "x"));
+    }
+
+    #[test]
+    fn incarnations_count_per_four_tuple() {
+        let a = || Some(("10.9.9.9:2020".parse().unwrap(), "10.9.9.9:40000".parse().unwrap()));
+        let b = || Some(("10.9.9.9:2020".parse().unwrap(), "10.9.9.9:40002".parse().unwrap()));
+        assert_eq!([next_incarnation(a()), next_incarnation(a()), next_incarnation(b())], [1, 2, 1]);
     }
 }

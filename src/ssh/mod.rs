@@ -6,7 +6,9 @@
 //! event loop, and the admitted ones are handed over on a queue.
 
 pub mod ciphers;
+pub mod endpoint;
 pub mod gate;
+pub mod helper;
 pub mod hostkeys;
 pub mod reclaimer;
 pub mod relay;
@@ -22,15 +24,20 @@ use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelOpenFailure};
 use tokio::sync::mpsc;
 
-use crate::endpoint::SshTarget;
 use crate::error::{classified, Kind};
+use crate::events::{Event, Events};
+use crate::ssh::endpoint::SshTarget;
 use gate::{DataChannel, Gate};
+use helper::Lazy;
 use hostkeys::{Offered, Policy};
 
 /// How long to wait for the SSH server to answer at all.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keepalives notice a dead SSH connection: 3 unanswered, 10 s apart.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_MAX: usize = 3;
+/// How often [`Session::attribute`] looks whether the session has closed yet.
+const LOSS_POLL: Duration = Duration::from_millis(20);
 /// How long a remote helper (the relay, the remote shell) may take to answer.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 /// A channel sees the end of a lost SSH connection a moment before the
@@ -43,8 +50,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An authenticated SSH session.
 pub struct Session {
     handle: Handle<Client>,
-    shell: tokio::sync::Mutex<Option<crate::ssh::shell::Shell>>,
-    reclaimer: tokio::sync::Mutex<Option<crate::ssh::reclaimer::Reclaimer>>,
+    shell: Lazy<shell::Shell>,
+    reclaimer: Lazy<reclaimer::Reclaimer>,
+    events: Events,
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<DataChannel>>,
     /// Decides which forwarded connections are admitted.
     pub gate: Arc<Gate>,
@@ -89,12 +97,13 @@ impl client::Handler for Client {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        let data = DataChannel {
+        let mut data = DataChannel {
             channel,
             originator: (originator_address.to_string(), originator_port),
             connected: (connected_address.to_string(), connected_port),
+            incarnation: 0,
         };
-        if self.gate.admit(&data) {
+        if self.gate.admit(&mut data) {
             reply.accept().await;
             // A closed receiver means nobody waits any more: the channel just drops.
             let _ = self.incoming.send(data);
@@ -107,8 +116,10 @@ impl client::Handler for Client {
 
 impl Session {
     /// Connect, check the host key against the target's known_hosts files, and
-    /// authenticate with the ssh-agent and the target's key files.
-    pub async fn connect(target: &SshTarget) -> Result<Session> {
+    /// authenticate with the ssh-agent and the target's key files. What happens
+    /// in this session is told to `events`.
+    pub async fn connect(target: &SshTarget, events: Events) -> Result<Session> {
+        let events = events.fork(); // what is watched on this session stays with it
         let endpoint = format!("{}:{}", target.host, target.port);
         let wanted = target.known_hosts.wanted(&target.host, target.port, &russh::Preferred::DEFAULT.key);
         let preferred = russh::Preferred {
@@ -120,11 +131,11 @@ impl Session {
         let config = Arc::new(client::Config {
             nodelay: true,
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
-            keepalive_max: 3,
+            keepalive_max: KEEPALIVE_MAX,
             preferred,
             ..Default::default()
         });
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(Gate::new(events.clone()));
         let refusal = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::unbounded_channel();
         let client = Client {
@@ -135,8 +146,13 @@ impl Session {
             gate: gate.clone(),
             incoming: tx,
         };
-        let connecting = client::connect(config, (target.host.as_str(), target.port), client);
-        let handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        let connecting = async {
+            let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
+            tcp.set_nodelay(true)?;
+            let ends = (tcp.local_addr()?, tcp.peer_addr()?);
+            Ok::<_, russh::Error>((client::connect_stream(config, tcp, client).await?, ends))
+        };
+        let (handle, (ours, theirs)) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => {
                 return Err(classified(
                     Kind::SshLost,
@@ -158,13 +174,15 @@ impl Session {
         };
         let mut session = Session {
             handle,
-            shell: tokio::sync::Mutex::new(None),
-            reclaimer: tokio::sync::Mutex::new(None),
+            shell: Lazy::default(),
+            reclaimer: Lazy::default(),
+            events,
             incoming: tokio::sync::Mutex::new(rx),
             gate,
             target: target.clone(),
         };
         session.authenticate().await?;
+        session.events.emit(Event::SshConnected { client: ours, server: theirs });
         Ok(session)
     }
 
@@ -225,31 +243,26 @@ impl Session {
         }
     }
 
+    /// Where this session's events go.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
     /// Run a command line in the session's long-lived remote shell (started on
     /// first use) and return its standard output. For quick, frequent reads.
     pub async fn shell(&self, command: &str) -> Result<String> {
-        let mut shell = self.shell.lock().await;
-        if shell.is_none() {
-            *shell = Some(crate::ssh::shell::Shell::start(self).await?);
-        }
+        let mut shell = self.shell.get(self).await?;
         let result = shell.as_mut().unwrap().run(command).await;
-        if result.is_err() {
-            *shell = None; // out of step or gone: start a new one next time
-        }
+        Lazy::reset_on_error(&mut shell, &result);
         result
     }
 
     /// Send the SYN that ends the TIME_WAIT of `tuple` on the FTP server's host
-    /// (see [`crate::ssh::reclaimer`]), through a helper started on first use.
+    /// (see [`reclaimer`]), through a helper started on first use.
     pub async fn reclaim(&self, tuple: &crate::tcp::DataTuple, wait: Duration) -> Result<()> {
-        let mut reclaimer = self.reclaimer.lock().await;
-        if reclaimer.is_none() {
-            *reclaimer = Some(crate::ssh::reclaimer::Reclaimer::start(self).await?);
-        }
+        let mut reclaimer = self.reclaimer.get(self).await?;
         let result = reclaimer.as_mut().unwrap().send(tuple, wait).await;
-        if result.is_err() {
-            *reclaimer = None;
-        }
+        Lazy::reset_on_error(&mut reclaimer, &result);
         result
     }
 
@@ -317,9 +330,9 @@ impl Session {
             return err;
         }
         let deadline = tokio::time::Instant::now() + LOSS_GRACE;
-        let looks_like_loss = err.chain().any(|c| c.is::<crate::ftp::control::ControlClosed>());
+        let looks_like_loss = crate::error::find::<crate::ftp::control::ControlClosed>(&err).is_some();
         while !self.is_closed() && looks_like_loss && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(LOSS_POLL).await;
         }
         let endpoint = format!("{}:{}", self.target.host, self.target.port);
         if !self.is_closed() {

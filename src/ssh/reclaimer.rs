@@ -25,6 +25,7 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
+use crate::ssh::helper::Helper;
 use crate::ssh::{Session, EXEC_TIMEOUT};
 use crate::tcp::DataTuple;
 
@@ -51,9 +52,9 @@ pub struct Reclaimer {
     stream: ChannelStream<Msg>,
 }
 
-impl Reclaimer {
+impl Helper for Reclaimer {
     /// Start it; fails if the SSH server has no perl.
-    pub async fn start(session: &Session) -> Result<Reclaimer> {
+    async fn start(session: &Session) -> Result<Reclaimer> {
         let channel = session.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
         let mut reclaimer = Reclaimer { stream: channel.into_stream() };
         let line = reclaimer.read_line().await?;
@@ -62,7 +63,9 @@ impl Reclaimer {
         }
         Ok(reclaimer)
     }
+}
 
+impl Reclaimer {
     /// Send the SYN from the tuple's proxy end to its server end, then wait `wait` for the
     /// exchange to finish (a loopback round trip takes microseconds).
     pub async fn send(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {

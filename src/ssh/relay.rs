@@ -16,6 +16,8 @@
 //! `FTPSSH-RELAY <local-addr> <local-port> <peer-addr>` as their first line on
 //! stdout; socat (`-d -d`) logs its local address on stderr.
 
+mod scripts;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,6 +28,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::{classified, Kind};
 use crate::ssh::Session;
+use scripts::{PERL, PYTHON};
 
 /// First line of a relay that is connected: `FTPSSH-RELAY <local-addr> <local-port> <peer-addr>`.
 const READY: &str = "FTPSSH-RELAY ";
@@ -37,41 +40,6 @@ const MISSING: &str = "FTPSSH-RELAY-MISSING";
 const MISSING_STATUS: u32 = 127;
 /// Most bytes of a relay's output kept while waiting for it to say it is ready.
 const MAX_STARTUP_OUTPUT: usize = 16 * 1024;
-// No single quotes inside: the scripts travel inside '...' on a shell line.
-const PERL: &str = r#"use strict; use IO::Socket::IP; use IO::Select;
-my ($h, $p) = @ARGV; $| = 1; binmode STDIN; binmode STDOUT;
-my $s = IO::Socket::IP->new(PeerHost => $h, PeerPort => $p, Proto => "tcp", ReuseAddr => 1)
-  or do { print "FTPSSH-RELAY-ERROR ", ($IO::Socket::errstr || $@ || $!), "\n"; exit 1 };
-print "FTPSSH-RELAY ", $s->sockhost, " ", $s->sockport, " ", $s->peerhost, "\n";
-sub put { my ($fh, $b) = @_; while (length $b) { my $w = syswrite($fh, $b); exit 1 unless defined $w; substr($b, 0, $w) = "" } }
-my $sel = IO::Select->new(\*STDIN, $s);
-while (my @ready = $sel->can_read) { for my $fh (@ready) {
-  my $n = sysread($fh, my $b, 65536);
-  if ($fh == $s) { exit 0 unless $n; put(\*STDOUT, $b) }
-  elsif ($n) { put($s, $b) } else { shutdown($s, 1); $sel->remove(\*STDIN) } } }"#;
-
-const PYTHON: &str = r#"import os, select, socket, sys
-h, p = sys.argv[1], int(sys.argv[2])
-try:
-    af, kind, proto, _, addr = socket.getaddrinfo(h, p, 0, socket.SOCK_STREAM)[0]
-    s = socket.socket(af, kind, proto)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.connect(addr)
-except OSError as e:
-    print("FTPSSH-RELAY-ERROR", e, flush=True); sys.exit(1)
-print("FTPSSH-RELAY", s.getsockname()[0], s.getsockname()[1], s.getpeername()[0], flush=True)
-def put(fd, b):
-    while b: b = b[os.write(fd, b):]
-ins = [0, s]
-while True:
-    for r in select.select(ins, [], [])[0]:
-        b = os.read(r if r == 0 else s.fileno(), 65536)
-        if r is s:
-            if not b: sys.exit(0)
-            put(1, b)
-        elif b: put(s.fileno(), b)
-        else: s.shutdown(socket.SHUT_WR); ins.remove(0)"#;
-
 /// A program on the SSH server that can act as the relay, in the order tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interpreter {
@@ -97,7 +65,7 @@ impl Interpreter {
     }
 
     /// The shell line that starts this relay towards `host:port`, or prints
-    /// [`MISSING`] when the program is not installed.
+    /// `MISSING` when the program is not installed.
     pub fn command(self, host: &str, port: u16) -> Result<String> {
         if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".:-_".contains(c)) {
             bail!("refusing to pass FTP host {host:?} to a remote shell");

@@ -11,6 +11,7 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::ssh::helper::Helper;
 use crate::ssh::{Session, EXEC_TIMEOUT};
 
 /// A running remote `sh`.
@@ -20,13 +21,15 @@ pub struct Shell {
     count: u64,
 }
 
-impl Shell {
+impl Helper for Shell {
     /// Start `sh` on the SSH server.
-    pub async fn start(session: &Session) -> Result<Shell> {
+    async fn start(session: &Session) -> Result<Shell> {
         let channel = session.exec_channel("exec sh").await?;
         Ok(Shell { stream: channel.into_stream(), buf: Vec::new(), count: 0 })
     }
+}
 
+impl Shell {
     /// Run one command line and return its standard output.
     pub async fn run(&mut self, command: &str) -> Result<String> {
         self.count += 1;

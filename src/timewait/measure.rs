@@ -10,16 +10,13 @@
 //! [`wait_out`] for the figure plus [`MARGIN`]), or follows [`collision_backoff`] when it cannot
 //! (FTP server on another host, SSH server not Linux).
 
-use std::io::IsTerminal;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backon::{ExponentialBackoff, ExponentialBuilder};
-use indicatif::ProgressBar;
-use tokio::time::{interval, sleep_until, Instant};
 
-use crate::jobs::report::Wait;
+use crate::error::{classified, Kind};
+use crate::events::{Event, Events};
 use crate::ssh::Session;
 use crate::tcp::table::{self, Entry};
 use crate::tcp::tuple::{time_wait_left, DataTuple};
@@ -63,35 +60,24 @@ pub async fn measure(session: &Session, tuple: &DataTuple) -> Result<Option<Dura
 /// random 0-100 % to each delay, so the real waits are 1-2 s, 2-4 s, ... 30-60 s (121-242 s).
 /// Log each retry with its delay.
 pub fn collision_backoff() -> ExponentialBuilder {
+    const BLIND_FIRST: Duration = Duration::from_secs(1);
+    const BLIND_MAX: Duration = Duration::from_secs(30);
+    const BLIND_TIMES: usize = 8;
     ExponentialBuilder::new()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(30))
-        .with_max_times(8)
+        .with_min_delay(BLIND_FIRST)
+        .with_max_delay(BLIND_MAX)
+        .with_max_times(BLIND_TIMES)
         .with_jitter()
 }
 
-/// Sleeps `total`. Logs `{what}; waiting 59.7 s` once at the start, so `what` should carry the
-/// reason and the measured figure (`TIME_WAIT of 127.0.0.1:2020 -> 127.0.0.1:40000 has 59.2 s left
-/// (measured on the server)`). When `show` is set and stderr is a terminal, also counts down on
-/// stderr (`waiting 59 s: {what}`), because a minute of silence looks like a hang.
-pub async fn wait_out(total: Duration, what: &str, show: bool) {
-    tracing::info!("{what}; waiting {:.1} s", total.as_secs_f64());
-    let deadline = Instant::now() + total;
-    if !show || !std::io::stderr().is_terminal() {
-        return sleep_until(deadline).await;
-    }
-    let bar = ProgressBar::new_spinner();
-    let mut tick = interval(Duration::from_secs(1));
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // Rounded up, so the countdown never shows 0 while still waiting.
-        bar.set_message(format!("waiting {} s: {what}", left.as_secs_f64().ceil()));
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = sleep_until(deadline) => break,
-        }
-    }
-    bar.finish_and_clear();
+/// Sleeps `total`, told as [`Event::Waiting`] at the start (the `-v` line, and a countdown on a
+/// terminal) and [`Event::Waited`] at the end (the report's record of it). `what` should carry the
+/// reason and the measured figure (`TIME_WAIT of 127.0.0.1:2020 -> 127.0.0.1:40000 has 59.2 s
+/// left (measured on the server)`).
+pub async fn wait_out(events: &Events, total: Duration, what: &str) {
+    events.emit(Event::Waiting { total, cause: what.into() });
+    tokio::time::sleep(total).await;
+    events.emit(Event::Waited { total, cause: what.into() });
 }
 
 /// `--pace wait`: measure the TIME_WAIT timer on the server and wait exactly
@@ -99,15 +85,9 @@ pub async fn wait_out(total: Duration, what: &str, show: bool) {
 /// entry cannot be seen (FTP server on another host, or not Linux).
 ///
 /// `blind` is the caller's backoff schedule for unseen entries, kept across
-/// collisions of one transfer. Returns the waits made, for the report.
-pub async fn wait_for(
-    session: &Session,
-    tuple: Option<&DataTuple>,
-    show: bool,
-    blind: &mut ExponentialBackoff,
-) -> Result<Vec<Wait>> {
+/// collisions of one transfer.
+pub async fn wait_for(session: &Session, tuple: Option<&DataTuple>, blind: &mut ExponentialBackoff) -> Result<()> {
     let mut measured = false;
-    let mut waits = Vec::new();
     loop {
         let left = match tuple {
             Some(t) => measure(session, t).await?.map(|left| (t, left)),
@@ -116,23 +96,20 @@ pub async fn wait_for(
         let (delay, cause) = match left {
             Some((t, left)) => {
                 measured = true;
+                session.events().emit(Event::TimeWaitLeft { tuple: *t, left });
                 let cause = format!("TIME_WAIT of {t} has {:.1} s left (measured on the server)", left.as_secs_f64());
                 (left + MARGIN, cause)
             }
             // Gone: the kernel has reaped it (it may linger a little past 0 ticks).
-            None if measured => return Ok(waits),
+            None if measured => return Ok(()),
             None => match blind.next() {
                 Some(d) => (d, "TIME_WAIT collision, its entry not visible from the SSH server: backing off".into()),
-                None => anyhow::bail!(crate::error::classified(
-                    crate::error::Kind::Transfer,
-                    "TIME_WAIT collisions did not stop"
-                )),
+                None => anyhow::bail!(classified(Kind::Transfer, "TIME_WAIT collisions did not stop")),
             },
         };
-        wait_out(delay, &cause, show).await;
-        waits.push(Wait { seconds: delay.as_secs_f64(), cause });
+        wait_out(session.events(), delay, &cause).await;
         if !measured {
-            return Ok(waits); // after a blind wait, the retry itself is the test
+            return Ok(()); // after a blind wait, the retry itself is the test
         }
     }
 }
@@ -141,13 +118,7 @@ pub async fn wait_for(
 mod tests {
     use super::*;
 
-    const ROWS: &str = "\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   5: 0100007F:07E4 0100007F:9C3F 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
-   6: 0100007F:9C3F 0100007F:07E4 06 00000000:00000000 03:00000BB8 00000000     0        0 0 3 0000000000000000
-   7: 0100007F:07E4 0100007F:9C3F 01 00000000:00000000 00:00000000 00000000     0        0 3001 1 0000000000000000 20 4 30 10 -1
-   8: 0100007F:07E4 0100007F:9C40 06 00000000:00000000 03:00002000 00000000     0        0 0 3 0000000000000000
-";
+    use crate::tcp::tuple::tests::ROWS;
 
     #[test]
     fn measure_output() {
@@ -176,7 +147,7 @@ mod tests {
     #[tokio::test]
     async fn wait_out_sleeps_the_total() {
         let start = std::time::Instant::now();
-        wait_out(Duration::from_millis(30), "test", false).await;
+        wait_out(&Events::none(), Duration::from_millis(30), "test").await;
         assert!(start.elapsed() >= Duration::from_millis(30));
     }
 }

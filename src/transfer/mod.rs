@@ -1,7 +1,8 @@
 //! Moving bytes: `get`, `put` and `ls` over a [`Link`].
 //!
 //! Memory stays constant whatever the size: data goes from the channel to
-//! the disk (or back) one SSH packet at a time. A download is written to a
+//! the disk (or back) one SSH packet at a time, the disk's side through
+//! tokio's file, off the async threads. A download is written to a
 //! hidden part file beside the target ([`crate::transfer::part`]) and renamed only when
 //! the server said 226 and the size matches what it announced, so a failure
 //! never leaves a truncated file under the final name.
@@ -12,31 +13,33 @@
 
 pub mod part;
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
 use russh::ChannelMsg;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{classified, Kind};
-use crate::ftp::Command;
+use crate::events::Event;
+use crate::ftp::{Command, Reply};
 use crate::link::Link;
 pub use crate::transfer::part::PartFile;
 
-/// A data connection silent for this long is dead.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A data connection that moves less than this in a stall window (twice
+/// `--timeout`: 60 s by default) is dead, silent or trickling: a hostile
+/// server sending a byte a second would otherwise hold a transfer for hours.
+pub const STALL_MIN_BYTES: u64 = 1024;
 const CHUNK: usize = 64 * 1024;
 /// A hostile server could send an endless name listing.
 const MAX_LISTING: usize = 16 << 20;
 
 /// Download `remote` into `local` (a file path). Returns the byte count.
-pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &ProgressBar) -> Result<u64> {
-    let part = PartFile::open(local)?;
-    let (n, _) = fetch(link, remote, &part, bar).await?;
-    part.commit(local)?;
+pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64> {
+    let part = PartFile::open_off_thread(local).await?;
+    let (n, _) = fetch(link, remote, &part).await?;
+    part.commit_off_thread(local).await?;
     Ok(n)
 }
 
@@ -44,38 +47,50 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path, bar: &Progress
 /// holds from an earlier attempt or run if SIZE says the remote file is at
 /// least that long (else starting over); verifies the size where the server
 /// tells it. Returns the total size and whether it was verified.
-pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &ProgressBar) -> Result<(u64, bool)> {
-    let expected = remote_size(link, remote).await;
-    let mut offset = part.len()?;
-    if offset > 0 && expected.is_none_or(|n| n < offset) {
-        tracing::info!(
-            "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
-            part.path.display()
-        );
-        part.restart()?;
-        offset = 0;
-    }
-    if let Some(n) = expected {
-        bar.set_length(n);
-    }
-    bar.set_position(offset);
-    if offset > 0 {
-        link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
-        tracing::info!("resuming {remote} at byte {offset}");
-    }
+pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result<(u64, bool)> {
     let cmd = Command::Retr(remote.into());
-    let data = link.start(&cmd).await?;
-    let mut out = BufWriter::with_capacity(4 * CHUNK, part.append()?);
+    let held = part.len()?;
+    let (expected, offset, data) = if held == 0 {
+        // Nothing to resume: SIZE needs no answer before RETR, so both go at once.
+        let (size, data) = link.start_after(&Command::Size(remote.into()), &cmd).await?;
+        (size.and_then(|r| size_of(&r)), 0, data)
+    } else {
+        let expected = remote_size(link, remote).await?;
+        let mut offset = held;
+        if expected.is_none_or(|n| n < offset) {
+            let what = format!(
+                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
+                part.path.display()
+            );
+            link.events().emit(Event::Detour { what });
+            part.restart()?;
+            offset = 0;
+        }
+        if offset > 0 {
+            link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
+        }
+        (expected, offset, link.start(&cmd).await?)
+    };
+    let events = link.events().clone();
+    events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
+    // Written by tokio's file, whose writes run off the async threads.
+    let mut out = tokio::io::BufWriter::with_capacity(4 * CHUNK, tokio::fs::File::from_std(part.append()?));
+    let mut incoming = Incoming::new(data.channel, stall_window(link), format!("downloading {remote}"));
     let mut received = offset;
-    receive(data.channel, &format!("downloading {remote}"), |chunk| {
-        out.write_all(chunk).with_context(|| format!("could not write {}", part.path.display()))?;
-        received += chunk.len() as u64;
-        bar.inc(chunk.len() as u64);
-        Ok(())
-    })
-    .await?;
+    let copied = async {
+        while let Some(chunk) = incoming.next().await? {
+            out.write_all(chunk.as_ref()).await.with_context(|| format!("could not write {}", part.path.display()))?;
+            received += chunk.as_ref().len() as u64;
+            events.emit(Event::Progress { bytes: chunk.as_ref().len() as u64 });
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    let copied = copied.await;
+    incoming.hang_up().await;
     // What arrived is kept even if the rest fails: a retry resumes after it.
-    out.flush().with_context(|| format!("could not write {}", part.path.display()))?;
+    let flushed = out.flush().await;
+    copied?;
+    flushed.with_context(|| format!("could not write {}", part.path.display()))?;
     link.finish(&cmd).await?;
     // The 150 announces what remains after REST; SIZE the whole file.
     let want = expected.or(data.announced.map(|n| n + offset));
@@ -86,6 +101,7 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile, bar: &Pro
             format!("{remote}: received {received} bytes, the server announced {want}; nothing saved"),
         ));
     }
+    events.emit(Event::TransferDone { name: remote.into(), bytes: received, verified: want.is_some() });
     Ok((received, want.is_some()))
 }
 
@@ -94,25 +110,31 @@ pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>
     let cmd = Command::Nlst(dir.map(str::to_string));
     let data = link.start(&cmd).await?;
     let mut raw = Vec::new();
-    receive(data.channel, "reading the name listing", |chunk| {
-        if raw.len() >= MAX_LISTING {
-            bail!(classified(Kind::FtpRefused, "the name listing is too long"));
+    let mut incoming = Incoming::new(data.channel, stall_window(link), "reading the name listing".into());
+    let read = async {
+        while let Some(chunk) = incoming.next().await? {
+            if raw.len() >= MAX_LISTING {
+                bail!(classified(Kind::FtpRefused, "the name listing is too long"));
+            }
+            raw.extend_from_slice(chunk.as_ref());
         }
-        raw.extend_from_slice(chunk);
         Ok(())
-    })
-    .await?;
+    };
+    let read = read.await;
+    incoming.hang_up().await;
+    read?;
     link.finish(&cmd).await?;
     Ok(String::from_utf8_lossy(&raw).lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
 
 /// Upload `local` to `remote`. Returns the byte count.
-pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &ProgressBar) -> Result<u64> {
-    let mut file = File::open(local).with_context(|| format!("could not open {}", local.display()))?;
-    let size = file.metadata()?.len();
-    bar.set_length(size);
+pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64> {
+    let mut file = tokio::fs::File::open(local).await.with_context(|| format!("could not open {}", local.display()))?;
+    let size = file.metadata().await?.len();
     let cmd = Command::Stor(remote.into());
     let data = link.start(&cmd).await?;
+    let events = link.events().clone();
+    events.emit(Event::TransferStarted { name: remote.into(), offset: 0, size: Some(size) });
     // Nothing comes back on an upload's channel but window adjustments and
     // EOF/close; still, someone must read them, or the channel's bounded queue
     // fills and stalls the whole SSH session, control connection included.
@@ -120,23 +142,25 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
     let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
     let mut buf = vec![0u8; CHUNK];
     let mut sent = 0u64;
+    let window = stall_window(link);
     let sending = async {
         loop {
-            let n = file.read(&mut buf).with_context(|| format!("could not read {}", local.display()))?;
+            let n = file.read(&mut buf).await.with_context(|| format!("could not read {}", local.display()))?;
             if n == 0 {
                 return Ok(());
             }
-            tokio::time::timeout(STALL_TIMEOUT, channel.data(&buf[..n]))
+            // A server that takes less than a chunk (64 KiB) in a window is stalled too.
+            tokio::time::timeout(window, channel.data(&buf[..n]))
                 .await
                 .map_err(|_| {
                     classified(
                         Kind::Transfer,
-                        format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}"),
+                        format!("the server took no data for {window:?} while uploading {remote}"),
                     )
                 })?
                 .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
             sent += n as u64;
-            bar.inc(n as u64);
+            events.emit(Event::Progress { bytes: n as u64 });
         }
     };
     let sent_all: Result<()> = sending.await;
@@ -150,9 +174,11 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
     let _ = channel.close().await;
     drain.abort();
     finished?;
-    if let Some(stored) = remote_size(link, remote).await.filter(|s| *s != sent) {
+    let stored = remote_size(link, remote).await?;
+    if let Some(stored) = stored.filter(|s| *s != sent) {
         bail!(classified(Kind::Transfer, format!("{remote}: sent {sent} bytes but the server holds {stored}")));
     }
+    events.emit(Event::TransferDone { name: remote.into(), bytes: sent, verified: stored.is_some() });
     Ok(sent)
 }
 
@@ -160,50 +186,85 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str, bar: &Progress
 pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write) -> Result<()> {
     let cmd = Command::List(path.map(str::to_string));
     let data = link.start(&cmd).await?;
-    receive(data.channel, "reading the listing", |chunk| Ok(out.write_all(chunk)?)).await?;
-    out.flush()?;
+    let mut incoming = Incoming::new(data.channel, stall_window(link), "reading the listing".into());
+    let read = async {
+        while let Some(chunk) = incoming.next().await? {
+            out.write_all(chunk.as_ref())?;
+        }
+        Ok::<_, anyhow::Error>(out.flush()?)
+    };
+    let read = read.await;
+    incoming.hang_up().await;
+    read?;
     link.finish(&cmd).await?;
     Ok(())
 }
 
-/// Hand every chunk of a download-direction data connection to `sink` until
-/// the server's EOF, then hang up at once: ProFTPD holds its 226 until the
-/// client closes (TimeoutLinger). A connection silent for [`STALL_TIMEOUT`]
-/// is dead; `doing` says what for the message.
-async fn receive(
-    mut channel: russh::Channel<russh::client::Msg>,
-    doing: &str,
-    sink: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    let received = read_to_eof(&mut channel, doing, sink).await;
-    // EOF and close on every path (a failed sink too: the server must see the
-    // connection end to end the transfer), then drop without waiting for the
-    // server's close (a russh channel nobody reads would stall the session).
-    let _ = channel.eof().await;
-    let _ = channel.close().await;
-    received
+/// Twice the reply timeout (`--timeout`): how long a data connection has to
+/// move [`STALL_MIN_BYTES`].
+fn stall_window(link: &Link<'_>) -> Duration {
+    link.control.timeout * 2
 }
 
-async fn read_to_eof(
-    channel: &mut russh::Channel<russh::client::Msg>,
-    doing: &str,
-    mut sink: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    loop {
-        let msg = tokio::time::timeout(STALL_TIMEOUT, channel.wait())
-            .await
-            .map_err(|_| classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while {doing}")))?;
-        match msg {
-            Some(ChannelMsg::Data { data }) => sink(&data)?,
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Ok(()),
-            Some(_) => {}
+/// A download-direction data connection, read chunk by chunk until the
+/// server's EOF. One that moves less than [`STALL_MIN_BYTES`] in a stall
+/// window is dead, silent or trickling; `doing` says what for the message.
+struct Incoming {
+    channel: russh::Channel<russh::client::Msg>,
+    doing: String,
+    window: Duration,
+    /// The current window's end, and what moved in it.
+    window_ends: tokio::time::Instant,
+    moved: u64,
+}
+
+impl Incoming {
+    fn new(channel: russh::Channel<russh::client::Msg>, window: Duration, doing: String) -> Incoming {
+        Incoming { channel, doing, window, window_ends: tokio::time::Instant::now() + window, moved: 0 }
+    }
+
+    /// The next chunk, or None at the server's EOF.
+    async fn next(&mut self) -> Result<Option<impl AsRef<[u8]>>> {
+        loop {
+            let msg = tokio::time::timeout_at(self.window_ends, self.channel.wait()).await.ok();
+            if tokio::time::Instant::now() >= self.window_ends {
+                if self.moved < STALL_MIN_BYTES {
+                    let (moved, window, doing) = (self.moved, self.window, &self.doing);
+                    let why = format!("the data connection stalled: {moved} bytes in {window:?} while {doing}");
+                    return Err(classified(Kind::Transfer, why));
+                }
+                (self.window_ends, self.moved) = (tokio::time::Instant::now() + self.window, 0);
+            }
+            match msg {
+                None => continue,
+                Some(Some(ChannelMsg::Data { data })) => {
+                    self.moved += data.len() as u64;
+                    return Ok(Some(data));
+                }
+                Some(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => return Ok(None),
+                Some(Some(_)) => {}
+            }
         }
+    }
+
+    /// EOF and close at once, on every path (a failed write too: the server
+    /// must see the connection end to end the transfer; ProFTPD holds its 226
+    /// until the client closes, TimeoutLinger), then drop without waiting for
+    /// the server's close (a russh channel nobody reads would stall the session).
+    async fn hang_up(self) {
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
     }
 }
 
 /// SIZE, if the server knows it (None on any refusal: RETR will say why).
-async fn remote_size(link: &mut Link<'_>, remote: &str) -> Option<u64> {
-    let reply = link.control.command(&Command::Size(remote.into())).await.ok()?;
+/// No answer at all is an error: the conversation cannot go on.
+async fn remote_size(link: &mut Link<'_>, remote: &str) -> Result<Option<u64>> {
+    Ok(size_of(&link.control.command(&Command::Size(remote.into())).await?))
+}
+
+/// The size a SIZE reply gives (213), if any.
+fn size_of(reply: &Reply) -> Option<u64> {
     (reply.code == 213).then(|| reply.text().trim().rsplit(' ').next()?.parse().ok()).flatten()
 }
 

@@ -33,14 +33,14 @@ const NAME_MAX: usize = 255;
 const LOCK_TRIES: usize = 3;
 
 /// The part file's name for a target named `name`: `.NAME.ftpssh.part`, or,
-/// where that passes [`NAME_MAX`], `.PREFIX~HASH.ftpssh.part` with as much of
+/// where that passes `NAME_MAX`, `.PREFIX~HASH.ftpssh.part` with as much of
 /// the name as fits (whole characters) and a 64-bit FNV-1a of the whole name.
 pub fn part_name(name: &str) -> String {
     let plain = format!(".{name}{SUFFIX}");
     if plain.len() <= NAME_MAX {
         return plain;
     }
-    let hash = format!("{:016x}", crate::jobs::lock::fnv1a64(name.as_bytes()));
+    let hash = format!("{:016x}", fnv1a64(name.as_bytes()));
     let room = NAME_MAX - ".~".len() - hash.len() - SUFFIX.len();
     let mut end = room.min(name.len());
     while !name.is_char_boundary(end) {
@@ -106,14 +106,21 @@ impl PartFile {
         Ok(self.file.metadata().with_context(|| format!("could not read {}", self.path.display()))?.len())
     }
 
-    /// True when it holds nothing yet.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
     /// Throw away what it holds (it cannot be resumed).
     pub fn restart(&self) -> Result<()> {
         self.file.set_len(0).with_context(|| format!("could not truncate {}", self.path.display()))
+    }
+
+    /// [`PartFile::open`], on a blocking thread (it creates, locks and reads a file).
+    pub async fn open_off_thread(target: &Path) -> Result<PartFile> {
+        let target = target.to_path_buf();
+        tokio::task::spawn_blocking(move || PartFile::open(&target)).await?
+    }
+
+    /// [`PartFile::commit`], on a blocking thread (it renames).
+    pub async fn commit_off_thread(self, target: &Path) -> Result<()> {
+        let target = target.to_path_buf();
+        tokio::task::spawn_blocking(move || self.commit(&target)).await?
     }
 
     /// Rename it to `target` (the lock goes with the file descriptor).
@@ -134,9 +141,22 @@ impl Drop for PartFile {
     }
 }
 
+/// FNV-1a, 64 bits: stable across Rust releases, unlike `DefaultHasher`, so
+/// runs built by different compilers agree on the file name.
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fnv_known_values() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+    }
     use std::io::Write;
 
     #[test]
@@ -189,6 +209,6 @@ mod tests {
         let part = PartFile::open(&dir.path().join("t.bin")).unwrap();
         part.append().unwrap().write_all(b"stale").unwrap();
         part.restart().unwrap();
-        assert!(part.is_empty().unwrap());
+        assert_eq!(part.len().unwrap(), 0);
     }
 }

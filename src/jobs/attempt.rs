@@ -1,0 +1,88 @@
+//! One item's progress across its attempts: its record, its part file, its
+//! retry delays and what its TIME_WAIT collisions have cost so far.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use backon::{BackoffBuilder, ExponentialBackoff};
+
+use crate::events::{Event, Events, Recorder};
+use crate::jobs::batch::Op;
+use crate::jobs::report::Record;
+use crate::jobs::{next_delay, retry_backoff, Item};
+use crate::link::Link;
+use crate::timewait::Collisions;
+use crate::transfer::{self, PartFile};
+
+/// One item, as far as it got.
+pub struct Attempt {
+    /// Its place in the run.
+    pub index: usize,
+    /// What to transfer.
+    pub item: Item,
+    /// What the report will say of it.
+    pub record: Record,
+    part: Option<PartFile>,
+    delays: ExponentialBackoff,
+    /// For the TIME_WAIT policy.
+    pub collisions: Collisions,
+}
+
+impl Attempt {
+    /// The first attempt at `item`.
+    pub fn new(index: usize, item: Item) -> Attempt {
+        let record = Record::new(item.op, &item.source, &item.target);
+        let delays = retry_backoff().build();
+        Attempt { index, item, record, part: None, delays, collisions: Collisions::default() }
+    }
+
+    /// Tell `events` something the scheduler did for this item, and record it.
+    pub fn tell(&mut self, events: &Events, event: Event) {
+        self.record.apply(&event);
+        events.emit(event);
+    }
+
+    /// Record what the procedure told the session's `recorder` about this item so far.
+    pub fn absorb(&mut self, recorder: &Recorder) {
+        for event in recorder.take() {
+            self.record.apply(&event);
+        }
+    }
+
+    /// Count a retry and sleep its backoff delay.
+    pub async fn retry_later(&mut self, events: &Events, e: &anyhow::Error) {
+        let delay = next_delay(&mut self.delays);
+        let what = format!("{} {}", self.item.op.as_str(), self.item.source);
+        let retry = self.record.retries + 1;
+        self.tell(events, Event::Retrying { what, error: format!("{e:#}"), retry, delay });
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Make the transfer on `link`. A download goes to its part file, kept
+    /// across attempts so a retry resumes it.
+    pub async fn perform(&mut self, link: &mut Link<'_>) -> Result<()> {
+        match self.item.op {
+            Op::Get => {
+                let target = PathBuf::from(&self.item.target);
+                if self.part.is_none() {
+                    self.part = Some(PartFile::open_off_thread(&target).await?);
+                }
+                let part = self.part.as_ref().unwrap();
+                let fetched = transfer::fetch(link, &self.item.source, part).await;
+                self.record.bytes = part.len().unwrap_or(0);
+                fetched?;
+                self.part.take().unwrap().commit_off_thread(&target).await?;
+            }
+            Op::Put => {
+                transfer::put(link, self.item.source.as_ref(), &self.item.target).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A recorder for a worker's session: the procedure's events of the item under way.
+pub fn recorder() -> Arc<Recorder> {
+    Arc::new(Recorder::default())
+}

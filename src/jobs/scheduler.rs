@@ -1,0 +1,248 @@
+//! The scheduler of one worker's session: which link carries the next item,
+//! and what happens to the link and the item after the transfer. The
+//! TIME_WAIT decisions are [`crate::timewait`]'s; this only carries them out.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::error::{find, is_permanent};
+use crate::events::{Event, Recorder};
+use crate::jobs::attempt::{self, Attempt};
+use crate::jobs::batch::Op;
+use crate::jobs::{finish, next, Options, Plan, Shared};
+use crate::link::{Collision, DataMode, Link};
+use crate::ssh::Session;
+use crate::timewait::{self, Next, Pace};
+
+/// Idle links kept per worker; past that, all but [`KEEP_AFTER_CLOSING`]
+/// of the longest-resting are closed at once.
+const MAX_IDLE_LINKS: usize = 32;
+const KEEP_AFTER_CLOSING: usize = 8;
+/// Open spares when fewer ready links than this are idle.
+const MIN_READY: usize = 2;
+
+/// An idle link and when it may carry the next transfer.
+pub(super) struct Idle<'s> {
+    pub(super) link: Link<'s>,
+    pub(super) ready_at: Instant,
+    /// Has carried a transfer (a fresh one taken after a collision is a rotation).
+    pub(super) used: bool,
+}
+
+/// Serve items on one SSH session until the queue is empty or the session breaks.
+pub(super) async fn serve<'s>(
+    session: &'s Session,
+    mut idle: Vec<Idle<'s>>,
+    plan: &Plan,
+    opts: &Options,
+    shared: &Shared,
+    current: &mut Option<Attempt>,
+) {
+    let recorder = attempt::recorder();
+    let _watching = session.events().watch(recorder.clone());
+    loop {
+        if current.is_none() {
+            *current = next(shared);
+        }
+        let Some(attempt) = current.as_mut() else { break };
+        let mut link = match take_link(session, &mut idle, plan, shared, attempt).await {
+            Ok(link) => link,
+            Err(e) => {
+                let e = session.attribute(e).await;
+                let passing = session.is_closed() || !is_permanent(&e);
+                if passing && attempt.record.retries < opts.retries {
+                    attempt.retry_later(&plan.events, &e).await;
+                } else {
+                    finish(plan, shared, opts, current.take().unwrap(), Some(e));
+                }
+                if session.is_closed() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let pace = timewait::in_force(opts.pace, shared.reclaim_fails.load(Ordering::SeqCst));
+        let started = Instant::now();
+        let collides = shared.collides.load(Ordering::SeqCst);
+        if let Some(Next::StopReclaiming) = timewait::ahead(pace, collides, &mut link, &mut attempt.collisions).await {
+            attempt.absorb(&recorder);
+            shared.reclaim_fails.store(true, Ordering::SeqCst);
+            link.close().await;
+            continue;
+        }
+        let result = transfer(session, &mut link, attempt, &mut idle, plan, shared, pace).await;
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(session.attribute(e).await),
+        };
+        attempt.record.seconds += started.elapsed().as_secs_f64();
+        attempt.absorb(&recorder);
+        if link.is_passive() && plan.spec.mode == DataMode::Auto {
+            shared.passive.store(true, Ordering::SeqCst);
+        }
+        match result {
+            Ok(()) => {
+                let download = attempt.item.op == Op::Get && !link.is_passive();
+                let rest = timewait::rest_after(pace, download, shared.collides.load(Ordering::SeqCst));
+                finish(plan, shared, opts, current.take().unwrap(), None);
+                park(&mut idle, link, Instant::now() + rest).await;
+            }
+            Err(e) if find::<Collision>(&e).is_some() => {
+                shared.collides.store(true, Ordering::SeqCst);
+                let failed = after_collision(&e, pace, &mut link, attempt, shared, &recorder).await;
+                match failed {
+                    Ok(Some(ready_at)) => park(&mut idle, link, ready_at).await,
+                    Ok(None) => link.close().await,
+                    Err(e) => {
+                        finish(plan, shared, opts, current.take().unwrap(), Some(e));
+                        park(&mut idle, link, Instant::now()).await;
+                    }
+                }
+            }
+            Err(e) if !is_permanent(&e) && attempt.record.retries < opts.retries => {
+                attempt.retry_later(&plan.events, &e).await;
+                link.close().await;
+                if session.is_closed() {
+                    break;
+                }
+            }
+            Err(e) => {
+                finish(plan, shared, opts, current.take().unwrap(), Some(e));
+                if session.is_closed() {
+                    break;
+                }
+                park(&mut idle, link, Instant::now()).await;
+            }
+        }
+        trim(&mut idle).await;
+    }
+    for l in idle {
+        l.link.close().await;
+    }
+}
+
+/// Carry out the TIME_WAIT policy for collision `e` on `link`: when the
+/// link may carry a transfer again (None: close it), or why the item fails.
+async fn after_collision(
+    e: &anyhow::Error,
+    pace: Pace,
+    link: &mut Link<'_>,
+    attempt: &mut Attempt,
+    shared: &Shared,
+    recorder: &Recorder,
+) -> Result<Option<Instant>> {
+    let tuple = find::<Collision>(e).and_then(|c| c.tuple);
+    let collision = format!("{e:#}");
+    let next = timewait::after_collision(pace, link, tuple, &mut attempt.collisions, &collision).await;
+    attempt.absorb(recorder);
+    match next {
+        Next::Reuse => Ok(Some(Instant::now())),
+        Next::Rest(rest) => Ok(Some(Instant::now() + rest)),
+        Next::StopReclaiming => {
+            shared.reclaim_fails.store(true, Ordering::SeqCst);
+            Ok(None)
+        }
+        Next::Fail(e) => Err(e),
+    }
+}
+
+/// A ready idle link, else a new one. Once the server is known to collide,
+/// a link that has not carried a transfer yet is a rotation for this item.
+async fn take_link<'s>(
+    session: &'s Session,
+    idle: &mut Vec<Idle<'s>>,
+    plan: &Plan,
+    shared: &Shared,
+    attempt: &mut Attempt,
+) -> Result<Link<'s>> {
+    let now = Instant::now();
+    let ready = idle.iter().position(|l| l.ready_at <= now);
+    let (link, fresh) = match ready {
+        Some(i) => {
+            let idle = idle.swap_remove(i);
+            (idle.link, !idle.used)
+        }
+        None => (open_link(session, plan, shared).await?, true),
+    };
+    if fresh && shared.collides.load(Ordering::SeqCst) {
+        let why = "the server's data connections collide with TIME_WAIT".to_string();
+        attempt.tell(&plan.events, Event::Rotated { why });
+    }
+    Ok(link)
+}
+
+/// Transfer `attempt` on `link`. Once the server is known to collide and
+/// rotation is the remedy, the next transfer will want a fresh link: open
+/// spares while this one transfers.
+async fn transfer<'s>(
+    session: &'s Session,
+    link: &mut Link<'s>,
+    attempt: &mut Attempt,
+    idle: &mut Vec<Idle<'s>>,
+    plan: &Plan,
+    shared: &Shared,
+    pace: Pace,
+) -> Result<()> {
+    let want_spares = pace == Pace::Rotate
+        && shared.collides.load(Ordering::SeqCst)
+        && idle.iter().filter(|l| l.ready_at <= Instant::now()).count() < MIN_READY;
+    if !want_spares {
+        return attempt.perform(link).await;
+    }
+    let spares = open_spares(session, plan, shared);
+    let (result, spares) = tokio::join!(attempt.perform(link), spares);
+    let now = Instant::now();
+    idle.extend(spares.into_iter().flatten().map(|link| Idle { link, ready_at: now, used: false }));
+    result
+}
+
+/// Three spare links opened at once: they take turns only at the socket
+/// table; their logins overlap.
+async fn open_spares<'s>(session: &'s Session, plan: &Plan, shared: &Shared) -> [Result<Link<'s>>; 3] {
+    let (a, b, c) = tokio::join!(
+        open_link(session, plan, shared),
+        open_link(session, plan, shared),
+        open_link(session, plan, shared)
+    );
+    [a, b, c]
+}
+
+/// Put `link` back in the idle pool, ready at `ready_at`, if it is in step or
+/// can be brought back in step (a failed transfer's final reply read, or an
+/// ABOR read through, within a bound); else close it. The one door back into
+/// the pool: no command ever goes on a link whose state is unknown.
+async fn park<'s>(idle: &mut Vec<Idle<'s>>, mut link: Link<'s>, ready_at: Instant) {
+    match link.resync().await {
+        Ok(()) => idle.push(Idle { link, ready_at, used: true }),
+        Err(e) => {
+            tracing::debug!("closing a control connection that cannot be brought back in step: {e:#}");
+            link.close().await;
+        }
+    }
+}
+
+/// Past [`MAX_IDLE_LINKS`], close the longest-resting at once: ProFTPD
+/// answers a new connection late (~0.4 s) right after a session ends, so one
+/// such pause for many closes beats one for each.
+async fn trim(idle: &mut Vec<Idle<'_>>) {
+    if idle.len() <= MAX_IDLE_LINKS {
+        return;
+    }
+    idle.sort_by_key(|l| l.ready_at);
+    for l in idle.drain(..MAX_IDLE_LINKS - KEEP_AFTER_CLOSING).collect::<Vec<_>>() {
+        l.link.close().await;
+    }
+}
+
+async fn open_link<'s>(session: &'s Session, plan: &Plan, shared: &Shared) -> Result<Link<'s>> {
+    let mut spec = plan.spec.clone();
+    if shared.passive.load(Ordering::SeqCst) {
+        spec.mode = DataMode::Passive; // remembered: this server refuses the default port
+    }
+    let started = Instant::now();
+    let link = Link::open(session, &spec).await;
+    tracing::debug!("control connection opened in {:.1?}", started.elapsed());
+    link
+}
