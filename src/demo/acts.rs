@@ -49,7 +49,7 @@ pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, s: &
             match download(&mut link, s, n).await {
                 Ok(()) => break,
                 Err(e) => {
-                    let Some(collision) = e.downcast_ref::<Collision>() else { return Err(e) };
+                    let Some(collision) = crate::error::find::<Collision>(&e) else { return Err(e) };
                     let collided_on = (collision.tuple, format!("{e:#}"));
                     collided = true;
                     lesson.step(&format!("transfer {n}: a collision"));
@@ -121,6 +121,11 @@ async fn remedy_step<'s>(
 ) -> Result<Link<'s>> {
     let name = format!("{remedy:?}").to_lowercase();
     lesson.step(&format!("remedy: {name}"));
+    let doing = match remedy {
+        Pace::Wait => "waiting",
+        Pace::Rotate => "rotating",
+        Pace::Reclaim => "reclaiming",
+    };
     let started = Instant::now();
     let mut so_far = Collisions::default();
     let next = {
@@ -135,7 +140,7 @@ async fn remedy_step<'s>(
         Next::Reuse if remedy == Pace::Wait => "the control connection is kept; the time is the server's timer",
         Next::Reuse => "cancel the forward, one SYN, forward again; same control connection",
         Next::Rest(_) | Next::StopReclaiming => {
-            session.events().emit(Event::Rotated { why: collision.1.clone() });
+            session.events().emit(Event::Rotated { why: "TIME_WAIT collision".into() });
             link.close().await;
             link = Link::open(session, spec).await?;
             "a new control connection: a relay, a forward and an FTP login"
@@ -143,7 +148,7 @@ async fn remedy_step<'s>(
         Next::Fail(e) => return Err(e),
     };
     lesson.tell_events();
-    lesson.say(&narration::cost(&name, started.elapsed(), what));
+    lesson.say(&narration::cost(doing, started.elapsed(), what));
     lesson.tables(session).await;
     lesson.pause().await;
     Ok(link)

@@ -63,7 +63,8 @@ pub fn tell(event: &Event, facts: &Facts) -> Option<String> {
              Linux refuses to reuse it until the 60 s are over. This is the book's \"works once, then fails\".",
             tuple.map(|t| format!(" {t}")).unwrap_or_default()
         ),
-        Event::TimeWaitLeft { tuple, left } => {
+        // The wait's re-readings at 0 s are told by their Waiting.
+        Event::TimeWaitLeft { tuple, left } if *left >= Duration::from_secs(1) => {
             format!("The server's timer says the TIME_WAIT of {tuple} has {:.1} s left.", left.as_secs_f64())
         }
         Event::Waiting { total, .. } if *total < Duration::from_secs(2) => format!(
