@@ -79,7 +79,8 @@ fn narration_names_the_runs_own_c_p_and_u_minus_1() {
         r.state == "ESTAB" && r.peer_port() == ftp_port && r.local.contains("127.0.0.1")
     });
     let listeners = new_ports(&run.seen.1, &run.baseline.1, |r| r.state == "LISTEN");
-    let (c, p, u1) = (numbers_after(&run.text, "C = "), numbers_after(&run.text, "P = "), numbers_after(&run.text, "U-1 = "));
+    let (c, p, u1) =
+        (numbers_after(&run.text, "C = "), numbers_after(&run.text, "P = "), numbers_after(&run.text, "U-1 = "));
     assert!(!c.is_empty() && !p.is_empty() && !u1.is_empty(), "C, P or U-1 not named:\n{}", run.text);
     for port in &c {
         assert!(cs.contains(&(*port as u16)), "C = {port} but ss saw the client's SSH connections from {cs:?}");

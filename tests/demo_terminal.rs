@@ -90,7 +90,7 @@ fn step_waits_for_enter_and_advances() {
         if screen.contains("EXIT=") || started.elapsed() > Duration::from_secs(60) {
             break screen;
         }
-        if waiting(screen.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("")) {
+        if waiting(screen.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("")) {
             tmux.enter();
         }
         std::thread::sleep(Duration::from_millis(300));

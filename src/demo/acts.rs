@@ -156,7 +156,11 @@ async fn remedy_step<'s>(
 
 /// Run the wait (`policy`) with the countdown shown live beside it, read
 /// from the server's timer once a second.
-async fn countdown_beside<T>(lesson: &mut Lesson, session: &Session, policy: impl std::future::Future<Output = T>) -> T {
+async fn countdown_beside<T>(
+    lesson: &mut Lesson,
+    session: &Session,
+    policy: impl std::future::Future<Output = T>,
+) -> T {
     tokio::pin!(policy);
     let shown = lesson.facts.last_tuple();
     lesson.say("The countdown, read on the server once a second while the client waits:");
@@ -191,7 +195,11 @@ pub fn remove_scratch(dir: &Path) {
 
 /// `1st incarnation` etc., for the closing summary.
 pub fn incarnations(lesson: &Lesson) -> String {
-    let lanes: Vec<String> =
-        lesson.facts.tuples.iter().map(|(t, n)| format!("{t}: {} incarnation(s), the last the {}", n, ordinal(*n))).collect();
+    let lanes: Vec<String> = lesson
+        .facts
+        .tuples
+        .iter()
+        .map(|(t, n)| format!("{t}: {} incarnation(s), the last the {}", n, ordinal(*n)))
+        .collect();
     lanes.join("\n")
 }

@@ -78,4 +78,3 @@ pub async fn run(plan: &Plan, script: Script, step: bool, outputs: &Outputs) -> 
     ));
     outcome
 }
-

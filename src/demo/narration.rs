@@ -53,10 +53,25 @@ pub fn tell(event: &Event, facts: &Facts) -> Option<String> {
             "`{line}`: the server sent the whole file, and closed the data connection first. So it is the FTP \
              server's host that now keeps the 4-tuple in TIME_WAIT, for 60 s."
         ),
-        Event::TransferDone { name, bytes, verified } => format!(
-            "{name}: {bytes} bytes arrived{}.",
-            if *verified { ", the size the server announced" } else { "" }
+        Event::TransferDone { name, bytes, verified } => {
+            format!("{name}: {bytes} bytes arrived{}.", if *verified { ", the size the server announced" } else { "" })
+        }
+        Event::FellBack { why, .. } => format!(
+            "The default port will not do here ({why}). The client uses passive mode (EPSV/PASV) instead, still \
+             inside SSH: sshd connects to the port the server announces. The book's procedure ends here for this \
+             server."
         ),
+        Event::StrayRefused { from, to, why, .. } => {
+            format!("A connection from {from} to the forwarded port {to} was refused: {why}.")
+        }
+        _ => return time_wait_text(event).map(|text| wrap(&text, WIDTH)),
+    };
+    Some(wrap(&text, WIDTH))
+}
+
+/// The paragraphs of the book's last step: collisions and their remedies.
+fn time_wait_text(event: &Event) -> Option<String> {
+    Some(match event {
         Event::Collision { tuple, reply } => format!(
             "COLLISION. The server replied `{reply}`. It must connect from S to the same port again, so its \
              connection would have the 4-tuple{} that its kernel still holds in TIME_WAIT. With TCP timestamps off, \
@@ -89,17 +104,8 @@ pub fn tell(event: &Event, facts: &Facts) -> Option<String> {
              the server will connect to a new port and the data connection has a new 4-tuple, which no TIME_WAIT \
              holds. The old 4-tuple stays in TIME_WAIT, unused."
         ),
-        Event::FellBack { why, .. } => format!(
-            "The default port will not do here ({why}). The client uses passive mode (EPSV/PASV) instead, still \
-             inside SSH: sshd connects to the port the server announces. The book's procedure ends here for this \
-             server."
-        ),
-        Event::StrayRefused { from, to, why, .. } => {
-            format!("A connection from {from} to the forwarded port {to} was refused: {why}.")
-        }
         _ => return None,
-    };
-    Some(wrap(&text, WIDTH))
+    })
 }
 
 fn is_transfer(line: &str) -> bool {
@@ -117,7 +123,9 @@ fn control(via: &Via, p: u16, ip: String, ftp: std::net::SocketAddr) -> String {
             "sshd connected to the FTP server {ftp} for the client (direct-tcpip, the book's -L). Its source port, \
              the proxy port P = {p} on {ip}, was read off the SSH server's socket table before and after."
         ),
-        Via::Direct => return format!("sshd connected to the FTP server {ftp} for the client (passive mode: P is not needed)."),
+        Via::Direct => {
+            return format!("sshd connected to the FTP server {ftp} for the client (passive mode: P is not needed).")
+        }
     };
     format!(
         "The control connection. The FTP client speaks FTP inside the SSH connection; on the SSH server's host, \

@@ -51,12 +51,19 @@ pub fn svg(t: &Timeline, title: &str) -> String {
         r##"<text x="20" y="55" fill="#555">one lane per data 4-tuple (FTP server's S -&gt; forwarded port); each incarnation from its SYN to the end of its TIME_WAIT</text>"##
     );
     if t.lanes.is_empty() {
-        let _ = write!(out, r#"<text x="{LEFT}" y="{}">no default-port data connection in this run</text>"#, TOP + 35.0);
+        let _ =
+            write!(out, r#"<text x="{LEFT}" y="{}">no default-port data connection in this run</text>"#, TOP + 35.0);
     }
     for (i, lane) in t.lanes.iter().enumerate() {
         let y = TOP + LANE * i as f64;
         let _ = write!(out, r#"<g class="lane" data-tuple="{}">"#, escape(&lane.tuple.to_string()));
-        let _ = write!(out, r##"<line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##, y + 86.0, WIDTH - RIGHT, y + 86.0);
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##,
+            y + 86.0,
+            WIDTH - RIGHT,
+            y + 86.0
+        );
         let _ = write!(out, r#"<text x="20" y="{}" font-weight="bold">S {} -&gt;</text>"#, y + 30.0, lane.tuple.from);
         let _ = write!(out, r#"<text x="40" y="{}">{}</text>"#, y + 48.0, lane.tuple.to);
         for bar in &lane.bars {
@@ -96,10 +103,25 @@ fn draw_bar(out: &mut String, s: &Scale, y: f64, b: &Bar) {
         y + 18.0,
         (x2 - x1).max(1.0)
     );
-    let _ = write!(out, r##"<rect x="{x0:.1}" y="{}" width="{:.1}" height="22" fill="{TRANSFER}"/>"##, y + 18.0, (x1 - x0).max(3.0));
-    let _ = write!(out, r#"<text x="{x0:.1}" y="{}" font-size="12">{}</text>"#, y + if b.n % 2 == 1 { 14.0 } else { 4.0 }, ordinal(b.n));
+    let _ = write!(
+        out,
+        r##"<rect x="{x0:.1}" y="{}" width="{:.1}" height="22" fill="{TRANSFER}"/>"##,
+        y + 18.0,
+        (x1 - x0).max(3.0)
+    );
+    let _ = write!(
+        out,
+        r#"<text x="{x0:.1}" y="{}" font-size="12">{}</text>"#,
+        y + if b.n % 2 == 1 { 14.0 } else { 4.0 },
+        ordinal(b.n)
+    );
     if b.how == End::Reclaimed {
-        let _ = write!(out, r##"<line x1="{x2:.1}" y1="{}" x2="{x2:.1}" y2="{}" stroke="{REMEDY}" stroke-width="3"/>"##, y + 12.0, y + 46.0);
+        let _ = write!(
+            out,
+            r##"<line x1="{x2:.1}" y1="{}" x2="{x2:.1}" y2="{}" stroke="{REMEDY}" stroke-width="3"/>"##,
+            y + 12.0,
+            y + 46.0
+        );
     }
     out.push_str("</g>");
 }
@@ -208,7 +230,8 @@ mod tests {
     #[test]
     fn one_group_per_lane_and_per_incarnation() {
         let bar = |n, syn: f64, how| Bar { n, syn: s(syn), done: s(syn + 0.1), end: s(syn + 60.0), how };
-        let tuple = |p| Tuple { from: "127.0.0.1:2020".parse().unwrap(), to: format!("127.0.0.1:{p}").parse().unwrap() };
+        let tuple =
+            |p| Tuple { from: "127.0.0.1:2020".parse().unwrap(), to: format!("127.0.0.1:{p}").parse().unwrap() };
         let t = Timeline {
             lanes: vec![
                 Lane { tuple: tuple(39999), bars: vec![bar(1, 1.0, End::Expired), bar(2, 62.0, End::Assumed)] },

@@ -88,7 +88,8 @@ pub fn state_name(s: TcpState) -> String {
 
 /// One row as text, unpainted: `P   ESTAB      127.0.0.1:40000 > 127.0.0.1:2021`.
 pub fn row_text(e: &Entry, label: &str, clk_tck: Option<u64>) -> String {
-    let timer = clk_tck.and_then(|t| e.time_wait_left(t)).map(|d| format!(" {:.1}s", d.as_secs_f64())).unwrap_or_default();
+    let timer =
+        clk_tck.and_then(|t| e.time_wait_left(t)).map(|d| format!(" {:.1}s", d.as_secs_f64())).unwrap_or_default();
     format!("{label:<4}{:<11}{} > {}{timer}", state_name(e.state), e.local, e.remote)
 }
 

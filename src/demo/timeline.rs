@@ -31,7 +31,8 @@ pub fn readings(at: Duration, rows: &[Entry], clk_tck: u64, tuples: &[Tuple]) ->
     tuples
         .iter()
         .map(|t| {
-            let left = rows.iter().filter(|e| e.local == t.from && e.remote == t.to).find_map(|e| e.time_wait_left(clk_tck));
+            let left =
+                rows.iter().filter(|e| e.local == t.from && e.remote == t.to).find_map(|e| e.time_wait_left(clk_tck));
             Reading { at, tuple: *t, left }
         })
         .collect()
@@ -273,10 +274,8 @@ mod tests {
             at(63.2, ok()),
         ];
         // The first incarnation's timer read once (59 s left at 1.5 s), then seen gone at 61.0 s.
-        let readings = [
-            Reading { at: s(1.5), tuple: t1, left: Some(s(59.0)) },
-            Reading { at: s(61.0), tuple: t1, left: None },
-        ];
+        let readings =
+            [Reading { at: s(1.5), tuple: t1, left: Some(s(59.0)) }, Reading { at: s(61.0), tuple: t1, left: None }];
         let t = Timeline::build(&events, &readings, s(64.0));
         assert_eq!(t.lanes.len(), 2);
         let ends: Vec<Vec<(u32, End)>> =
