@@ -211,7 +211,7 @@ pub fn html(svg: &str, title: &str, narration: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\
          body {{ font-family: DejaVu Sans, Arial, sans-serif; margin: 24px; background: #fff; color: #111; }}\
          svg {{ max-width: 100%; height: auto; }} pre {{ white-space: pre-wrap; font-size: 13px; }}\
-         </style>\n</head>\n<body>\n<h1>{t}</h1>\n{svg}\n<h2>What happened</h2>\n<pre>{n}</pre>\n</body>\n</html>\n",
+         </style>\n</head>\n<body>\n<h1>The run, in time</h1>\n{svg}\n<h2>What happened</h2>\n<pre>{n}</pre>\n</body>\n</html>\n",
         t = escape(title),
         n = escape(narration)
     )
