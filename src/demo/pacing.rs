@@ -14,8 +14,12 @@ pub struct Style {
 impl Style {
     /// Colours when stdout is a terminal and `NO_COLOR` is unset or empty.
     pub fn detect() -> Style {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Style { color: !no_color && std::io::stdout().is_terminal() }
+        Style::choose(std::env::var_os("NO_COLOR").as_deref(), std::io::stdout().is_terminal())
+    }
+
+    /// The rule: colours on a terminal, unless `NO_COLOR` holds anything (an empty one does not count).
+    pub fn choose(no_color: Option<&std::ffi::OsStr>, terminal: bool) -> Style {
+        Style { color: terminal && no_color.is_none_or(|v| v.is_empty()) }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -98,6 +102,15 @@ mod tests {
         let color = Style { color: true };
         assert_eq!(color.label("P", "P"), "\x1b[1;33mP\x1b[0m");
         assert_eq!(color.alert("425"), "\x1b[1;31m425\x1b[0m");
+    }
+
+    #[test]
+    fn no_color_and_no_terminal_mean_plain() {
+        use std::ffi::OsStr;
+        assert!(Style::choose(None, true).color);
+        assert!(Style::choose(Some(OsStr::new("")), true).color);
+        assert!(!Style::choose(Some(OsStr::new("1")), true).color);
+        assert!(!Style::choose(None, false).color);
     }
 
     #[tokio::test]
