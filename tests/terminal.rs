@@ -46,8 +46,10 @@ fn progress_bar_on_a_terminal_only() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let shell_line = format!("sh {:?}", script);
     let name = format!("ftpssh-test-{}", std::process::id());
-    let ok =
-        Command::new("tmux").args(["new-session", "-d", "-s", &name, "-x", "120", "-y", "10", &shell_line]).status().unwrap();
+    let ok = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &name, "-x", "120", "-y", "10", &shell_line])
+        .status()
+        .unwrap();
     assert!(ok.success(), "tmux could not start");
     let _session = Tmux(name.clone());
     let (mut saw_bar, started) = (false, Instant::now());
