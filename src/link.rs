@@ -109,7 +109,7 @@ impl<'s> Link<'s> {
     /// Connect to the FTP server through `session`, prepare the data path, log in.
     pub async fn open(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
         let (mut link, login_time) = if spec.mode == DataMode::Passive {
-            let (mut control, _) = dataport::connect_direct(session, &spec.ftp, spec.timeout).await?;
+            let (mut control, _) = dataport::connect_control(session, &spec.ftp, spec.timeout).await?;
             let login_time = dataport::timed_login(&mut control, &spec.login).await?;
             let mut link = Link::new(session, control, spec, None);
             link.passive = true;
@@ -338,7 +338,7 @@ impl<'s> Link<'s> {
         }
         if reconnect {
             self.control.quit().await;
-            self.control = dataport::connect_direct(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
+            self.control = dataport::connect_control(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
             dataport::timed_login(&mut self.control, &self.spec.login).await?;
         }
         Ok(())

@@ -139,6 +139,25 @@ pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duratio
     Ok(started.elapsed())
 }
 
+/// Open a control connection for passive transfers, and read the greeting:
+/// through the relay where one runs (it acknowledges the server's replies at
+/// once, which sshd's socket does not: see [`crate::ssh::relay`]), else with
+/// sshd's own socket.
+pub async fn connect_control(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {
+    let relayed = match relay::open(session, &ftp.host, ftp.port).await {
+        Ok(relayed) => relayed,
+        Err(e) if e.is::<relay::Unavailable>() => return connect_direct(session, ftp, timeout).await,
+        Err(e) => return Err(e),
+    };
+    let control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, timeout);
+    let mut control = control.with_transcript(transcript(session));
+    let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+    let via = Via::Relay(relayed.interpreter.name());
+    let events = session.events();
+    events.emit(Event::ControlOpened { via, proxy: relayed.local, ftp: SocketAddr::new(relayed.peer, ftp.port) });
+    Ok((control, greeting))
+}
+
 /// Open a control connection with sshd's own socket (direct-tcpip, the `-L`
 /// of the book) and read the greeting.
 pub async fn connect_direct(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {

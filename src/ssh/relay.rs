@@ -73,8 +73,10 @@ impl Interpreter {
         let run = match self {
             Interpreter::Perl => format!("perl -e '{PERL}' {host} {port}"),
             Interpreter::Python3 => format!("python3 -c '{PYTHON}' {host} {port}"),
-            Interpreter::Socat if host.contains(':') => format!("socat -d -d STDIO TCP:[{host}]:{port},reuseaddr"),
-            Interpreter::Socat => format!("socat -d -d STDIO TCP:{host}:{port},reuseaddr"),
+            Interpreter::Socat if host.contains(':') => {
+                format!("socat -d -d STDIO TCP:[{host}]:{port},reuseaddr,nodelay")
+            }
+            Interpreter::Socat => format!("socat -d -d STDIO TCP:{host}:{port},reuseaddr,nodelay"),
         };
         let name = self.name();
         Ok(format!("command -v {name} >/dev/null 2>&1 || {{ echo {MISSING}; exit 127; }}; exec {run}"))

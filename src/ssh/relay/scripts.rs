@@ -2,16 +2,23 @@
 //! to the FTP server with SO_REUSEADDR, print `FTPSSH-RELAY <local-addr>
 //! <local-port> <peer-addr>` (or `FTPSSH-RELAY-ERROR <why>`), then copy
 //! bytes both ways until either side ends.
+//!
+//! Both acknowledge what the server sends at once (TCP_QUICKACK again after
+//! each read: Linux clears it): a server that writes its 150 and 226 back to
+//! back holds the 226 (Nagle) until the 150 is acknowledged, and a delayed
+//! ACK made that 40 ms per transfer (200 files from inetutils ftpd: 9.3 s
+//! before, 0.3 s after). TCP_NODELAY sends our commands at once too.
 
 // No single quotes inside: the scripts travel inside '...' on a shell line.
 // perl: Socket only (IO::Socket::IP and IO::Select cost ~20 ms more to load, on every control
 // connection); the select loop watches the FTP server always and our stdin until its end.
-pub(super) const PERL: &str = r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR);
+pub(super) const PERL: &str = r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY);
 my ($h, $p) = @ARGV; $| = 1; binmode STDIN; binmode STDOUT;
 my ($err, @ai) = getaddrinfo($h, $p, {socktype => SOCK_STREAM}); my ($s, $why) = (undef, $err || "no address");
 for my $a (@ai) { socket($s, $a->{family}, $a->{socktype}, $a->{protocol}) or do { $why = $!; next };
   setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1); last if connect($s, $a->{addr}); $why = $!; close $s; undef $s }
 unless ($s) { print "FTPSSH-RELAY-ERROR $why\n"; exit 1 }
+setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1); my $quick = eval { Socket::TCP_QUICKACK() };
 my (undef, $lh, $lp) = getnameinfo(getsockname($s), NI_NUMERICHOST | NI_NUMERICSERV);
 my (undef, $ph) = getnameinfo(getpeername($s), NI_NUMERICHOST | NI_NUMERICSERV);
 print "FTPSSH-RELAY $lh $lp $ph\n";
@@ -19,7 +26,8 @@ sub put { my ($fh, $b) = @_; while (length $b) { my $w = syswrite($fh, $b); exit
 my $in = 1;
 while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s), 1) = 1;
   next unless select($r, undef, undef, undef) > 0;
-  if (vec($r, fileno($s), 1)) { my $n = sysread($s, my $b, 65536); exit 0 unless $n; put(\*STDOUT, $b) }
+  if (vec($r, fileno($s), 1)) { my $n = sysread($s, my $b, 65536); exit 0 unless $n;
+    setsockopt($s, IPPROTO_TCP, $quick, 1) if defined $quick; put(\*STDOUT, $b) }
   if ($in && vec($r, fileno(STDIN), 1)) { my $n = sysread(STDIN, my $b, 65536);
     if ($n) { put($s, $b) } else { shutdown($s, 1); $in = 0 } } }"#;
 
@@ -30,6 +38,7 @@ try:
     s = socket.socket(af, kind, proto)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.connect(addr)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 except OSError as e:
     print("FTPSSH-RELAY-ERROR", e, flush=True); sys.exit(1)
 print("FTPSSH-RELAY", s.getsockname()[0], s.getsockname()[1], s.getpeername()[0], flush=True)
@@ -41,6 +50,7 @@ while True:
         b = os.read(r if r == 0 else s.fileno(), 65536)
         if r is s:
             if not b: sys.exit(0)
+            if hasattr(socket, "TCP_QUICKACK"): s.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
             put(1, b)
         elif b: put(s.fileno(), b)
         else: s.shutdown(socket.SHUT_WR); ins.remove(0)"#;
