@@ -28,6 +28,8 @@
 //! - [`timewait`] — **step 6**: pacing around TIME_WAIT: collision policy, reclaim,
 //!   rotate, the measured wait.
 //! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock.
+//! - [`demo`]: the teaching demo: the procedure narrated from its events, both socket
+//!   tables side by side, the TIME_WAIT countdown, the timeline (SVG, HTML).
 //! - [`cli`]: the command line; [`cli::output`] renders the events on stderr (`-v`,
 //!   progress) and to `--events FILE`.
 //!
@@ -46,6 +48,7 @@
 pub mod cli;
 pub mod credentials;
 pub mod dataport;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod ftp;

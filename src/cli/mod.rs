@@ -21,6 +21,7 @@ use crate::ssh::Session;
 use crate::timewait::Pace;
 use crate::{credentials, transfer};
 
+mod demo;
 mod install;
 mod many;
 pub mod output;
@@ -137,6 +138,8 @@ pub enum Cmd {
         /// The batch file
         file: PathBuf,
     },
+    /// Watch the book's procedure on real sockets, step by step: narration, both socket tables, TIME_WAIT, a timeline
+    Demo(demo::DemoArgs),
     /// Print a shell completion script: `source <(ftpssh-fullsecure completions bash)`
     Completions {
         /// The shell
@@ -214,6 +217,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             result.map(|()| 0)
         }
         Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => many::run(cli, plan, interrupt).await,
+        Cmd::Demo(args) => until_interrupted(interrupt, demo::run(&plan, args)).await,
         Cmd::Completions { .. } | Cmd::Man => unreachable!("generated in main, without a runtime"),
     }
 }
@@ -302,14 +306,15 @@ pub(crate) fn remote_target(local: &Path, remote: Option<&str>) -> Result<String
 }
 
 /// Who watches this run: the `-v` trace always (its level filter decides
-/// what shows), the `--events` file, bars and countdowns on a terminal unless `-q`.
+/// what shows), the `--events` file, bars and countdowns on a terminal unless `-q` (or the demo).
 fn observers(cli: &Cli) -> Result<Events> {
     let mut events = Events::none().with(Arc::new(output::Trace));
     if let Some(file) = &cli.events {
         let lines = output::JsonLines::create(file).map_err(|e| classified(Kind::Usage, format!("--events: {e:#}")))?;
         events = events.with(Arc::new(lines));
     }
-    if cli.quiet || !std::io::stderr().is_terminal() {
+    // The demo draws its own countdowns on stdout: no bars beside them.
+    if cli.quiet || !std::io::stderr().is_terminal() || matches!(cli.command, Cmd::Demo(_)) {
         return Ok(events);
     }
     let bulk = matches!(cli.command, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. });

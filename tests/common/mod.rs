@@ -2,4 +2,5 @@ pub mod capture;
 pub mod ftpprobe;
 pub mod hostkeys;
 pub mod lab;
+pub mod sockets;
 pub mod tool;
