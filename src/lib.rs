@@ -23,6 +23,7 @@
 //!   or the socket-table [`dataport::discovery`]), where the server connects back, the
 //!   reverse [`dataport::forward`] checked in the socket table, and the
 //!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why.
+//! - [`throttle`]: `--bwlimit`, one token bucket for every data connection of a run.
 //! - [`link`]: one FTP session inside SSH, its data path default-port or passive.
 //! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files.
 //! - [`timewait`] — **step 6**: pacing around TIME_WAIT: collision policy, reclaim,
@@ -54,5 +55,6 @@ pub mod jobs;
 pub mod link;
 pub mod ssh;
 pub mod tcp;
+pub mod throttle;
 pub mod timewait;
 pub mod transfer;

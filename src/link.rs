@@ -16,6 +16,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -28,10 +29,12 @@ use crate::dataport::{self, Fallback};
 use crate::error::{classified, Classify, Kind};
 use crate::events::{Event, Events};
 use crate::ftp::control::{Control, FtpError};
+use crate::ftp::features::Features;
 use crate::ftp::{Command, Reply};
 use crate::ssh::endpoint::FtpTarget;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
+use crate::throttle::Throttle;
 
 /// How long a default-port transfer command may go without both its
 /// preliminary reply and its data connection, on a nearby FTP server. A
@@ -67,6 +70,10 @@ pub struct Spec {
     pub mode: DataMode,
     /// How long to wait for any FTP reply.
     pub timeout: Duration,
+    /// Check each transfer with the server's own hash where it offers one (`--verify`).
+    pub verify: bool,
+    /// `--bwlimit`: one bucket shared by every link of the run.
+    pub throttle: Option<Arc<Throttle>>,
 }
 
 /// A data connection whose transfer command the server has accepted.
@@ -97,6 +104,8 @@ pub struct Link<'s> {
     /// Why this link went passive, until its first passive data connection
     /// shows that passive works (then it is said on stderr).
     fell_back: Option<Fallback>,
+    /// What FEAT listed, once asked.
+    features: Option<Features>,
 }
 
 impl<'s> Link<'s> {
@@ -134,6 +143,7 @@ impl<'s> Link<'s> {
             last_proxy_port: None,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
+            features: None,
         }
     }
 
@@ -158,6 +168,21 @@ impl<'s> Link<'s> {
     /// Where this link's events go: its session's.
     pub fn events(&self) -> &Events {
         self.session.events()
+    }
+
+    /// How this link was opened (`--verify`, `--bwlimit`, ...).
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// What the server's FEAT lists (none for a server without FEAT), asked
+    /// once per control connection; the caller may note what OPTS changed.
+    pub async fn features(&mut self) -> Result<&mut Features> {
+        if self.features.is_none() {
+            let reply = self.control.command(&Command::Feat).await?;
+            self.features = Some(Features::parse(&reply));
+        }
+        Ok(self.features.as_mut().expect("set above"))
     }
 
     /// True once this session moves data over EPSV/PASV.

@@ -14,6 +14,7 @@ use crate::error::{classified, Kind};
 use crate::events::Events;
 use crate::ftp::control::REPLY_TIMEOUT;
 use crate::interrupt::{Interrupted, Watch};
+use crate::jobs::shard::{self, Shard};
 use crate::jobs::Plan;
 use crate::link::{DataMode, Link, Spec};
 use crate::ssh::endpoint::{self, DEFAULT_FTP};
@@ -23,6 +24,7 @@ use crate::{credentials, transfer};
 
 mod install;
 mod many;
+mod mirror;
 pub mod output;
 
 const EXIT_CODES: &str = "\
@@ -33,7 +35,7 @@ Exit codes:
   3  SSH failure (connect, host key, authentication, channel or forward refused, connection lost)
   4  the FTP server refused or misbehaved (login, missing file, permission, not reachable, bad reply)
   5  transfer or verification failure
-  6  mget, mput, batch: some transfers succeeded, some failed
+  6  mget, mput, batch, mirror: some transfers succeeded, some failed
      (when none succeeded: the code of the first failure)
   129/130/143  stopped by SIGHUP/SIGINT (Ctrl-C)/SIGTERM: the report lists what finished;
      a download keeps its part file, and the same command resumes it
@@ -75,6 +77,15 @@ pub struct Cli {
     /// Seconds to wait for any FTP reply before giving up on a server that hangs
     #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Check each copy with the server's own hash (HASH, XSHA256, XSHA1, XMD5; else the size) [default: on for mget, mput, batch, mirror]
+    #[arg(long = "verify", global = true, overrides_with = "no_verify")]
+    pub verify: bool,
+    /// Check sizes only, never ask for the server's hash
+    #[arg(long = "no-verify", global = true, overrides_with = "verify")]
+    pub no_verify: bool,
+    /// Limit the data rate of the whole run, in bytes per second, 1024-based: 500K, 2M (a bare number is KiB/s)
+    #[arg(long = "bwlimit", global = true, value_name = "RATE", value_parser = crate::throttle::parse_rate)]
+    pub bwlimit: Option<u64>,
     /// Bulk options
     #[command(flatten)]
     pub bulk: BulkArgs,
@@ -137,6 +148,19 @@ pub enum Cmd {
         /// The batch file
         file: PathBuf,
     },
+    /// Copy REMOTE-DIR's new and changed files into LOCAL-DIR (--reverse: upload), judged by size and time
+    Mirror {
+        /// Remote directory
+        remote: String,
+        /// Local directory [default: the current directory]
+        local: Option<PathBuf>,
+        /// Upload LOCAL-DIR's new and changed files into REMOTE-DIR instead
+        #[arg(long = "reverse")]
+        reverse: bool,
+        /// Also delete the target's files that the source does not have
+        #[arg(long = "delete")]
+        delete: bool,
+    },
     /// Print a shell completion script: `source <(ftpssh-fullsecure completions bash)`
     Completions {
         /// The shell
@@ -165,6 +189,12 @@ pub struct BulkArgs {
     /// Write a report of every transfer: `--report json FILE`
     #[arg(long = "report", global = true, num_args = 2, value_names = ["FORMAT", "FILE"])]
     pub report: Vec<String>,
+    /// Print what would be transferred (and deleted); connects and lists, transfers nothing
+    #[arg(long = "dry-run", global = true)]
+    pub dry_run: bool,
+    /// Take only slice I of N (0 <= I < N) of the work, by a stable hash of each name: one of N machines
+    #[arg(long = "shard", global = true, value_name = "I/N", value_parser = shard::parse)]
+    pub shard: Option<Shard>,
 }
 
 /// Run the program; returns the process exit code.
@@ -213,7 +243,9 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             session.close().await;
             result.map(|()| 0)
         }
-        Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => many::run(cli, plan, interrupt).await,
+        Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } | Cmd::Mirror { .. } => {
+            many::run(cli, plan, interrupt).await
+        }
         Cmd::Completions { .. } | Cmd::Man => unreachable!("generated in main, without a runtime"),
     }
 }
@@ -256,7 +288,10 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::env::var(credentials::PASSWORD_ENV).ok(),
         std::io::stdin().is_terminal(),
     )?;
-    let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
+    let verify = cli.verify || (is_bulk(&cli.command) && !cli.no_verify);
+    let throttle = cli.bwlimit.map(|rate| Arc::new(crate::throttle::Throttle::new(rate)));
+    let timeout = Duration::from_secs(cli.timeout);
+    let spec = Spec { ftp, login, mode: cli.data_mode, timeout, verify, throttle };
     Ok(Plan { target, spec, events: observers(cli)? })
 }
 
@@ -312,8 +347,13 @@ fn observers(cli: &Cli) -> Result<Events> {
     if cli.quiet || !std::io::stderr().is_terminal() {
         return Ok(events);
     }
-    let bulk = matches!(cli.command, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. });
+    let bulk = is_bulk(&cli.command);
     Ok(events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() })))
+}
+
+/// The commands that run many transfers through [`crate::jobs`].
+fn is_bulk(cmd: &Cmd) -> bool {
+    matches!(cmd, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } | Cmd::Mirror { .. })
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ pub struct Record {
     pub reclaims: u32,
     /// `default-port` or `passive`.
     pub data_path: String,
-    /// What was checked, e.g. `size 10876 = 10876`, or `none`.
+    /// What was checked: `sha256 = server's` (`--verify`, the server's own
+    /// hash), else e.g. `size 10876 = announced`, or `none`.
     pub verified: String,
     /// Ok or failed.
     pub outcome: Outcome,
@@ -113,6 +114,8 @@ impl Record {
                     (Op::Put, _) => format!("size {bytes} (SIZE when the server has it)"),
                 };
             }
+            // After TransferDone: the server's hash says more than the size.
+            Event::Verified { algorithm, .. } => self.verified = format!("{algorithm} = server's"),
             _ => {}
         }
     }
