@@ -64,7 +64,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         Some((i, _)) => (&s[..i], &s[i..]),
         None => (s, "K"),
     };
-    let scale: f64 = match unit.to_ascii_uppercase().trim_end_matches("I").trim_end_matches("B") {
+    let scale: f64 = match unit.to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
         "" => 1.0,
         "K" => 1024.0,
         "M" => 1024.0 * 1024.0,

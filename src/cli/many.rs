@@ -130,7 +130,9 @@ async fn listed(cli: &Cli, plan: &Plan, opts: Options, interrupt: &Watch) -> Res
             work.print_dry_run(cli.quiet);
             Ok(None)
         }
-        Ok((link, work)) => Ok(Some(jobs::run(plan.clone(), work.items, opts, Some((&session, link)), interrupt).await)),
+        Ok((link, work)) => {
+            Ok(Some(jobs::run(plan.clone(), work.items, opts, Some((&session, link)), interrupt).await))
+        }
         Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
         Err(e) => Err(session.attribute(e).await),
     };

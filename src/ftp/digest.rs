@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn choice_by_feat() {
         let feat = |s: &str| Features::parse(&reply(s));
-        let proftpd = feat("211-Features:\r\n HASH CRC32;MD5;SHA-1*;SHA-256;SHA-512;\r\n XSHA256\r\n XMD5\r\n211 End\r\n");
+        let proftpd =
+            feat("211-Features:\r\n HASH CRC32;MD5;SHA-1*;SHA-256;SHA-512;\r\n XSHA256\r\n XMD5\r\n211 End\r\n");
         assert_eq!(choose(&proftpd), Some(Method::Hash(Algorithm::Sha256)));
         let x = feat("211-Features:\r\n XMD5\r\n XSHA1\r\n211 End\r\n");
         assert_eq!(choose(&x), Some(Method::X(Algorithm::Sha1)));
@@ -167,9 +168,13 @@ mod tests {
         assert_eq!(hash.parse(&reply(&ok)).unwrap(), SMALL);
         let spaces = "213 SHA-256 0-4321 cc0e75d2278235239068022f43b2a56a8fc0456c3ffe838828d83d05255e5539 name with spaces.bin\r\n";
         assert!(hash.parse(&reply(spaces)).unwrap().starts_with("cc0e75d2"));
-        let sha1 = "213-Computing SHA-1 digest\r\n213 SHA-1 0-10876 237d0cbf61dc4928da6c4ebc3c32cea17dc46ef8 small.bin\r\n";
+        let sha1 =
+            "213-Computing SHA-1 digest\r\n213 SHA-1 0-10876 237d0cbf61dc4928da6c4ebc3c32cea17dc46ef8 small.bin\r\n";
         assert!(hash.parse(&reply(sha1)).unwrap_err().contains("SHA-1"));
-        assert_eq!(Method::Hash(Algorithm::Sha1).parse(&reply(sha1)).unwrap(), "237d0cbf61dc4928da6c4ebc3c32cea17dc46ef8");
+        assert_eq!(
+            Method::Hash(Algorithm::Sha1).parse(&reply(sha1)).unwrap(),
+            "237d0cbf61dc4928da6c4ebc3c32cea17dc46ef8"
+        );
         assert!(hash.parse(&reply("550 no-such: No such file or directory\r\n")).is_err());
         assert!(hash.parse(&reply("553 many: Not a regular file\r\n")).is_err());
         let x = format!("250-Computing SHA256 digest\r\n250 {}\r\n", SMALL.to_ascii_uppercase());

@@ -49,7 +49,8 @@ pub fn parse_mdtm(text: &str) -> Option<SystemTime> {
 /// `YYYYMMDDHHMMSS[.sss]`, UTC (RFC 3659 2.3).
 pub fn parse_time(s: &str) -> Option<SystemTime> {
     let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
-    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let n = |r: std::ops::Range<usize>| whole[r].parse::<u32>().ok();
@@ -109,7 +110,9 @@ mod tests {
         assert_eq!(parse_mdtm("20261125121854"), at(1795609134));
         assert_eq!(parse_mdtm("19700101000000"), at(0));
         assert_eq!(parse_mdtm("20000229235959"), at(951868799));
-        for bad in ["", "2026112512185", "2026112512185x", "20261325121854", "20261125241854", "x.5", "20261125121854.x"] {
+        for bad in
+            ["", "2026112512185", "2026112512185x", "20261325121854", "20261125241854", "x.5", "20261125121854.x"]
+        {
             assert_eq!(parse_mdtm(bad), None, "{bad:?}");
         }
     }

@@ -105,6 +105,8 @@ impl Record {
             }
             Event::DataAccepted { .. } => self.data_path = "default-port".into(),
             Event::PassiveData { .. } => self.data_path = "passive".into(),
+            // The server's hash (Verified, told just before) says more than the size.
+            Event::TransferDone { bytes, .. } if self.verified.ends_with("= server's") => self.bytes = *bytes,
             Event::TransferDone { bytes, verified, .. } => {
                 self.bytes = *bytes;
                 self.verified = match (self.op, verified) {
@@ -114,7 +116,6 @@ impl Record {
                     (Op::Put, _) => format!("size {bytes} (SIZE when the server has it)"),
                 };
             }
-            // After TransferDone: the server's hash says more than the size.
             Event::Verified { algorithm, .. } => self.verified = format!("{algorithm} = server's"),
             _ => {}
         }

@@ -54,8 +54,9 @@ mod tests {
         }
         assert!(sizes.iter().all(|&s| s > 40), "{sizes:?}");
         // Stable: a function of the name alone, the same on every machine; these must never change.
-        let slices: Vec<u64> =
-            (1..=7).map(|n| (0..3).find(|&i| shards[i as usize].takes(&format!("many/f{n:03}.txt"))).unwrap()).collect();
+        let slices: Vec<u64> = (1..=7)
+            .map(|n| (0..3).find(|&i| shards[i as usize].takes(&format!("many/f{n:03}.txt"))).unwrap())
+            .collect();
         assert_eq!(slices, [2, 2, 0, 2, 0, 2, 0]);
         assert!(parse("0/1").unwrap().takes("anything"));
     }

@@ -50,7 +50,8 @@ pub fn join(dir: &str, name: &str) -> String {
 fn plain<'a>(name: &'a str, dir: &str) -> Option<&'a str> {
     let prefix = format!("{}/", dir.trim_end_matches('/'));
     let name = name.strip_prefix(prefix.as_str()).unwrap_or(name);
-    let bad = name.is_empty() || name == "." || name == ".." || name.contains('/') || name.chars().any(char::is_control);
+    let bad =
+        name.is_empty() || name == "." || name == ".." || name.contains('/') || name.chars().any(char::is_control);
     (!bad).then_some(name)
 }
 
