@@ -63,15 +63,9 @@ fn serve(stream: TcpStream, files: &Files) -> std::io::Result<()> {
             "SIZE" => format!("213 {size}"),
             "EPSV" => format!("229 Entering Extended Passive Mode (|||{data_port}|)"),
             "HASH" => format!("213 SHA-256 0-{size} {} {arg}", files.claimed),
-            "RETR" => {
-                out.write_all(
-                    format!("150 Opening BINARY mode data connection for {arg} ({size} bytes)\r\n").as_bytes(),
-                )?;
-                let (mut data, _) = files.data.accept()?;
-                data.write_all(&files.content)?;
-                drop(data);
-                "226 Transfer complete".into()
-            }
+            "RETR" => send(&mut out, files, &format!("{arg} ({size} bytes)"), &files.content)?,
+            // mget's listing: the one file, whatever the directory.
+            "NLST" => send(&mut out, files, "file list", b"file.txt\r\n")?,
             "QUIT" => {
                 out.write_all(b"221 bye\r\n")?;
                 return Ok(());
@@ -81,4 +75,13 @@ fn serve(stream: TcpStream, files: &Files) -> std::io::Result<()> {
         out.write_all(format!("{reply}\r\n").as_bytes())?;
     }
     Ok(())
+}
+
+/// 150, `bytes` on the next passive data connection, then the 226 to send.
+fn send(out: &mut TcpStream, files: &Files, what: &str, bytes: &[u8]) -> std::io::Result<String> {
+    out.write_all(format!("150 Opening BINARY mode data connection for {what}\r\n").as_bytes())?;
+    let (mut data, _) = files.data.accept()?;
+    data.write_all(bytes)?;
+    drop(data);
+    Ok("226 Transfer complete".into())
 }
