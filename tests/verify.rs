@@ -96,3 +96,30 @@ fn without_a_server_hash_the_size_is_checked_and_that_is_said_once() {
     }
     common::tool::assert_many(&tool, "out", 1..=6);
 }
+
+/// A resumed download is hashed whole: the part file's bytes (read back once)
+/// and the rest as it arrives. A part file whose bytes are not the server's
+/// has the right size in the end, and only the hash can tell: it fails.
+#[test]
+fn a_resumed_download_is_checked_whole_and_a_corrupt_part_is_caught() {
+    let tool = Tool::new();
+    let port = tool.lab.port("PROFTPD_PORT");
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let part = tool.work.path().join(".small.bin.ftpssh.part");
+    std::fs::write(&part, &want[..5000]).unwrap();
+    let out = run(tool.cmd(port).args(["-v", "--verify", "get", "small.bin"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming small.bin at byte 5000") && err.contains("= the server's"), "{err}");
+    common::tool::assert_same(&std::fs::read(tool.work.path().join("small.bin")).unwrap(), &want, "small.bin");
+    // Now a part file of the right length whose bytes differ from the server's.
+    std::fs::remove_file(tool.work.path().join("small.bin")).unwrap();
+    let mut corrupt = want[..5000].to_vec();
+    corrupt[1234] ^= 0xff;
+    std::fs::write(&part, &corrupt).unwrap();
+    let out = run(tool.cmd(port).args(["--verify", "get", "small.bin"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("but the server's is") && err.contains("nothing saved"), "{err}");
+    assert_eq!(tool.work_entries(), Vec::<String>::new(), "no file, and the emptied part file is gone");
+}
