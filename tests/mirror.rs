@@ -157,6 +157,9 @@ fn dry_runs_write_nothing() {
     ] {
         assert!(said.lines().any(|l| l == line), "no {line:?} in:\n{said}");
     }
+    // A single get has nothing to show: refused rather than ignored.
+    let out = run(tool.cmd(port).args(["--dry-run", "get", "small.bin"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(entries(tool.work.path()), before, "nothing written here");
     assert_eq!(entries(&remote.path), ["r.txt"], "nothing written or deleted there");
     assert!(!tool.remote_path("upload/x.txt").exists());

@@ -223,6 +223,10 @@ pub fn main() -> i32 {
 }
 
 async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
+    // A get that ignored --dry-run would transfer what the user meant only to see.
+    if !is_bulk(&cli.command) && (cli.bulk.dry_run || cli.bulk.shard.is_some()) {
+        return Err(classified(Kind::Usage, "--dry-run and --shard are for mget, mput, batch and mirror"));
+    }
     let plan = plan(cli)?;
     match &cli.command {
         Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
