@@ -17,7 +17,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use russh::client::Msg;
@@ -99,6 +99,9 @@ pub struct Link<'s> {
     last_origin: Option<(IpAddr, u16)>,
     /// Which forwarded port it connected to.
     last_proxy_port: Option<u16>,
+    /// The last default-port data connection carried a download: the FTP
+    /// server closed it first, so its host holds the 4-tuple in TIME_WAIT.
+    time_wait_held: bool,
     /// [`DATA_CONNECT_BOUND`] and the measured round trips.
     bound: Duration,
     /// Why this link went passive, until its first passive data connection
@@ -106,28 +109,35 @@ pub struct Link<'s> {
     fell_back: Option<Fallback>,
     /// What FEAT listed, once asked.
     features: Option<Features>,
+    /// A command to send in the same write as the next transfer command, and its reply.
+    ahead: Option<Command>,
+    ahead_reply: Option<Reply>,
 }
 
 impl<'s> Link<'s> {
     /// Connect to the FTP server through `session`, prepare the data path, log in.
     pub async fn open(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
-        let mut link = if spec.mode == DataMode::Passive {
-            let (control, _) = dataport::connect_direct(session, &spec.ftp, spec.timeout).await?;
+        let (mut link, login_time) = if spec.mode == DataMode::Passive {
+            let (mut control, _) = dataport::connect_direct(session, &spec.ftp, spec.timeout).await?;
+            let login_time = dataport::timed_login(&mut control, &spec.login).await?;
             let mut link = Link::new(session, control, spec, None);
             link.passive = true;
-            link
+            (link, login_time)
         } else {
-            let prepared = dataport::prepare(session, &spec.ftp, spec.timeout).await?;
+            let prepared = dataport::prepare(session, &spec.ftp, spec.timeout, &spec.login).await?;
             let mut link = Link::new(session, prepared.control, spec, prepared.ftp_ip);
             match prepared.forward {
                 Ok(forward) => link.forward = Some(forward),
-                Err(why) => link.fall_back(why)?,
+                Err(why) => {
+                    if let Err(e) = link.fall_back(why) {
+                        link.close().await;
+                        return Err(e);
+                    }
+                }
             }
-            link
+            (link, prepared.login_time.unwrap_or_default())
         };
-        let started = Instant::now();
-        link.control.login(&spec.login.user, &spec.login.password).await?;
-        link.bound = DATA_CONNECT_BOUND + started.elapsed() / LOGIN_ROUND_TRIPS * BOUND_ROUND_TRIPS;
+        link.bound = DATA_CONNECT_BOUND + login_time / LOGIN_ROUND_TRIPS * BOUND_ROUND_TRIPS;
         Ok(link)
     }
 
@@ -141,9 +151,12 @@ impl<'s> Link<'s> {
             passive: false,
             last_origin: None,
             last_proxy_port: None,
+            time_wait_held: false,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
             features: None,
+            ahead: None,
+            ahead_reply: None,
         }
     }
 
@@ -188,6 +201,20 @@ impl<'s> Link<'s> {
     /// True once this session moves data over EPSV/PASV.
     pub fn is_passive(&self) -> bool {
         self.passive
+    }
+
+    /// [`Link::start`], with `first` (SIZE, say) sent in the same write as
+    /// `cmd` on the default-port path: a round trip fewer per transfer.
+    /// Returns `first`'s reply too, unless it could not be sent.
+    pub async fn start_after(&mut self, first: &Command, cmd: &Command) -> Result<(Option<Reply>, Data)> {
+        if self.passive {
+            let reply = self.control.command(first).await?;
+            return Ok((Some(reply), self.start(cmd).await?));
+        }
+        (self.ahead, self.ahead_reply) = (Some(first.clone()), None);
+        let data = self.start(cmd).await;
+        self.ahead = None;
+        Ok((self.ahead_reply.take(), data?))
     }
 
     /// Send a transfer command (RETR, STOR, LIST, NLST) and get its data connection.
@@ -255,6 +282,7 @@ impl<'s> Link<'s> {
         let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
         self.last_origin = origin;
         self.last_proxy_port = Some(data.connected.1 as u16);
+        self.time_wait_held = !matches!(cmd, Command::Stor(_));
         if let Some((from, to)) = data.ends() {
             self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
         }
@@ -271,7 +299,10 @@ impl<'s> Link<'s> {
             Deadline,
         }
         let deadline = tokio::time::Instant::now() + self.bound;
-        self.control.send(cmd).await?;
+        match self.ahead.take() {
+            Some(first) => self.ahead_reply = Some(self.control.command_then_send(&first, cmd).await?),
+            None => self.control.send(cmd).await?,
+        }
         let (mut reply, mut data) = (None, None);
         loop {
             if let (Some(_), Some(_)) = (&reply, &data) {
@@ -333,7 +364,7 @@ impl<'s> Link<'s> {
         if reconnect {
             self.control.quit().await;
             self.control = dataport::connect_direct(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
-            self.control.login(&self.spec.login.user, &self.spec.login.password).await?;
+            dataport::timed_login(&mut self.control, &self.spec.login).await?;
         }
         Ok(())
     }
@@ -357,7 +388,14 @@ impl<'s> Link<'s> {
         forward.cancel(self.session).await;
         self.session.reclaim(tuple, wait).await?;
         self.forward = Some(forward.renew(self.session).await?);
+        self.time_wait_held = false;
         Ok(())
+    }
+
+    /// True when the FTP server's host holds this link's data 4-tuple in
+    /// TIME_WAIT from its last download (it closed that connection first).
+    pub fn holds_time_wait(&self) -> bool {
+        self.time_wait_held && !self.passive
     }
 
     /// Bring the control connection back in step after a failed command

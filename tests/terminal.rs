@@ -39,10 +39,17 @@ fn progress_bar_on_a_terminal_only() {
     for arg in cmd.get_args() {
         line.push_str(&format!(" {:?}", arg));
     }
-    line.push_str("; echo EXIT=$?; sleep 30");
+    line.push_str("; echo EXIT=$?; sleep 30\n");
+    // In a script only we can read, not on tmux's command line: it holds the password.
+    let script = tool.work.path().join("run.sh");
+    std::fs::write(&script, &line).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let shell_line = format!("sh {:?}", script);
     let name = format!("ftpssh-test-{}", std::process::id());
-    let ok =
-        Command::new("tmux").args(["new-session", "-d", "-s", &name, "-x", "120", "-y", "10", &line]).status().unwrap();
+    let ok = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &name, "-x", "120", "-y", "10", &shell_line])
+        .status()
+        .unwrap();
     assert!(ok.success(), "tmux could not start");
     let _session = Tmux(name.clone());
     let (mut saw_bar, started) = (false, Instant::now());

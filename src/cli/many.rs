@@ -34,7 +34,7 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
         retries: args.retries,
     };
     let ran = match &cli.command {
-        Cmd::Mget { .. } | Cmd::Mirror { .. } => listed(cli, &plan, opts, interrupt).await?,
+        Cmd::Mget { .. } | Cmd::Mirror { .. } => listed(cli, &plan, opts, interrupt, report_file.as_deref()).await?,
         _ => {
             let mut work = Work::of(local_items(cli)?);
             work.shard(args.shard);
@@ -43,11 +43,20 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
                 work.print_dry_run(cli.quiet);
                 return Ok(0);
             }
-            Some(jobs::run(plan, work.items, opts, None, interrupt).await)
+            Some(jobs::run(plan, work.items, opts, None, interrupt, new_report(report_file.as_deref())?).await)
         }
     };
     let Some((report, first_failure)) = ran else { return Ok(0) }; // a dry run
-    finish(cli, report, first_failure, report_file, interrupt)
+    finish(cli, report, first_failure, interrupt)
+}
+
+/// The report file is written as the run goes: memory stays flat for any
+/// number of items. Made only when the run is for real (not a dry run).
+fn new_report(file: Option<&Path>) -> Result<Report> {
+    match file {
+        Some(file) => Report::streaming(file),
+        None => Ok(Report::new()),
+    }
 }
 
 /// Connect and log in, and leave: a dry run proves the way there too.
@@ -64,17 +73,9 @@ async fn check_login(plan: &Plan, interrupt: &Watch) -> Result<()> {
     checked
 }
 
-/// Write the report, say the summary, and the exit code.
-fn finish(
-    cli: &Cli,
-    report: Report,
-    first_failure: Option<i32>,
-    report_file: Option<PathBuf>,
-    interrupt: &Watch,
-) -> Result<i32> {
-    if let Some(file) = report_file {
-        report.write_json(&file)?;
-    }
+/// Finish the report, say the summary, and the exit code.
+fn finish(cli: &Cli, mut report: Report, first_failure: Option<i32>, interrupt: &Watch) -> Result<i32> {
+    report.finish()?;
     if !cli.quiet {
         eprintln!("{}", report.summary_line());
     }
@@ -106,7 +107,13 @@ fn lock_for(cli: &Cli, plan: &Plan) -> Result<Option<Lock>> {
 
 /// mget and mirror: list on a link of the session that will transfer, then
 /// run the items (or, for `--dry-run`, print them). None for a dry run.
-async fn listed(cli: &Cli, plan: &Plan, opts: Options, interrupt: &Watch) -> Result<Option<(Report, Option<i32>)>> {
+async fn listed(
+    cli: &Cli,
+    plan: &Plan,
+    opts: Options,
+    interrupt: &Watch,
+    report_file: Option<&Path>,
+) -> Result<Option<(Report, Option<i32>)>> {
     let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
     let dry_run = cli.bulk.dry_run;
     let listing = async {
@@ -130,9 +137,16 @@ async fn listed(cli: &Cli, plan: &Plan, opts: Options, interrupt: &Watch) -> Res
             work.print_dry_run(cli.quiet);
             Ok(None)
         }
-        Ok((link, work)) => {
-            Ok(Some(jobs::run(plan.clone(), work.items, opts, Some((&session, link)), interrupt).await))
-        }
+        Ok((link, work)) => match new_report(report_file) {
+            Ok(report) => {
+                let first = Some((&session, link));
+                Ok(Some(jobs::run(plan.clone(), work.items, opts, first, interrupt, report).await))
+            }
+            Err(e) => {
+                link.close().await;
+                Err(e)
+            }
+        },
         Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
         Err(e) => Err(session.attribute(e).await),
     };

@@ -159,15 +159,16 @@ fn replace(slot: &Mutex<Option<ProgressBar>>, bar: Option<ProgressBar>) {
 }
 
 /// `--events FILE`: every event but byte counts, one JSON object a line,
-/// written as it happens (a reader may follow the file during the run).
-pub struct JsonLines(Mutex<std::io::LineWriter<std::fs::File>>);
+/// written as it happens (a reader may follow the file during the run), each
+/// with `"at"`: seconds since the file was opened.
+pub struct JsonLines(Mutex<std::io::LineWriter<std::fs::File>>, std::time::Instant);
 
 impl JsonLines {
     /// Create (or truncate) `path`.
     pub fn create(path: &std::path::Path) -> anyhow::Result<JsonLines> {
         use anyhow::Context;
         let file = std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?;
-        Ok(JsonLines(Mutex::new(std::io::LineWriter::new(file))))
+        Ok(JsonLines(Mutex::new(std::io::LineWriter::new(file)), std::time::Instant::now()))
     }
 }
 
@@ -177,9 +178,9 @@ impl Observer for JsonLines {
         if matches!(event, Event::Progress { .. }) {
             return;
         }
-        if let Ok(line) = serde_json::to_string(event) {
-            // A full disk must not stop the transfer it describes.
-            let _ = writeln!(self.0.lock().unwrap(), "{line}");
-        }
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(event) else { return };
+        fields.insert("at".into(), self.1.elapsed().as_secs_f64().into());
+        // A full disk must not stop the transfer it describes.
+        let _ = writeln!(self.0.lock().unwrap(), "{}", serde_json::Value::Object(fields));
     }
 }

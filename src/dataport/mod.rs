@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::credentials::Login;
 use crate::error::Kind;
 use crate::events::{Event, Via};
 use crate::ftp::control::{Control, Line, Transcript};
@@ -99,24 +100,43 @@ pub struct Prepared {
     pub ftp_ip: Option<IpAddr>,
     /// The reverse forward, or why there is none.
     pub forward: Result<ReverseForward, Fallback>,
+    /// How long the login took (three round trips to the FTP server), once done.
+    pub login_time: Option<Duration>,
 }
 
 impl Prepared {
     fn without_forward(control: Control, ftp_ip: Option<IpAddr>, why: Fallback) -> Prepared {
-        Prepared { control, ftp_ip, forward: Err(why) }
+        Prepared { control, ftp_ip, forward: Err(why), login_time: None }
+    }
+
+    /// Log in, if that is still to do (the relay path logs in while the
+    /// forward is set up).
+    async fn logged_in(mut self, login: &Login) -> Result<Prepared> {
+        if self.login_time.is_none() {
+            self.login_time = Some(timed_login(&mut self.control, login).await?);
+        }
+        Ok(self)
     }
 }
 
 /// Open a control connection with its default-port data path: through the
 /// relay where one runs, else by the socket-table diff.
-pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<Prepared> {
-    match through_relay(session, ftp, timeout).await {
+pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, login: &Login) -> Result<Prepared> {
+    let prepared = match through_relay(session, ftp, timeout, login).await {
         Err(e) => match e.downcast::<relay::Unavailable>() {
             Ok(unavailable) => by_socket_table(session, ftp, timeout, unavailable).await,
             Err(e) => Err(e),
         },
         prepared => prepared,
-    }
+    };
+    prepared?.logged_in(login).await
+}
+
+/// USER, PASS, TYPE I; how long they took.
+pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duration> {
+    let started = std::time::Instant::now();
+    control.login(&login.user, &login.password).await?;
+    Ok(started.elapsed())
 }
 
 /// Open a control connection with sshd's own socket (direct-tcpip, the `-L`
@@ -136,7 +156,7 @@ pub async fn connect_direct(session: &Session, ftp: &FtpTarget, timeout: Duratio
 /// without SO_REUSEADDR holds it), or a data connection to it is still in
 /// TIME_WAIT, another relay is opened while this one is held, so it gets
 /// another P.
-async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<Prepared> {
+async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, login: &Login) -> Result<Prepared> {
     let mut held = Vec::new();
     let mut attempt = 0;
     loop {
@@ -153,17 +173,32 @@ async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration) ->
         events.emit(Event::ControlOpened { via, proxy: local, ftp: SocketAddr::new(peer, ftp.port) });
         events.emit(Event::DialectChosen { dialect, data_port: target });
         let wanted = SocketAddr::new(local.ip(), target);
-        let forward =
-            ReverseForward::request(session, &local.ip().to_string(), target, dialect.spare_port(local.port())).await;
-        let table = discovery::snapshot(session).await;
-        let control_ends = (local, SocketAddr::new(peer, ftp.port));
-        match judge_forward(forward, table, wanted, control_ends) {
+        // The forward and its check in the socket table take SSH round trips,
+        // the login FTP ones: both at once.
+        let listening = async {
+            let spare = dialect.spare_port(local.port());
+            let forward = ReverseForward::request(session, &local.ip().to_string(), target, spare).await;
+            let table = discovery::snapshot(session).await;
+            judge_forward(forward, table, wanted, (local, SocketAddr::new(peer, ftp.port)))
+        };
+        let (judged, logged_in) = tokio::join!(listening, timed_login(&mut control, login));
+        let login_time = match logged_in {
+            Ok(t) => t,
+            Err(e) => {
+                cancel(session, judged.into_forward()).await;
+                return Err(e);
+            }
+        };
+        match judged {
             Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES => {
                 session.events().emit(Event::Detour { what: format!("{why}; opening another relay") });
                 cancel(session, forward).await;
                 held.push(control); // so that the next relay gets another P
             }
-            judged => return Ok(settle(session, control, Some(peer), judged).await),
+            judged => {
+                let prepared = settle(session, control, Some(peer), judged).await;
+                return Ok(Prepared { login_time: Some(login_time), ..prepared });
+            }
         }
     }
 }
@@ -177,6 +212,16 @@ enum Judged {
     Another(String, Option<ReverseForward>),
     /// The default port cannot work through this SSH server.
     GiveUp(Fallback, Option<ReverseForward>),
+}
+
+impl Judged {
+    /// The forward it holds, if any.
+    fn into_forward(self) -> Option<ReverseForward> {
+        match self {
+            Judged::Use(forward) => Some(forward),
+            Judged::Another(_, forward) | Judged::GiveUp(_, forward) => forward,
+        }
+    }
 }
 
 fn judge_forward(
@@ -319,7 +364,7 @@ async fn settle(session: &Session, control: Control, ftp_ip: Option<IpAddr>, jud
             if let Some(listen) = forward.listen_addr() {
                 session.events().emit(Event::ForwardListening { listen, spare: forward.ports.get(1).copied() });
             }
-            return Prepared { control, ftp_ip, forward: Ok(forward) };
+            return Prepared { control, ftp_ip, forward: Ok(forward), login_time: None };
         }
         Judged::Another(why, forward) => (Fallback::ForwardRefused(why), forward),
         Judged::GiveUp(why, forward) => (why, forward),

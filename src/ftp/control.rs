@@ -204,9 +204,28 @@ impl Control {
     /// Read the next reply, bounded by [`Control::timeout`].
     pub async fn read_reply(&mut self) -> Result<Reply> {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.read_reply_unbounded()).await.map_err(|_| {
-            crate::error::classified(Kind::Transfer, format!("the FTP server sent no reply within {timeout:?}"))
-        })?
+        match tokio::time::timeout(timeout, self.read_reply_unbounded()).await {
+            Ok(reply) => reply,
+            Err(_) => Err(crate::error::classified(Kind::Transfer, self.no_reply(timeout))),
+        }
+    }
+
+    /// Why no reply came: none at all, or one begun and never finished (a multi-line reply
+    /// whose closing line, its own code and a space, a hostile server left out).
+    fn no_reply(&self, timeout: Duration) -> String {
+        let mut lines = self.buf.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        let Some(first) = lines.next() else { return format!("the FTP server sent no reply within {timeout:?}") };
+        let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
+        let code = first.get(..3).unwrap_or("");
+        let more = match lines.count() {
+            0 => String::new(),
+            1 => " and 1 more line".into(),
+            n => format!(" and {n} more lines"),
+        };
+        format!(
+            "the FTP server left its reply unfinished for {timeout:?}: {:?}{more}, without the line that closes it (`{code} `)",
+            first.trim_end()
+        )
     }
 
     async fn read_reply_unbounded(&mut self) -> Result<Reply> {
@@ -228,6 +247,10 @@ impl Control {
                 }
                 if !reply.is_preliminary() && matches!(self.state, State::Owed(_)) {
                     self.state = State::InStep;
+                }
+                // RFC 959: 421 may answer any command; the server is closing the connection.
+                if reply.code == 421 {
+                    self.state = State::Broken(format!("the server closed it: {reply}"));
                 }
                 return Ok(reply);
             }
@@ -259,10 +282,46 @@ impl Control {
         Ok(())
     }
 
+    /// Send `first` and `then` in one write, and read `first`'s reply: one
+    /// round trip instead of two. From here on `then` is owed, as after
+    /// [`Control::send`]. `first` must answer with one final reply (SIZE,
+    /// TYPE): anything else, or no reply, leaves the conversation broken.
+    pub async fn command_then_send(&mut self, first: &Command, then: &Command) -> Result<Reply> {
+        match &self.state {
+            State::InStep => {}
+            State::Owed(c) => return Err(OutOfStep::Owed(c.clone()).classified()),
+            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
+        }
+        self.put_on_wire(&[first, then]).await?;
+        self.state = State::Owed(first.redacted());
+        let reply = match self.read_reply().await {
+            Ok(reply) if !reply.is_preliminary() => reply,
+            Ok(reply) => {
+                self.state =
+                    State::Broken(format!("{} answered {reply} ahead of {}", first.redacted(), then.redacted()));
+                return Err(OutOfStep::Broken(format!("a preliminary reply to {}", first.redacted())).classified());
+            }
+            Err(e) => {
+                self.state = State::Broken(format!("no reply to {} ahead of {}", first.redacted(), then.redacted()));
+                return Err(e);
+            }
+        };
+        self.state = State::Owed(then.redacted());
+        Ok(reply)
+    }
+
     /// Put one command on the wire, whatever the state (ABOR is sent while a transfer owes its reply).
     async fn write(&mut self, cmd: &Command) -> Result<()> {
-        let wire = cmd.to_wire()?;
-        (self.transcript)(Line::Sent(&cmd.redacted()));
+        self.put_on_wire(&[cmd]).await
+    }
+
+    /// Put commands on the wire in one write.
+    async fn put_on_wire(&mut self, cmds: &[&Command]) -> Result<()> {
+        let mut wire = Vec::new();
+        for cmd in cmds {
+            wire.extend(cmd.to_wire()?);
+            (self.transcript)(Line::Sent(&cmd.redacted()));
+        }
         let written = async {
             self.stream.write_all(&wire).await?;
             self.stream.flush().await
@@ -312,116 +371,4 @@ impl Control {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn login_hides_the_password_and_sets_binary() {
-        let (client, mut server) = tokio::io::duplex(4096);
-        let mut control = Control::new(client, REPLY_TIMEOUT);
-        let script = tokio::spawn(async move {
-            let mut seen = String::new();
-            server.write_all(b"220 ProFTPD Server (Debian) [127.0.0.1]\r\n").await.unwrap();
-            for answer in ["331 Password required for u\r\n", "230 User u logged in\r\n", "200 Type set to I\r\n"] {
-                let mut buf = [0u8; 256];
-                let n = server.read(&mut buf).await.unwrap();
-                seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
-                server.write_all(answer.as_bytes()).await.unwrap();
-            }
-            seen
-        });
-        control.greeting().await.unwrap();
-        control.login("u", "s3cret").await.unwrap();
-        assert_eq!(script.await.unwrap(), "USER u\r\nPASS s3cret\r\nTYPE I\r\n");
-    }
-
-    #[tokio::test]
-    async fn wrong_password_is_a_typed_refusal() {
-        let (client, mut server) = tokio::io::duplex(4096);
-        let mut control = Control::new(client, REPLY_TIMEOUT);
-        server.write_all(b"220 hi\r\n331 Password required\r\n530 Login incorrect.\r\n").await.unwrap();
-        control.greeting().await.unwrap();
-        let err = control.login("u", "bad").await.unwrap_err();
-        let ftp = crate::error::find::<FtpError>(&err).unwrap();
-        assert_eq!((ftp.reply.code, ftp.kind()), (530, Kind::FtpRefused));
-        assert_eq!(ftp.command, "PASS ****");
-    }
-
-    #[tokio::test]
-    async fn a_silent_server_times_out() {
-        let (client, _server) = tokio::io::duplex(64);
-        let mut control = Control::new(client, REPLY_TIMEOUT);
-        control.timeout = Duration::from_millis(50);
-        assert!(control.read_reply().await.unwrap_err().to_string().contains("no reply"));
-    }
-
-    /// The failure in issue 9: a transfer given up after its 150 leaves its
-    /// 226 unread; the next command must not take it for its own answer.
-    #[tokio::test]
-    async fn a_stale_final_reply_is_read_before_the_next_command() {
-        let (client, mut server) = tokio::io::duplex(4096);
-        let mut control = Control::new(client, REPLY_TIMEOUT);
-        server.write_all(b"220 hi\r\n150 Opening BINARY mode data connection\r\n").await.unwrap();
-        control.greeting().await.unwrap();
-        assert!(control.in_step());
-        control.send(&Command::Retr("big.bin".into())).await.unwrap();
-        assert!(control.read_reply().await.unwrap().is_preliminary());
-        let refused = control.send(&Command::Stor("up.bin".into())).await.unwrap_err();
-        assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Owed(c)) if c == "RETR big.bin"));
-        server.write_all(b"226 Transfer complete\r\n213 10876\r\n").await.unwrap();
-        control.resync(Duration::from_secs(1)).await.unwrap();
-        assert_eq!(control.command(&Command::Size("small.bin".into())).await.unwrap().code, 213);
-        let mut seen = vec![0u8; 64];
-        let n = server.read(&mut seen).await.unwrap();
-        assert_eq!(&seen[..n], b"RETR big.bin\r\nSIZE small.bin\r\n", "no STOR was sent, no ABOR needed");
-    }
-
-    /// A control connection whose RETR has had its 150 and still owes its final reply.
-    async fn owing_retr() -> (Control, tokio::io::DuplexStream) {
-        let (client, mut server) = tokio::io::duplex(4096);
-        let mut control = Control::new(client, REPLY_TIMEOUT);
-        server.write_all(b"220 hi\r\n150 Opening\r\n").await.unwrap();
-        control.greeting().await.unwrap();
-        control.send(&Command::Retr("big.bin".into())).await.unwrap();
-        control.read_reply().await.unwrap();
-        (control, server)
-    }
-
-    #[tokio::test]
-    async fn a_transfer_that_does_not_end_is_aborted_and_read_through() {
-        let (mut control, mut server) = owing_retr().await;
-        let script = tokio::spawn(async move {
-            let mut buf = vec![0u8; 64];
-            let mut seen = Vec::new();
-            while !seen.ends_with(b"ABOR\r\n") {
-                let n = server.read(&mut buf).await.unwrap();
-                seen.extend_from_slice(&buf[..n]);
-            }
-            server.write_all(b"426 Transfer aborted\r\n226 Abort successful\r\n").await.unwrap();
-            server
-        });
-        control.resync(Duration::from_millis(100)).await.unwrap();
-        assert!(control.in_step());
-        drop(script.await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_connection_that_cannot_be_brought_back_is_broken() {
-        let (mut control, server) = owing_retr().await;
-        // Silent: neither the transfer's end nor ABOR's answer comes.
-        assert!(control.resync(Duration::from_millis(50)).await.is_err());
-        let refused = control.send(&Command::Pasv).await.unwrap_err();
-        assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Broken(_))));
-        drop(server);
-    }
-
-    #[tokio::test]
-    async fn eof_is_typed_so_the_caller_can_blame_the_transport() {
-        let (client, server) = tokio::io::duplex(64);
-        let mut control = Control::new(client, REPLY_TIMEOUT);
-        drop(server);
-        let err = control.greeting().await.unwrap_err();
-        assert!(crate::error::find::<ControlClosed>(&err).is_some());
-        assert!(!control.in_step());
-    }
-}
+mod tests;

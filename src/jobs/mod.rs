@@ -24,7 +24,7 @@ pub mod scheduler;
 pub mod shard;
 pub mod worker;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,13 +110,46 @@ struct Shared {
     stop: AtomicBool,
     /// A signal stops every worker where it is.
     interrupt: Watch,
+    /// The records of ended items, passed on to the report in item order.
+    ended_items: Mutex<InOrder>,
 }
 
-/// What a worker returns: each item it ended, its record, and its exit code class if it failed.
-type Done = Vec<(usize, Record, Option<i32>)>;
+/// Records handed to the report in the items' order, whatever order the
+/// workers end them in (a report file is written as the run goes).
+struct InOrder {
+    report: Report,
+    next: usize,
+    early: std::collections::BTreeMap<usize, (Record, Option<i32>)>,
+    first_failure: Option<i32>,
+}
 
-/// Run every item; the report lists them in the given order. Also returns
-/// the exit code class of the first failure, if any.
+impl InOrder {
+    fn put(&mut self, index: usize, record: Record, code: Option<i32>) {
+        self.early.insert(index, (record, code));
+        while let Some((record, code)) = self.early.remove(&self.next) {
+            self.push(record, code);
+            self.next += 1;
+        }
+    }
+
+    /// At the end of a run that stopped at a failure: the records past the
+    /// items that never started, in order.
+    fn flush_all(&mut self) {
+        while let Some((_, (record, code))) = self.early.pop_first() {
+            self.push(record, code);
+        }
+    }
+
+    fn push(&mut self, record: Record, code: Option<i32>) {
+        if self.first_failure.is_none() {
+            self.first_failure = code;
+        }
+        self.report.push(record);
+    }
+}
+
+/// Run every item into `report`, which lists them in the given order. Also
+/// returns the exit code class of the first failure, if any.
 /// `first`, if given, is a connected session and a logged-in link on it (the
 /// ones an mget listed on): the first worker goes on with them.
 pub async fn run(
@@ -125,9 +158,12 @@ pub async fn run(
     opts: Options,
     first: Option<(&Session, Link<'_>)>,
     interrupt: &Watch,
+    report: Report,
 ) -> (Report, Option<i32>) {
-    let all = items.clone();
+    let names: Vec<(Op, String, String)> = items.iter().map(|i| (i.op, i.source.clone(), i.target.clone())).collect();
+    let ended_items = Mutex::new(InOrder { report, next: 0, early: Default::default(), first_failure: None });
     let shared = Arc::new(Shared {
+        ended_items,
         total: items.len(),
         queue: Mutex::new(items.into_iter().enumerate().collect()),
         ended: AtomicUsize::new(0),
@@ -144,26 +180,24 @@ pub async fn run(
     // The first worker runs here, since it may borrow `first`; the others are tasks.
     let spawn = |_| tokio::spawn(worker::worker(plan.clone(), opts.clone(), shared.clone(), None));
     let others: Vec<_> = (1..opts.jobs.max(1)).map(spawn).collect();
-    let mut done = worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
+    worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
     for w in others {
-        done.extend(w.await.unwrap_or_default());
+        let _ = w.await;
     }
+    let mut ended = shared.ended_items.lock().unwrap();
     if let Some(signal) = interrupt.received() {
         // What was under way or still queued did not finish: say so.
-        let finished: HashSet<usize> = done.iter().map(|(i, _, _)| *i).collect();
-        for (i, item) in all.into_iter().enumerate().filter(|(i, _)| !finished.contains(i)) {
-            let mut record = Record::new(item.op, &item.source, &item.target);
-            record.error = Some(format!("not finished: interrupted by {}", signal.name()));
-            done.push((i, record, None));
+        for (i, (op, source, target)) in names.iter().enumerate().skip(ended.next) {
+            if !ended.early.contains_key(&i) {
+                let mut record = Record::new(*op, source, target);
+                record.error = Some(format!("not finished: interrupted by {}", signal.name()));
+                ended.put(i, record, None);
+            }
         }
     }
-    done.sort_by_key(|(i, _, _)| *i);
-    let first_failure = done.iter().find_map(|(_, _, code)| *code);
-    let mut report = Report::new();
-    for (_, record, _) in done {
-        report.push(record);
-    }
-    (report, first_failure)
+    ended.flush_all();
+    let first_failure = ended.first_failure;
+    (std::mem::take(&mut ended.report), first_failure)
 }
 
 /// The next item, unless the run is stopping.
@@ -176,14 +210,7 @@ fn next(shared: &Shared) -> Option<Attempt> {
 }
 
 /// The item ended, with `error` if it failed (which stops the run unless `--continue-on-error`).
-fn finish(
-    plan: &Plan,
-    shared: &Shared,
-    opts: &Options,
-    done: &mut Done,
-    mut attempt: Attempt,
-    error: Option<anyhow::Error>,
-) {
+fn finish(plan: &Plan, shared: &Shared, opts: &Options, mut attempt: Attempt, error: Option<anyhow::Error>) {
     let code = error.as_ref().map(exit_code);
     if let Some(e) = error {
         let at = attempt.item.line.map_or_else(String::new, |n| format!(" (batch line {n})"));
@@ -198,5 +225,5 @@ fn finish(
     }
     let ended = shared.ended.fetch_add(1, Ordering::SeqCst) + 1;
     plan.events.emit(Event::JobDone { done: ended, total: shared.total });
-    done.push((attempt.index, attempt.record, code));
+    shared.ended_items.lock().unwrap().put(attempt.index, attempt.record, code);
 }

@@ -149,13 +149,20 @@ pub struct Summary {
     pub reclaims: u32,
 }
 
-/// All the transfers of one run, in the order they were made.
-#[derive(Clone, Debug)]
+/// All the transfers of one run, in the order of the items. The totals are
+/// kept as records come; the records themselves are kept in memory, or, for
+/// a run with a JSON file, written to it as they come, so memory stays flat
+/// however long the run.
+#[derive(Debug)]
 pub struct Report {
-    /// One per transfer.
+    /// One per transfer (none kept when they are streamed).
     pub records: Vec<Record>,
     /// When the run started.
     pub started: Instant,
+    totals: Summary,
+    stream: Option<JsonStream>,
+    /// The first failure to write the stream: [`Report::finish`] returns it.
+    write_error: Option<anyhow::Error>,
 }
 
 impl Default for Report {
@@ -165,32 +172,70 @@ impl Default for Report {
 }
 
 impl Report {
-    /// An empty report, started now.
+    /// An empty report, started now, kept in memory.
     pub fn new() -> Report {
-        Report { records: Vec::new(), started: Instant::now() }
+        let totals = Summary {
+            transfers: 0,
+            ok: 0,
+            failed: 0,
+            bytes: 0,
+            seconds: 0.0,
+            elapsed: 0.0,
+            waits: 0,
+            wait_seconds: 0.0,
+            retries: 0,
+            rotations: 0,
+            reclaims: 0,
+        };
+        Report { records: Vec::new(), started: Instant::now(), totals, stream: None, write_error: None }
+    }
+
+    /// An empty report whose records go to the JSON file `path` as they come
+    /// ([`Report::finish`] completes it).
+    pub fn streaming(path: &Path) -> Result<Report> {
+        Ok(Report { stream: Some(JsonStream::create(path)?), ..Report::new() })
     }
 
     /// Add one finished transfer.
     pub fn push(&mut self, record: Record) {
-        self.records.push(record);
+        let t = &mut self.totals;
+        t.transfers += 1;
+        if record.outcome == Outcome::Ok {
+            t.ok += 1;
+        } else {
+            t.failed += 1;
+        }
+        t.bytes += record.bytes;
+        t.seconds += record.seconds;
+        t.waits += record.waits.len();
+        t.wait_seconds += record.waits.iter().map(|w| w.seconds).sum::<f64>();
+        t.retries += record.retries;
+        t.rotations += record.rotations;
+        t.reclaims += record.reclaims;
+        match &mut self.stream {
+            Some(stream) => {
+                if let Err(e) = stream.record(&record) {
+                    self.write_error.get_or_insert(e);
+                }
+            }
+            None => self.records.push(record),
+        }
     }
 
     /// The totals.
     pub fn summary(&self) -> Summary {
-        let ok = self.records.iter().filter(|r| r.outcome == Outcome::Ok).count();
-        let waits = self.records.iter().flat_map(|r| &r.waits);
-        Summary {
-            transfers: self.records.len(),
-            ok,
-            failed: self.records.len() - ok,
-            bytes: self.records.iter().map(|r| r.bytes).sum(),
-            seconds: self.records.iter().map(|r| r.seconds).fold(0.0, |a, b| a + b),
-            elapsed: self.started.elapsed().as_secs_f64(),
-            waits: waits.clone().count(),
-            wait_seconds: waits.map(|w| w.seconds).fold(0.0, |a, b| a + b), // an empty f64 sum is -0.0
-            retries: self.records.iter().map(|r| r.retries).sum(),
-            rotations: self.records.iter().map(|r| r.rotations).sum(),
-            reclaims: self.records.iter().map(|r| r.reclaims).sum(),
+        Summary { elapsed: self.started.elapsed().as_secs_f64(), ..self.totals.clone() }
+    }
+
+    /// Complete a streamed JSON file: the summary, then in place under its name.
+    pub fn finish(&mut self) -> Result<()> {
+        if let Some(e) = self.write_error.take() {
+            self.stream = None; // removes the half-written file
+            return Err(e);
+        }
+        match self.stream.take() {
+            Some(stream) => stream.finish(&self.summary()),
+            None => Ok(()),
         }
     }
 
@@ -226,29 +271,70 @@ impl Report {
         }
     }
 
-    /// Write `{"summary": {...}, "transfers": [...]}` to `path`. A reader never
-    /// sees half a file: it is written beside the target, then renamed over it.
+    /// Write `{"transfers": [...], "summary": {...}}` to `path` at once.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        #[derive(Serialize)]
-        struct Json<'a> {
-            summary: Summary,
-            transfers: &'a [Record],
+        let mut stream = JsonStream::create(path)?;
+        for r in &self.records {
+            stream.record(r)?;
         }
+        stream.finish(&self.summary())
+    }
+}
+
+/// A JSON report being written: beside its target under a hidden name, then
+/// renamed over it, so a reader never sees half a file.
+#[derive(Debug)]
+struct JsonStream {
+    out: Option<BufWriter<File>>,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    first: bool,
+}
+
+impl JsonStream {
+    fn create(path: &Path) -> Result<JsonStream> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
         let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        let written = (|| -> Result<()> {
-            let mut out = BufWriter::new(File::create(&tmp)?);
-            serde_json::to_writer_pretty(&mut out, &Json { summary: self.summary(), transfers: &self.records })?;
-            out.write_all(b"\n")?;
+        let file = File::create(&tmp).with_context(|| format!("could not write the report {}", path.display()))?;
+        let mut stream = JsonStream { out: Some(BufWriter::new(file)), tmp, path: path.to_path_buf(), first: true };
+        stream.write(|out| Ok(out.write_all(b"{\"transfers\": [")?))?;
+        Ok(stream)
+    }
+
+    fn write(&mut self, f: impl FnOnce(&mut BufWriter<File>) -> Result<()>) -> Result<()> {
+        let out = self.out.as_mut().context("the report is closed")?;
+        f(out).with_context(|| format!("could not write the report {}", self.path.display()))
+    }
+
+    fn record(&mut self, record: &Record) -> Result<()> {
+        let sep: &[u8] = if std::mem::take(&mut self.first) { b"\n" } else { b",\n" };
+        self.write(|out| {
+            out.write_all(sep)?;
+            Ok(serde_json::to_writer(&mut *out, record)?)
+        })
+    }
+
+    fn finish(mut self, summary: &Summary) -> Result<()> {
+        self.write(|out| {
+            out.write_all(b"\n],\n\"summary\": ")?;
+            serde_json::to_writer_pretty(&mut *out, summary)?;
+            Ok(out.write_all(b"}\n")?)
+        })?;
+        let out = self.out.take().context("the report is closed")?;
+        let done = (|| -> Result<()> {
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            Ok(())
+            Ok(std::fs::rename(&self.tmp, &self.path)?)
         })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        done.with_context(|| format!("could not write the report {}", self.path.display()))
+    }
+}
+
+impl Drop for JsonStream {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            let _ = std::fs::remove_file(&self.tmp); // not finished: no half report
         }
-        written.with_context(|| format!("could not write the report {}", path.display()))
     }
 }
 
@@ -294,7 +380,11 @@ mod tests {
     }
 
     fn report(records: Vec<Record>) -> Report {
-        Report { records, started: Instant::now() }
+        let mut report = Report::new();
+        for r in records {
+            report.push(r);
+        }
+        report
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::{find, is_permanent};
 use crate::events::{Event, Recorder};
 use crate::jobs::attempt::{self, Attempt};
 use crate::jobs::batch::Op;
-use crate::jobs::{finish, next, Done, Options, Plan, Shared};
+use crate::jobs::{finish, next, Options, Plan, Shared};
 use crate::link::{Collision, DataMode, Link};
 use crate::ssh::Session;
 use crate::timewait::{self, Next, Pace};
@@ -39,7 +39,6 @@ pub(super) async fn serve<'s>(
     opts: &Options,
     shared: &Shared,
     current: &mut Option<Attempt>,
-    done: &mut Done,
 ) {
     let recorder = attempt::recorder();
     let _watching = session.events().watch(recorder.clone());
@@ -56,7 +55,7 @@ pub(super) async fn serve<'s>(
                 if passing && attempt.record.retries < opts.retries {
                     attempt.retry_later(&plan.events, &e).await;
                 } else {
-                    finish(plan, shared, opts, done, current.take().unwrap(), Some(e));
+                    finish(plan, shared, opts, current.take().unwrap(), Some(e));
                 }
                 if session.is_closed() {
                     break;
@@ -66,6 +65,13 @@ pub(super) async fn serve<'s>(
         };
         let pace = timewait::in_force(opts.pace, shared.reclaim_fails.load(Ordering::SeqCst));
         let started = Instant::now();
+        let collides = shared.collides.load(Ordering::SeqCst);
+        if let Some(Next::StopReclaiming) = timewait::ahead(pace, collides, &mut link, &mut attempt.collisions).await {
+            attempt.absorb(&recorder);
+            shared.reclaim_fails.store(true, Ordering::SeqCst);
+            link.close().await;
+            continue;
+        }
         let result = transfer(session, &mut link, attempt, &mut idle, plan, shared, pace).await;
         let result = match result {
             Ok(()) => Ok(()),
@@ -80,7 +86,7 @@ pub(super) async fn serve<'s>(
             Ok(()) => {
                 let download = attempt.item.op == Op::Get && !link.is_passive();
                 let rest = timewait::rest_after(pace, download, shared.collides.load(Ordering::SeqCst));
-                finish(plan, shared, opts, done, current.take().unwrap(), None);
+                finish(plan, shared, opts, current.take().unwrap(), None);
                 park(&mut idle, link, Instant::now() + rest).await;
             }
             Err(e) if find::<Collision>(&e).is_some() => {
@@ -90,7 +96,7 @@ pub(super) async fn serve<'s>(
                     Ok(Some(ready_at)) => park(&mut idle, link, ready_at).await,
                     Ok(None) => link.close().await,
                     Err(e) => {
-                        finish(plan, shared, opts, done, current.take().unwrap(), Some(e));
+                        finish(plan, shared, opts, current.take().unwrap(), Some(e));
                         park(&mut idle, link, Instant::now()).await;
                     }
                 }
@@ -103,7 +109,7 @@ pub(super) async fn serve<'s>(
                 }
             }
             Err(e) => {
-                finish(plan, shared, opts, done, current.take().unwrap(), Some(e));
+                finish(plan, shared, opts, current.take().unwrap(), Some(e));
                 if session.is_closed() {
                     break;
                 }

@@ -10,7 +10,7 @@ use crate::error::is_permanent;
 use crate::events::Event;
 use crate::jobs::attempt::Attempt;
 use crate::jobs::scheduler::{serve, Idle};
-use crate::jobs::{finish, next, next_delay, retry_backoff, Done, Options, Plan, Shared};
+use crate::jobs::{finish, next, next_delay, retry_backoff, Options, Plan, Shared};
 use crate::link::Link;
 use crate::ssh::Session;
 
@@ -20,8 +20,7 @@ pub(super) async fn worker(
     opts: Arc<Options>,
     shared: Arc<Shared>,
     mut first: Option<(&Session, Link<'_>)>,
-) -> Done {
-    let mut done = Done::new();
+) {
     let mut current: Option<Attempt> = None;
     let mut connect_delays = retry_backoff().build();
     let mut connect_failures = 0;
@@ -29,42 +28,41 @@ pub(super) async fn worker(
         if current.is_none() {
             current = next(&shared);
         }
-        let Some(attempt) = current.as_mut() else { return done };
+        let Some(attempt) = current.as_mut() else { return };
         if let Some((session, link)) = first.take() {
             let idle = vec![Idle { link, ready_at: Instant::now(), used: true }];
-            let serving = serve(session, idle, &plan, &opts, &shared, &mut current, &mut done);
+            let serving = serve(session, idle, &plan, &opts, &shared, &mut current);
             // The caller closes its session.
             if interruptible(&shared, serving).await.is_none() {
-                return done;
+                return;
             }
             continue;
         }
         let connecting = Session::connect(&plan.target, plan.events.clone());
-        let Some(connected) = interruptible(&shared, connecting).await else { return done };
+        let Some(connected) = interruptible(&shared, connecting).await else { return };
         let session = match connected {
             Ok(s) => s,
             Err(e) => {
                 connect_failures += 1;
                 if connect_failures > opts.retries || is_permanent(&e) {
                     let attempt = current.take().unwrap();
-                    finish(&plan, &shared, &opts, &mut done, attempt, Some(e));
+                    finish(&plan, &shared, &opts, attempt, Some(e));
                     continue;
                 }
                 let delay = next_delay(&mut connect_delays);
                 attempt.tell(&plan.events, Event::Reconnecting { error: format!("{e:#}"), delay });
                 if interruptible(&shared, tokio::time::sleep(delay)).await.is_none() {
-                    return done;
+                    return;
                 }
                 continue;
             }
         };
         connect_failures = 0;
-        let served =
-            interruptible(&shared, serve(&session, Vec::new(), &plan, &opts, &shared, &mut current, &mut done)).await;
+        let served = interruptible(&shared, serve(&session, Vec::new(), &plan, &opts, &shared, &mut current)).await;
         // Ends every helper the session started on the server (relay, shell, reclaimer).
         session.close().await;
         if served.is_none() {
-            return done;
+            return;
         }
     }
 }

@@ -47,14 +47,14 @@ pub fn time_wait_left(entries: &[Entry], tuple: &DataTuple, clk_tck: u64) -> Opt
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::tcp::table;
 
     // Rows as the kernel prints them. 127.0.0.1:2020 -> 127.0.0.1:39999 (0x9C3F) 6000 ticks on
     // the FTP server's side; the proxy's side of another one, 39999 -> 2020, 3000 ticks; an
     // ESTABLISHED row for the same tuple; a TIME_WAIT from 2020 to another port (0x9C40 = 40000).
-    const ROWS: &str = "\
+    pub(crate) const ROWS: &str = "\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    5: 0100007F:07E4 0100007F:9C3F 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
    6: 0100007F:9C3F 0100007F:07E4 06 00000000:00000000 03:00000BB8 00000000     0        0 0 3 0000000000000000

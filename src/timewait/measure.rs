@@ -118,13 +118,7 @@ pub async fn wait_for(session: &Session, tuple: Option<&DataTuple>, blind: &mut 
 mod tests {
     use super::*;
 
-    const ROWS: &str = "\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   5: 0100007F:07E4 0100007F:9C3F 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
-   6: 0100007F:9C3F 0100007F:07E4 06 00000000:00000000 03:00000BB8 00000000     0        0 0 3 0000000000000000
-   7: 0100007F:07E4 0100007F:9C3F 01 00000000:00000000 00:00000000 00000000     0        0 3001 1 0000000000000000 20 4 30 10 -1
-   8: 0100007F:07E4 0100007F:9C40 06 00000000:00000000 03:00002000 00000000     0        0 0 3 0000000000000000
-";
+    use crate::tcp::tuple::tests::ROWS;
 
     #[test]
     fn measure_output() {

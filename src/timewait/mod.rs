@@ -89,6 +89,25 @@ pub fn rest_after(pace: Pace, default_port_download: bool, server_collides: bool
     }
 }
 
+/// Before a transfer on `link`: once the server is known to collide, reclaim
+/// the tuple its last download left in TIME_WAIT now, rather than collect a
+/// 425 first (a round trip and a refused command saved per file). None: go
+/// ahead; otherwise what to do instead, as after a collision.
+pub async fn ahead(pace: Pace, server_collides: bool, link: &mut Link<'_>, so_far: &mut Collisions) -> Option<Next> {
+    if pace != Pace::Reclaim || !server_collides || !link.holds_time_wait() || so_far.reclaimed > 0 {
+        return None;
+    }
+    match reclaim::reclaim(link, link.data_tuple(), &mut so_far.reclaimed).await {
+        Ok(true) => None,
+        Ok(false) => None, // the tuple is not known: the transfer will tell
+        Err(why) => {
+            let why = format!("could not reclaim the last download's 4-tuple ahead of the next transfer: {why:#}");
+            link.events().emit(Event::ReclaimFailed { why });
+            Some(Next::StopReclaiming)
+        }
+    }
+}
+
 /// The collision policy: what `pace` does about a collision (`collision`,
 /// its message) on `link`, whose data tuple is `tuple` as far as known.
 pub async fn after_collision(

@@ -22,10 +22,13 @@ use crate::events::Event;
 use crate::link::Link;
 use crate::tcp::DataTuple;
 
-/// How long the helper waits for the exchange after its SYN, the first time
-/// (a loopback round trip takes microseconds) and the second (for a distant
-/// FTP host's answer).
-const FIRST_WAIT: Duration = Duration::from_millis(2);
+/// How long the helper keeps its half-open socket after the SYN. The first
+/// time, not at all: whether the TIME_WAIT socket's ACK finds our SYN_SENT
+/// socket, no socket, or sshd's listener back on T, our kernel answers it
+/// with the same RST (seq = the ACK's ack number), which is what ends the
+/// entry; the next transfer finds out whether it did. The second time (the
+/// first did not work), long enough for a distant FTP host's answer.
+const FIRST_WAIT: Duration = Duration::ZERO;
 const SECOND_WAIT: Duration = Duration::from_millis(100);
 
 /// Free the collided tuple for the same link. False: the tuple is not fully

@@ -24,7 +24,7 @@ pub async fn files(link: &mut Link<'_>, dir: &str) -> Result<Vec<Entry>> {
         for name in names(link, Some(dir)).await? {
             let Some(name) = plain(&name, dir).map(str::to_string) else { continue };
             let path = join(dir, &name);
-            let Some(size) = remote_size(link, &path).await else { continue };
+            let Some(size) = remote_size(link, &path).await? else { continue };
             let mdtm = link.control.command(&Command::Mdtm(path)).await?;
             let modified = (mdtm.code == 213).then(|| facts::parse_mdtm(&mdtm.text())).flatten();
             entries.push(Entry { name, is_file: true, size: Some(size), modified });

@@ -25,12 +25,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{classified, Kind};
 use crate::events::Event;
-use crate::ftp::Command;
-use crate::link::Link;
+use crate::ftp::digest::Method;
+use crate::ftp::{Command, Reply};
+use crate::link::{Data, Link};
 pub use crate::transfer::part::PartFile;
 
-/// A data connection silent for this long is dead.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A data connection that moves less than this in a stall window (twice
+/// `--timeout`: 60 s by default) is dead, silent or trickling: a hostile
+/// server sending a byte a second would otherwise hold a transfer for hours.
+pub const STALL_MIN_BYTES: u64 = 1024;
 const CHUNK: usize = 64 * 1024;
 /// A hostile server could send an endless name listing.
 const MAX_LISTING: usize = 16 << 20;
@@ -48,34 +51,15 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64>
 /// least that long (else starting over); verifies the size where the server
 /// tells it. Returns the total size and whether it was verified.
 pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result<(u64, bool)> {
-    let expected = remote_size(link, remote).await;
     let method = verify::method(link).await?;
-    let mut offset = part.len()?;
-    if offset > 0 && expected.is_none_or(|n| n < offset) {
-        link.events().emit(Event::Detour {
-            what: format!(
-                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
-                part.path.display()
-            ),
-        });
-        part.restart()?;
-        offset = 0;
-    }
-    if offset > 0 {
-        link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
-    }
-    let mut hasher = match method {
-        Some(m) => Some(verify::seeded(m.algorithm(), &part.path, offset).await?),
-        None => None,
-    };
     let cmd = Command::Retr(remote.into());
-    let data = link.start(&cmd).await?;
+    let (expected, offset, data, mut hasher) = begin(link, &cmd, part, method).await?;
     let events = link.events().clone();
     let throttle = link.spec().throttle.clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
     // Written by tokio's file, whose writes run off the async threads.
     let mut out = tokio::io::BufWriter::with_capacity(4 * CHUNK, tokio::fs::File::from_std(part.append()?));
-    let mut incoming = Incoming { channel: data.channel, doing: format!("downloading {remote}") };
+    let mut incoming = Incoming::new(data.channel, stall_window(link), format!("downloading {remote}"));
     let mut received = offset;
     let copied = async {
         while let Some(chunk) = incoming.next().await? {
@@ -119,6 +103,50 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     Ok((received, want.is_some()))
 }
 
+/// Start `cmd` (a RETR) on `link`: from the start (SIZE and RETR in one
+/// write), or after what `part` already holds (SIZE, REST, RETR). Returns
+/// the size SIZE gave, the offset, the data connection, and for `--verify`
+/// a hasher that has seen what the part file holds.
+async fn begin(
+    link: &mut Link<'_>,
+    cmd: &Command,
+    part: &PartFile,
+    method: Option<Method>,
+) -> Result<(Option<u64>, u64, Data, Option<verify::Hasher>)> {
+    let remote = match cmd {
+        Command::Retr(remote) => remote.as_str(),
+        _ => unreachable!("begin starts a RETR"),
+    };
+    let mut hasher = method.map(|m| verify::Hasher::new(m.algorithm()));
+    let held = part.len()?;
+    let (expected, offset, data) = if held == 0 {
+        // Nothing to resume: SIZE needs no answer before RETR, so both go at once.
+        let (size, data) = link.start_after(&Command::Size(remote.into()), cmd).await?;
+        (size.and_then(|r| size_of(&r)), 0, data)
+    } else {
+        let expected = remote_size(link, remote).await?;
+        let mut offset = held;
+        if expected.is_none_or(|n| n < offset) {
+            let what = format!(
+                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
+                part.path.display()
+            );
+            link.events().emit(Event::Detour { what });
+            part.restart()?;
+            offset = 0;
+        }
+        if offset > 0 {
+            link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
+            // What the part file holds is hashed before the rest arrives.
+            if let Some(m) = method {
+                hasher = Some(verify::seeded(m.algorithm(), &part.path, offset).await?);
+            }
+        }
+        (expected, offset, link.start(cmd).await?)
+    };
+    Ok((expected, offset, data, hasher))
+}
+
 /// The names NLST gives for `dir` (as the server writes them).
 pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>> {
     let raw = read_listing(link, Command::Nlst(dir.map(str::to_string))).await?;
@@ -129,7 +157,7 @@ pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>
 pub(crate) async fn read_listing(link: &mut Link<'_>, cmd: Command) -> Result<Vec<u8>> {
     let data = link.start(&cmd).await?;
     let mut raw = Vec::new();
-    let mut incoming = Incoming { channel: data.channel, doing: "reading the listing".into() };
+    let mut incoming = Incoming::new(data.channel, stall_window(link), "reading the listing".into());
     let read = async {
         while let Some(chunk) = incoming.next().await? {
             if raw.len() >= MAX_LISTING {
@@ -164,18 +192,20 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
     let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
     let mut buf = vec![0u8; CHUNK];
     let mut sent = 0u64;
+    let window = stall_window(link);
     let sending = async {
         loop {
             let n = file.read(&mut buf).await.with_context(|| format!("could not read {}", local.display()))?;
             if n == 0 {
                 return Ok(());
             }
-            tokio::time::timeout(STALL_TIMEOUT, channel.data(&buf[..n]))
+            // A server that takes less than a chunk (64 KiB) in a window is stalled too.
+            tokio::time::timeout(window, channel.data(&buf[..n]))
                 .await
                 .map_err(|_| {
                     classified(
                         Kind::Transfer,
-                        format!("the server took no data for {STALL_TIMEOUT:?} while uploading {remote}"),
+                        format!("the server took no data for {window:?} while uploading {remote}"),
                     )
                 })?
                 .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
@@ -200,7 +230,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
     let _ = channel.close().await;
     drain.abort();
     finished?;
-    let stored = remote_size(link, remote).await;
+    let stored = remote_size(link, remote).await?;
     if let Some(stored) = stored.filter(|s| *s != sent) {
         bail!(classified(Kind::Transfer, format!("{remote}: sent {sent} bytes but the server holds {stored}")));
     }
@@ -215,7 +245,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
 pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write) -> Result<()> {
     let cmd = Command::List(path.map(str::to_string));
     let data = link.start(&cmd).await?;
-    let mut incoming = Incoming { channel: data.channel, doing: "reading the listing".into() };
+    let mut incoming = Incoming::new(data.channel, stall_window(link), "reading the listing".into());
     let read = async {
         while let Some(chunk) = incoming.next().await? {
             out.write_all(chunk.as_ref())?;
@@ -229,25 +259,49 @@ pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write)
     Ok(())
 }
 
+/// Twice the reply timeout (`--timeout`): how long a data connection has to
+/// move [`STALL_MIN_BYTES`].
+fn stall_window(link: &Link<'_>) -> Duration {
+    link.control.timeout * 2
+}
+
 /// A download-direction data connection, read chunk by chunk until the
-/// server's EOF. A connection silent for [`STALL_TIMEOUT`] is dead; `doing`
-/// says what for the message.
+/// server's EOF. One that moves less than [`STALL_MIN_BYTES`] in a stall
+/// window is dead, silent or trickling; `doing` says what for the message.
 struct Incoming {
     channel: russh::Channel<russh::client::Msg>,
     doing: String,
+    window: Duration,
+    /// The current window's end, and what moved in it.
+    window_ends: tokio::time::Instant,
+    moved: u64,
 }
 
 impl Incoming {
+    fn new(channel: russh::Channel<russh::client::Msg>, window: Duration, doing: String) -> Incoming {
+        Incoming { channel, doing, window, window_ends: tokio::time::Instant::now() + window, moved: 0 }
+    }
+
     /// The next chunk, or None at the server's EOF.
     async fn next(&mut self) -> Result<Option<impl AsRef<[u8]>>> {
         loop {
-            let msg = tokio::time::timeout(STALL_TIMEOUT, self.channel.wait()).await.map_err(|_| {
-                classified(Kind::Transfer, format!("no data for {STALL_TIMEOUT:?} while {}", self.doing))
-            })?;
+            let msg = tokio::time::timeout_at(self.window_ends, self.channel.wait()).await.ok();
+            if tokio::time::Instant::now() >= self.window_ends {
+                if self.moved < STALL_MIN_BYTES {
+                    let (moved, window, doing) = (self.moved, self.window, &self.doing);
+                    let why = format!("the data connection stalled: {moved} bytes in {window:?} while {doing}");
+                    return Err(classified(Kind::Transfer, why));
+                }
+                (self.window_ends, self.moved) = (tokio::time::Instant::now() + self.window, 0);
+            }
             match msg {
-                Some(ChannelMsg::Data { data }) => return Ok(Some(data)),
-                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Ok(None),
-                Some(_) => {}
+                None => continue,
+                Some(Some(ChannelMsg::Data { data })) => {
+                    self.moved += data.len() as u64;
+                    return Ok(Some(data));
+                }
+                Some(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => return Ok(None),
+                Some(Some(_)) => {}
             }
         }
     }
@@ -263,8 +317,13 @@ impl Incoming {
 }
 
 /// SIZE, if the server knows it (None on any refusal: RETR will say why).
-pub(crate) async fn remote_size(link: &mut Link<'_>, remote: &str) -> Option<u64> {
-    let reply = link.control.command(&Command::Size(remote.into())).await.ok()?;
+/// No answer at all is an error: the conversation cannot go on.
+pub(crate) async fn remote_size(link: &mut Link<'_>, remote: &str) -> Result<Option<u64>> {
+    Ok(size_of(&link.control.command(&Command::Size(remote.into())).await?))
+}
+
+/// The size a SIZE reply gives (213), if any.
+fn size_of(reply: &Reply) -> Option<u64> {
     (reply.code == 213).then(|| reply.text().trim().rsplit(' ').next()?.parse().ok()).flatten()
 }
 

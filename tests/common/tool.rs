@@ -108,7 +108,9 @@ pub fn entries(dir: &Path) -> Vec<String> {
 /// Run and return the output, printing it so a failing test shows what happened.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("could not run the tool");
-    eprintln!("--- {:?}\nexit: {:?}\nstderr:\n{}", cmd, out.status.code(), String::from_utf8_lossy(&out.stderr));
+    // The program and its arguments only: the environment carries the FTP password.
+    let shown: Vec<_> = std::iter::once(cmd.get_program()).chain(cmd.get_args()).collect();
+    eprintln!("--- {shown:?}\nexit: {:?}\nstderr:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr));
     out
 }
 

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""A scripted FTP server that misbehaves on cue, for tests/hostile.rs (issue 14, part 4).
+
+    hostile_ftpd.py PORT CONTENT_FILE ELSEWHERE_ADDR    (password in $FTP_PASSWORD)
+
+In the spirit of curl's test FTP server: one server for every case, the case picked by the
+client. Session-level cases by the USER name, transfer-level ones by the path, so that a batch
+or an mget can put a good transfer right after a bad one on the same login:
+
+  USER 421-login         421 and close, instead of asking for the password
+  USER pasv-elsewhere    EPSV refused; PASV announces ELSEWHERE_ADDR (the client host!)
+  USER epsv-odd          229 with `!` delimiters, after a decoy parenthesis
+  USER epsv-bad          229 with port 99999
+  any other USER         a normal login (PASS must be $FTP_PASSWORD)
+
+  RETR CASE/bad.bin      misbehaves as CASE says (see TRANSFER below); CASE/good.bin and
+                         good.bin are served normally. Every file holds CONTENT_FILE's bytes.
+  NLST CASE              CASE/bad.bin, CASE/good.bin (bad first, for mget)
+
+Data connections: EPSV/PASV, or with neither, RFC 959's default data port: the server connects
+from an ephemeral port to the control connection's peer address and port U (the greeting does
+not say ProFTPD, so the client expects U, not U-1). Uploads are kept in memory (SIZE answers).
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+PORT, CONTENT, ELSEWHERE = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys.argv[3]
+PASSWORD = os.environ["FTP_PASSWORD"]
+SILENCE = 10  # seconds of silence before the late reply of `silence`
+HALF = len(CONTENT) // 2
+TRANSFER = {"421-mid", "426-mid", "early-close", "no-data", "slow", "long-line", "multiline-mismatch", "silence"}
+uploads, uploads_lock = {}, threading.Lock()
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+class Session:
+    def __init__(self, conn, peer):
+        self.conn, self.peer, self.rfile = conn, peer, conn.makefile("rb")
+        self.user, self.listener, self.rest = None, None, 0
+
+    def reply(self, line):
+        log(self.peer, "<---", line[:80])
+        self.conn.sendall(line.encode() + b"\r\n")
+
+    def data_connection(self):
+        """The passive listener's connection, else a connection to the default data port."""
+        if self.listener:
+            listener, self.listener = self.listener, None
+            listener.settimeout(10)
+            with listener:
+                return listener.accept()[0]
+        return socket.create_connection(self.peer, timeout=10)  # port U, from an ephemeral port
+
+    def passive(self):
+        self.listener = socket.create_server(("0.0.0.0", 0))
+        return self.listener.getsockname()[1]
+
+    def run(self):
+        self.reply("220 hostile-ftpd ready")  # no "ProFTPD": the RFC 959 dialect
+        for raw in self.rfile:
+            verb, _, arg = raw.decode("utf-8", "replace").rstrip("\r\n").partition(" ")
+            log(self.peer, "--->", verb, "****" if verb.upper() == "PASS" else arg)
+            if not self.command(verb.upper(), arg):
+                break
+
+    def command(self, verb, arg):
+        if verb == "USER":
+            self.user = arg
+            if arg == "421-login":
+                self.reply("421 Too many users, closing control connection")
+                return False
+            self.reply(f"331 Password required for {arg}")
+        elif verb == "PASS":
+            self.reply("230 Logged in" if arg == PASSWORD else "530 Login incorrect")
+        elif verb == "QUIT":
+            self.reply("221 Bye")
+            return False
+        elif verb in ("TYPE", "NOOP"):
+            self.reply("200 OK")
+        elif verb == "ABOR":
+            self.reply("226 Nothing to abort")
+        elif verb == "REST":
+            self.rest = int(arg)
+            self.reply(f"350 Restarting at {arg}")
+        elif verb == "SIZE":
+            size = len(uploads.get(arg, CONTENT)) if arg in uploads or self.exists(arg) else None
+            self.reply(f"213 {size}" if size is not None else "550 No such file")
+        elif verb == "EPSV" and self.user == "pasv-elsewhere":
+            self.reply("500 EPSV not understood")
+        elif verb == "EPSV":
+            port = self.passive()
+            if self.user == "epsv-odd":
+                self.reply(f"229 Extended (passive) mode (!!!{port}!)")
+            elif self.user == "epsv-bad":
+                self.reply("229 Entering Extended Passive Mode (|||99999|)")
+            else:
+                self.reply(f"229 Entering Extended Passive Mode (|||{port}|)")
+        elif verb == "PASV":
+            port = self.passive()
+            host = ELSEWHERE if self.user == "pasv-elsewhere" else "127.0.0.1"
+            self.reply(f"227 Entering Passive Mode ({host.replace('.', ',')},{port >> 8},{port & 255})")
+        elif verb == "NLST":
+            case = arg.strip("/")
+            names = f"{case}/bad.bin\r\n{case}/good.bin\r\n" if case in TRANSFER else "good.bin\r\n"
+            self.send_listing(names.encode())
+        elif verb == "LIST":
+            self.send_listing(b"-rw-r--r-- 1 ftp ftp %d Jan 1 00:00 good.bin\r\n" % len(CONTENT))
+        elif verb == "RETR":
+            return self.retr(arg)
+        elif verb == "STOR":
+            self.stor(arg)
+        else:
+            self.reply(f"502 {verb} not implemented")
+        return True
+
+    @staticmethod
+    def exists(path):
+        case, _, name = path.rpartition("/")
+        return path == "good.bin" or (case in TRANSFER and name in ("bad.bin", "good.bin"))
+
+    def send_listing(self, body):
+        self.reply("150 Here comes the listing")
+        with self.data_connection() as data:
+            data.sendall(body)
+        self.reply("226 Listing sent")
+
+    def retr(self, path):
+        """Returns False when the control connection is to be closed."""
+        if not self.exists(path):
+            self.reply("550 No such file")
+            return True
+        body, self.rest = CONTENT[self.rest:], 0
+        case = path.rpartition("/")[0] if path.endswith("/bad.bin") else "good"
+        if case == "421-mid":
+            self.reply("421 Service not available, closing control connection")
+            return False
+        if case == "silence":
+            time.sleep(SILENCE)  # then carry on as if nothing happened: a late reply
+        if case == "long-line":
+            self.reply("150 " + "x" * (1 << 20))
+            return True  # and no data connection: the client must give up on the reply
+        if case == "multiline-mismatch":
+            self.reply("150-Opening data connection")
+            self.reply("226 Transfer complete")  # not `150 `: the reply goes on, per RFC 959
+        else:
+            self.reply(f"150 Opening BINARY mode data connection for {path} ({len(body)} bytes)")
+        try:
+            with self.data_connection() as data:
+                if case == "slow":
+                    for i in range(len(body)):
+                        data.sendall(body[i : i + 1])
+                        time.sleep(1)
+                elif case == "no-data":
+                    pass
+                elif case in ("426-mid", "early-close"):
+                    data.sendall(body[:HALF])
+                else:
+                    data.sendall(body)
+        except OSError as e:
+            self.reply(f"426 Connection closed; transfer aborted ({e})")
+            return True
+        if case == "426-mid":
+            self.reply("426 Connection closed; transfer aborted")
+        elif case != "multiline-mismatch":  # that one never ends its reply
+            self.reply("226 Transfer complete")
+        return True
+
+    def stor(self, path):
+        self.reply("150 Ok to send data")
+        chunks = []
+        with self.data_connection() as data:
+            while chunk := data.recv(65536):
+                chunks.append(chunk)
+                if path.startswith("426-mid/") and sum(map(len, chunks)) >= HALF:
+                    self.reply("426 Connection closed; transfer aborted")
+                    return
+        with uploads_lock:
+            uploads[path] = b"".join(chunks)
+        self.reply("226 Transfer complete")
+
+
+def serve(conn, peer):
+    try:
+        with conn:
+            Session(conn, peer).run()
+    except OSError as e:
+        log(peer, "ended:", e)
+
+
+server = socket.create_server(("0.0.0.0", PORT))
+log("listening on", PORT)
+while True:
+    conn, peer = server.accept()
+    threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
