@@ -42,6 +42,12 @@ Exit codes:
 
 The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the terminal.";
 
+/// The stack of each runtime thread: the main thread's 8 MiB, where the first
+/// bulk worker runs, rather than tokio's 2 MiB: the others run a worker's whole
+/// nest of futures (session, scheduler, transfer), which an unoptimised build
+/// lays out on the stack deeply enough to overflow 2 MiB.
+const WORKER_STACK: usize = 8 << 20;
+
 /// FTP with the control connection and every data connection inside SSH.
 #[derive(Debug, Parser)]
 #[command(name = "ftpssh-fullsecure", version, after_help = EXIT_CODES)]
@@ -206,7 +212,11 @@ pub fn main() -> i32 {
         Cmd::Completions { shell } => install::print(&install::completions(shell)).map(|()| 0),
         Cmd::Man => install::print(&install::man_page()).map(|()| 0),
         _ => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(WORKER_STACK)
+                .build()
+                .expect("tokio runtime");
             runtime.block_on(async {
                 let interrupt = crate::interrupt::listen()?;
                 run(&cli, &interrupt).await
