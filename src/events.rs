@@ -116,6 +116,22 @@ pub enum Event {
         /// Whether the size was checked against the server's.
         verified: bool,
     },
+    /// The copy's hash equals the FTP server's own hash of the file (`--verify`).
+    Verified {
+        /// The remote name.
+        name: String,
+        /// `sha256`, `sha1` or `md5`.
+        algorithm: String,
+        /// The digest both sides computed.
+        digest: String,
+    },
+    /// `--verify` could not ask for a hash: the size check is all there is.
+    Unverified {
+        /// Why.
+        why: String,
+        /// True the first time in this process (said on stderr; later ones only with -v).
+        first: bool,
+    },
     /// The server could not make the data connection: its 4-tuple is in TIME_WAIT.
     Collision {
         /// The tuple as far as known.
@@ -249,6 +265,8 @@ impl fmt::Display for Event {
                 let check = if *verified { ", size verified" } else { "" };
                 write!(f, "{name}: {bytes} bytes{check}")
             }
+            Event::Verified { name, algorithm, digest } => write!(f, "{name}: {algorithm} {digest} = the server's"),
+            Event::Unverified { why, .. } => f.write_str(why),
             Event::Collision { tuple: Some(t), reply } => write!(f, "TIME_WAIT collision on {t}: the FTP server replied {reply}"),
             Event::Collision { tuple: None, reply } => write!(f, "TIME_WAIT collision: the FTP server replied {reply}"),
             Event::TimeWaitLeft { tuple, left } => {

@@ -11,7 +11,8 @@
 //! - [`error`]: failure classes and exit codes, classified where they happen.
 //! - [`tcp`]: pure TCP knowledge: the socket table parser (states, timers) and the data 4-tuple.
 //! - [`ftp`]: the FTP control protocol over any byte stream: commands, replies, PASV/EPSV,
-//!   the dialect (U-1 or U); the control connection's I/O in [`ftp::control`].
+//!   the dialect (U-1 or U), what FEAT lists, the server's hash of a file (HASH,
+//!   XSHA256), MLSD and MDTM facts; the control connection's I/O in [`ftp::control`].
 //! - [`events`]: the one stream of typed events the procedure emits, and what observes it.
 //! - [`credentials`], [`interrupt`]: the FTP login; SIGINT, SIGTERM, SIGHUP.
 //! - [`ssh`] — **step 1**, the SSH session: `[USER@]HOST[:PORT]` and `~/.ssh/config`
@@ -23,11 +24,14 @@
 //!   or the socket-table [`dataport::discovery`]), where the server connects back, the
 //!   reverse [`dataport::forward`] checked in the socket table, and the
 //!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why.
+//! - [`throttle`]: `--bwlimit`, one token bucket for every data connection of a run.
 //! - [`link`]: one FTP session inside SSH, its data path default-port or passive.
-//! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files.
+//! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files;
+//!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]).
 //! - [`timewait`] — **step 6**: pacing around TIME_WAIT: collision policy, reclaim,
 //!   rotate, the measured wait.
-//! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock.
+//! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock,
+//!   what `mirror` copies ([`jobs::mirror`]), `--shard` ([`jobs::shard`]).
 //! - [`demo`]: the teaching demo: the procedure narrated from its events, both socket
 //!   tables side by side, the TIME_WAIT countdown, the timeline (SVG, HTML).
 //! - [`cli`]: the command line; [`cli::output`] renders the events on stderr (`-v`,
@@ -38,7 +42,7 @@
 //! [`events::Event`]: `SshConnected` (C), `ControlOpened` (P, and how it is known),
 //! `DialectChosen` (U-1 or U), `ForwardListening`, `DataAccepted` (the 4-tuple and its
 //! incarnation), `PassiveData`, `Sent`/`Received` (the control conversation),
-//! `TransferStarted`/`Progress`/`TransferDone`, `Collision`, `TimeWaitLeft`, `Reclaimed`,
+//! `TransferStarted`/`Progress`/`TransferDone`, `Verified`/`Unverified` (the server's hash), `Collision`, `TimeWaitLeft`, `Reclaimed`,
 //! `Rotated`, `ReclaimFailed`, `Waiting`/`Waited`, `FellBack` (to passive, and why),
 //! `Detour`, `StrayRefused`, `Retrying`, `JobDone`. Observers: the `-v` trace, the progress
 //! bars, the bulk report's records, `--events FILE` (JSON lines), and the teaching demo.
@@ -57,5 +61,6 @@ pub mod jobs;
 pub mod link;
 pub mod ssh;
 pub mod tcp;
+pub mod throttle;
 pub mod timewait;
 pub mod transfer;

@@ -15,7 +15,7 @@
 //!   stays silent) leads here, with one line on stderr saying why.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -25,15 +25,18 @@ use russh::Channel;
 use crate::credentials::Login;
 use crate::dataport::forward::ReverseForward;
 use crate::dataport::{self, Fallback};
-use crate::error::{classified, Classify, Kind};
+use crate::error::{Classify, Kind};
 use crate::events::{Event, Events};
 use crate::ftp::control::{Control, FtpError};
+use crate::ftp::features::Features;
 use crate::ftp::{Command, Reply};
 use crate::ssh::endpoint::FtpTarget;
 use crate::ssh::Session;
+use crate::tcp::DataTuple;
+use crate::throttle::Throttle;
 
 mod early;
-use crate::tcp::DataTuple;
+mod fallback;
 pub use early::Early;
 
 /// How long a default-port transfer command may go without both its
@@ -70,6 +73,10 @@ pub struct Spec {
     pub mode: DataMode,
     /// How long to wait for any FTP reply.
     pub timeout: Duration,
+    /// Check each transfer with the server's own hash where it offers one (`--verify`).
+    pub verify: bool,
+    /// `--bwlimit`: one bucket shared by every link of the run.
+    pub throttle: Option<Arc<Throttle>>,
 }
 
 /// A data connection whose transfer command the server has accepted.
@@ -105,6 +112,8 @@ pub struct Link<'s> {
     /// Why this link went passive, until its first passive data connection
     /// shows that passive works (then it is said on stderr).
     fell_back: Option<Fallback>,
+    /// What FEAT listed, once asked.
+    features: Option<Features>,
     /// A command to send in the same write as the next transfer command, and its reply.
     ahead: Option<Command>,
     ahead_reply: Option<Reply>,
@@ -150,6 +159,7 @@ impl<'s> Link<'s> {
             time_wait_held: false,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
+            features: None,
             ahead: None,
             ahead_reply: None,
         }
@@ -176,6 +186,21 @@ impl<'s> Link<'s> {
     /// Where this link's events go: its session's.
     pub fn events(&self) -> &Events {
         self.session.events()
+    }
+
+    /// How this link was opened (`--verify`, `--bwlimit`, ...).
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// What the server's FEAT lists (none for a server without FEAT), asked
+    /// once per control connection; the caller may note what OPTS changed.
+    pub async fn features(&mut self) -> Result<&mut Features> {
+        if self.features.is_none() {
+            let reply = self.control.command(&Command::Feat).await?;
+            self.features = Some(Features::parse(&reply));
+        }
+        Ok(self.features.as_mut().expect("set above"))
     }
 
     /// True once this session moves data over EPSV/PASV.
@@ -216,34 +241,6 @@ impl<'s> Link<'s> {
                 }
                 Err(e) => Err(e),
             },
-        }
-    }
-
-    /// The default port will not do, for `why`: in `auto`, use passive from
-    /// now on; otherwise that is the error.
-    fn fall_back(&mut self, why: Fallback) -> Result<()> {
-        if self.spec.mode != DataMode::Auto {
-            return Err(classified(why.kind(), format!("{why}; try --data-mode passive")));
-        }
-        self.passive = true;
-        self.fell_back.get_or_insert(why);
-        Ok(())
-    }
-
-    /// Passive works: say why it is used. Once per run on stderr; the other
-    /// links of a bulk run say it with -v.
-    fn announce_fallback(&mut self) {
-        static SAID: AtomicBool = AtomicBool::new(false);
-        let Some(why) = self.fell_back.take() else { return };
-        let first = !SAID.swap(true, Ordering::Relaxed);
-        self.events().emit(Event::FellBack { why: why.to_string(), first });
-    }
-
-    /// Passive could not be set up either: one error that tells both.
-    fn passive_failed_too(&mut self, e: anyhow::Error) -> anyhow::Error {
-        match self.fell_back.take() {
-            Some(why) => e.context(format!("the default port did not work ({why}), and passive failed too")),
-            None => e,
         }
     }
 
@@ -330,41 +327,6 @@ impl<'s> Link<'s> {
         } else {
             FtpError { command: cmd.redacted(), reply }.classified()
         }
-    }
-
-    async fn start_passive(&mut self, cmd: &Command) -> Result<Data> {
-        let channel = match dataport::passive::open(self.session, &mut self.control, &self.spec.ftp.host).await {
-            Ok(channel) => channel,
-            Err(e) => return Err(self.passive_failed_too(e)),
-        };
-        self.announce_fallback();
-        let mut channel = channel;
-        let mut early = Early::default();
-        self.control.send(cmd).await?;
-        let reply = loop {
-            tokio::select! {
-                r = self.control.read_reply() => break r?,
-                () = early.read_one(&mut channel) => {}
-            }
-        };
-        if !reply.is_preliminary() {
-            return Err(FtpError { command: cmd.redacted(), reply }.classified());
-        }
-        Ok(Data { channel, announced: reply.announced_size(), early })
-    }
-
-    /// Leave the default-port path. A server that is still busy with the last
-    /// command (silent, or 150 and no connection) gets a new control connection.
-    async fn leave_default_port(&mut self, reconnect: bool) -> Result<()> {
-        if let Some(forward) = self.forward.take() {
-            forward.cancel(self.session).await;
-        }
-        if reconnect {
-            self.control.quit().await;
-            self.control = dataport::connect_control(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
-            dataport::timed_login(&mut self.control, &self.spec.login).await?;
-        }
-        Ok(())
     }
 
     /// Read the reply that ends a transfer (226 or 250).

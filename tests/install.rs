@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use assert_cmd::cargo::cargo_bin;
 
 const BIN: &str = "ftpssh-fullsecure";
-const SUBCOMMANDS: [&str; 8] = ["get", "put", "ls", "mget", "mput", "batch", "completions", "man"];
+const SUBCOMMANDS: [&str; 9] = ["get", "put", "ls", "mget", "mput", "batch", "mirror", "completions", "man"];
 
 /// The binary with an empty environment: nothing it generates may depend on HOME or FTPSSH_*.
 fn bin(args: &[&str]) -> Output {
@@ -64,7 +64,7 @@ fn bash_completes(words: &[&str]) -> Vec<String> {
 
 #[test]
 fn bash_loads_the_script_and_completes_subcommands() {
-    assert_eq!(bash_completes(&[BIN, "m"]), ["mget", "mput", "man"]);
+    assert_eq!(bash_completes(&[BIN, "m"]), ["mget", "mput", "mirror", "man"]);
     // After a subcommand: its own options and values (clap_complete needs our fix for a name with `-`).
     assert_eq!(bash_completes(&[BIN, "completions", "z"]), ["zsh"]);
     assert_eq!(bash_completes(&[BIN, "mget", "--di"]), ["--dir"]);

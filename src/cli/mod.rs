@@ -14,6 +14,7 @@ use crate::error::{classified, Kind};
 use crate::events::Events;
 use crate::ftp::control::REPLY_TIMEOUT;
 use crate::interrupt::{Interrupted, Watch};
+use crate::jobs::shard::{self, Shard};
 use crate::jobs::Plan;
 use crate::link::{DataMode, Link, Spec};
 use crate::ssh::endpoint::{self, DEFAULT_FTP};
@@ -24,6 +25,7 @@ use crate::{credentials, transfer};
 mod demo;
 mod install;
 mod many;
+mod mirror;
 pub mod output;
 
 const EXIT_CODES: &str = "\
@@ -34,12 +36,18 @@ Exit codes:
   3  SSH failure (connect, host key, authentication, channel or forward refused, connection lost)
   4  the FTP server refused or misbehaved (login, missing file, permission, not reachable, bad reply)
   5  transfer or verification failure
-  6  mget, mput, batch: some transfers succeeded, some failed
+  6  mget, mput, batch, mirror: some transfers succeeded, some failed
      (when none succeeded: the code of the first failure)
   129/130/143  stopped by SIGHUP/SIGINT (Ctrl-C)/SIGTERM: the report lists what finished;
      a download keeps its part file, and the same command resumes it
 
 The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the terminal.";
+
+/// The stack of each runtime thread: the main thread's 8 MiB, where the first
+/// bulk worker runs, rather than tokio's 2 MiB: the others run a worker's whole
+/// nest of futures (session, scheduler, transfer), which an unoptimised build
+/// lays out on the stack deeply enough to overflow 2 MiB.
+const WORKER_STACK: usize = 8 << 20;
 
 /// FTP with the control connection and every data connection inside SSH.
 #[derive(Debug, Parser)]
@@ -76,6 +84,15 @@ pub struct Cli {
     /// Seconds to wait for any FTP reply before giving up on a server that hangs; a data connection that moves less than 1 KiB in twice that is dead too
     #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Check each copy with the server's own hash (HASH, XSHA256, XSHA1, XMD5; else the size) [default: on for mget, mput, batch, mirror]
+    #[arg(long = "verify", global = true, overrides_with = "no_verify")]
+    pub verify: bool,
+    /// Check sizes only, never ask for the server's hash
+    #[arg(long = "no-verify", global = true, overrides_with = "verify")]
+    pub no_verify: bool,
+    /// Limit the data rate of the whole run, in bytes per second, 1024-based: 500K, 2M (a bare number is KiB/s)
+    #[arg(long = "bwlimit", global = true, value_name = "RATE", value_parser = crate::throttle::parse_rate)]
+    pub bwlimit: Option<u64>,
     /// Bulk options
     #[command(flatten)]
     pub bulk: BulkArgs,
@@ -140,6 +157,19 @@ pub enum Cmd {
     },
     /// Watch the book's procedure on real sockets, step by step: narration, both socket tables, TIME_WAIT, a timeline
     Demo(demo::DemoArgs),
+    /// Copy REMOTE-DIR's new and changed files into LOCAL-DIR (--reverse: upload), judged by size and time
+    Mirror {
+        /// Remote directory
+        remote: String,
+        /// Local directory [default: the current directory]
+        local: Option<PathBuf>,
+        /// Upload LOCAL-DIR's new and changed files into REMOTE-DIR instead
+        #[arg(long = "reverse")]
+        reverse: bool,
+        /// Also delete the target's files that the source does not have
+        #[arg(long = "delete")]
+        delete: bool,
+    },
     /// Print a shell completion script: `source <(ftpssh-fullsecure completions bash)`
     Completions {
         /// The shell
@@ -168,6 +198,12 @@ pub struct BulkArgs {
     /// Write a report of every transfer: `--report json FILE`
     #[arg(long = "report", global = true, num_args = 2, value_names = ["FORMAT", "FILE"])]
     pub report: Vec<String>,
+    /// Print what would be transferred (and deleted); connects and lists, transfers nothing
+    #[arg(long = "dry-run", global = true)]
+    pub dry_run: bool,
+    /// Take only slice I of N (0 <= I < N) of the work, by a stable hash of each name: one of N machines
+    #[arg(long = "shard", global = true, value_name = "I/N", value_parser = shard::parse)]
+    pub shard: Option<Shard>,
 }
 
 /// Run the program; returns the process exit code.
@@ -179,7 +215,11 @@ pub fn main() -> i32 {
         Cmd::Completions { shell } => install::print(&install::completions(shell)).map(|()| 0),
         Cmd::Man => install::print(&install::man_page()).map(|()| 0),
         _ => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(WORKER_STACK)
+                .build()
+                .expect("tokio runtime");
             runtime.block_on(async {
                 let interrupt = crate::interrupt::listen()?;
                 run(&cli, &interrupt).await
@@ -196,6 +236,10 @@ pub fn main() -> i32 {
 }
 
 async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
+    // A get that ignored --dry-run would transfer what the user meant only to see.
+    if !is_bulk(&cli.command) && (cli.bulk.dry_run || cli.bulk.shard.is_some()) {
+        return Err(classified(Kind::Usage, "--dry-run and --shard are for mget, mput, batch and mirror"));
+    }
     let plan = plan(cli)?;
     match &cli.command {
         Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
@@ -216,7 +260,9 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             session.close().await;
             result.map(|()| 0)
         }
-        Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } => many::run(cli, plan, interrupt).await,
+        Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } | Cmd::Mirror { .. } => {
+            many::run(cli, plan, interrupt).await
+        }
         Cmd::Demo(args) => until_interrupted(interrupt, demo::run(&plan, args)).await,
         Cmd::Completions { .. } | Cmd::Man => unreachable!("generated in main, without a runtime"),
     }
@@ -260,7 +306,10 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::env::var(credentials::PASSWORD_ENV).ok(),
         std::io::stdin().is_terminal(),
     )?;
-    let spec = Spec { ftp, login, mode: cli.data_mode, timeout: Duration::from_secs(cli.timeout) };
+    let verify = cli.verify || (is_bulk(&cli.command) && !cli.no_verify);
+    let throttle = cli.bwlimit.map(|rate| Arc::new(crate::throttle::Throttle::new(rate)));
+    let timeout = Duration::from_secs(cli.timeout);
+    let spec = Spec { ftp, login, mode: cli.data_mode, timeout, verify, throttle };
     Ok(Plan { target, spec, events: observers(cli)? })
 }
 
@@ -317,8 +366,13 @@ fn observers(cli: &Cli) -> Result<Events> {
     if cli.quiet || !std::io::stderr().is_terminal() || matches!(cli.command, Cmd::Demo(_)) {
         return Ok(events);
     }
-    let bulk = matches!(cli.command, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. });
+    let bulk = is_bulk(&cli.command);
     Ok(events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() })))
+}
+
+/// The commands that run many transfers through [`crate::jobs`].
+fn is_bulk(cmd: &Cmd) -> bool {
+    matches!(cmd, Cmd::Mget { .. } | Cmd::Mput { .. } | Cmd::Batch { .. } | Cmd::Mirror { .. })
 }
 
 #[cfg(test)]

@@ -65,11 +65,17 @@ impl Observer for Trace {
         match event {
             Event::Progress { .. } | Event::JobDone { .. } => {}
             Event::Sent { .. } | Event::Received { .. } => tracing::info!(target: "ftp", "{event}"),
-            Event::FellBack { first: true, .. } | Event::Retrying { .. } | Event::Reconnecting { .. } => {
+            Event::FellBack { first: true, .. }
+            | Event::Unverified { first: true, .. }
+            | Event::Retrying { .. }
+            | Event::Reconnecting { .. } => {
                 tracing::warn!("{event}")
             }
             Event::StrayRefused { late: false, .. } => tracing::warn!("{event}"),
-            Event::StrayRefused { late: true, .. } | Event::Waited { .. } | Event::TransferDone { .. } => {
+            Event::StrayRefused { late: true, .. }
+            | Event::Waited { .. }
+            | Event::TransferDone { .. }
+            | Event::Unverified { first: false, .. } => {
                 tracing::debug!("{event}")
             }
             Event::TransferStarted { offset: 0, .. } => tracing::debug!("{event}"),

@@ -42,6 +42,20 @@ pub enum Command {
     Quit,
     /// `ABOR`: abort the transfer in progress (RFC 959 4.1.3).
     Abor,
+    /// `FEAT` (RFC 2389).
+    Feat,
+    /// `OPTS args`, e.g. `OPTS HASH SHA-256`.
+    Opts(String),
+    /// `HASH path` (draft-bryan-ftpext-hash).
+    Hash(String),
+    /// `XSHA256 path`, `XSHA1 path`, `XMD5 path`: the verb, then the path.
+    XHash(&'static str, String),
+    /// `MDTM path` (RFC 3659).
+    Mdtm(String),
+    /// `MLSD [path]` (RFC 3659).
+    Mlsd(Option<String>),
+    /// `DELE path`.
+    Dele(String),
 }
 
 /// A command that must not be sent.
@@ -73,6 +87,13 @@ impl Command {
             Epsv => "EPSV",
             Quit => "QUIT",
             Abor => "ABOR",
+            Feat => "FEAT",
+            Opts(_) => "OPTS",
+            Hash(_) => "HASH",
+            XHash(verb, _) => verb,
+            Mdtm(_) => "MDTM",
+            Mlsd(_) => "MLSD",
+            Dele(_) => "DELE",
         }
     }
 
@@ -80,10 +101,11 @@ impl Command {
         use Command::*;
         match self {
             User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) => Some(a.clone()),
-            List(a) | Nlst(a) => a.clone(),
+            Opts(a) | Hash(a) | XHash(_, a) | Mdtm(a) | Dele(a) => Some(a.clone()),
+            List(a) | Nlst(a) | Mlsd(a) => a.clone(),
             Type(TransferType::Binary) => Some("I".into()),
             Rest(n) => Some(n.to_string()),
-            Pasv | Epsv | Quit | Abor => None,
+            Pasv | Epsv | Quit | Abor | Feat => None,
         }
     }
 

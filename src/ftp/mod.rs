@@ -4,6 +4,8 @@
 //! - [`reply`]: what the server answers; [`parse_reply`] returns `Ok(None)` for "need more input".
 //! - [`passive`]: the data port a `227` (PASV) or `229` (EPSV) reply announces.
 //! - [`dialect`]: where a server sends a default-port data connection (U-1 or U).
+//! - [`features`]: what FEAT lists; [`digest`]: the server's hash of a file
+//!   (HASH, XSHA256, ...) for `--verify`; [`facts`]: MLSD lines and MDTM times for `mirror`.
 //!
 //! All of these are pure: every edge case is testable on bytes. The one file
 //! with I/O is [`control`], the control connection over any async byte stream,
@@ -12,6 +14,9 @@
 pub mod command;
 pub mod control;
 pub mod dialect;
+pub mod digest;
+pub mod facts;
+pub mod features;
 pub mod passive;
 pub mod reply;
 

@@ -73,6 +73,9 @@ impl Attempt {
                 self.record.bytes = part.len().unwrap_or(0);
                 fetched?;
                 self.part.take().unwrap().commit_off_thread(&target).await?;
+                if let Some(mtime) = self.item.mtime {
+                    set_mtime(target, mtime).await?;
+                }
             }
             Op::Put => {
                 transfer::put(link, self.item.source.as_ref(), &self.item.target).await?;
@@ -80,6 +83,14 @@ impl Attempt {
         }
         Ok(())
     }
+}
+
+/// Give `path` the server's modification time (mirror's next run compares it).
+async fn set_mtime(path: PathBuf, mtime: std::time::SystemTime) -> Result<()> {
+    let set = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::File::options().write(true).open(&path)?.set_modified(mtime)
+    });
+    set.await?.map_err(|e| crate::error::classified(crate::error::Kind::Local, format!("could not set the time: {e}")))
 }
 
 /// A recorder for a worker's session: the procedure's events of the item under way.

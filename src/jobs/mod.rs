@@ -18,8 +18,10 @@
 pub mod attempt;
 pub mod batch;
 pub mod lock;
+pub mod mirror;
 pub mod report;
 pub mod scheduler;
+pub mod shard;
 pub mod worker;
 
 use std::collections::VecDeque;
@@ -64,6 +66,8 @@ pub struct Item {
     pub target: String,
     /// Its line in the batch file, named when it fails.
     pub line: Option<usize>,
+    /// For a download by `mirror`: the server's modification time, given to the copy.
+    pub mtime: Option<std::time::SystemTime>,
 }
 
 /// Where and as whom: everything a worker needs to connect.

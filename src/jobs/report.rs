@@ -58,7 +58,8 @@ pub struct Record {
     pub reclaims: u32,
     /// `default-port` or `passive`.
     pub data_path: String,
-    /// What was checked, e.g. `size 10876 = 10876`, or `none`.
+    /// What was checked: `sha256 = server's` (`--verify`, the server's own
+    /// hash), else e.g. `size 10876 = announced`, or `none`.
     pub verified: String,
     /// Ok or failed.
     pub outcome: Outcome,
@@ -104,6 +105,8 @@ impl Record {
             }
             Event::DataAccepted { .. } => self.data_path = "default-port".into(),
             Event::PassiveData { .. } => self.data_path = "passive".into(),
+            // The server's hash (Verified, told just before) says more than the size.
+            Event::TransferDone { bytes, .. } if self.verified.ends_with("= server's") => self.bytes = *bytes,
             Event::TransferDone { bytes, verified, .. } => {
                 self.bytes = *bytes;
                 self.verified = match (self.op, verified) {
@@ -113,6 +116,7 @@ impl Record {
                     (Op::Put, _) => format!("size {bytes} (SIZE when the server has it)"),
                 };
             }
+            Event::Verified { algorithm, .. } => self.verified = format!("{algorithm} = server's"),
             _ => {}
         }
     }

@@ -11,7 +11,9 @@
 //! server ends the transfer and the control connection can be brought back
 //! in step ([`crate::ftp::control::Control::resync`]).
 
+pub mod listing;
 pub mod part;
+pub mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{classified, Kind};
 use crate::events::Event;
+use crate::ftp::digest::Method;
 use crate::ftp::{Command, Reply};
 use crate::link::{Data, Link};
 pub use crate::transfer::part::PartFile;
@@ -48,30 +51,11 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64>
 /// least that long (else starting over); verifies the size where the server
 /// tells it. Returns the total size and whether it was verified.
 pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result<(u64, bool)> {
+    let method = verify::method(link).await?;
     let cmd = Command::Retr(remote.into());
-    let held = part.len()?;
-    let (expected, offset, data) = if held == 0 {
-        // Nothing to resume: SIZE needs no answer before RETR, so both go at once.
-        let (size, data) = link.start_after(&Command::Size(remote.into()), &cmd).await?;
-        (size.and_then(|r| size_of(&r)), 0, data)
-    } else {
-        let expected = remote_size(link, remote).await?;
-        let mut offset = held;
-        if expected.is_none_or(|n| n < offset) {
-            let what = format!(
-                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
-                part.path.display()
-            );
-            link.events().emit(Event::Detour { what });
-            part.restart()?;
-            offset = 0;
-        }
-        if offset > 0 {
-            link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
-        }
-        (expected, offset, link.start(&cmd).await?)
-    };
+    let (expected, offset, data, mut hasher) = begin(link, &cmd, part, method).await?;
     let events = link.events().clone();
+    let throttle = link.spec().throttle.clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
     // Written by tokio's file, whose writes run off the async threads.
     let mut out = tokio::io::BufWriter::with_capacity(4 * CHUNK, tokio::fs::File::from_std(part.append()?));
@@ -80,9 +64,17 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     let mut received = offset;
     let copied = async {
         while let Some(chunk) = incoming.next().await? {
-            out.write_all(chunk.as_ref()).await.with_context(|| format!("could not write {}", part.path.display()))?;
-            received += chunk.as_ref().len() as u64;
-            events.emit(Event::Progress { bytes: chunk.as_ref().len() as u64 });
+            let bytes = chunk.as_ref();
+            out.write_all(bytes).await.with_context(|| format!("could not write {}", part.path.display()))?;
+            // The hash of the bytes as written: no second read of the file.
+            if let Some(h) = hasher.as_mut() {
+                h.update(bytes);
+            }
+            received += bytes.len() as u64;
+            events.emit(Event::Progress { bytes: bytes.len() as u64 });
+            if let Some(t) = &throttle {
+                t.take(bytes.len()).await;
+            }
         }
         Ok::<_, anyhow::Error>(())
     };
@@ -102,16 +94,71 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
             format!("{remote}: received {received} bytes, the server announced {want}; nothing saved"),
         ));
     }
+    if let (Some(m), Some(h)) = (method, hasher) {
+        if let Err(e) = verify::compare(link, remote, m, &h.finish()).await {
+            part.restart()?; // not the server's file: nothing to resume, nothing saved
+            return Err(e.context("nothing saved"));
+        }
+    }
     events.emit(Event::TransferDone { name: remote.into(), bytes: received, verified: want.is_some() });
     Ok((received, want.is_some()))
 }
 
+/// Start `cmd` (a RETR) on `link`: from the start (SIZE and RETR in one
+/// write), or after what `part` already holds (SIZE, REST, RETR). Returns
+/// the size SIZE gave, the offset, the data connection, and for `--verify`
+/// a hasher that has seen what the part file holds.
+async fn begin(
+    link: &mut Link<'_>,
+    cmd: &Command,
+    part: &PartFile,
+    method: Option<Method>,
+) -> Result<(Option<u64>, u64, Data, Option<verify::Hasher>)> {
+    let remote = match cmd {
+        Command::Retr(remote) => remote.as_str(),
+        _ => unreachable!("begin starts a RETR"),
+    };
+    let mut hasher = method.map(|m| verify::Hasher::new(m.algorithm()));
+    let held = part.len()?;
+    let (expected, offset, data) = if held == 0 {
+        // Nothing to resume: SIZE needs no answer before RETR, so both go at once.
+        let (size, data) = link.start_after(&Command::Size(remote.into()), cmd).await?;
+        (size.and_then(|r| size_of(&r)), 0, data)
+    } else {
+        let expected = remote_size(link, remote).await?;
+        let mut offset = held;
+        if expected.is_none_or(|n| n < offset) {
+            let what = format!(
+                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
+                part.path.display()
+            );
+            link.events().emit(Event::Detour { what });
+            part.restart()?;
+            offset = 0;
+        }
+        if offset > 0 {
+            link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
+            // What the part file holds is hashed before the rest arrives.
+            if let Some(m) = method {
+                hasher = Some(verify::seeded(m.algorithm(), &part.path, offset).await?);
+            }
+        }
+        (expected, offset, link.start(cmd).await?)
+    };
+    Ok((expected, offset, data, hasher))
+}
+
 /// The names NLST gives for `dir` (as the server writes them).
 pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>> {
-    let cmd = Command::Nlst(dir.map(str::to_string));
+    let raw = read_listing(link, Command::Nlst(dir.map(str::to_string))).await?;
+    Ok(String::from_utf8_lossy(&raw).lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
+}
+
+/// The whole of a listing's data connection (NLST, MLSD), bounded by [`MAX_LISTING`].
+pub(crate) async fn read_listing(link: &mut Link<'_>, cmd: Command) -> Result<Vec<u8>> {
     let data = link.start(&cmd).await?;
     let mut raw = Vec::new();
-    let mut incoming = Incoming::new(data, stall_window(link), "reading the name listing".into());
+    let mut incoming = Incoming::new(data, stall_window(link), "reading the listing".into());
     let read = async {
         while let Some(chunk) = incoming.next().await? {
             if raw.len() >= MAX_LISTING {
@@ -125,16 +172,19 @@ pub async fn names(link: &mut Link<'_>, dir: Option<&str>) -> Result<Vec<String>
     incoming.hang_up().await;
     read?;
     link.finish(&cmd).await?;
-    Ok(String::from_utf8_lossy(&raw).lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
+    Ok(raw)
 }
 
 /// Upload `local` to `remote`. Returns the byte count.
 pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64> {
     let mut file = tokio::fs::File::open(local).await.with_context(|| format!("could not open {}", local.display()))?;
     let size = file.metadata().await?.len();
+    let method = verify::method(link).await?;
+    let mut hasher = method.map(|m| verify::Hasher::new(m.algorithm()));
     let cmd = Command::Stor(remote.into());
     let data = link.start(&cmd).await?;
     let events = link.events().clone();
+    let throttle = link.spec().throttle.clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset: 0, size: Some(size) });
     // Nothing comes back on an upload's channel but window adjustments and
     // EOF/close; still, someone must read them, or the channel's bounded queue
@@ -160,8 +210,14 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
                     )
                 })?
                 .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..n]); // the bytes as read and sent
+            }
             sent += n as u64;
             events.emit(Event::Progress { bytes: n as u64 });
+            if let Some(t) = &throttle {
+                t.take(n).await;
+            }
         }
     };
     let sent_all: Result<()> = sending.await;
@@ -178,6 +234,9 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
     let stored = remote_size(link, remote).await?;
     if let Some(stored) = stored.filter(|s| *s != sent) {
         bail!(classified(Kind::Transfer, format!("{remote}: sent {sent} bytes but the server holds {stored}")));
+    }
+    if let (Some(m), Some(h)) = (method, hasher) {
+        verify::compare(link, remote, m, &h.finish()).await?;
     }
     events.emit(Event::TransferDone { name: remote.into(), bytes: sent, verified: stored.is_some() });
     Ok(sent)
@@ -286,7 +345,7 @@ impl Incoming {
 
 /// SIZE, if the server knows it (None on any refusal: RETR will say why).
 /// No answer at all is an error: the conversation cannot go on.
-async fn remote_size(link: &mut Link<'_>, remote: &str) -> Result<Option<u64>> {
+pub(crate) async fn remote_size(link: &mut Link<'_>, remote: &str) -> Result<Option<u64>> {
     Ok(size_of(&link.control.command(&Command::Size(remote.into())).await?))
 }
 

@@ -1,4 +1,5 @@
 pub mod capture;
+pub mod fakeftp;
 pub mod ftpprobe;
 pub mod hostkeys;
 pub mod lab;

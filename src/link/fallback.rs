@@ -1,0 +1,79 @@
+//! The passive fallback of a link: when the default port will not do, why
+//! is said once passive has worked, and the rest of the link's transfers use
+//! EPSV/PASV through SSH ([`crate::dataport::passive`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+
+use super::{Data, DataMode, Early, Link};
+use crate::dataport::{self, Fallback};
+use crate::error::{classified, Classify};
+use crate::events::Event;
+use crate::ftp::control::FtpError;
+use crate::ftp::Command;
+
+impl Link<'_> {
+    /// The default port will not do, for `why`: in `auto`, use passive from
+    /// now on; otherwise that is the error.
+    pub(super) fn fall_back(&mut self, why: Fallback) -> Result<()> {
+        if self.spec.mode != DataMode::Auto {
+            return Err(classified(why.kind(), format!("{why}; try --data-mode passive")));
+        }
+        self.passive = true;
+        self.fell_back.get_or_insert(why);
+        Ok(())
+    }
+
+    /// Passive works: say why it is used. Once per run on stderr; the other
+    /// links of a bulk run say it with -v.
+    pub(super) fn announce_fallback(&mut self) {
+        static SAID: AtomicBool = AtomicBool::new(false);
+        let Some(why) = self.fell_back.take() else { return };
+        let first = !SAID.swap(true, Ordering::Relaxed);
+        self.events().emit(Event::FellBack { why: why.to_string(), first });
+    }
+
+    /// Passive could not be set up either: one error that tells both.
+    pub(super) fn passive_failed_too(&mut self, e: anyhow::Error) -> anyhow::Error {
+        match self.fell_back.take() {
+            Some(why) => e.context(format!("the default port did not work ({why}), and passive failed too")),
+            None => e,
+        }
+    }
+
+    pub(super) async fn start_passive(&mut self, cmd: &Command) -> Result<Data> {
+        let channel = match dataport::passive::open(self.session, &mut self.control, &self.spec.ftp.host).await {
+            Ok(channel) => channel,
+            Err(e) => return Err(self.passive_failed_too(e)),
+        };
+        self.announce_fallback();
+        let mut channel = channel;
+        let mut early = Early::default();
+        self.control.send(cmd).await?;
+        let reply = loop {
+            tokio::select! {
+                r = self.control.read_reply() => break r?,
+                () = early.read_one(&mut channel) => {}
+            }
+        };
+        if !reply.is_preliminary() {
+            return Err(FtpError { command: cmd.redacted(), reply }.classified());
+        }
+        Ok(Data { channel, announced: reply.announced_size(), early })
+    }
+
+    /// Leave the default-port path. A server that is still busy with the last
+    /// command (silent, or 150 and no connection) gets a new control connection.
+    pub(super) async fn leave_default_port(&mut self, reconnect: bool) -> Result<()> {
+        if let Some(forward) = self.forward.take() {
+            forward.cancel(self.session).await;
+        }
+        if reconnect {
+            self.control.quit().await;
+            self.control = dataport::connect_control(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
+            dataport::timed_login(&mut self.control, &self.spec.login).await?;
+        }
+        Ok(())
+    }
+}
