@@ -327,19 +327,27 @@ impl Incoming {
                     self.moved += data.len() as u64;
                     return Ok(Some(Chunk::Wire(data)));
                 }
-                Some(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => return Ok(None),
+                Some(Some(ChannelMsg::Eof | ChannelMsg::Close) | None) => {
+                    self.ended = true;
+                    return Ok(None);
+                }
                 Some(Some(_)) => {}
             }
         }
     }
 
-    /// EOF and close at once, on every path (a failed write too: the server
-    /// must see the connection end to end the transfer; ProFTPD holds its 226
-    /// until the client closes, TimeoutLinger), then drop without waiting for
-    /// the server's close (a russh channel nobody reads would stall the session).
+    /// Our EOF at once (ProFTPD holds its 226 until it sees the connection
+    /// end, TimeoutLinger), then drop the channel without waiting for the
+    /// server's close (a russh channel nobody reads would stall the session).
+    /// After the server's EOF that is all: the server closes, and russh
+    /// forgets the channel when its CHANNEL_CLOSE comes. Before it (a failed
+    /// write, a stall), close too, so the server ends the transfer now; russh
+    /// then keeps that channel's queue (~2.5 KiB) until the session ends.
     async fn hang_up(self) {
         let _ = self.channel.eof().await;
-        let _ = self.channel.close().await;
+        if !self.ended {
+            let _ = self.channel.close().await;
+        }
     }
 }
 
