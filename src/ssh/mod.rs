@@ -31,6 +31,13 @@ use gate::{DataChannel, Gate};
 use helper::Lazy;
 use hostkeys::{Offered, Policy};
 
+/// Each channel's receive window: what the server may send before we
+/// acknowledge. russh's 2 MiB (OpenSSH's too) caps a transfer at 2 MiB per
+/// round trip; measured through the lab's 100 ms WAN proxy, a 100 MiB get took
+/// 11.6 s with 2 MiB, 4.1 s with 8 MiB, 2.8 s with 16 MiB (scp: 7.3 s), and on
+/// loopback the same with either (peak RSS 14-16 MiB).
+const WINDOW_SIZE: u32 = 16 << 20;
+
 /// How long to wait for the SSH server to answer at all.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keepalives notice a dead SSH connection: 3 unanswered, 10 s apart.
@@ -130,6 +137,7 @@ impl Session {
         };
         let config = Arc::new(client::Config {
             nodelay: true,
+            window_size: WINDOW_SIZE,
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
             keepalive_max: KEEPALIVE_MAX,
             preferred,
