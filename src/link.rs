@@ -345,8 +345,10 @@ impl<'s> Link<'s> {
     /// An error leaves the link without forwards: close it.
     pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {
         let forward = self.forward.take().context("this link has no reverse forward")?;
-        forward.cancel(self.session).await;
-        self.session.reclaim(tuple, wait).await?;
+        // The cancel goes out first and the SYN's line right behind it, in one round trip
+        // (sshd handles them in order; the helper retries its bind meanwhile anyway).
+        let (_, sent) = tokio::join!(forward.cancel(self.session), self.session.reclaim(tuple, wait));
+        sent?;
         self.forward = Some(forward.renew(self.session).await?);
         self.time_wait_held = false;
         Ok(())

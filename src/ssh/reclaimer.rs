@@ -30,16 +30,19 @@ use crate::ssh::{Session, EXEC_TIMEOUT};
 use crate::tcp::DataTuple;
 
 /// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS` lines; for each, binds the local end
-/// (SO_REUSEADDR), starts a non-blocking connect, waits, closes (a half-open socket closes
+/// (SO_REUSEADDR; for up to 50 ms while sshd's listener there is being cancelled: the line may
+/// reach us first), starts a non-blocking connect, waits, closes (a half-open socket closes
 /// silently), and answers one line. No single quotes: it travels inside '...' on a shell line.
 const PERL: &str = r#"use strict; use Socket qw(:all); use Fcntl; $| = 1; print "FTPSSH-RECLAIM ready\n";
 while (my $line = <STDIN>) {
   my ($la, $lp, $ra, $rp, $ms) = split " ", $line;
   my $v6 = $la =~ /:/;
   my $addr = sub { my ($a, $p) = @_; $v6 ? pack_sockaddr_in6($p, inet_pton(AF_INET6, $a)) : pack_sockaddr_in($p, inet_aton($a)) };
-  my $s;
-  unless (socket($s, $v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0) && setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1)
-          && bind($s, $addr->($la, $lp))) { print "FTPSSH-RECLAIM-ERROR cannot bind $la:$lp: $!\n"; next }
+  my ($s, $bound);
+  unless (socket($s, $v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0) && setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1)) {
+    print "FTPSSH-RECLAIM-ERROR cannot make a socket: $!\n"; next }
+  for (1 .. 25) { last if $bound = bind($s, $addr->($la, $lp)); select(undef, undef, undef, 0.002) }
+  unless ($bound) { print "FTPSSH-RECLAIM-ERROR cannot bind $la:$lp: $!\n"; next }
   fcntl($s, F_SETFL, O_NONBLOCK);
   connect($s, $addr->($ra, $rp));
   select(undef, undef, undef, $ms / 1000);
