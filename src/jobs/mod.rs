@@ -188,7 +188,8 @@ pub async fn run(
     if let Some(signal) = interrupt.received() {
         // What was under way or still queued did not finish: say so.
         for (i, (op, source, target)) in names.iter().enumerate().skip(ended.next) {
-            if !ended.early.contains_key(&i) {
+            // Not ended: neither passed on yet (putting one may pass on later ones) nor waiting.
+            if i >= ended.next && !ended.early.contains_key(&i) {
                 let mut record = Record::new(*op, source, target);
                 record.error = Some(format!("not finished: interrupted by {}", signal.name()));
                 ended.put(i, record, None);
