@@ -132,6 +132,18 @@ impl InOrder {
         }
     }
 
+    /// What was under way or still queued when a signal came did not finish: say so.
+    fn interrupted(&mut self, names: &[(Op, String, String)], signal: &str) {
+        for (i, (op, source, target)) in names.iter().enumerate().skip(self.next) {
+            // Not ended: neither passed on yet (putting one may pass on later ones) nor waiting.
+            if i >= self.next && !self.early.contains_key(&i) {
+                let mut record = Record::new(*op, source, target);
+                record.error = Some(format!("not finished: interrupted by {signal}"));
+                self.put(i, record, None);
+            }
+        }
+    }
+
     /// At the end of a run that stopped at a failure: the records past the
     /// items that never started, in order.
     fn flush_all(&mut self) {
@@ -186,15 +198,7 @@ pub async fn run(
     }
     let mut ended = shared.ended_items.lock().unwrap();
     if let Some(signal) = interrupt.received() {
-        // What was under way or still queued did not finish: say so.
-        for (i, (op, source, target)) in names.iter().enumerate().skip(ended.next) {
-            // Not ended: neither passed on yet (putting one may pass on later ones) nor waiting.
-            if i >= ended.next && !ended.early.contains_key(&i) {
-                let mut record = Record::new(*op, source, target);
-                record.error = Some(format!("not finished: interrupted by {}", signal.name()));
-                ended.put(i, record, None);
-            }
-        }
+        ended.interrupted(&names, signal.name());
     }
     ended.flush_all();
     let first_failure = ended.first_failure;
@@ -227,4 +231,28 @@ fn finish(plan: &Plan, shared: &Shared, opts: &Options, mut attempt: Attempt, er
     let ended = shared.ended.fetch_add(1, Ordering::SeqCst) + 1;
     plan.events.emit(Event::JobDone { done: ended, total: shared.total });
     shared.ended_items.lock().unwrap().put(attempt.index, attempt.record, code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_reach_the_report_in_item_order_once_each() {
+        let names: Vec<(Op, String, String)> =
+            ["a", "b", "c", "d"].iter().map(|n| (Op::Get, n.to_string(), n.to_string())).collect();
+        let ok = |i: usize| {
+            let mut r = Record::new(Op::Get, &names[i].1, &names[i].2);
+            r.outcome = Outcome::Ok;
+            r
+        };
+        let mut ended = InOrder { report: Report::new(), next: 0, early: Default::default(), first_failure: None };
+        ended.put(2, ok(2), None);
+        ended.put(0, ok(0), None);
+        assert_eq!((ended.next, ended.report.records.len()), (1, 1), "c waits for b");
+        ended.interrupted(&names, "SIGINT");
+        let listed: Vec<(&str, bool)> =
+            ended.report.records.iter().map(|r| (r.source.as_str(), r.outcome == Outcome::Ok)).collect();
+        assert_eq!(listed, [("a", true), ("b", false), ("c", true), ("d", false)]);
+    }
 }
