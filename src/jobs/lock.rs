@@ -109,7 +109,11 @@ mod tests {
         assert_eq!(err, expected);
         let _other = acquire_in(&dir, "other.txt ssh ftp").unwrap();
         assert_ne!(other_path, first_path);
+        assert!(other_path.exists(), "the other key's lock is its own file");
         drop(first);
+        std::fs::write(&first_path, "stale\n").unwrap();
         let _again = acquire_in(&dir, "batch.txt ssh ftp").unwrap();
+        let pid = format!("{}\n", std::process::id());
+        assert_eq!(std::fs::read_to_string(&first_path).unwrap(), pid, "the same lock file again");
     }
 }
