@@ -72,6 +72,20 @@ fn a_copy_whose_hash_differs_from_the_servers_fails_and_is_not_saved() {
     assert_eq!(std::fs::read(tool.work.path().join("file.txt")).unwrap(), b"the bytes that were sent\n");
 }
 
+/// An upload whose copy on the server hashes differently fails (exit 5), and the bad copy is
+/// deleted, not left under the name.
+#[test]
+fn an_upload_whose_hash_differs_fails_and_the_bad_copy_is_deleted() {
+    let tool = Tool::new();
+    let fake = FakeFtp::start(&tool.lab, b"the bytes that were sent\n", b"the bytes the server says it has\n");
+    std::fs::write(tool.work.path().join("up.txt"), b"the bytes that were sent\n").unwrap();
+    let out = run(tool.cmd(fake.port).args(["--data-mode", "passive", "--retries", "0", "--verify", "put", "up.txt"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("the server's copy of up.txt was deleted"), "{err}");
+    assert_eq!(*fake.log.lock().unwrap(), ["STOR up.txt 25", "DELE up.txt"]);
+}
+
 /// inetutils ftpd offers no hash: sizes are checked, and the run says so once
 /// (two workers, each with its own session and FEAT).
 #[test]

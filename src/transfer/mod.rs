@@ -236,7 +236,14 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
         bail!(classified(Kind::Transfer, format!("{remote}: sent {sent} bytes but the server holds {stored}")));
     }
     if let (Some(m), Some(h)) = (method, hasher) {
-        verify::compare(link, remote, m, &h.finish()).await?;
+        if let Err(e) = verify::compare(link, remote, m, &h.finish()).await {
+            // Not the bytes we sent: a bad copy is not left under the name (as rclone does).
+            let deleted = link.control.expect(&Command::Dele(remote.into()), |r| r.is_completion()).await;
+            return Err(match deleted {
+                Ok(_) => e.context(format!("the server's copy of {remote} was deleted")),
+                Err(why) => e.context(format!("the server's bad copy of {remote} could not be deleted ({why:#})")),
+            });
+        }
     }
     events.emit(Event::TransferDone { name: remote.into(), bytes: sent, verified: stored.is_some() });
     Ok(sent)

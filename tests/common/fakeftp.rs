@@ -5,9 +5,10 @@
 //! data goes passive (EPSV), so run the tool with `--data-mode passive`.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sha2::Digest;
 
@@ -17,12 +18,15 @@ use super::lab::{in_netns, Lab};
 pub struct FakeFtp {
     /// Its control port on 127.0.0.1 in the server namespace.
     pub port: u16,
+    /// What uploads did: `STOR name N` (N bytes received), `DELE name`.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 struct Files {
     content: Vec<u8>,
     claimed: String,
     data: TcpListener,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeFtp {
@@ -33,7 +37,8 @@ impl FakeFtp {
         });
         let port = control.local_addr().unwrap().port();
         let claimed = sha2::Sha256::digest(claimed).iter().map(|b| format!("{b:02x}")).collect();
-        let files = Arc::new(Files { content: content.to_vec(), claimed, data });
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let files = Arc::new(Files { content: content.to_vec(), claimed, data, log: log.clone() });
         std::thread::spawn(move || {
             for stream in control.incoming().map_while(Result::ok) {
                 let files = files.clone();
@@ -42,7 +47,7 @@ impl FakeFtp {
                 });
             }
         });
-        FakeFtp { port }
+        FakeFtp { port, log }
     }
 }
 
@@ -66,6 +71,19 @@ fn serve(stream: TcpStream, files: &Files) -> std::io::Result<()> {
             "RETR" => send(&mut out, files, &format!("{arg} ({size} bytes)"), &files.content)?,
             // mget's listing: the one file, whatever the directory.
             "NLST" => send(&mut out, files, "file list", b"file.txt\r\n")?,
+            // An upload is taken whole and forgotten: SIZE and HASH go on answering as above.
+            "STOR" => {
+                out.write_all(b"150 Ok to send data\r\n")?;
+                let (mut data, _) = files.data.accept()?;
+                let mut got = Vec::new();
+                data.read_to_end(&mut got)?;
+                files.log.lock().unwrap().push(format!("STOR {arg} {}", got.len()));
+                "226 Transfer complete".into()
+            }
+            "DELE" => {
+                files.log.lock().unwrap().push(format!("DELE {arg}"));
+                "250 deleted".into()
+            }
             "QUIT" => {
                 out.write_all(b"221 bye\r\n")?;
                 return Ok(());
