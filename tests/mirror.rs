@@ -102,6 +102,44 @@ fn mirror_from_inetutils_transfers_nothing_the_second_time() {
     mirror_down_twice("INETUTILS_PORT");
 }
 
+/// Subdirectories are mirrored too, both ways: made where missing, and a
+/// second run with nothing changed transfers nothing.
+fn mirror_a_tree(port_key: &str) {
+    let tool = Tool::new();
+    let remote = RemoteDir::new(&tool, &format!("tree-{port_key}"));
+    std::fs::create_dir_all(remote.path.join("sub/deeper")).unwrap();
+    remote.write("top.txt", b"top\n");
+    remote.write("sub/mid.txt", b"mid\n");
+    remote.write("sub/deeper/low.txt", b"low\n");
+    let local = tool.work.path().join("copy");
+    let err = mirror(&tool, port_key, &[&remote.name, "copy"]);
+    assert!(err.contains("mirror: 3 to transfer, 0 up to date"), "{err}");
+    for name in ["top.txt", "sub/mid.txt", "sub/deeper/low.txt"] {
+        assert_same(&std::fs::read(local.join(name)).unwrap(), &std::fs::read(remote.path.join(name)).unwrap(), name);
+    }
+    let err = mirror(&tool, port_key, &[&remote.name, "copy"]);
+    assert!(err.contains("mirror: nothing to transfer, 3 up to date"), "{err}");
+    // And back up, into a new remote tree.
+    let up = RemoteDir::new(&tool, &format!("tree-up-{port_key}"));
+    let err = mirror(&tool, port_key, &[&up.name, "copy", "--reverse"]);
+    assert!(err.contains("mirror: 3 to transfer, 0 up to date"), "{err}");
+    assert_eq!(std::fs::read(up.path.join("sub/deeper/low.txt")).unwrap(), b"low\n");
+    let err = mirror(&tool, port_key, &[&up.name, "copy", "--reverse"]);
+    assert!(err.contains("mirror: nothing to transfer, 3 up to date"), "{err}");
+}
+
+/// ProFTPD: MLSD tells directories apart.
+#[test]
+fn mirror_a_tree_from_and_to_proftpd() {
+    mirror_a_tree("PROFTPD_PORT");
+}
+
+/// inetutils ftpd: NLST, and SIZE refuses what is not a plain file.
+#[test]
+fn mirror_a_tree_from_and_to_inetutils() {
+    mirror_a_tree("INETUTILS_PORT");
+}
+
 #[test]
 fn mirror_reverse_uploads_only_what_is_new_or_changed() {
     let tool = Tool::new();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::error::{classified, Kind};
+use crate::ftp::control::FtpError;
 use crate::ftp::Command;
 use crate::jobs::batch::Op;
 use crate::jobs::mirror::{self, Direction, File};
@@ -41,12 +42,14 @@ pub(super) struct Work {
     pub unchanged: Option<usize>,
     /// The local directory downloads go to, made when the run is for real.
     pub mkdir: Option<PathBuf>,
+    /// Remote directories uploads go into (below the mirrored one), made first, parents first.
+    pub remote_dirs: Vec<String>,
 }
 
 impl Work {
     /// Just these transfers.
     pub fn of(items: Vec<Item>) -> Work {
-        Work { items, delete: vec![], unchanged: None, mkdir: None }
+        Work { items, delete: vec![], unchanged: None, mkdir: None, remote_dirs: vec![] }
     }
 
     /// Keep only `shard`'s slice, by each transfer's source name.
@@ -62,6 +65,16 @@ impl Work {
     pub async fn prepare(&self, link: &mut Link<'_>, quiet: bool) -> Result<()> {
         if let Some(dir) = &self.mkdir {
             std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+        }
+        // Downloads below the top: their directories (the part file is made beside the target).
+        for item in self.items.iter().filter(|i| i.op == Op::Get) {
+            if let Some(parent) = Path::new(&item.target).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("could not create {}", parent.display()))?;
+            }
+        }
+        for dir in &self.remote_dirs {
+            // One that exists already is refused (550): the upload into it says whether it works.
+            link.control.command(&Command::Mkd(dir.clone())).await?;
         }
         for deletion in &self.delete {
             match deletion {
@@ -109,11 +122,15 @@ pub(super) async fn expand(
     delete: bool,
 ) -> Result<Work> {
     let dir = local.unwrap_or(Path::new(".")).to_path_buf();
-    let remote_files: Vec<File> = listing::files(link, remote)
-        .await?
-        .into_iter()
-        .map(|e| File { name: e.name, size: e.size.unwrap_or(0), modified: e.modified })
-        .collect();
+    // An upload's target may be empty or missing (inetutils ftpd answers NLST of an empty
+    // directory with 550 No files found): then it is made, and nothing is there yet.
+    let (listed, missing) = match listing::files(link, remote).await {
+        Ok(listed) => (listed, false),
+        Err(e) if reverse && crate::error::find::<FtpError>(&e).is_some_and(|f| f.reply.code == 550) => (vec![], true),
+        Err(e) => return Err(e),
+    };
+    let remote_files: Vec<File> =
+        listed.into_iter().map(|e| File { name: e.name, size: e.size.unwrap_or(0), modified: e.modified }).collect();
     let local_files = match (dir.is_dir(), reverse) {
         (true, _) => mirror::local_files(&dir)?,
         (false, false) => vec![],
@@ -142,5 +159,30 @@ pub(super) async fn expand(
         Direction::Up => Deletion::Remote(listing::join(remote, name)),
     });
     let mkdir = (direction == Direction::Down).then_some(dir.clone());
-    Ok(Work { items, delete: delete.collect(), unchanged: Some(plan.unchanged), mkdir })
+    let remote_dirs = match direction {
+        Direction::Down => vec![],
+        Direction::Up => {
+            let top = missing.then(|| remote.to_string());
+            top.into_iter().chain(remote_parents(&items, remote, &remote_files)).collect()
+        }
+    };
+    Ok(Work { items, delete: delete.collect(), unchanged: Some(plan.unchanged), mkdir, remote_dirs })
+}
+
+/// The remote directories below `remote` that uploads go into and the server's listing does
+/// not show a file in, parents before children.
+fn remote_parents(items: &[Item], remote: &str, listed: &[File]) -> Vec<String> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for item in items {
+        let below = item.target.strip_prefix(&listing::join(remote, "")).unwrap_or(&item.target);
+        let mut at = 0;
+        while let Some(slash) = below[at..].find('/') {
+            at += slash + 1;
+            let dir = &below[..at - 1];
+            if !listed.iter().any(|f| f.name.starts_with(&format!("{dir}/"))) {
+                dirs.insert(listing::join(remote, dir));
+            }
+        }
+    }
+    dirs.into_iter().collect() // sorted: a parent comes before its children
 }

@@ -56,6 +56,8 @@ pub enum Command {
     Mlsd(Option<String>),
     /// `DELE path`.
     Dele(String),
+    /// `MKD path`
+    Mkd(String),
 }
 
 /// A command that must not be sent.
@@ -94,6 +96,7 @@ impl Command {
             Mdtm(_) => "MDTM",
             Mlsd(_) => "MLSD",
             Dele(_) => "DELE",
+            Mkd(_) => "MKD",
         }
     }
 
@@ -101,7 +104,7 @@ impl Command {
         use Command::*;
         match self {
             User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) => Some(a.clone()),
-            Opts(a) | Hash(a) | XHash(_, a) | Mdtm(a) | Dele(a) => Some(a.clone()),
+            Opts(a) | Hash(a) | XHash(_, a) | Mdtm(a) | Dele(a) | Mkd(a) => Some(a.clone()),
             List(a) | Nlst(a) | Mlsd(a) => a.clone(),
             Type(TransferType::Binary) => Some("I".into()),
             Rest(n) => Some(n.to_string()),

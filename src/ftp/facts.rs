@@ -11,6 +11,8 @@ pub struct Entry {
     pub name: String,
     /// A plain file (not a directory, link target or special entry).
     pub is_file: bool,
+    /// A subdirectory (`type=dir`; not `cdir` or `pdir`, the directory itself and its parent).
+    pub is_dir: bool,
     /// Its size, when listed.
     pub size: Option<u64>,
     /// Its modification time, when listed.
@@ -28,11 +30,14 @@ pub fn parse_mlsd_line(line: &str) -> Option<Entry> {
     if name.is_empty() {
         return None;
     }
-    let mut entry = Entry { name: name.to_string(), is_file: false, size: None, modified: None };
+    let mut entry = Entry { name: name.to_string(), is_file: false, is_dir: false, size: None, modified: None };
     for fact in facts.split(';') {
         let Some((key, value)) = fact.split_once('=') else { continue };
         match key.to_ascii_lowercase().as_str() {
-            "type" => entry.is_file = value.eq_ignore_ascii_case("file"),
+            "type" => {
+                entry.is_file = value.eq_ignore_ascii_case("file");
+                entry.is_dir = value.eq_ignore_ascii_case("dir");
+            }
             "size" => entry.size = value.parse().ok(),
             "modify" => entry.modified = parse_time(value),
             _ => {}
@@ -96,9 +101,11 @@ mod tests {
             garbage\r\n";
         let entries = parse_mlsd(text);
         assert_eq!(entries.len(), 4);
-        let first = Entry { name: "f076.txt".into(), is_file: true, size: Some(25), modified: at(1795609135) };
+        let first =
+            Entry { name: "f076.txt".into(), is_file: true, is_dir: false, size: Some(25), modified: at(1795609135) };
         assert_eq!(entries[0], first);
-        assert!(!entries[1].is_file && entries[1].name == "sub");
+        assert!(!entries[1].is_file && entries[1].is_dir && entries[1].name == "sub");
+        assert!(!entries[2].is_dir, "cdir is the directory itself");
         assert!(!entries[2].is_file);
         assert_eq!(entries[3].name, "a b; c.txt");
         assert_eq!(entries[3].modified, Some(UNIX_EPOCH + Duration::new(1577836800, 500_000_000)));

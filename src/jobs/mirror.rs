@@ -10,7 +10,9 @@
 //!   when it is made): copy when the target is missing, its size differs,
 //!   or the source is newer than it.
 //!
-//! Only the plain files directly in the directory are mirrored.
+//! The whole tree below the directory is mirrored, each file named by its
+//! path below it (`sub/name`); links are not followed, and empty
+//! directories are not made.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,25 +80,41 @@ fn seconds(t: Option<SystemTime>) -> Option<u64> {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs())
 }
 
-/// The plain files directly in local `dir`, without our own part files
+/// The plain files in local `dir` and below, without our own part files
 /// (`.NAME.ftpssh.part`) and names that are not UTF-8 (said, and skipped).
 pub fn local_files(dir: &Path) -> Result<Vec<File>> {
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("could not list {}", dir.display()))?;
-        let meta = entry.metadata()?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            tracing::warn!("skipping {}: not a UTF-8 name", entry.path().display());
-            continue;
-        };
-        if !meta.is_file() || (name.starts_with('.') && name.ends_with(".ftpssh.part")) {
-            continue;
+    let mut pending = vec![(String::new(), 0)];
+    while let Some((below, depth)) = pending.pop() {
+        let here = if below.is_empty() { dir.to_path_buf() } else { dir.join(&below) };
+        let entries = std::fs::read_dir(&here).with_context(|| format!("could not list {}", here.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("could not list {}", here.display()))?;
+            // Not followed: a link is neither a file nor a directory here.
+            let meta = entry.metadata()?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                tracing::warn!("skipping {}: not a UTF-8 name", entry.path().display());
+                continue;
+            };
+            let name = if below.is_empty() { name } else { format!("{below}/{name}") };
+            if meta.is_dir() && depth < MAX_DEPTH {
+                pending.push((name, depth + 1));
+            } else if meta.is_file() && !is_part_file(&name) {
+                files.push(File { name, size: meta.len(), modified: meta.modified().ok() });
+            }
         }
-        files.push(File { name, size: meta.len(), modified: meta.modified().ok() });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
+}
+
+/// How deep a mirror goes below the directory it is given.
+const MAX_DEPTH: usize = 16;
+
+/// Our own part files (`.NAME.ftpssh.part`), wherever in the tree.
+fn is_part_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with('.') && name.ends_with(".ftpssh.part")
 }
 
 #[cfg(test)]
@@ -145,5 +163,17 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let names: Vec<_> = local_files(dir.path()).unwrap().into_iter().map(|f| (f.name, f.size)).collect();
         assert_eq!(names, [(".hidden".to_string(), 0), ("a.txt".to_string(), 3)]);
+    }
+
+    #[test]
+    fn local_listing_goes_down_the_tree_without_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub/deeper")).unwrap();
+        std::fs::write(dir.path().join("sub/b.txt"), b"b").unwrap();
+        std::fs::write(dir.path().join("sub/.b.txt.ftpssh.part"), b"").unwrap();
+        std::fs::write(dir.path().join("sub/deeper/c.txt"), b"cc").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("sub"), dir.path().join("loop")).unwrap();
+        let names: Vec<_> = local_files(dir.path()).unwrap().into_iter().map(|f| (f.name, f.size)).collect();
+        assert_eq!(names, [("sub/b.txt".to_string(), 1), ("sub/deeper/c.txt".to_string(), 2)]);
     }
 }
