@@ -342,7 +342,7 @@ impl Events {
     /// A separate list with the same observers and one more.
     pub fn with(&self, observer: Arc<dyn Observer>) -> Events {
         let events = self.fork();
-        std::mem::forget(events.watch(observer));
+        events.observers.write().unwrap().push((0, observer)); // id 0: never unwatched
         events
     }
 
@@ -355,7 +355,7 @@ impl Events {
 
     /// Add `observer` to this list until the returned guard is dropped.
     pub fn watch(&self, observer: Arc<dyn Observer>) -> Watching {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
+        static NEXT: AtomicU64 = AtomicU64::new(1); // 0 is `with`'s
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         self.observers.write().unwrap().push((id, observer));
         Watching { events: self.clone(), id }

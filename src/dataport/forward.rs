@@ -19,11 +19,6 @@ pub struct ReverseForward {
 }
 
 impl ReverseForward {
-    /// Forward `address:port` (required) and `address:extra` (best effort).
-    pub async fn request(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
-        Self::listen(session, address, port, extra).await
-    }
-
     /// Where the FTP server connects: the address and the first port.
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         Some(std::net::SocketAddr::new(self.address.parse().ok()?, *self.ports.first()?))
@@ -32,10 +27,11 @@ impl ReverseForward {
     /// Ask for the same ports again after [`ReverseForward::cancel`] (quietly: the trace said it once).
     pub async fn renew(&self, session: &Session) -> Result<ReverseForward> {
         let port = *self.ports.first().context("no port was forwarded")?;
-        Self::listen(session, &self.address, port, self.ports.get(1).copied()).await
+        Self::request(session, &self.address, port, self.ports.get(1).copied()).await
     }
 
-    async fn listen(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
+    /// Forward `address:port` (required) and `address:extra` (best effort).
+    pub async fn request(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
         session.tcpip_forward(address, port).await.map_err(|e| {
             e.context(format!(
                 "the FTP server will connect to {address}:{port}; sshd must listen there \

@@ -144,18 +144,27 @@ pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duratio
 /// once, which sshd's socket does not: see [`crate::ssh::relay`]), else with
 /// sshd's own socket.
 pub async fn connect_control(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {
-    let relayed = match relay::open(session, &ftp.host, ftp.port).await {
-        Ok(relayed) => relayed,
-        Err(e) if e.is::<relay::Unavailable>() => return connect_direct(session, ftp, timeout).await,
-        Err(e) => return Err(e),
-    };
+    match relayed_control(session, ftp, timeout).await {
+        Ok((control, greeting, _)) => Ok((control, greeting)),
+        Err(e) if e.is::<relay::Unavailable>() => connect_direct(session, ftp, timeout).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// A control connection through the relay, its greeting read, and P (the
+/// relay's own end, as the FTP server sees it) with the server's address.
+async fn relayed_control(
+    session: &Session,
+    ftp: &FtpTarget,
+    timeout: Duration,
+) -> Result<(Control, Reply, (SocketAddr, IpAddr))> {
+    let relayed = relay::open(session, &ftp.host, ftp.port).await?;
     let control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, timeout);
     let mut control = control.with_transcript(transcript(session));
     let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
-    let via = Via::Relay(relayed.interpreter.name());
-    let events = session.events();
-    events.emit(Event::ControlOpened { via, proxy: relayed.local, ftp: SocketAddr::new(relayed.peer, ftp.port) });
-    Ok((control, greeting))
+    let (via, proxy) = (Via::Relay(relayed.interpreter.name()), relayed.local);
+    session.events().emit(Event::ControlOpened { via, proxy, ftp: SocketAddr::new(relayed.peer, ftp.port) });
+    Ok((control, greeting, (relayed.local, relayed.peer)))
 }
 
 /// Open a control connection with sshd's own socket (direct-tcpip, the `-L`
@@ -180,17 +189,10 @@ async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, lo
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let relayed = relay::open(session, &ftp.host, ftp.port).await?;
-        let (local, peer) = (relayed.local, relayed.peer);
-        let control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, timeout);
-        let mut control = control.with_transcript(transcript(session));
-        let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
+        let (mut control, greeting, (local, peer)) = relayed_control(session, ftp, timeout).await?;
         let dialect = Dialect::of(&greeting);
         let target = dialect.data_port(local.port()).context("proxy port 0")?;
-        let via = Via::Relay(relayed.interpreter.name());
-        let events = session.events();
-        events.emit(Event::ControlOpened { via, proxy: local, ftp: SocketAddr::new(peer, ftp.port) });
-        events.emit(Event::DialectChosen { dialect, data_port: target });
+        session.events().emit(Event::DialectChosen { dialect, data_port: target });
         let wanted = SocketAddr::new(local.ip(), target);
         // The forward and its check in the socket table take SSH round trips,
         // the login FTP ones: both at once.

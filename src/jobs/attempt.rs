@@ -2,7 +2,6 @@
 //! retry delays and what its TIME_WAIT collisions have cost so far.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Result;
 use backon::{BackoffBuilder, ExponentialBackoff};
@@ -91,9 +90,4 @@ async fn set_mtime(path: PathBuf, mtime: std::time::SystemTime) -> Result<()> {
         std::fs::File::options().write(true).open(&path)?.set_modified(mtime)
     });
     set.await?.map_err(|e| crate::error::classified(crate::error::Kind::Local, format!("could not set the time: {e}")))
-}
-
-/// A recorder for a worker's session: the procedure's events of the item under way.
-pub fn recorder() -> Arc<Recorder> {
-    Arc::new(Recorder::default())
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::error::{find, is_permanent};
 use crate::events::{Event, Recorder};
-use crate::jobs::attempt::{self, Attempt};
+use crate::jobs::attempt::Attempt;
 use crate::jobs::batch::Op;
 use crate::jobs::{finish, next, Options, Plan, Shared};
 use crate::link::{Collision, DataMode, Link};
@@ -40,7 +40,7 @@ pub(super) async fn serve<'s>(
     shared: &Shared,
     current: &mut Option<Attempt>,
 ) {
-    let recorder = attempt::recorder();
+    let recorder = std::sync::Arc::new(Recorder::default());
     let _watching = session.events().watch(recorder.clone());
     loop {
         if current.is_none() {
