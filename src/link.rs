@@ -14,6 +14,7 @@
 //!   can fail (no relay, a refused or misplaced forward, a 425, a server that
 //!   stays silent) leads here, with one line on stderr saying why.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +26,10 @@ use russh::Channel;
 use crate::credentials::Login;
 use crate::dataport::forward::ReverseForward;
 use crate::dataport::{self, Fallback};
-use crate::error::{Classify, Kind};
+use crate::error::{classified, Classify, Kind};
 use crate::events::{Event, Events};
 use crate::ftp::control::{Control, FtpError};
+use crate::ftp::digest::Method;
 use crate::ftp::features::Features;
 use crate::ftp::{Command, Reply};
 use crate::ssh::endpoint::FtpTarget;
@@ -87,6 +89,8 @@ pub struct Data {
     pub announced: Option<u64>,
     /// What the channel brought before the 150: read these first.
     pub early: Early,
+    /// Our EOF went out as the channel was accepted (a download's).
+    pub eof_sent: bool,
 }
 
 /// An FTP session inside SSH.
@@ -114,9 +118,21 @@ pub struct Link<'s> {
     fell_back: Option<Fallback>,
     /// What FEAT listed, once asked.
     features: Option<Features>,
-    /// A command to send in the same write as the next transfer command, and its reply.
-    ahead: Option<Command>,
-    ahead_reply: Option<Reply>,
+    /// How `--verify` asks this server for hashes, once decided ([`crate::transfer::verify::method`]).
+    pub verify_method: Option<Option<Method>>,
+    /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
+    /// be received, oldest first: more than one when the next file's went out early.
+    pending: VecDeque<Pending>,
+}
+
+/// A transfer command on its way ([`Link::send_transfer`]).
+struct Pending {
+    cmd: Command,
+    /// Sent with it, before and after, in one write.
+    before: Vec<Command>,
+    after: Vec<Command>,
+    /// On the wire (the default port); passive commands wait for [`Link::receive`].
+    sent: bool,
 }
 
 impl<'s> Link<'s> {
@@ -160,8 +176,8 @@ impl<'s> Link<'s> {
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
             features: None,
-            ahead: None,
-            ahead_reply: None,
+            verify_method: None,
+            pending: VecDeque::new(),
         }
     }
 
@@ -208,47 +224,101 @@ impl<'s> Link<'s> {
         self.passive
     }
 
-    /// [`Link::start`], with `first` (SIZE, say) sent in the same write as
-    /// `cmd` on the default-port path: a round trip fewer per transfer.
-    /// Returns `first`'s reply too, unless it could not be sent.
-    pub async fn start_after(&mut self, first: &Command, cmd: &Command) -> Result<(Option<Reply>, Data)> {
-        if self.passive {
-            let reply = self.control.command(first).await?;
-            return Ok((Some(reply), self.start(cmd).await?));
-        }
-        (self.ahead, self.ahead_reply) = (Some(first.clone()), None);
-        let data = self.start(cmd).await;
-        self.ahead = None;
-        Ok((self.ahead_reply.take(), data?))
-    }
-
     /// Send a transfer command (RETR, STOR, LIST, NLST) and get its data connection.
     pub async fn start(&mut self, cmd: &Command) -> Result<Data> {
-        if self.passive {
-            return self.start_passive(cmd).await;
+        self.send_transfer(&[], cmd, &[]).await?;
+        Ok(self.receive(cmd).await?.1)
+    }
+
+    /// Put transfer command `cmd` on the wire, with `before` (commands that
+    /// need no answer first: SIZE) and `after` (HASH) in the same write, behind
+    /// whatever this link still owes: the server takes them in order, so a
+    /// transfer sent while the last one runs starts the moment it ends.
+    /// [`Link::receive`] takes the transfers in the order sent. Passive
+    /// transfers wait for it to send them (EPSV's port must be read first).
+    pub async fn send_transfer(&mut self, before: &[Command], cmd: &Command, after: &[Command]) -> Result<()> {
+        let sent = !self.passive;
+        if sent {
+            let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
+            if self.pending.is_empty() {
+                self.session.drain_data_channels();
+            }
+            // Open before sending: on loopback the connection can beat the write's return.
+            self.session.gate.open(ftp_ip);
+            let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
+            if let Err(e) = self.control.pipeline(&wire).await {
+                self.session.gate.close();
+                return Err(e);
+            }
         }
-        match self.start_default_port(cmd).await {
-            Ok(data) => Ok(data),
-            Err(e) => match e.downcast::<Fallback>() {
-                Ok(why) => {
-                    // A silent server is still busy with the command: start over.
-                    let reconnect = matches!(why, Fallback::Silent(_));
-                    self.fall_back(why)?;
-                    if let Err(e) = self.leave_default_port(reconnect).await {
-                        return Err(self.passive_failed_too(e));
-                    }
-                    self.start_passive(cmd).await
+        let (before, after) = (before.to_vec(), after.to_vec());
+        self.pending.push_back(Pending { cmd: cmd.clone(), before, after, sent });
+        Ok(())
+    }
+
+    /// True when a transfer sent ahead ([`Link::send_transfer`]) is still to be received.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// True when `cmd` was sent ahead and is the next to be received.
+    pub fn sent_next(&self, cmd: &Command) -> bool {
+        self.pending.front().is_some_and(|p| p.cmd == *cmd)
+    }
+
+    /// True when the next transfer may be sent before this one ends: the
+    /// default port has carried a transfer on this link, so it works here.
+    pub fn can_send_ahead(&self) -> bool {
+        !self.passive && self.last_origin.is_some() && self.forward.is_some()
+    }
+
+    /// The data connection of `cmd`, the oldest transfer sent and not yet
+    /// received, and the replies to the commands sent before it. A link whose
+    /// default port fails falls back to passive (in `auto`), unless more
+    /// transfers were sent behind this one: then that is the error.
+    pub async fn receive(&mut self, cmd: &Command) -> Result<(Vec<Reply>, Data)> {
+        let Some(pending) = self.pending.pop_front().filter(|p| p.cmd == *cmd) else {
+            self.pending.clear();
+            anyhow::bail!("{} was not the next transfer sent on this link", cmd.redacted());
+        };
+        let mut replies = Vec::new();
+        if !pending.sent {
+            return self.receive_passive(&pending, replies).await;
+        }
+        let e = match self.start_default_port(cmd, pending.before.len(), &mut replies).await {
+            Ok(data) => return Ok((replies, data)),
+            Err(e) => e,
+        };
+        match e.downcast::<Fallback>() {
+            Ok(why) if self.pending.is_empty() => {
+                // A silent server is still busy with the command: start over.
+                let reconnect = matches!(why, Fallback::Silent(_));
+                self.fall_back(why)?;
+                if !reconnect {
+                    self.resync().await?; // the replies to what was sent with it
                 }
-                Err(e) => Err(e),
-            },
+                if let Err(e) = self.leave_default_port(reconnect).await {
+                    return Err(self.passive_failed_too(e));
+                }
+                self.receive_passive(&pending, replies).await
+            }
+            Ok(why) => Err(classified(why.kind(), why.to_string())),
+            Err(e) => Err(e),
         }
     }
 
-    async fn start_default_port(&mut self, cmd: &Command) -> Result<Data> {
-        let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
-        self.session.drain_data_channels();
-        self.session.gate.open(ftp_ip);
-        let arrived = self.await_data_connection(cmd).await;
+    /// `pending` over EPSV/PASV; `replies` holds those of its `before` commands already had.
+    async fn receive_passive(&mut self, pending: &Pending, mut replies: Vec<Reply>) -> Result<(Vec<Reply>, Data)> {
+        for before in &pending.before[replies.len()..] {
+            replies.push(self.control.command(before).await?);
+        }
+        let data = self.start_passive(&pending.cmd).await?;
+        self.control.pipeline(&pending.after.iter().collect::<Vec<_>>()).await?;
+        Ok((replies, data))
+    }
+
+    async fn start_default_port(&mut self, cmd: &Command, before: usize, replies: &mut Vec<Reply>) -> Result<Data> {
+        let arrived = self.await_data_connection(cmd, before, replies).await;
         let (reply, data, early) = match arrived {
             Ok(both) => both,
             Err(e) => {
@@ -263,13 +333,22 @@ impl<'s> Link<'s> {
         if let Some((from, to)) = data.ends() {
             self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
         }
-        Ok(Data { channel: data.channel, announced: reply.announced_size(), early })
+        // Nothing goes to the server on a download: our EOF at once, so that a
+        // server that waits for it before its 226 (ProFTPD's lingering close)
+        // has it a round trip sooner.
+        let eof_sent = self.time_wait_held && data.channel.eof().await.is_ok();
+        Ok(Data { channel: data.channel, announced: reply.announced_size(), early, eof_sent })
     }
 
     /// Send `cmd` and wait for both its preliminary reply and the server's
     /// connection, in whichever order they come, within [`Link::bound`] for
     /// as long as the connection has not come.
-    async fn await_data_connection(&mut self, cmd: &Command) -> Result<(Reply, crate::ssh::gate::DataChannel, Early)> {
+    async fn await_data_connection(
+        &mut self,
+        cmd: &Command,
+        before: usize,
+        replies: &mut Vec<Reply>,
+    ) -> Result<(Reply, crate::ssh::gate::DataChannel, Early)> {
         enum Arrival {
             Reply(Reply),
             Data(crate::ssh::gate::DataChannel),
@@ -277,10 +356,6 @@ impl<'s> Link<'s> {
             Deadline,
         }
         let deadline = tokio::time::Instant::now() + self.bound;
-        match self.ahead.take() {
-            Some(first) => self.ahead_reply = Some(self.control.command_then_send(&first, cmd).await?),
-            None => self.control.send(cmd).await?,
-        }
         let (mut reply, mut data, mut early) = (None, None::<crate::ssh::gate::DataChannel>, Early::default());
         loop {
             if let (Some(_), Some(_)) = (&reply, &data) {
@@ -301,6 +376,7 @@ impl<'s> Link<'s> {
                 _ = tokio::time::sleep_until(deadline), if waiting_for_data => Arrival::Deadline,
             };
             match arrival {
+                Arrival::Reply(r) if replies.len() < before => replies.push(r),
                 Arrival::Reply(r) if r.is_preliminary() => reply = Some(r),
                 Arrival::Reply(r) => return Err(self.refusal(cmd, r)),
                 Arrival::Data(d) => data = Some(d),
@@ -364,6 +440,8 @@ impl<'s> Link<'s> {
     /// ([`Control::resync`]); no data connection is expected any more. On
     /// error the link cannot be trusted: close it.
     pub async fn resync(&mut self) -> Result<()> {
+        // Transfers sent ahead are given up: their replies are read through.
+        self.pending.clear();
         self.session.gate.close();
         self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await
     }

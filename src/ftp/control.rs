@@ -7,9 +7,10 @@
 //! It also keeps the conversation in step. A command's final reply (2xx-5xx)
 //! may come long after its 1xx (a transfer), and a caller that gives up early
 //! leaves that reply unread: the next command would then read it as its own.
-//! So the connection remembers the command whose final reply is still owed,
-//! refuses to send anything while one is ([`OutOfStep`]), and offers one way
-//! back, [`Control::resync`]: read up to that reply, or ABOR and read through,
+//! So the connection remembers the commands whose final replies are still
+//! owed, in order, refuses a plain [`Control::send`] while any is
+//! ([`OutOfStep`]; [`Control::pipeline`] queues commands behind them on
+//! purpose), and offers one way back, [`Control::resync`]: read up to that reply, or ABOR and read through,
 //! within a bound. A connection that cannot be brought back must be closed.
 
 use std::time::Duration;
@@ -89,10 +90,44 @@ impl Classify for OutOfStep {
 enum State {
     /// Every command sent has had its final reply.
     InStep,
-    /// This command (as traced) still owes its final reply.
-    Owed(String),
+    /// These commands (as traced) still owe their final replies, oldest first:
+    /// more than one when commands were pipelined ([`Control::pipeline`]).
+    Owed(std::collections::VecDeque<String>),
     /// The stream failed, or a reply could not be parsed: close the connection.
     Broken(String),
+}
+
+impl State {
+    fn owed(cmd: String) -> State {
+        State::Owed([cmd].into())
+    }
+
+    /// `cmd` now owes its final reply too.
+    fn push(&mut self, cmd: String) {
+        match self {
+            State::InStep => *self = State::owed(cmd),
+            State::Owed(owed) => owed.push_back(cmd),
+            State::Broken(_) => {}
+        }
+    }
+
+    /// The oldest owed command had its final reply.
+    fn answered(&mut self) {
+        if let State::Owed(owed) = self {
+            owed.pop_front();
+            if owed.is_empty() {
+                *self = State::InStep;
+            }
+        }
+    }
+
+    fn refusal(&self) -> Option<OutOfStep> {
+        match self {
+            State::InStep => None,
+            State::Owed(owed) => Some(OutOfStep::Owed(owed.front().cloned().unwrap_or_default())),
+            State::Broken(why) => Some(OutOfStep::Broken(why.clone())),
+        }
+    }
 }
 
 /// A line of the conversation, as it goes by.
@@ -122,7 +157,7 @@ impl Control {
     pub fn new(stream: impl Stream + 'static, timeout: Duration) -> Control {
         // The greeting is owed as if "connect" were a command.
         let transcript = Box::new(|_: Line<'_>| {});
-        Control { stream: Box::new(stream), buf: Vec::new(), state: State::Owed("connect".into()), timeout, transcript }
+        Control { stream: Box::new(stream), buf: Vec::new(), state: State::owed("connect".into()), timeout, transcript }
     }
 
     /// Tell `transcript` every line sent and received from now on.
@@ -142,13 +177,13 @@ impl Control {
     /// ABOR and read both final replies it brings (the transfer's, then
     /// ABOR's; RFC 959 4.1.3). On error the connection is broken: close it.
     pub async fn resync(&mut self, bound: Duration) -> Result<()> {
-        let owed = match &self.state {
+        let (owed, n) = match &self.state {
             State::InStep => return Ok(()),
             State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
-            State::Owed(cmd) => cmd.clone(),
+            State::Owed(owed) => (owed.iter().cloned().collect::<Vec<_>>().join(", "), owed.len()),
         };
-        tracing::debug!("bringing the control connection back in step: reading on to the final reply to {owed}");
-        if self.read_finals(1, bound).await.is_ok() {
+        tracing::debug!("bringing the control connection back in step: reading on to the final replies to {owed}");
+        if self.read_finals(n, bound).await.is_ok() {
             return Ok(());
         }
         if !matches!(self.state, State::Owed(_)) {
@@ -157,7 +192,13 @@ impl Control {
         tracing::debug!("no final reply to {owed} within {bound:?}: sending ABOR");
         let aborting = async {
             self.write(&Command::Abor).await?;
-            self.read_finals(2, bound).await
+            self.state.push("ABOR".into());
+            // The transfer's reply and ABOR's (RFC 959 4.1.3), and any pipelined behind.
+            let n = match &self.state {
+                State::Owed(owed) => owed.len(),
+                _ => 0,
+            };
+            self.read_finals(n, bound).await
         };
         let result = aborting.await;
         if result.is_err() {
@@ -245,8 +286,8 @@ impl Control {
                 for line in &reply.lines {
                     (self.transcript)(Line::Received(line));
                 }
-                if !reply.is_preliminary() && matches!(self.state, State::Owed(_)) {
-                    self.state = State::InStep;
+                if !reply.is_preliminary() {
+                    self.state.answered();
                 }
                 // RFC 959: 421 may answer any command; the server is closing the connection.
                 if reply.code == 421 {
@@ -272,42 +313,34 @@ impl Control {
 
     /// Send one command; refused while an earlier one still owes its final reply.
     pub async fn send(&mut self, cmd: &Command) -> Result<()> {
-        match &self.state {
-            State::InStep => {}
-            State::Owed(c) => return Err(OutOfStep::Owed(c.clone()).classified()),
-            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
+        if let Some(refusal) = self.state.refusal() {
+            return Err(refusal.classified());
         }
-        self.write(cmd).await?;
-        self.state = State::Owed(cmd.redacted());
+        self.pipeline(&[cmd]).await
+    }
+
+    /// Send `cmds` in one write, behind any commands still owed: the server
+    /// answers them in order, and each reply read answers the oldest owed
+    /// command. For commands that need no answer before the next goes (SIZE
+    /// with RETR, the next file's RETR before this one's 226): a round trip
+    /// saved for each. Refused only on a broken connection.
+    pub async fn pipeline(&mut self, cmds: &[&Command]) -> Result<()> {
+        if let State::Broken(why) = &self.state {
+            return Err(OutOfStep::Broken(why.clone()).classified());
+        }
+        self.put_on_wire(cmds).await?;
+        for cmd in cmds {
+            self.state.push(cmd.redacted());
+        }
         Ok(())
     }
 
-    /// Send `first` and `then` in one write, and read `first`'s reply: one
-    /// round trip instead of two. From here on `then` is owed, as after
-    /// [`Control::send`]. `first` must answer with one final reply (SIZE,
-    /// TYPE): anything else, or no reply, leaves the conversation broken.
-    pub async fn command_then_send(&mut self, first: &Command, then: &Command) -> Result<Reply> {
+    /// How many commands still owe their final replies.
+    pub fn owed(&self) -> usize {
         match &self.state {
-            State::InStep => {}
-            State::Owed(c) => return Err(OutOfStep::Owed(c.clone()).classified()),
-            State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
+            State::Owed(owed) => owed.len(),
+            _ => 0,
         }
-        self.put_on_wire(&[first, then]).await?;
-        self.state = State::Owed(first.redacted());
-        let reply = match self.read_reply().await {
-            Ok(reply) if !reply.is_preliminary() => reply,
-            Ok(reply) => {
-                self.state =
-                    State::Broken(format!("{} answered {reply} ahead of {}", first.redacted(), then.redacted()));
-                return Err(OutOfStep::Broken(format!("a preliminary reply to {}", first.redacted())).classified());
-            }
-            Err(e) => {
-                self.state = State::Broken(format!("no reply to {} ahead of {}", first.redacted(), then.redacted()));
-                return Err(e);
-            }
-        };
-        self.state = State::Owed(then.redacted());
-        Ok(reply)
     }
 
     /// Put one command on the wire, whatever the state (ABOR is sent while a transfer owes its reply).

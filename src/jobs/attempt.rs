@@ -1,7 +1,7 @@
 //! One item's progress across its attempts: its record, its part file, its
 //! retry delays and what its TIME_WAIT collisions have cost so far.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use backon::{BackoffBuilder, ExponentialBackoff};
@@ -56,6 +56,23 @@ impl Attempt {
         let retry = self.record.retries + 1;
         self.tell(events, Event::Retrying { what, error: format!("{e:#}"), retry, delay });
         tokio::time::sleep(delay).await;
+    }
+
+    /// Put this download's commands on the wire now, behind whatever `link`
+    /// still owes ([`transfer::send_get`]), if it starts from nothing (a
+    /// resumed one must read SIZE's answer before its REST). True if sent.
+    pub async fn send_ahead(&mut self, link: &mut Link<'_>) -> Result<bool> {
+        if self.item.op != Op::Get {
+            return Ok(false);
+        }
+        if self.part.is_none() {
+            self.part = Some(PartFile::open_off_thread(Path::new(&self.item.target)).await?);
+        }
+        if self.part.as_ref().is_some_and(|p| p.len().is_ok_and(|n| n == 0)) {
+            transfer::send_get(link, &self.item.source).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Make the transfer on `link`. A download goes to its part file, kept

@@ -60,7 +60,7 @@ impl Link<'_> {
         if !reply.is_preliminary() {
             return Err(FtpError { command: cmd.redacted(), reply }.classified());
         }
-        Ok(Data { channel, announced: reply.announced_size(), early })
+        Ok(Data { channel, announced: reply.announced_size(), early, eof_sent: false })
     }
 
     /// Leave the default-port path. A server that is still busy with the last

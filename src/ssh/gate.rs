@@ -52,7 +52,9 @@ fn next_incarnation(ends: Option<(SocketAddr, SocketAddr)>) -> u32 {
 #[derive(Debug, Default)]
 pub struct Gate {
     events: Events,
-    expected: Mutex<Option<IpAddr>>,
+    /// The FTP server, and how many data connections it is yet to make
+    /// (more than one when transfers were sent ahead).
+    expected: Mutex<Option<(IpAddr, u32)>>,
     /// The FTP server of a transfer we gave up on before its data connection
     /// came: that connection may still arrive, late. It is refused, but it is
     /// our own, not a theft.
@@ -65,14 +67,18 @@ impl Gate {
         Gate { events, ..Gate::default() }
     }
 
-    /// A transfer is pending: admit one connection from `ftp_server`.
+    /// A transfer is pending: admit one more connection from `ftp_server`.
     pub fn open(&self, ftp_server: IpAddr) {
-        *self.expected.lock().unwrap() = Some(ftp_server);
+        let mut expected = self.expected.lock().unwrap();
+        *expected = match *expected {
+            Some((ip, n)) if ip == ftp_server => Some((ip, n + 1)),
+            _ => Some((ftp_server, 1)),
+        };
     }
 
     /// No transfer is pending any more.
     pub fn close(&self) {
-        if let Some(abandoned) = self.expected.lock().unwrap().take() {
+        if let Some((abandoned, _)) = self.expected.lock().unwrap().take() {
             *self.late.lock().unwrap() = Some(abandoned);
         }
     }
@@ -106,11 +112,11 @@ impl Gate {
         let from = addr.parse::<IpAddr>().ok().map(|a| a.to_canonical());
         let mut expected = self.expected.lock().unwrap();
         let why = match *expected {
-            Some(want) if from == Some(want) => {
-                *expected = None; // one data connection per transfer
+            Some((want, n)) if from == Some(want) => {
+                *expected = (n > 1).then_some((want, n - 1)); // one data connection per transfer
                 return true;
             }
-            Some(want) => format!("it does not come from the FTP server {want}"),
+            Some((want, _)) => format!("it does not come from the FTP server {want}"),
             None if self.take_late(from) => {
                 let why = "it belongs to a transfer we gave up on".to_string();
                 self.events.emit(Event::StrayRefused {
@@ -154,8 +160,13 @@ mod tests {
         assert!(!gate.admit_from("not an address", 1, "127.0.0.1:40000"));
         assert!(gate.admit_from("::ffff:127.0.0.1", 2020, "127.0.0.1:40000"), "mapped IPv4 is the same host");
         assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "only one per transfer");
+        gate.open("127.0.0.1".parse().unwrap());
+        gate.open("127.0.0.1".parse().unwrap()); // the next transfer, sent ahead
+        assert!(gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
+        assert!(gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
+        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "one per transfer sent");
         let refused = refused();
-        assert_eq!(refused.len(), 4);
+        assert_eq!(refused.len(), 5);
         assert!(refused[0].contains("no data connection is expected"));
         assert!(refused[1].contains("does not come from the FTP server 127.0.0.1"));
     }

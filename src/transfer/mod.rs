@@ -53,7 +53,7 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64>
 pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result<(u64, bool)> {
     let method = verify::method(link).await?;
     let cmd = Command::Retr(remote.into());
-    let (expected, offset, data, mut hasher) = begin(link, &cmd, part, method).await?;
+    let (expected, offset, data, mut hasher, hash_sent) = begin(link, &cmd, part, method).await?;
     let events = link.events().clone();
     let throttle = link.spec().throttle.clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
@@ -95,7 +95,14 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
         ));
     }
     if let (Some(m), Some(h)) = (method, hasher) {
-        if let Err(e) = verify::compare(link, remote, m, &h.finish()).await {
+        let judged = match hash_sent {
+            true => {
+                let reply = link.control.read_reply().await?;
+                verify::judge(link.events(), remote, m, &reply, &h.finish())
+            }
+            false => verify::compare(link, remote, m, &h.finish()).await,
+        };
+        if let Err(e) = judged {
             part.restart()?; // not the server's file: nothing to resume, nothing saved
             return Err(e.context("nothing saved"));
         }
@@ -104,48 +111,58 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     Ok((received, want.is_some()))
 }
 
-/// Start `cmd` (a RETR) on `link`: from the start (SIZE and RETR in one
-/// write), or after what `part` already holds (SIZE, REST, RETR). Returns
-/// the size SIZE gave, the offset, the data connection, and for `--verify`
-/// a hasher that has seen what the part file holds.
-async fn begin(
-    link: &mut Link<'_>,
-    cmd: &Command,
-    part: &PartFile,
-    method: Option<Method>,
-) -> Result<(Option<u64>, u64, Data, Option<verify::Hasher>)> {
+/// Put a fresh download's commands on the wire now: SIZE, RETR and (for
+/// `--verify`) the hash command, in one write, behind whatever `link` still
+/// owes. [`fetch`] of the same file then receives it; sent while the last
+/// transfer runs, it starts the moment that one ends.
+pub async fn send_get(link: &mut Link<'_>, remote: &str) -> Result<()> {
+    let method = verify::method(link).await?;
+    let after: Vec<Command> = method.map(|m| m.command(remote)).into_iter().collect();
+    link.send_transfer(&[Command::Size(remote.into())], &Command::Retr(remote.into()), &after).await
+}
+
+/// A download begun: the size SIZE gave, the offset, the data connection,
+/// for `--verify` a hasher that has seen what the part file holds, and
+/// whether the hash command went out with RETR (its reply follows the 226).
+type Begun = (Option<u64>, u64, Data, Option<verify::Hasher>, bool);
+
+/// Start `cmd` (a RETR) on `link`: from the start (SIZE, RETR and the hash
+/// command in one write, unless [`send_get`] sent them already), or after
+/// what `part` already holds (SIZE, REST, RETR).
+async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Option<Method>) -> Result<Begun> {
     let remote = match cmd {
         Command::Retr(remote) => remote.as_str(),
         _ => unreachable!("begin starts a RETR"),
     };
     let mut hasher = method.map(|m| verify::Hasher::new(m.algorithm()));
-    let held = part.len()?;
-    let (expected, offset, data) = if held == 0 {
-        // Nothing to resume: SIZE needs no answer before RETR, so both go at once.
-        let (size, data) = link.start_after(&Command::Size(remote.into()), cmd).await?;
-        (size.and_then(|r| size_of(&r)), 0, data)
-    } else {
-        let expected = remote_size(link, remote).await?;
-        let mut offset = held;
-        if expected.is_none_or(|n| n < offset) {
-            let what = format!(
-                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
-                part.path.display()
-            );
-            link.events().emit(Event::Detour { what });
-            part.restart()?;
-            offset = 0;
+    let held = if link.sent_next(cmd) { 0 } else { part.len()? };
+    if held == 0 {
+        if !link.sent_next(cmd) {
+            send_get(link, remote).await?;
         }
-        if offset > 0 {
-            link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
-            // What the part file holds is hashed before the rest arrives.
-            if let Some(m) = method {
-                hasher = Some(verify::seeded(m.algorithm(), &part.path, offset).await?);
-            }
+        let (replies, data) = link.receive(cmd).await?;
+        let size = replies.first().and_then(size_of);
+        return Ok((size, 0, data, hasher, method.is_some()));
+    }
+    let expected = remote_size(link, remote).await?;
+    let mut offset = held;
+    if expected.is_none_or(|n| n < offset) {
+        let what = format!(
+            "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
+            part.path.display()
+        );
+        link.events().emit(Event::Detour { what });
+        part.restart()?;
+        offset = 0;
+    }
+    if offset > 0 {
+        link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
+        // What the part file holds is hashed before the rest arrives.
+        if let Some(m) = method {
+            hasher = Some(verify::seeded(m.algorithm(), &part.path, offset).await?);
         }
-        (expected, offset, link.start(cmd).await?)
-    };
-    Ok((expected, offset, data, hasher))
+    }
+    Ok((expected, offset, link.start(cmd).await?, hasher, false))
 }
 
 /// The names NLST gives for `dir` (as the server writes them).
@@ -296,6 +313,8 @@ struct Incoming {
     /// What came before the 150 (see [`crate::link::Early`]), handed out first.
     early: std::vec::IntoIter<Vec<u8>>,
     ended: bool,
+    /// Our EOF went out already ([`Data::eof_sent`]).
+    eof_sent: bool,
     doing: String,
     window: Duration,
     /// The current window's end, and what moved in it.
@@ -306,7 +325,17 @@ struct Incoming {
 impl Incoming {
     fn new(data: Data, window: Duration, doing: String) -> Incoming {
         let (channel, early, ended) = (data.channel, data.early.chunks.into_iter(), data.early.ended);
-        Incoming { channel, early, ended, doing, window, window_ends: tokio::time::Instant::now() + window, moved: 0 }
+        let eof_sent = data.eof_sent;
+        Incoming {
+            channel,
+            early,
+            ended,
+            eof_sent,
+            doing,
+            window,
+            window_ends: tokio::time::Instant::now() + window,
+            moved: 0,
+        }
     }
 
     /// The next chunk, or None at the server's EOF.
@@ -351,7 +380,9 @@ impl Incoming {
     /// write, a stall), close too, so the server ends the transfer now; russh
     /// then keeps that channel's queue (~2.5 KiB) until the session ends.
     async fn hang_up(self) {
-        let _ = self.channel.eof().await;
+        if !self.eof_sent {
+            let _ = self.channel.eof().await;
+        }
         if !self.ended {
             let _ = self.channel.close().await;
         }

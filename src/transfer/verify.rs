@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 use sha1::Digest;
 
 use crate::error::{classified, Kind};
-use crate::events::Event;
+use crate::events::{Event, Events};
 use crate::ftp::digest::{self, Algorithm, Method};
-use crate::ftp::Command;
+use crate::ftp::{Command, Reply};
 use crate::link::Link;
 
 /// A running hash of the bytes of one transfer.
@@ -62,18 +62,35 @@ impl Hasher {
 }
 
 /// How this link asks for hashes: None when `--verify` is off, or when the
-/// server offers no hash we can compute (said once per run).
+/// server offers no hash we can compute (said once per run). Decided once per
+/// link, with HASH's algorithm selected then (OPTS HASH): later files send
+/// their HASH in the same write as their RETR.
 pub async fn method(link: &mut Link<'_>) -> Result<Option<Method>> {
     if !link.spec().verify {
         return Ok(None);
     }
-    let chosen = digest::choose(link.features().await?);
-    if chosen.is_none() {
-        static SAID: AtomicBool = AtomicBool::new(false);
-        let why = "the FTP server offers no SHA-256, SHA-1 or MD5 hash (FEAT lists no HASH, XSHA256, XSHA1 or XMD5): \
-                   --verify checks sizes only";
-        link.events().emit(Event::Unverified { why: why.into(), first: !SAID.swap(true, Ordering::Relaxed) });
+    if let Some(known) = link.verify_method {
+        return Ok(known);
     }
+    let chosen = digest::choose(link.features().await?);
+    match chosen {
+        None => {
+            static SAID: AtomicBool = AtomicBool::new(false);
+            let why =
+                "the FTP server offers no SHA-256, SHA-1 or MD5 hash (FEAT lists no HASH, XSHA256, XSHA1 or XMD5): \
+                       --verify checks sizes only";
+            link.events().emit(Event::Unverified { why: why.into(), first: !SAID.swap(true, Ordering::Relaxed) });
+        }
+        Some(Method::Hash(a)) => {
+            let selected = link.features().await?.hash_selected.clone();
+            if !selected.is_some_and(|s| s.eq_ignore_ascii_case(a.hash_name())) {
+                link.control.expect(&Command::Opts(format!("HASH {}", a.hash_name())), |r| r.code == 200).await?;
+                link.features().await?.hash_selected = Some(a.hash_name().into());
+            }
+        }
+        Some(Method::X(_)) => {}
+    }
+    link.verify_method = Some(chosen);
     Ok(chosen)
 }
 
@@ -101,23 +118,22 @@ pub async fn seeded(algorithm: Algorithm, path: &Path, len: u64) -> Result<Hashe
 }
 
 /// Ask the server for `remote`'s hash and compare it with `local` (hex).
-/// A mismatch is a transfer failure; a server that cannot hash this one
-/// file (ProFTPD's X commands refuse an empty file) leaves the size check.
 pub async fn compare(link: &mut Link<'_>, remote: &str, method: Method, local: &str) -> Result<()> {
-    let algorithm = method.algorithm();
-    if let Method::Hash(a) = method {
-        let selected = link.features().await?.hash_selected.clone();
-        if !selected.is_some_and(|s| s.eq_ignore_ascii_case(a.hash_name())) {
-            link.control.expect(&Command::Opts(format!("HASH {}", a.hash_name())), |r| r.code == 200).await?;
-            link.features().await?.hash_selected = Some(a.hash_name().into());
-        }
-    }
     let reply = link.control.command(&method.command(remote)).await?;
-    let server = match method.parse(&reply) {
+    judge(link.events(), remote, method, &reply, local)
+}
+
+/// Compare the hash in the server's `reply` (to `method`'s command for
+/// `remote`) with `local` (hex). A mismatch is a transfer failure; a server
+/// that cannot hash this one file (ProFTPD's X commands refuse an empty
+/// file) leaves the size check.
+pub fn judge(events: &Events, remote: &str, method: Method, reply: &Reply, local: &str) -> Result<()> {
+    let algorithm = method.algorithm();
+    let server = match method.parse(reply) {
         Ok(server) => server,
         Err(why) => {
             let why = format!("{remote}: no {} from the server ({why}): size checked only", algorithm.as_str());
-            link.events().emit(Event::Unverified { why, first: false });
+            events.emit(Event::Unverified { why, first: false });
             return Ok(());
         }
     };
@@ -128,7 +144,7 @@ pub async fn compare(link: &mut Link<'_>, remote: &str, method: Method, local: &
         ));
     }
     let name = remote.to_string();
-    link.events().emit(Event::Verified { name, algorithm: algorithm.as_str().into(), digest: server });
+    events.emit(Event::Verified { name, algorithm: algorithm.as_str().into(), digest: server });
     Ok(())
 }
 

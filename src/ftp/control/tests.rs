@@ -35,7 +35,9 @@ async fn two_commands_in_one_write_then_the_second_is_owed() {
         server.write_all(b"213 5\r\n150 Opening (5 bytes)\r\n226 Done\r\n").await.unwrap();
         (String::from_utf8_lossy(&buf[..n]).into_owned(), server)
     });
-    assert_eq!(control.command_then_send(&size, &retr).await.unwrap().code, 213);
+    control.pipeline(&[&size, &retr]).await.unwrap();
+    assert_eq!(control.owed(), 2);
+    assert_eq!(control.read_reply().await.unwrap().code, 213);
     assert!(!control.in_step(), "RETR is owed");
     let refused = control.send(&Command::Pasv).await.unwrap_err();
     assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Owed(c)) if c == "RETR a"));
