@@ -106,6 +106,8 @@ pub struct Link<'s> {
     /// Where the last forwarded data connection came from (its port shows
     /// whether the server's data source port is fixed).
     last_origin: Option<(IpAddr, u16)>,
+    /// Two data connections in a row came from different ports: each has a 4-tuple of its own.
+    source_port_varies: bool,
     /// Which forwarded port it connected to.
     last_proxy_port: Option<u16>,
     /// The last default-port data connection carried a download: the FTP
@@ -120,6 +122,11 @@ pub struct Link<'s> {
     features: Option<Features>,
     /// How `--verify` asks this server for hashes, once decided ([`crate::transfer::verify::method`]).
     pub verify_method: Option<Option<Method>>,
+    /// Reclaim each download's 4-tuple as its data connection is accepted
+    /// (set once the server is known to collide; [`Link::begin_reclaim`]).
+    pub reclaim_behind: bool,
+    /// That reclaim, under way: the cancelled forward comes back with its answer.
+    reclaiming: Option<Started<'s, (ReverseForward, DataTuple, Result<bool>)>>,
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
     /// be received, oldest first: more than one when the next file's went out early.
     pending: VecDeque<Pending>,
@@ -171,12 +178,15 @@ impl<'s> Link<'s> {
             forward: None,
             passive: false,
             last_origin: None,
+            source_port_varies: false,
             last_proxy_port: None,
             time_wait_held: false,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
             features: None,
             verify_method: None,
+            reclaim_behind: false,
+            reclaiming: None,
             pending: VecDeque::new(),
         }
     }
@@ -240,13 +250,24 @@ impl<'s> Link<'s> {
         let sent = !self.passive;
         if sent {
             let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
+            // A reclaim under way ends first; sshd listens again right ahead of our commands.
+            let cancelled = self.end_reclaim().await?;
+            let session = self.session;
+            let renewing = match cancelled {
+                Some(forward) => Some(start_now(async move { forward.renew(session).await }).await),
+                None => None,
+            };
             if self.pending.is_empty() {
                 self.session.drain_data_channels();
             }
             // Open before sending: on loopback the connection can beat the write's return.
             self.session.gate.open(ftp_ip);
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
-            if let Err(e) = self.control.pipeline(&wire).await {
+            let piped = self.control.pipeline(&wire).await;
+            if let Some(renewing) = renewing {
+                self.forward = Some(renewing.await?);
+            }
+            if let Err(e) = piped {
                 self.session.gate.close();
                 return Err(e);
             }
@@ -267,9 +288,16 @@ impl<'s> Link<'s> {
     }
 
     /// True when the next transfer may be sent before this one ends: the
-    /// default port has carried a transfer on this link, so it works here.
+    /// default port works on this link, and the server's data connections
+    /// come from a new port each time. From a fixed port (20, or L-1) every
+    /// transfer reuses one 4-tuple, and a server that reconnects within
+    /// microseconds of the last close races its own final ACK: seen on one
+    /// host, the new SYN overtook that ACK (two CPUs' loopback queues), met
+    /// sshd's end still in LAST_ACK, and waited out a 1 s SYN retransmit
+    /// (TcpExtTCPSYNChallenge, TCPSynRetrans). A round trip between transfers
+    /// leaves that close time to finish.
     pub fn can_send_ahead(&self) -> bool {
-        !self.passive && self.last_origin.is_some() && self.forward.is_some()
+        !self.passive && self.source_port_varies && self.forward.is_some()
     }
 
     /// The data connection of `cmd`, the oldest transfer sent and not yet
@@ -327,6 +355,9 @@ impl<'s> Link<'s> {
             }
         };
         let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
+        if let (Some((_, before)), Some((_, now))) = (self.last_origin, origin) {
+            self.source_port_varies = before != now;
+        }
         self.last_origin = origin;
         self.last_proxy_port = Some(data.connected.1 as u16);
         self.time_wait_held = !matches!(cmd, Command::Stor(_));
@@ -337,7 +368,51 @@ impl<'s> Link<'s> {
         // server that waits for it before its 226 (ProFTPD's lingering close)
         // has it a round trip sooner.
         let eof_sent = self.time_wait_held && data.channel.eof().await.is_ok();
+        if eof_sent && self.reclaim_behind {
+            self.begin_reclaim().await;
+        }
         Ok(Data { channel: data.channel, announced: reply.announced_size(), early, eof_sent })
+    }
+
+    /// Begin reclaiming the 4-tuple of the download just accepted, so that it
+    /// is free by the time the next transfer is sent, at no round trip of its
+    /// own: the forward's cancel and the helper's line go out now, right behind
+    /// our EOF; the helper sends its SYN once sshd's end of the connection has
+    /// closed ([`crate::ssh::reclaimer`]), and [`Link::send_transfer`] reads the
+    /// answer and has sshd listen again, ahead of the next commands.
+    async fn begin_reclaim(&mut self) {
+        let Some(tuple) = self.data_tuple().filter(|t| t.server_port.is_some()) else { return };
+        let Some(forward) = self.forward.take() else { return };
+        let session = self.session;
+        let reclaiming = async move {
+            let (_, sent) =
+                tokio::join!(forward.cancel(session), session.reclaim(&tuple, Duration::ZERO, RECLAIM_FREE));
+            (forward, tuple, sent)
+        };
+        self.reclaiming = Some(start_now(reclaiming).await);
+        self.time_wait_held = false;
+    }
+
+    /// The end of a reclaim begun by [`Link::begin_reclaim`], if any: the
+    /// cancelled forward, to be renewed. One that did not work is said in
+    /// the trace, and this link reclaims after collisions again (where a
+    /// failure switches the run to rotating).
+    async fn end_reclaim(&mut self) -> Result<Option<ReverseForward>> {
+        let Some(reclaiming) = self.reclaiming.take() else { return Ok(None) };
+        let bound = crate::ssh::EXEC_TIMEOUT + self.control.timeout;
+        let Ok((forward, tuple, sent)) = tokio::time::timeout(bound, reclaiming).await else {
+            self.session.reset_reclaimer().await;
+            return Err(classified(Kind::Transfer, format!("reclaiming a 4-tuple took over {bound:?}")));
+        };
+        match sent {
+            Ok(true) => self.events().emit(Event::Reclaimed { tuple }),
+            Ok(false) => tracing::debug!("{tuple}: nothing to reclaim (our own end holds its TIME_WAIT)"),
+            Err(e) => {
+                tracing::debug!("{tuple}: reclaiming as the data arrived did not work ({e:#}): after collisions only");
+                self.reclaim_behind = false;
+            }
+        }
+        Ok(Some(forward))
     }
 
     /// Send `cmd` and wait for both its preliminary reply and the server's
@@ -423,7 +498,7 @@ impl<'s> Link<'s> {
         let forward = self.forward.take().context("this link has no reverse forward")?;
         // The cancel goes out first and the SYN's line right behind it, in one round trip
         // (sshd handles them in order; the helper retries its bind meanwhile anyway).
-        let (_, sent) = tokio::join!(forward.cancel(self.session), self.session.reclaim(tuple, wait));
+        let (_, sent) = tokio::join!(forward.cancel(self.session), self.session.reclaim(tuple, wait, Duration::ZERO));
         sent?;
         self.forward = Some(forward.renew(self.session).await?);
         self.time_wait_held = false;
@@ -449,10 +524,31 @@ impl<'s> Link<'s> {
     /// QUIT and cancel the forwards.
     pub async fn close(mut self) {
         self.session.gate.close();
+        if let Ok(Some(forward)) = self.end_reclaim().await {
+            self.forward = Some(forward); // cancelled already; cancelling again is harmless
+        }
         self.control.quit().await;
         if let Some(forward) = self.forward.take() {
             forward.cancel(self.session).await;
         }
+    }
+}
+
+/// How long the reclaiming helper may wait for sshd's end of a download's
+/// connection to close: the download may still be running when it is asked.
+const RECLAIM_FREE: Duration = Duration::from_secs(600);
+
+/// A future polled once already, so that what it sends first is on its way
+/// ([`start_now`]), to be awaited later.
+type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Poll `f` once now (its first messages go out, in order, behind whatever
+/// was sent before), and hand it back to be awaited later.
+async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
+    let mut f: Started<'a, T> = Box::pin(f);
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+        std::task::Poll::Pending => f,
     }
 }
 

@@ -50,9 +50,10 @@ impl ReverseForward {
 
     /// Cancel every forward (best effort: the session may already be gone, or
     /// its server no longer answering).
+    /// Both requests go out at once, in order: a reclaim's SYN may follow right behind.
     pub async fn cancel(&self, session: &Session) {
-        for port in &self.ports {
-            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, session.cancel_tcpip_forward(&self.address, *port));
+        let cancel = |port: u16| async move {
+            let cancelled = tokio::time::timeout(CANCEL_TIMEOUT, session.cancel_tcpip_forward(&self.address, port));
             match cancelled.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!("cancel forward {}:{port}: {e:#}", self.address),
@@ -60,6 +61,11 @@ impl ReverseForward {
                     tracing::debug!("cancel forward {}:{port}: no answer within {CANCEL_TIMEOUT:?}", self.address)
                 }
             }
+        };
+        match self.ports[..] {
+            [] => {}
+            [a] => cancel(a).await,
+            [a, b, ..] => _ = tokio::join!(cancel(a), cancel(b)),
         }
     }
 }

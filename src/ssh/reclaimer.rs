@@ -29,13 +29,21 @@ use crate::ssh::helper::Helper;
 use crate::ssh::{Session, EXEC_TIMEOUT};
 use crate::tcp::DataTuple;
 
-/// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS` lines; for each, binds the local end
-/// (SO_REUSEADDR; for up to 50 ms while sshd's listener there is being cancelled: the line may
-/// reach us first), starts a non-blocking connect, waits, closes (a half-open socket closes
-/// silently), and answers one line. No single quotes: it travels inside '...' on a shell line.
-const PERL: &str = r#"use strict; use Socket qw(:all); use Fcntl; $| = 1; print "FTPSSH-RECLAIM ready\n";
+/// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS` lines; for each, binds the
+/// local end (SO_REUSEADDR; for up to 50 ms while sshd's listener there is being cancelled: the
+/// line may reach us first), starts a non-blocking connect, waits, closes (a half-open socket
+/// closes silently), and answers one line. While the tuple is still taken on this host (sshd's end
+/// of the last data connection, not yet closed) connect() says EADDRNOTAVAIL: it tries again, at
+/// 0.2 ms and then ever longer intervals (x1.5) up to 50 ms, for up to FREE-MS, and answers `busy` at
+/// once if that end is in TIME_WAIT itself (then the FTP server's end is not: nothing to reclaim). No single quotes: it travels inside
+/// '...' on a shell line.
+const PERL: &str = r#"use strict; use Socket qw(:all); use Fcntl; use Errno qw(EADDRNOTAVAIL); use Time::HiRes qw(time); $| = 1;
+sub hexaddr { my ($a, $v6) = @_; $v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", inet_pton(AF_INET6, $a))) : sprintf("%08X", unpack("L", inet_aton($a))) }
+sub state_of { my ($v6, $l, $r) = @_; open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return "";
+  while (<$t>) { my @f = split; return $f[3] if $f[1] eq $l && $f[2] eq $r } return "" }
+print "FTPSSH-RECLAIM ready\n";
 while (my $line = <STDIN>) {
-  my ($la, $lp, $ra, $rp, $ms) = split " ", $line;
+  my ($la, $lp, $ra, $rp, $ms, $free) = split " ", $line;
   my $v6 = $la =~ /:/;
   my $addr = sub { my ($a, $p) = @_; $v6 ? pack_sockaddr_in6($p, inet_pton(AF_INET6, $a)) : pack_sockaddr_in($p, inet_aton($a)) };
   my ($s, $bound);
@@ -44,10 +52,15 @@ while (my $line = <STDIN>) {
   for (1 .. 25) { last if $bound = bind($s, $addr->($la, $lp)); select(undef, undef, undef, 0.002) }
   unless ($bound) { print "FTPSSH-RECLAIM-ERROR cannot bind $la:$lp: $!\n"; next }
   fcntl($s, F_SETFL, O_NONBLOCK);
-  connect($s, $addr->($ra, $rp));
-  select(undef, undef, undef, $ms / 1000);
+  my ($l, $r) = (hexaddr($la, $v6) . sprintf(":%04X", $lp), hexaddr($ra, $v6) . sprintf(":%04X", $rp));
+  my ($until, $nap, $busy) = (time + $free / 1000, 0.0002, 0);
+  until (connect($s, $addr->($ra, $rp)) || $! != EADDRNOTAVAIL) {
+    if (time >= $until || state_of($v6, $l, $r) eq "06") { $busy = 1; last }
+    select(undef, undef, undef, $nap); $nap = $nap >= 0.033 ? 0.05 : $nap * 1.5;
+  }
+  select(undef, undef, undef, $ms / 1000) unless $busy;
   close($s);
-  print "FTPSSH-RECLAIM sent\n";
+  print $busy ? "FTPSSH-RECLAIM busy\n" : "FTPSSH-RECLAIM sent\n";
 }"#;
 
 /// The perl process on the SSH server.
@@ -69,23 +82,29 @@ impl Helper for Reclaimer {
 }
 
 impl Reclaimer {
-    /// Send the SYN from the tuple's proxy end to its server end, then wait `wait` for the
-    /// exchange to finish (a loopback round trip takes microseconds).
-    pub async fn send(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {
+    /// Send the SYN from the tuple's proxy end to its server end, then wait
+    /// `wait` for the exchange to finish (a loopback round trip takes
+    /// microseconds). While our own end of the tuple is still open, try again
+    /// for up to `free`. True: sent; false: our end stayed taken, or is in
+    /// TIME_WAIT itself (the FTP server's end then holds nothing to reclaim).
+    /// Unbounded: the caller bounds the wait for the answer.
+    pub async fn ask(&mut self, tuple: &DataTuple, wait: Duration, free: Duration) -> Result<bool> {
         let server_port = tuple.server_port.context("the FTP server's data source port is not known")?;
         let line = format!(
-            "{} {} {} {server_port} {}\n",
+            "{} {} {} {server_port} {} {}\n",
             tuple.proxy.ip(),
             tuple.proxy.port(),
             tuple.server,
-            wait.as_millis()
+            wait.as_millis(),
+            free.as_millis()
         );
         self.stream.write_all(line.as_bytes()).await.context("writing to the reclaiming process")?;
         self.stream.flush().await?;
-        let answer = self.read_line().await?;
+        let answer = crate::ssh::relay::read_line(&mut self.stream).await.context("the reclaiming process exited")?;
         match answer.strip_prefix("FTPSSH-RECLAIM-ERROR ") {
             Some(why) => bail!("{why}"),
-            None if answer == "FTPSSH-RECLAIM sent" => Ok(()),
+            None if answer == "FTPSSH-RECLAIM sent" => Ok(true),
+            None if answer == "FTPSSH-RECLAIM busy" => Ok(false),
             None => bail!("unexpected answer {answer:?} from the reclaiming process"),
         }
     }
@@ -124,16 +143,62 @@ mod tests {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let stdin = child.stdin.as_mut().unwrap();
-        writeln!(stdin, "127.0.0.1 {free} 127.0.0.1 {closed} 1").unwrap();
+        writeln!(stdin, "127.0.0.1 {free} 127.0.0.1 {closed} 1 0").unwrap();
         line.clear();
         out.read_line(&mut line).unwrap();
         assert_eq!(line, "FTPSSH-RECLAIM sent\n");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let taken = listener.local_addr().unwrap().port();
-        writeln!(stdin, "127.0.0.1 {taken} 127.0.0.1 {closed} 1").unwrap();
+        writeln!(stdin, "127.0.0.1 {taken} 127.0.0.1 {closed} 1 0").unwrap();
         line.clear();
         out.read_line(&mut line).unwrap();
         assert!(line.starts_with("FTPSSH-RECLAIM-ERROR cannot bind 127.0.0.1:"), "{line}");
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+    }
+
+    /// While our end of the tuple is open, the script waits (up to FREE-MS) for it to close; the
+    /// tuple's other end then holds the TIME_WAIT (it closed first), which the SYN reaches.
+    #[test]
+    fn script_waits_for_its_end_of_the_tuple_to_close() {
+        use socket2::{Domain, Socket, Type};
+        use std::io::{BufRead, BufReader, Write};
+        let mut child = std::process::Command::new("perl")
+            .args(["-e", PERL])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let y = listener.local_addr().unwrap();
+        let connected = || {
+            let ours = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            ours.set_reuse_address(true).unwrap(); // as sshd's forwarded end has it
+            ours.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+            ours.connect(&y.into()).unwrap();
+            let x = ours.local_addr().unwrap().as_socket().unwrap().port();
+            (ours, listener.accept().unwrap().0, x)
+        };
+        let stdin = child.stdin.as_mut().unwrap();
+        // Open the whole time: busy after FREE-MS.
+        let (_ours, _theirs, x) = connected();
+        writeln!(stdin, "127.0.0.1 {x} 127.0.0.1 {} 0 20", y.port()).unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "FTPSSH-RECLAIM busy\n");
+        // Closed while the script waits, the other end first: the SYN goes out.
+        let (ours, theirs, x) = connected();
+        writeln!(stdin, "127.0.0.1 {x} 127.0.0.1 {} 0 3000", y.port()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(theirs);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        drop(ours);
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "FTPSSH-RECLAIM sent\n");
         drop(child.stdin.take());
         assert!(child.wait().unwrap().success());
     }

@@ -94,7 +94,12 @@ pub fn rest_after(pace: Pace, default_port_download: bool, server_collides: bool
 /// 425 first (a round trip and a refused command saved per file). None: go
 /// ahead; otherwise what to do instead, as after a collision.
 pub async fn ahead(pace: Pace, server_collides: bool, link: &mut Link<'_>, so_far: &mut Collisions) -> Option<Next> {
-    if pace != Pace::Reclaim || !server_collides || !link.holds_time_wait() || so_far.reclaimed > 0 {
+    if pace != Pace::Reclaim || !server_collides {
+        return None;
+    }
+    // From now on each download's tuple is reclaimed as its data arrives, ready for the next.
+    link.reclaim_behind = true;
+    if !link.holds_time_wait() || so_far.reclaimed > 0 {
         return None;
     }
     match reclaim::reclaim(link, link.data_tuple(), &mut so_far.reclaimed).await {
