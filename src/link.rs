@@ -19,27 +19,32 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use russh::client::Msg;
 use russh::Channel;
 
 use crate::credentials::Login;
 use crate::dataport::forward::ReverseForward;
 use crate::dataport::{self, Fallback};
-use crate::error::{classified, Classify, Kind};
+use crate::error::{Classify, Kind};
 use crate::events::{Event, Events};
 use crate::ftp::control::{Control, FtpError};
 use crate::ftp::digest::Method;
 use crate::ftp::features::Features;
 use crate::ftp::{Command, Reply};
 use crate::ssh::endpoint::FtpTarget;
+use crate::ssh::reclaimer::Reclaimer;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
 use crate::throttle::Throttle;
 
 mod early;
 mod fallback;
+mod pipeline;
+mod reclaim;
 pub use early::Early;
+use pipeline::Pending;
+use reclaim::{Reclaiming, Started};
 
 /// How long a default-port transfer command may go without both its
 /// preliminary reply and its data connection, on a nearby FTP server. A
@@ -126,20 +131,13 @@ pub struct Link<'s> {
     /// (set once the server is known to collide; [`Link::begin_reclaim`]).
     pub reclaim_behind: bool,
     /// That reclaim, under way: the cancelled forward comes back with its answer.
-    reclaiming: Option<Started<'s, (ReverseForward, DataTuple, Result<bool>)>>,
+    reclaiming: Option<Started<'s, Reclaiming>>,
+    /// The link's own reclaiming helper for that: the session's is shared, and
+    /// a reclaim under way holds its helper until the next transfer.
+    reclaimer: Option<Reclaimer>,
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
     /// be received, oldest first: more than one when the next file's went out early.
     pending: VecDeque<Pending>,
-}
-
-/// A transfer command on its way ([`Link::send_transfer`]).
-struct Pending {
-    cmd: Command,
-    /// Sent with it, before and after, in one write.
-    before: Vec<Command>,
-    after: Vec<Command>,
-    /// On the wire (the default port); passive commands wait for [`Link::receive`].
-    sent: bool,
 }
 
 impl<'s> Link<'s> {
@@ -187,6 +185,7 @@ impl<'s> Link<'s> {
             verify_method: None,
             reclaim_behind: false,
             reclaiming: None,
+            reclaimer: None,
             pending: VecDeque::new(),
         }
     }
@@ -240,111 +239,6 @@ impl<'s> Link<'s> {
         Ok(self.receive(cmd).await?.1)
     }
 
-    /// Put transfer command `cmd` on the wire, with `before` (commands that
-    /// need no answer first: SIZE) and `after` (HASH) in the same write, behind
-    /// whatever this link still owes: the server takes them in order, so a
-    /// transfer sent while the last one runs starts the moment it ends.
-    /// [`Link::receive`] takes the transfers in the order sent. Passive
-    /// transfers wait for it to send them (EPSV's port must be read first).
-    pub async fn send_transfer(&mut self, before: &[Command], cmd: &Command, after: &[Command]) -> Result<()> {
-        let sent = !self.passive;
-        if sent {
-            let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
-            // A reclaim under way ends first; sshd listens again right ahead of our commands.
-            let cancelled = self.end_reclaim().await?;
-            let session = self.session;
-            let renewing = match cancelled {
-                Some(forward) => Some(start_now(async move { forward.renew(session).await }).await),
-                None => None,
-            };
-            if self.pending.is_empty() {
-                self.session.drain_data_channels();
-            }
-            // Open before sending: on loopback the connection can beat the write's return.
-            self.session.gate.open(ftp_ip);
-            let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
-            let piped = self.control.pipeline(&wire).await;
-            if let Some(renewing) = renewing {
-                self.forward = Some(renewing.await?);
-            }
-            if let Err(e) = piped {
-                self.session.gate.close();
-                return Err(e);
-            }
-        }
-        let (before, after) = (before.to_vec(), after.to_vec());
-        self.pending.push_back(Pending { cmd: cmd.clone(), before, after, sent });
-        Ok(())
-    }
-
-    /// True when a transfer sent ahead ([`Link::send_transfer`]) is still to be received.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    /// True when `cmd` was sent ahead and is the next to be received.
-    pub fn sent_next(&self, cmd: &Command) -> bool {
-        self.pending.front().is_some_and(|p| p.cmd == *cmd)
-    }
-
-    /// True when the next transfer may be sent before this one ends: the
-    /// default port works on this link, and the server's data connections
-    /// come from a new port each time. From a fixed port (20, or L-1) every
-    /// transfer reuses one 4-tuple, and a server that reconnects within
-    /// microseconds of the last close races its own final ACK: seen on one
-    /// host, the new SYN overtook that ACK (two CPUs' loopback queues), met
-    /// sshd's end still in LAST_ACK, and waited out a 1 s SYN retransmit
-    /// (TcpExtTCPSYNChallenge, TCPSynRetrans). A round trip between transfers
-    /// leaves that close time to finish.
-    pub fn can_send_ahead(&self) -> bool {
-        !self.passive && self.source_port_varies && self.forward.is_some()
-    }
-
-    /// The data connection of `cmd`, the oldest transfer sent and not yet
-    /// received, and the replies to the commands sent before it. A link whose
-    /// default port fails falls back to passive (in `auto`), unless more
-    /// transfers were sent behind this one: then that is the error.
-    pub async fn receive(&mut self, cmd: &Command) -> Result<(Vec<Reply>, Data)> {
-        let Some(pending) = self.pending.pop_front().filter(|p| p.cmd == *cmd) else {
-            self.pending.clear();
-            anyhow::bail!("{} was not the next transfer sent on this link", cmd.redacted());
-        };
-        let mut replies = Vec::new();
-        if !pending.sent {
-            return self.receive_passive(&pending, replies).await;
-        }
-        let e = match self.start_default_port(cmd, pending.before.len(), &mut replies).await {
-            Ok(data) => return Ok((replies, data)),
-            Err(e) => e,
-        };
-        match e.downcast::<Fallback>() {
-            Ok(why) if self.pending.is_empty() => {
-                // A silent server is still busy with the command: start over.
-                let reconnect = matches!(why, Fallback::Silent(_));
-                self.fall_back(why)?;
-                if !reconnect {
-                    self.resync().await?; // the replies to what was sent with it
-                }
-                if let Err(e) = self.leave_default_port(reconnect).await {
-                    return Err(self.passive_failed_too(e));
-                }
-                self.receive_passive(&pending, replies).await
-            }
-            Ok(why) => Err(classified(why.kind(), why.to_string())),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `pending` over EPSV/PASV; `replies` holds those of its `before` commands already had.
-    async fn receive_passive(&mut self, pending: &Pending, mut replies: Vec<Reply>) -> Result<(Vec<Reply>, Data)> {
-        for before in &pending.before[replies.len()..] {
-            replies.push(self.control.command(before).await?);
-        }
-        let data = self.start_passive(&pending.cmd).await?;
-        self.control.pipeline(&pending.after.iter().collect::<Vec<_>>()).await?;
-        Ok((replies, data))
-    }
-
     async fn start_default_port(&mut self, cmd: &Command, before: usize, replies: &mut Vec<Reply>) -> Result<Data> {
         let arrived = self.await_data_connection(cmd, before, replies).await;
         let (reply, data, early) = match arrived {
@@ -372,47 +266,6 @@ impl<'s> Link<'s> {
             self.begin_reclaim().await;
         }
         Ok(Data { channel: data.channel, announced: reply.announced_size(), early, eof_sent })
-    }
-
-    /// Begin reclaiming the 4-tuple of the download just accepted, so that it
-    /// is free by the time the next transfer is sent, at no round trip of its
-    /// own: the forward's cancel and the helper's line go out now, right behind
-    /// our EOF; the helper sends its SYN once sshd's end of the connection has
-    /// closed ([`crate::ssh::reclaimer`]), and [`Link::send_transfer`] reads the
-    /// answer and has sshd listen again, ahead of the next commands.
-    async fn begin_reclaim(&mut self) {
-        let Some(tuple) = self.data_tuple().filter(|t| t.server_port.is_some()) else { return };
-        let Some(forward) = self.forward.take() else { return };
-        let session = self.session;
-        let reclaiming = async move {
-            let (_, sent) =
-                tokio::join!(forward.cancel(session), session.reclaim(&tuple, Duration::ZERO, RECLAIM_FREE));
-            (forward, tuple, sent)
-        };
-        self.reclaiming = Some(start_now(reclaiming).await);
-        self.time_wait_held = false;
-    }
-
-    /// The end of a reclaim begun by [`Link::begin_reclaim`], if any: the
-    /// cancelled forward, to be renewed. One that did not work is said in
-    /// the trace, and this link reclaims after collisions again (where a
-    /// failure switches the run to rotating).
-    async fn end_reclaim(&mut self) -> Result<Option<ReverseForward>> {
-        let Some(reclaiming) = self.reclaiming.take() else { return Ok(None) };
-        let bound = crate::ssh::EXEC_TIMEOUT + self.control.timeout;
-        let Ok((forward, tuple, sent)) = tokio::time::timeout(bound, reclaiming).await else {
-            self.session.reset_reclaimer().await;
-            return Err(classified(Kind::Transfer, format!("reclaiming a 4-tuple took over {bound:?}")));
-        };
-        match sent {
-            Ok(true) => self.events().emit(Event::Reclaimed { tuple }),
-            Ok(false) => tracing::debug!("{tuple}: nothing to reclaim (our own end holds its TIME_WAIT)"),
-            Err(e) => {
-                tracing::debug!("{tuple}: reclaiming as the data arrived did not work ({e:#}): after collisions only");
-                self.reclaim_behind = false;
-            }
-        }
-        Ok(Some(forward))
     }
 
     /// Send `cmd` and wait for both its preliminary reply and the server's
@@ -490,27 +343,6 @@ impl<'s> Link<'s> {
         }
     }
 
-    /// Free the data connection's 4-tuple from the FTP server's TIME_WAIT
-    /// ([`crate::ssh::reclaimer`]): sshd stops listening on the forwarded ports, the
-    /// SYN goes out from the proxy port, and the forwards are requested again.
-    /// An error leaves the link without forwards: close it.
-    pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {
-        let forward = self.forward.take().context("this link has no reverse forward")?;
-        // The cancel goes out first and the SYN's line right behind it, in one round trip
-        // (sshd handles them in order; the helper retries its bind meanwhile anyway).
-        let (_, sent) = tokio::join!(forward.cancel(self.session), self.session.reclaim(tuple, wait, Duration::ZERO));
-        sent?;
-        self.forward = Some(forward.renew(self.session).await?);
-        self.time_wait_held = false;
-        Ok(())
-    }
-
-    /// True when the FTP server's host holds this link's data 4-tuple in
-    /// TIME_WAIT from its last download (it closed that connection first).
-    pub fn holds_time_wait(&self) -> bool {
-        self.time_wait_held && !self.passive
-    }
-
     /// Bring the control connection back in step after a failed command
     /// ([`Control::resync`]); no data connection is expected any more. On
     /// error the link cannot be trusted: close it.
@@ -531,24 +363,6 @@ impl<'s> Link<'s> {
         if let Some(forward) = self.forward.take() {
             forward.cancel(self.session).await;
         }
-    }
-}
-
-/// How long the reclaiming helper may wait for sshd's end of a download's
-/// connection to close: the download may still be running when it is asked.
-const RECLAIM_FREE: Duration = Duration::from_secs(600);
-
-/// A future polled once already, so that what it sends first is on its way
-/// ([`start_now`]), to be awaited later.
-type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// Poll `f` once now (its first messages go out, in order, behind whatever
-/// was sent before), and hand it back to be awaited later.
-async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
-    let mut f: Started<'a, T> = Box::pin(f);
-    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
-        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
-        std::task::Poll::Pending => f,
     }
 }
 

@@ -33,11 +33,6 @@ impl<T: Helper> Lazy<T> {
         Ok(slot)
     }
 
-    /// Forget the helper (a use was given up half-way: its answer would be the next user's).
-    pub async fn reset(&self) {
-        *self.0.lock().await = None;
-    }
-
     /// After a failed use the helper is out of step or gone: start anew next time.
     pub fn reset_on_error<R>(slot: &mut MutexGuard<'_, Option<T>>, result: &Result<R>) {
         if result.is_err() {

@@ -266,28 +266,17 @@ impl Session {
     }
 
     /// Send the SYN that ends the TIME_WAIT of `tuple` on the FTP server's host
-    /// (see [`reclaimer`]), through a helper started on first use.
-    /// False when the tuple was still taken on the SSH server's side after
-    /// `free` (see [`reclaimer::Reclaimer::ask`]). Unbounded when `free` is
-    /// not zero: the caller bounds it (the answer may wait for a download to end).
-    pub async fn reclaim(&self, tuple: &crate::tcp::DataTuple, wait: Duration, free: Duration) -> Result<bool> {
+    /// (see [`reclaimer`]), through a helper started on first use and shared by
+    /// the session's links.
+    pub async fn reclaim(&self, tuple: &crate::tcp::DataTuple, wait: Duration) -> Result<()> {
         let mut reclaimer = self.reclaimer.get(self).await?;
-        let asking = reclaimer.as_mut().unwrap().ask(tuple, wait, free);
-        let result = if free.is_zero() {
-            match tokio::time::timeout(EXEC_TIMEOUT + wait, asking).await {
-                Ok(answer) => answer,
-                Err(_) => Err(anyhow::anyhow!("the reclaiming process did not answer in time")),
-            }
-        } else {
-            asking.await
+        let asking = reclaimer.as_mut().unwrap().ask(tuple, wait, Duration::ZERO);
+        let result = match tokio::time::timeout(EXEC_TIMEOUT + wait, asking).await {
+            Ok(answer) => answer.map(|_| ()),
+            Err(_) => Err(anyhow::anyhow!("the reclaiming process did not answer in time")),
         };
         Lazy::reset_on_error(&mut reclaimer, &result);
         result
-    }
-
-    /// Forget the reclaiming helper: a reclaim was given up before its answer came.
-    pub async fn reset_reclaimer(&self) {
-        self.reclaimer.reset().await;
     }
 
     /// Start a command on the SSH server and return its channel (stdin/stdout as data).

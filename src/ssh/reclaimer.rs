@@ -121,15 +121,15 @@ impl Reclaimer {
 mod tests {
     use super::*;
 
+    use std::io::{BufRead, BufReader, Write};
+
     #[test]
     fn script_fits_in_single_quotes() {
         assert!(!PERL.contains('\''));
     }
 
-    /// The script here, on loopback: it binds the given end and answers; a taken port is an error.
-    #[test]
-    fn script_answers_each_line() {
-        use std::io::{BufRead, BufReader, Write};
+    /// The script run here, its ready line read: the process, its answers, a line buffer.
+    fn started() -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
         let mut child = std::process::Command::new("perl")
             .args(["-e", PERL])
             .stdin(std::process::Stdio::piped())
@@ -140,6 +140,13 @@ mod tests {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         assert_eq!(line, "FTPSSH-RECLAIM ready\n");
+        (child, out, line)
+    }
+
+    /// The script here, on loopback: it binds the given end and answers; a taken port is an error.
+    #[test]
+    fn script_answers_each_line() {
+        let (mut child, mut out, mut line) = started();
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let stdin = child.stdin.as_mut().unwrap();
@@ -162,16 +169,7 @@ mod tests {
     #[test]
     fn script_waits_for_its_end_of_the_tuple_to_close() {
         use socket2::{Domain, Socket, Type};
-        use std::io::{BufRead, BufReader, Write};
-        let mut child = std::process::Command::new("perl")
-            .args(["-e", PERL])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        let (mut child, mut out, mut line) = started();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let y = listener.local_addr().unwrap();
         let connected = || {

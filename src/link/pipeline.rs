@@ -1,0 +1,129 @@
+//! Transfers sent ahead: a transfer command goes on the wire with the
+//! commands that need no answer first (SIZE) and those asked after (HASH), in
+//! one write, behind whatever the link still owes; [`Link::receive`] takes
+//! the data connections in the order sent.
+
+use anyhow::{Context, Result};
+
+use super::reclaim::start_now;
+use super::{Data, Link};
+use crate::dataport::Fallback;
+use crate::error::classified;
+use crate::ftp::{Command, Reply};
+
+/// A transfer command on its way ([`Link::send_transfer`]).
+pub(super) struct Pending {
+    cmd: Command,
+    /// Sent with it, before and after, in one write.
+    before: Vec<Command>,
+    after: Vec<Command>,
+    /// On the wire (the default port); passive commands wait for [`Link::receive`].
+    sent: bool,
+}
+
+impl Link<'_> {
+    /// Put transfer command `cmd` on the wire, with `before` (commands that
+    /// need no answer first: SIZE) and `after` (HASH) in the same write, behind
+    /// whatever this link still owes: the server takes them in order, so a
+    /// transfer sent while the last one runs starts the moment it ends.
+    /// [`Link::receive`] takes the transfers in the order sent. Passive
+    /// transfers wait for it to send them (EPSV's port must be read first).
+    pub async fn send_transfer(&mut self, before: &[Command], cmd: &Command, after: &[Command]) -> Result<()> {
+        let sent = !self.passive;
+        if sent {
+            let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
+            // A reclaim under way ends first; sshd listens again right ahead of our commands.
+            let cancelled = self.end_reclaim().await?;
+            let session = self.session;
+            let renewing = match cancelled {
+                Some(forward) => Some(start_now(async move { forward.renew(session).await }).await),
+                None => None,
+            };
+            if self.pending.is_empty() {
+                self.session.drain_data_channels();
+            }
+            // Open before sending: on loopback the connection can beat the write's return.
+            self.session.gate.open(ftp_ip);
+            let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
+            let piped = self.control.pipeline(&wire).await;
+            if let Some(renewing) = renewing {
+                self.forward = Some(renewing.await?);
+            }
+            if let Err(e) = piped {
+                self.session.gate.close();
+                return Err(e);
+            }
+        }
+        let (before, after) = (before.to_vec(), after.to_vec());
+        self.pending.push_back(Pending { cmd: cmd.clone(), before, after, sent });
+        Ok(())
+    }
+
+    /// True when a transfer sent ahead ([`Link::send_transfer`]) is still to be received.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// True when `cmd` was sent ahead and is the next to be received.
+    pub fn sent_next(&self, cmd: &Command) -> bool {
+        self.pending.front().is_some_and(|p| p.cmd == *cmd)
+    }
+
+    /// True when the next transfer may be sent before this one ends: the
+    /// default port works on this link, and the server's data connections
+    /// come from a new port each time. From a fixed port (20, or L-1) every
+    /// transfer reuses one 4-tuple, and a server that reconnects within
+    /// microseconds of the last close races its own final ACK: seen on one
+    /// host, the new SYN overtook that ACK (two CPUs' loopback queues), met
+    /// sshd's end still in LAST_ACK, and waited out a 1 s SYN retransmit
+    /// (TcpExtTCPSYNChallenge, TCPSynRetrans). A round trip between transfers
+    /// leaves that close time to finish.
+    pub fn can_send_ahead(&self) -> bool {
+        !self.passive && self.source_port_varies && self.forward.is_some()
+    }
+
+    /// The data connection of `cmd`, the oldest transfer sent and not yet
+    /// received, and the replies to the commands sent before it. A link whose
+    /// default port fails falls back to passive (in `auto`), unless more
+    /// transfers were sent behind this one: then that is the error.
+    pub async fn receive(&mut self, cmd: &Command) -> Result<(Vec<Reply>, Data)> {
+        let Some(pending) = self.pending.pop_front().filter(|p| p.cmd == *cmd) else {
+            self.pending.clear();
+            anyhow::bail!("{} was not the next transfer sent on this link", cmd.redacted());
+        };
+        let mut replies = Vec::new();
+        if !pending.sent {
+            return self.receive_passive(&pending, replies).await;
+        }
+        let e = match self.start_default_port(cmd, pending.before.len(), &mut replies).await {
+            Ok(data) => return Ok((replies, data)),
+            Err(e) => e,
+        };
+        match e.downcast::<Fallback>() {
+            Ok(why) if self.pending.is_empty() => {
+                // A silent server is still busy with the command: start over.
+                let reconnect = matches!(why, Fallback::Silent(_));
+                self.fall_back(why)?;
+                if !reconnect {
+                    self.resync().await?; // the replies to what was sent with it
+                }
+                if let Err(e) = self.leave_default_port(reconnect).await {
+                    return Err(self.passive_failed_too(e));
+                }
+                self.receive_passive(&pending, replies).await
+            }
+            Ok(why) => Err(classified(why.kind(), why.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `pending` over EPSV/PASV; `replies` holds those of its `before` commands already had.
+    async fn receive_passive(&mut self, pending: &Pending, mut replies: Vec<Reply>) -> Result<(Vec<Reply>, Data)> {
+        for before in &pending.before[replies.len()..] {
+            replies.push(self.control.command(before).await?);
+        }
+        let data = self.start_passive(&pending.cmd).await?;
+        self.control.pipeline(&pending.after.iter().collect::<Vec<_>>()).await?;
+        Ok((replies, data))
+    }
+}

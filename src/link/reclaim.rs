@@ -1,0 +1,116 @@
+//! Reclaiming a link's data 4-tuple from TIME_WAIT ([`crate::timewait::reclaim`]):
+//! after a collision, at once; once the server is known to collide, as each
+//! download's data arrives, ready for the next transfer.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::Link;
+use crate::dataport::forward::ReverseForward;
+use crate::error::{classified, Kind};
+use crate::events::Event;
+use crate::ssh::helper::Helper;
+use crate::ssh::reclaimer::Reclaimer;
+use crate::tcp::DataTuple;
+
+impl Link<'_> {
+    /// Begin reclaiming the 4-tuple of the download just accepted, so that it
+    /// is free by the time the next transfer is sent, at no round trip of its
+    /// own: the forward's cancel and the helper's line go out now, right behind
+    /// our EOF; the helper sends its SYN once sshd's end of the connection has
+    /// closed ([`crate::ssh::reclaimer`]), and [`Link::send_transfer`] reads the
+    /// answer and has sshd listen again, ahead of the next commands.
+    pub(super) async fn begin_reclaim(&mut self) {
+        let Some(tuple) = self.data_tuple().filter(|t| t.server_port.is_some()) else { return };
+        let Some(forward) = self.forward.take() else { return };
+        let (session, reclaimer) = (self.session, self.reclaimer.take());
+        let reclaiming = async move {
+            let asking = async {
+                let mut reclaimer = match reclaimer {
+                    Some(r) => r,
+                    None => Reclaimer::start(session).await?,
+                };
+                let sent = reclaimer.ask(&tuple, Duration::ZERO, RECLAIM_FREE).await?;
+                Ok::<_, anyhow::Error>((reclaimer, sent))
+            };
+            let (_, asked) = tokio::join!(forward.cancel(session), asking);
+            Reclaiming { forward, tuple, asked }
+        };
+        self.reclaiming = Some(start_now(reclaiming).await);
+        self.time_wait_held = false;
+    }
+
+    /// The end of a reclaim begun by [`Link::begin_reclaim`], if any: the
+    /// cancelled forward, to be renewed. One that did not work is said in
+    /// the trace, and this link reclaims after collisions again (where a
+    /// failure switches the run to rotating).
+    pub(super) async fn end_reclaim(&mut self) -> Result<Option<ReverseForward>> {
+        let Some(reclaiming) = self.reclaiming.take() else { return Ok(None) };
+        let bound = crate::ssh::EXEC_TIMEOUT + self.control.timeout;
+        let Ok(Reclaiming { forward, tuple, asked }) = tokio::time::timeout(bound, reclaiming).await else {
+            return Err(classified(Kind::Transfer, format!("reclaiming a 4-tuple took over {bound:?}")));
+        };
+        match asked {
+            Ok((reclaimer, sent)) => {
+                self.reclaimer = Some(reclaimer);
+                match sent {
+                    true => self.events().emit(Event::Reclaimed { tuple }),
+                    false => tracing::debug!("{tuple}: nothing to reclaim (our own end holds its TIME_WAIT)"),
+                }
+            }
+            Err(e) => {
+                tracing::debug!("{tuple}: reclaiming as the data arrived did not work ({e:#}): after collisions only");
+                self.reclaim_behind = false;
+            }
+        }
+        Ok(Some(forward))
+    }
+
+    /// Free the data connection's 4-tuple from the FTP server's TIME_WAIT
+    /// ([`crate::ssh::reclaimer`]): sshd stops listening on the forwarded ports, the
+    /// SYN goes out from the proxy port, and the forwards are requested again.
+    /// An error leaves the link without forwards: close it.
+    pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {
+        let forward = self.forward.take().context("this link has no reverse forward")?;
+        // The cancel goes out first and the SYN's line right behind it, in one round trip
+        // (sshd handles them in order; the helper retries its bind meanwhile anyway).
+        let (_, sent) = tokio::join!(forward.cancel(self.session), self.session.reclaim(tuple, wait));
+        sent?;
+        self.forward = Some(forward.renew(self.session).await?);
+        self.time_wait_held = false;
+        Ok(())
+    }
+
+    /// True when the FTP server's host holds this link's data 4-tuple in
+    /// TIME_WAIT from its last download (it closed that connection first).
+    pub fn holds_time_wait(&self) -> bool {
+        self.time_wait_held && !self.passive
+    }
+}
+
+/// What a reclaim under way brings back: the cancelled forward, the tuple,
+/// and the helper with its answer (true: the SYN went out).
+pub(super) struct Reclaiming {
+    forward: ReverseForward,
+    tuple: DataTuple,
+    asked: Result<(Reclaimer, bool)>,
+}
+
+/// How long the reclaiming helper may wait for sshd's end of a download's
+/// connection to close: the download may still be running when it is asked.
+const RECLAIM_FREE: Duration = Duration::from_secs(600);
+
+/// A future polled once already, so that what it sends first is on its way
+/// ([`start_now`]), to be awaited later.
+pub(super) type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Poll `f` once now (its first messages go out, in order, behind whatever
+/// was sent before), and hand it back to be awaited later.
+pub(super) async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
+    let mut f: Started<'a, T> = Box::pin(f);
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+        std::task::Poll::Pending => f,
+    }
+}
