@@ -10,8 +10,9 @@
 //! So the connection remembers the commands whose final replies are still
 //! owed, in order, refuses a plain [`Control::send`] while any is
 //! ([`OutOfStep`]; [`Control::pipeline`] queues commands behind them on
-//! purpose), and offers one way back, [`Control::resync`]: read up to that reply, or ABOR and read through,
-//! within a bound. A connection that cannot be brought back must be closed.
+//! purpose), and offers one way back, [`Control::resync`]: read up to those
+//! replies, or ABOR and read through, within a bound. A connection that
+//! cannot be brought back must be closed.
 
 use std::time::Duration;
 

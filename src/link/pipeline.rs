@@ -46,10 +46,11 @@ impl Link<'_> {
             self.session.gate.open(ftp_ip);
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
             let piped = self.control.pipeline(&wire).await;
-            if let Some(renewing) = renewing {
-                self.forward = Some(renewing.await?);
-            }
-            if let Err(e) = piped {
+            let renewed = match renewing {
+                Some(renewing) => renewing.await.map(|forward| self.forward = Some(forward)),
+                None => Ok(()),
+            };
+            if let Err(e) = piped.and(renewed) {
                 self.session.gate.close();
                 return Err(e);
             }

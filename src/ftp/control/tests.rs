@@ -158,3 +158,23 @@ async fn eof_is_typed_so_the_caller_can_blame_the_transport() {
     assert!(crate::error::find::<ControlClosed>(&err).is_some());
     assert!(!control.in_step());
 }
+
+/// Three commands pipelined behind a transfer: resync reads every final reply they owe, in
+/// order, and the connection is in step again.
+#[tokio::test]
+async fn resync_reads_through_every_pipelined_command() {
+    let (client, mut server) = tokio::io::duplex(4096);
+    let mut control = Control::new(client, REPLY_TIMEOUT);
+    server.write_all(b"220 hi\r\n").await.unwrap();
+    control.greeting().await.unwrap();
+    let (size, retr, hash) = (Command::Size("a".into()), Command::Retr("a".into()), Command::Hash("a".into()));
+    control.pipeline(&[&size, &retr, &hash]).await.unwrap();
+    assert_eq!(control.owed(), 3);
+    let refused = control.send(&Command::Pasv).await.unwrap_err();
+    assert!(matches!(crate::error::find::<OutOfStep>(&refused), Some(OutOfStep::Owed(c)) if c == "SIZE a"));
+    server.write_all(b"213 5\r\n150 Opening\r\n226 Done\r\n213-Computing\r\n213 SHA-256 0-5 ab a\r\n").await.unwrap();
+    assert_eq!(control.read_reply().await.unwrap().code, 213, "SIZE's");
+    control.resync(Duration::from_secs(1)).await.unwrap();
+    assert!(control.in_step() && control.owed() == 0);
+    control.send(&Command::Pasv).await.unwrap();
+}
