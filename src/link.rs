@@ -127,6 +127,11 @@ pub struct Link<'s> {
     features: Option<Features>,
     /// How `--verify` asks this server for hashes, once decided ([`crate::transfer::verify::method`]).
     pub verify_method: Option<Option<Method>>,
+    /// Send our EOF the moment a download's data channel is accepted (the
+    /// default). Then sshd may close its end before the FTP server does, and
+    /// the TIME_WAIT lands on sshd's side, where it blocks nothing; the demo
+    /// turns it off to show the book's case, the server always closing first.
+    pub early_eof: bool,
     /// Reclaim each download's 4-tuple as its data connection is accepted
     /// (set once the server is known to collide; [`Link::begin_reclaim`]).
     pub reclaim_behind: bool,
@@ -183,6 +188,7 @@ impl<'s> Link<'s> {
             fell_back: None,
             features: None,
             verify_method: None,
+            early_eof: true,
             reclaim_behind: false,
             reclaiming: None,
             reclaimer: None,
@@ -261,7 +267,7 @@ impl<'s> Link<'s> {
         // Nothing goes to the server on a download: our EOF at once, so that a
         // server that waits for it before its 226 (ProFTPD's lingering close)
         // has it a round trip sooner.
-        let eof_sent = self.time_wait_held && data.channel.eof().await.is_ok();
+        let eof_sent = self.time_wait_held && self.early_eof && data.channel.eof().await.is_ok();
         if eof_sent && self.reclaim_behind {
             self.begin_reclaim().await;
         }

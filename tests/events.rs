@@ -101,10 +101,12 @@ fn a_collision_tells_the_425_the_reclaim_and_rising_incarnations() {
     assert!(collisions[0]["reply"].as_str().unwrap().starts_with("425"), "{}", collisions[0]);
     let tuple = &collisions[0]["tuple"];
     assert_eq!(tuple["server_port"].as_u64(), Some(u64::from(fixed - 1)), "the fixed data source port S");
-    // One 425 per run: after it, each download's tuple is reclaimed before the next RETR.
-    assert_eq!(collisions.len(), 1, "{collisions:?}");
+    // After the first 425 each download's tuple is reclaimed as its data arrives, ready for the
+    // next RETR (a second 425 is possible where both ends closed at once). A download whose
+    // close sshd began holds its TIME_WAIT on sshd's side: nothing to reclaim there.
+    assert!(collisions.len() <= 2, "{collisions:?}");
     let reclaimed = of(&events, "reclaimed");
-    assert_eq!(reclaimed.len(), 4, "the collided RETR's and one ahead of each later file: {reclaimed:?}");
+    assert!((2..=5).contains(&reclaimed.len()), "the collided RETR's and those behind: {reclaimed:?}");
     assert!(reclaimed.iter().all(|r| &r["tuple"] == tuple), "{reclaimed:?}");
     // Every download (NLST's listing too) went over the one 4-tuple, each its next incarnation.
     let data = of(&events, "data_accepted");

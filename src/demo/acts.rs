@@ -33,10 +33,19 @@ pub struct Script {
     pub scratch: PathBuf,
 }
 
+/// A link that closes its end of a download only after the server's EOF, as
+/// in the book: the FTP server then always closes first and holds the
+/// TIME_WAIT, so every collision the lesson promises happens.
+async fn book_link<'s>(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
+    let mut link = Link::open(session, spec).await?;
+    link.early_eof = false;
+    Ok(link)
+}
+
 /// The transfers of the run, on one SSH session. Returns when all are done
 /// or the run cannot go on (a collision with no remedy left).
 pub async fn transfers(lesson: &mut Lesson, session: &Session, spec: &Spec, s: &Script) -> Result<()> {
-    let mut link = Link::open(session, spec).await?;
+    let mut link = book_link(session, spec).await?;
     lesson.step("the control connection and the reverse forward");
     lesson.tables(session).await;
     lesson.pause().await;
@@ -142,7 +151,7 @@ async fn remedy_step<'s>(
         Next::Rest(_) | Next::StopReclaiming => {
             session.events().emit(Event::Rotated { why: "TIME_WAIT collision".into() });
             link.close().await;
-            link = Link::open(session, spec).await?;
+            link = book_link(session, spec).await?;
             "a new control connection: a relay, a forward and an FTP login"
         }
         Next::Fail(e) => return Err(e),
