@@ -74,17 +74,18 @@ fn a_default_port_download_tells_c_p_the_dialect_the_forward_and_the_tuple() {
     assert!(events.iter().any(|e| e["event"] == "received" && e["line"].as_str().unwrap().starts_with("226")));
     assert!(!events.iter().any(|e| e["line"].as_str().is_some_and(|l| l.contains(lab.var("FTP_PASSWORD")))));
 
-    // The socket tables agree, read independently: the client closed the SSH connection
-    // first, so its end C is in TIME_WAIT on the client host; the FTP server closed the
-    // control connection (after QUIT), so the server host holds (FTP port, P).
-    let ssh_end = format!("{}:{}", lab.var("SERVER_ADDR"), lab.port("SSH_PORT"));
-    let client = time_wait(lab.var("CLIENT_NS"));
-    assert!(client.iter().any(|(l, r)| l.ends_with(&format!(":{c}")) && *r == ssh_end), "C {c} not in {client:?}");
+    // The socket tables agree, read independently: the FTP server closed the control
+    // connection (after QUIT), so the server host holds (FTP port, P) in TIME_WAIT. The SSH
+    // connection's end C is not checked: how it ends is a race between our DISCONNECT and
+    // exit and sshd closing on the message, and one that ends with bytes unread ends with a
+    // RST and leaves no TIME_WAIT at all (C was in the client's table in 7 runs of 10, at
+    // this commit and at the one before this session's work alike).
     let server = time_wait(lab.var("SERVER_NS"));
     let control = (format!("127.0.0.1:{ftp_port}"), format!("127.0.0.1:{p}"));
     assert!(server.contains(&control), "P {p} not in {server:?}");
     // -v is rendered from the same events.
     assert!(err.contains(&format!("relay: P = {p} on 127.0.0.1")), "{err}");
+    assert!(err.contains(&format!("(C = {c})")), "{err}");
 }
 
 #[test]
