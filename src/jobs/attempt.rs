@@ -65,14 +65,20 @@ impl Attempt {
         if self.item.op != Op::Get {
             return Ok(false);
         }
-        if self.part.is_none() {
-            self.part = Some(PartFile::open_off_thread(Path::new(&self.item.target)).await?);
-        }
-        if self.part.as_ref().is_some_and(|p| p.len().is_ok_and(|n| n == 0)) {
+        if self.open_part().await?.len().is_ok_and(|n| n == 0) {
             transfer::send_get(link, &self.item.source).await?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Open (and lock) the download's part file, unless an earlier attempt did:
+    /// it is kept across attempts.
+    async fn open_part(&mut self) -> Result<&PartFile> {
+        if self.part.is_none() {
+            self.part = Some(PartFile::open_off_thread(Path::new(&self.item.target)).await?);
+        }
+        Ok(self.part.as_ref().expect("opened above"))
     }
 
     /// Make the transfer on `link`. A download goes to its part file, kept
@@ -81,10 +87,8 @@ impl Attempt {
         match self.item.op {
             Op::Get => {
                 let target = PathBuf::from(&self.item.target);
-                if self.part.is_none() {
-                    self.part = Some(PartFile::open_off_thread(&target).await?);
-                }
-                let part = self.part.as_ref().unwrap();
+                self.open_part().await?;
+                let part = self.part.as_ref().expect("opened above");
                 let fetched = transfer::fetch(link, &self.item.source, part).await;
                 self.record.bytes = part.len().unwrap_or(0);
                 fetched?;

@@ -135,9 +135,10 @@ async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Opti
         _ => unreachable!("begin starts a RETR"),
     };
     let mut hasher = method.map(|m| verify::Hasher::new(m.algorithm()));
-    let held = if link.sent_next(cmd) { 0 } else { part.len()? };
+    let sent = link.sent_next(cmd);
+    let held = if sent { 0 } else { part.len()? };
     if held == 0 {
-        if !link.sent_next(cmd) {
+        if !sent {
             send_get(link, remote).await?;
         }
         let (replies, data) = link.receive(cmd).await?;

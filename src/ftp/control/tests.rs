@@ -24,10 +24,7 @@ async fn login_hides_the_password_and_sets_binary() {
 
 #[tokio::test]
 async fn two_commands_in_one_write_then_the_second_is_owed() {
-    let (client, mut server) = tokio::io::duplex(4096);
-    let mut control = Control::new(client, REPLY_TIMEOUT);
-    server.write_all(b"220 hi\r\n").await.unwrap();
-    control.greeting().await.unwrap();
+    let (mut control, mut server) = greeted().await;
     let (size, retr) = (Command::Size("a".into()), Command::Retr("a".into()));
     let script = tokio::spawn(async move {
         let mut buf = [0u8; 256];
@@ -89,12 +86,19 @@ async fn a_stale_final_reply_is_read_before_the_next_command() {
     assert_eq!(&seen[..n], b"RETR big.bin\r\nSIZE small.bin\r\n", "no STOR was sent, no ABOR needed");
 }
 
-/// A control connection whose RETR has had its 150 and still owes its final reply.
-async fn owing_retr() -> (Control, tokio::io::DuplexStream) {
+/// A control connection past the server's greeting, and the server's end of it.
+async fn greeted() -> (Control, tokio::io::DuplexStream) {
     let (client, mut server) = tokio::io::duplex(4096);
     let mut control = Control::new(client, REPLY_TIMEOUT);
-    server.write_all(b"220 hi\r\n150 Opening\r\n").await.unwrap();
+    server.write_all(b"220 hi\r\n").await.unwrap();
     control.greeting().await.unwrap();
+    (control, server)
+}
+
+/// A control connection whose RETR has had its 150 and still owes its final reply.
+async fn owing_retr() -> (Control, tokio::io::DuplexStream) {
+    let (mut control, mut server) = greeted().await;
+    server.write_all(b"150 Opening\r\n").await.unwrap();
     control.send(&Command::Retr("big.bin".into())).await.unwrap();
     control.read_reply().await.unwrap();
     (control, server)
@@ -163,10 +167,7 @@ async fn eof_is_typed_so_the_caller_can_blame_the_transport() {
 /// order, and the connection is in step again.
 #[tokio::test]
 async fn resync_reads_through_every_pipelined_command() {
-    let (client, mut server) = tokio::io::duplex(4096);
-    let mut control = Control::new(client, REPLY_TIMEOUT);
-    server.write_all(b"220 hi\r\n").await.unwrap();
-    control.greeting().await.unwrap();
+    let (mut control, mut server) = greeted().await;
     let (size, retr, hash) = (Command::Size("a".into()), Command::Retr("a".into()), Command::Hash("a".into()));
     control.pipeline(&[&size, &retr, &hash]).await.unwrap();
     assert_eq!(control.owed(), 3);
