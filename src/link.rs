@@ -140,6 +140,11 @@ pub struct Link<'s> {
     /// The link's own reclaiming helper for that: the session's is shared, and
     /// a reclaim under way holds its helper until the next transfer.
     reclaimer: Option<Reclaimer>,
+    /// The proxy end that helper holds bound sockets for, and how many: a
+    /// reclaim from one of them needs no cancelled forward.
+    stocked: Option<(std::net::SocketAddr, usize)>,
+    /// The SSH server could not listen beside that stock ([`Link::relisten`]).
+    stock_refused: bool,
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
     /// be received, oldest first: more than one when the next file's went out early.
     pending: VecDeque<Pending>,
@@ -192,6 +197,8 @@ impl<'s> Link<'s> {
             reclaim_behind: false,
             reclaiming: None,
             reclaimer: None,
+            stocked: None,
+            stock_refused: false,
             pending: VecDeque::new(),
         }
     }

@@ -43,23 +43,33 @@ fn mget_many(on: bool, extra: &[&str]) -> String {
 }
 
 /// The default pace: each collision's TIME_WAIT is ended from our side of the tuple and
-/// the one control connection goes on (one login for the whole run).
+/// the one control connection goes on (one login, but for the rare tuple no one can reclaim).
 #[test]
 fn mget_200_files_with_timestamps_off_reclaims_each_tuple() {
     let err = mget_many(false, &[]);
     // The book's failure happens (425 Cannot assign requested address) and is handled.
     assert!(err.contains("Cannot assign requested address"), "no collision seen:\n{err}");
     assert!(err.contains("reclaimed the 4-tuple"), "{err}");
-    assert_eq!(err.matches("---> PASS").count(), 1, "more than one login:\n{err}");
     // The first collision is met (a 425); from then on each download's tuple is reclaimed as
-    // its data arrives, so later transfers do not collide (one may, where both ends closed at
-    // once and both hold the TIME_WAIT). A download whose close sshd began (our early EOF) left
-    // the TIME_WAIT on sshd's side instead: nothing to reclaim there.
+    // its data arrives, so later transfers do not collide. A download whose close sshd began
+    // (our early EOF) left the TIME_WAIT on sshd's side instead: nothing to reclaim there. Where
+    // both ends closed at once (about one download in a thousand on loopback), both hold it, and
+    // neither can end the other's: that one collides, and the next control connection takes it.
     let refused = err.lines().filter(|l| l.starts_with("425 ")).count();
     assert!((1..=10).contains(&refused), "{refused} collisions:\n{err}");
-    let summary = err.lines().find(|l| l.contains(" rotations, ")).unwrap_or_default();
-    let reclaims: usize = summary.rsplit(", ").next().and_then(|r| r.split(' ').next()?.parse().ok()).unwrap_or(0);
-    assert!(summary.contains("0 rotations") && reclaims >= 100, "{summary}:\n{err}");
+    let summary = err.lines().find(|l| l.contains(" reclaims")).unwrap_or_default();
+    let count = |what: &str| -> usize {
+        let field = summary.split(", ").find(|f| f.ends_with(what) || f.ends_with(what.trim_end_matches('s')));
+        field.and_then(|f| f.split(' ').next()?.parse().ok()).unwrap_or(usize::MAX)
+    };
+    let (rotations, reclaims) = (count(" rotations"), count(" reclaims"));
+    assert!(rotations <= 2 && reclaims >= 100, "{summary}:\n{err}");
+    assert_eq!(err.matches("(they closed at once)").count(), rotations, "a rotation not explained:\n{err}");
+    assert_eq!(err.matches("---> PASS").count(), 1 + rotations, "one login per control connection:\n{err}");
+    // Reclaims as the data arrives send from sockets the helper bound while sshd's listener was
+    // cancelled once: sshd is asked to listen on the proxy port a few times a link, not once a file.
+    let listens = err.lines().filter(|l| l.contains("tcpip-forward ")).count();
+    assert!(listens <= 4 * (1 + rotations), "{listens} forward requests:\n{err}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::ssh::Session;
 const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The reverse forwards held for one control connection.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ReverseForward {
     /// Address sshd listens on: where the FTP server will connect.
     pub address: String,

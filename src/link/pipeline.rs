@@ -36,7 +36,7 @@ impl Link<'_> {
             let cancelled = self.end_reclaim().await?;
             let session = self.session;
             let renewing = match cancelled {
-                Some(forward) => Some(start_now(async move { forward.renew(session).await }).await),
+                Some(forward) => Some(start_now(async move { (forward.renew(session).await, forward) }).await),
                 None => None,
             };
             if self.pending.is_empty() {
@@ -47,7 +47,10 @@ impl Link<'_> {
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
             let piped = self.control.pipeline(&wire).await;
             let renewed = match renewing {
-                Some(renewing) => renewing.await.map(|forward| self.forward = Some(forward)),
+                Some(renewing) => {
+                    let (renewed, cancelled) = renewing.await;
+                    self.relisten(renewed, cancelled).await
+                }
                 None => Ok(()),
             };
             if let Err(e) = piped.and(renewed) {

@@ -17,13 +17,24 @@ use crate::tcp::DataTuple;
 impl Link<'_> {
     /// Begin reclaiming the 4-tuple of the download just accepted, so that it
     /// is free by the time the next transfer is sent, at no round trip of its
-    /// own: the forward's cancel and the helper's line go out now, right behind
-    /// our EOF; the helper sends its SYN once sshd's end of the connection has
-    /// closed ([`crate::ssh::reclaimer`]), and [`Link::send_transfer`] reads the
-    /// answer and has sshd listen again, ahead of the next commands.
+    /// own: the helper's line goes out now, right behind our EOF, and the
+    /// helper sends its SYN once sshd's end of the connection has closed
+    /// ([`crate::ssh::reclaimer`]); [`Link::send_transfer`] reads the answer.
+    /// The SYN needs a socket bound to the proxy port, which sshd listens on:
+    /// from the helper's stock, bound while sshd's listener was away, or else
+    /// the forward is cancelled now (its cancel goes out first) and renewed
+    /// ahead of the next commands, and the helper binds a new stock meanwhile.
     pub(super) async fn begin_reclaim(&mut self) {
         let Some(tuple) = self.data_tuple().filter(|t| t.server_port.is_some()) else { return };
-        let Some(forward) = self.forward.take() else { return };
+        let stocked = matches!(self.stocked, Some((end, n)) if end == tuple.proxy && n > 0);
+        let stock = if stocked || self.stock_refused { 0 } else { RECLAIM_STOCK };
+        let forward = match stocked {
+            true => None,
+            false => match self.forward.take() {
+                Some(forward) => Some(forward),
+                None => return,
+            },
+        };
         let (session, reclaimer) = (self.session, self.reclaimer.take());
         let reclaiming = async move {
             let asking = async {
@@ -31,10 +42,15 @@ impl Link<'_> {
                     Some(r) => r,
                     None => Reclaimer::start(session).await?,
                 };
-                let sent = reclaimer.ask(&tuple, Duration::ZERO, RECLAIM_FREE).await?;
-                Ok::<_, anyhow::Error>((reclaimer, sent))
+                let (sent, left) = reclaimer.ask(&tuple, Duration::ZERO, RECLAIM_FREE, stock).await?;
+                Ok::<_, anyhow::Error>((reclaimer, sent, left))
             };
-            let (_, asked) = tokio::join!(forward.cancel(session), asking);
+            let cancelling = async {
+                if let Some(forward) = &forward {
+                    forward.cancel(session).await
+                }
+            };
+            let (_, asked) = tokio::join!(cancelling, asking);
             Reclaiming { forward, tuple, asked }
         };
         self.reclaiming = Some(start_now(reclaiming).await);
@@ -42,9 +58,9 @@ impl Link<'_> {
     }
 
     /// The end of a reclaim begun by [`Link::begin_reclaim`], if any: the
-    /// cancelled forward, to be renewed. One that did not work is said in
-    /// the trace, and this link reclaims after collisions again (where a
-    /// failure switches the run to rotating).
+    /// cancelled forward, if it was, to be renewed. One that did not work is
+    /// said in the trace, and this link reclaims after collisions again (where
+    /// a failure switches the run to rotating).
     pub(super) async fn end_reclaim(&mut self) -> Result<Option<ReverseForward>> {
         let Some(reclaiming) = self.reclaiming.take() else { return Ok(None) };
         let bound = crate::ssh::EXEC_TIMEOUT + self.control.timeout;
@@ -52,8 +68,9 @@ impl Link<'_> {
             return Err(classified(Kind::Transfer, format!("reclaiming a 4-tuple took over {bound:?}")));
         };
         match asked {
-            Ok((reclaimer, sent)) => {
+            Ok((reclaimer, sent, left)) => {
                 self.reclaimer = Some(reclaimer);
+                self.stocked = Some((tuple.proxy, left));
                 match sent {
                     true => self.events().emit(Event::Reclaimed { tuple }),
                     false => tracing::debug!("{tuple}: nothing to reclaim (our own end holds its TIME_WAIT)"),
@@ -62,24 +79,50 @@ impl Link<'_> {
             Err(e) => {
                 tracing::debug!("{tuple}: reclaiming as the data arrived did not work ({e:#}): after collisions only");
                 self.reclaim_behind = false;
+                self.stocked = None;
             }
         }
-        Ok(Some(forward))
+        Ok(forward)
+    }
+
+    /// Take sshd's listener back after a reclaim cancelled it (`renewed`:
+    /// asked for ahead of the next commands). A listener that does not set
+    /// SO_REUSEADDR cannot share its port with the helper's stock: the stock
+    /// goes, the listener is asked for once more, and this link keeps no stock.
+    pub(super) async fn relisten(&mut self, renewed: Result<ReverseForward>, cancelled: ReverseForward) -> Result<()> {
+        let refused = match renewed {
+            Ok(forward) => {
+                self.forward = Some(forward);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let (Some((end, n)), Some(reclaimer)) = (self.stocked, self.reclaimer.as_mut()) else { return Err(refused) };
+        if n == 0 {
+            return Err(refused);
+        }
+        tracing::debug!("{refused:#}: the SSH server's listener does not share its port; no stock of sockets");
+        reclaimer.drop_stock(end).await?;
+        self.stocked = None;
+        self.stock_refused = true;
+        self.forward = Some(cancelled.renew(self.session).await?);
+        Ok(())
     }
 
     /// Free the data connection's 4-tuple from the FTP server's TIME_WAIT
     /// ([`crate::ssh::reclaimer`]): sshd stops listening on the forwarded ports, the
     /// SYN goes out from the proxy port, and the forwards are requested again.
-    /// An error leaves the link without forwards: close it.
-    pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<()> {
+    /// False: no SYN could go out ([`Session::reclaim`]). An error leaves the
+    /// link without forwards: close it.
+    pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<bool> {
         let forward = self.forward.take().context("this link has no reverse forward")?;
         // The cancel goes out first and the SYN's line right behind it, in one round trip
         // (sshd handles them in order; the helper retries its bind meanwhile anyway).
         let (_, sent) = tokio::join!(forward.cancel(self.session), self.session.reclaim(tuple, wait));
-        sent?;
+        let sent = sent?;
         self.forward = Some(forward.renew(self.session).await?);
         self.time_wait_held = false;
-        Ok(())
+        Ok(sent)
     }
 
     /// True when the FTP server's host holds this link's data 4-tuple in
@@ -89,17 +132,23 @@ impl Link<'_> {
     }
 }
 
-/// What a reclaim under way brings back: the cancelled forward, the tuple,
-/// and the helper with its answer (true: the SYN went out).
+/// What a reclaim under way brings back: the forward it cancelled (none when
+/// it sent from the stock), the tuple, and the helper with its answer (true:
+/// the SYN went out) and the stock left.
 pub(super) struct Reclaiming {
-    forward: ReverseForward,
+    forward: Option<ReverseForward>,
     tuple: DataTuple,
-    asked: Result<(Reclaimer, bool)>,
+    asked: Result<(Reclaimer, bool, usize)>,
 }
 
 /// How long the reclaiming helper may wait for sshd's end of a download's
 /// connection to close: the download may still be running when it is asked.
 const RECLAIM_FREE: Duration = Duration::from_secs(600);
+
+/// How many sockets the helper binds ahead, each time sshd's listener is
+/// cancelled for a reclaim: one cancel and renew per this many downloads.
+/// Well under the 1024 descriptors a process is usually allowed.
+const RECLAIM_STOCK: usize = 200;
 
 /// A future polled once already, so that what it sends first is on its way
 /// ([`start_now`]), to be awaited later.

@@ -267,12 +267,13 @@ impl Session {
 
     /// Send the SYN that ends the TIME_WAIT of `tuple` on the FTP server's host
     /// (see [`reclaimer`]), through a helper started on first use and shared by
-    /// the session's links.
-    pub async fn reclaim(&self, tuple: &crate::tcp::DataTuple, wait: Duration) -> Result<()> {
+    /// the session's links. False: our own end of the tuple is taken (in
+    /// TIME_WAIT itself, when both ends closed at once): no SYN can go out.
+    pub async fn reclaim(&self, tuple: &crate::tcp::DataTuple, wait: Duration) -> Result<bool> {
         let mut reclaimer = self.reclaimer.get(self).await?;
-        let asking = reclaimer.as_mut().unwrap().ask(tuple, wait, Duration::ZERO);
+        let asking = reclaimer.as_mut().unwrap().ask(tuple, wait, Duration::ZERO, 0);
         let result = match tokio::time::timeout(EXEC_TIMEOUT + wait, asking).await {
-            Ok(answer) => answer.map(|_| ()),
+            Ok(answer) => answer.map(|(sent, _)| sent),
             Err(_) => Err(anyhow::anyhow!("the reclaiming process did not answer in time")),
         };
         Lazy::reset_on_error(&mut reclaimer, &result);
@@ -307,6 +308,7 @@ impl Session {
 
     /// Ask the SSH server to listen on `address:port` and forward connections to us (`-R`).
     pub async fn tcpip_forward(&self, address: &str, port: u16) -> Result<()> {
+        tracing::info!("tcpip-forward {address}:{port}");
         self.handle.tcpip_forward(address, port as u32).await.map(|_| ()).map_err(|e| {
             classified(Kind::Ssh, format!("SSH server refused to forward {address}:{port} back to us ({e})"))
         })

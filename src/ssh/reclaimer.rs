@@ -29,38 +29,53 @@ use crate::ssh::helper::Helper;
 use crate::ssh::{Session, EXEC_TIMEOUT};
 use crate::tcp::DataTuple;
 
-/// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS` lines; for each, binds the
+/// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS STOCK` lines; for each, binds the
 /// local end (SO_REUSEADDR; for up to 50 ms while sshd's listener there is being cancelled: the
 /// line may reach us first), starts a non-blocking connect, waits, closes (a half-open socket
-/// closes silently), and answers one line. While the tuple is still taken on this host (sshd's end
-/// of the last data connection, not yet closed) connect() says EADDRNOTAVAIL: it tries again, at
-/// 0.2 ms and then ever longer intervals (x1.5) up to 50 ms, for up to FREE-MS, and answers `busy` at
-/// once if that end is in TIME_WAIT itself (then the FTP server's end is not: nothing to reclaim). No single quotes: it travels inside
-/// '...' on a shell line.
+/// closes silently), and answers one line, with how many sockets it holds in stock for that end.
+/// While the tuple is still taken on this host (sshd's end of the last data connection, not yet
+/// closed) connect() says EADDRNOTAVAIL: it tries again, at 0.2 ms and then ever longer intervals
+/// (x1.5) up to 50 ms, for up to FREE-MS, and answers `busy` once it sees that end in TIME_WAIT
+/// itself: then the FTP server's end holds nothing to reclaim, or, where both closed at once, a
+/// TIME_WAIT that no connect() from either end can reach. It reads the socket table for that
+/// from the fifth try on only (after 1.6 ms): a read of the whole table costs far more than a try.
+///
+/// The stock: a socket bound to the local end *before* sshd listens there stays bound after (both
+/// set SO_REUSEADDR, and a bound socket is not a listener), and can connect from it later, while
+/// sshd listens. So when it must bind (sshd's listener cancelled), it binds up to STOCK more, and
+/// later lines for that end take one of those: no cancel, no renewed listener, no round trip.
+/// An SSH server whose listener does not set SO_REUSEADDR cannot listen beside the stock: a line
+/// `drop LOCAL-ADDR LOCAL-PORT` closes it. No single quotes: it travels inside '...' on a shell line.
 const PERL: &str = r#"use strict; use Socket qw(:all); use Fcntl; use Errno qw(EADDRNOTAVAIL); use Time::HiRes qw(time); $| = 1;
 sub hexaddr { my ($a, $v6) = @_; $v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", inet_pton(AF_INET6, $a))) : sprintf("%08X", unpack("L", inet_aton($a))) }
 sub state_of { my ($v6, $l, $r) = @_; open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return "";
   while (<$t>) { my @f = split; return $f[3] if $f[1] eq $l && $f[2] eq $r } return "" }
 print "FTPSSH-RECLAIM ready\n";
+my %stock;
 while (my $line = <STDIN>) {
-  my ($la, $lp, $ra, $rp, $ms, $free) = split " ", $line;
+  if ($line =~ /^drop (\S+) (\d+)$/) { delete $stock{"$1 $2"}; print "FTPSSH-RECLAIM dropped\n"; next }
+  my ($la, $lp, $ra, $rp, $ms, $free, $want) = split " ", $line;
   my $v6 = $la =~ /:/;
   my $addr = sub { my ($a, $p) = @_; $v6 ? pack_sockaddr_in6($p, inet_pton(AF_INET6, $a)) : pack_sockaddr_in($p, inet_aton($a)) };
-  my ($s, $bound);
-  unless (socket($s, $v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0) && setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1)) {
-    print "FTPSSH-RECLAIM-ERROR cannot make a socket: $!\n"; next }
-  for (1 .. 25) { last if $bound = bind($s, $addr->($la, $lp)); select(undef, undef, undef, 0.002) }
-  unless ($bound) { print "FTPSSH-RECLAIM-ERROR cannot bind $la:$lp: $!\n"; next }
+  my $fresh = sub { my $s; socket($s, $v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0) && setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) ? $s : undef };
+  my $stocked = $stock{"$la $lp"} ||= [];
+  my $s = shift @$stocked;
+  unless ($s) {
+    unless ($s = $fresh->()) { print "FTPSSH-RECLAIM-ERROR cannot make a socket: $!\n"; next }
+    my $bound;
+    for (1 .. 25) { last if $bound = bind($s, $addr->($la, $lp)); select(undef, undef, undef, 0.002) }
+    unless ($bound) { print "FTPSSH-RECLAIM-ERROR cannot bind $la:$lp: $!\n"; next }
+    while (@$stocked < ($want || 0)) { my $t = $fresh->() or last; bind($t, $addr->($la, $lp)) or last; push @$stocked, $t }
+  }
   fcntl($s, F_SETFL, O_NONBLOCK);
   my ($l, $r) = (hexaddr($la, $v6) . sprintf(":%04X", $lp), hexaddr($ra, $v6) . sprintf(":%04X", $rp));
   my ($until, $nap, $busy) = (time + $free / 1000, 0.0002, 0);
   until (connect($s, $addr->($ra, $rp)) || $! != EADDRNOTAVAIL) {
-    if (time >= $until || state_of($v6, $l, $r) eq "06") { $busy = 1; last }
+    if (time >= $until || ($nap > 0.001 && state_of($v6, $l, $r) eq "06")) { $busy = 1; last }
     select(undef, undef, undef, $nap); $nap = $nap >= 0.033 ? 0.05 : $nap * 1.5;
   }
-  select(undef, undef, undef, $ms / 1000) unless $busy;
-  close($s);
-  print $busy ? "FTPSSH-RECLAIM busy\n" : "FTPSSH-RECLAIM sent\n";
+  if ($busy) { unshift @$stocked, $s } else { select(undef, undef, undef, $ms / 1000); close($s) }
+  printf "FTPSSH-RECLAIM %s %d\n", $busy ? "busy" : "sent", scalar @$stocked;
 }"#;
 
 /// The perl process on the SSH server.
@@ -85,13 +100,22 @@ impl Reclaimer {
     /// Send the SYN from the tuple's proxy end to its server end, then wait
     /// `wait` for the exchange to finish (a loopback round trip takes
     /// microseconds). While our own end of the tuple is still open, try again
-    /// for up to `free`. True: sent; false: our end stayed taken, or is in
-    /// TIME_WAIT itself (the FTP server's end then holds nothing to reclaim).
-    /// Unbounded: the caller bounds the wait for the answer.
-    pub async fn ask(&mut self, tuple: &DataTuple, wait: Duration, free: Duration) -> Result<bool> {
+    /// for up to `free`. Where it must bind (sshd's listener there must then be
+    /// cancelled), it also binds up to `stock` sockets for later asks, which
+    /// need no cancel. Answers whether the SYN went out (false: our end stayed
+    /// taken, or is in TIME_WAIT itself, and the FTP server's end then holds
+    /// nothing to reclaim) and how many sockets it holds in stock for the
+    /// tuple's proxy end. Unbounded: the caller bounds the wait for the answer.
+    pub async fn ask(
+        &mut self,
+        tuple: &DataTuple,
+        wait: Duration,
+        free: Duration,
+        stock: usize,
+    ) -> Result<(bool, usize)> {
         let server_port = tuple.server_port.context("the FTP server's data source port is not known")?;
         let line = format!(
-            "{} {} {} {server_port} {} {}\n",
+            "{} {} {} {server_port} {} {} {stock}\n",
             tuple.proxy.ip(),
             tuple.proxy.port(),
             tuple.server,
@@ -101,11 +125,21 @@ impl Reclaimer {
         self.stream.write_all(line.as_bytes()).await.context("writing to the reclaiming process")?;
         self.stream.flush().await?;
         let answer = crate::ssh::relay::read_line(&mut self.stream).await.context("the reclaiming process exited")?;
-        match answer.strip_prefix("FTPSSH-RECLAIM-ERROR ") {
-            Some(why) => bail!("{why}"),
-            None if answer == "FTPSSH-RECLAIM sent" => Ok(true),
-            None if answer == "FTPSSH-RECLAIM busy" => Ok(false),
-            None => bail!("unexpected answer {answer:?} from the reclaiming process"),
+        if let Some(why) = answer.strip_prefix("FTPSSH-RECLAIM-ERROR ") {
+            bail!("{why}");
+        }
+        parse_answer(&answer).with_context(|| format!("unexpected answer {answer:?} from the reclaiming process"))
+    }
+
+    /// Close the sockets held in stock for `end` (the SSH server could not
+    /// listen beside them).
+    pub async fn drop_stock(&mut self, end: std::net::SocketAddr) -> Result<()> {
+        let line = format!("drop {} {}\n", end.ip(), end.port());
+        self.stream.write_all(line.as_bytes()).await.context("writing to the reclaiming process")?;
+        self.stream.flush().await?;
+        match self.read_line().await? {
+            answer if answer == "FTPSSH-RECLAIM dropped" => Ok(()),
+            answer => bail!("unexpected answer {answer:?} from the reclaiming process"),
         }
     }
 
@@ -115,6 +149,17 @@ impl Reclaimer {
             .context("the reclaiming process did not answer in time")?
             .context("the reclaiming process exited")
     }
+}
+
+/// `FTPSSH-RECLAIM sent|busy STOCK`.
+fn parse_answer(answer: &str) -> Option<(bool, usize)> {
+    let (sent, stock) = answer.strip_prefix("FTPSSH-RECLAIM ")?.split_once(' ')?;
+    let sent = match sent {
+        "sent" => true,
+        "busy" => false,
+        _ => return None,
+    };
+    Some((sent, stock.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -128,40 +173,60 @@ mod tests {
         assert!(!PERL.contains('\''));
     }
 
-    /// The script run here, its ready line read: the process, its answers, a line buffer.
-    fn started() -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
-        let mut child = std::process::Command::new("perl")
-            .args(["-e", PERL])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "FTPSSH-RECLAIM ready\n");
-        (child, out, line)
+    /// The script run here, its ready line read.
+    struct Script {
+        child: std::process::Child,
+        out: BufReader<std::process::ChildStdout>,
+    }
+
+    impl Script {
+        fn start() -> Script {
+            let mut child = std::process::Command::new("perl")
+                .args(["-e", PERL])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = BufReader::new(child.stdout.take().unwrap());
+            let mut script = Script { child, out };
+            assert_eq!(script.answer(), "FTPSSH-RECLAIM ready\n");
+            script
+        }
+
+        /// Send `line`, return the answer.
+        fn say(&mut self, line: &str) -> String {
+            writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+            self.answer()
+        }
+
+        fn answer(&mut self) -> String {
+            let mut line = String::new();
+            self.out.read_line(&mut line).unwrap();
+            line
+        }
+
+        /// End of input: it exits cleanly.
+        fn finish(mut self) {
+            drop(self.child.stdin.take());
+            assert!(self.child.wait().unwrap().success());
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     /// The script here, on loopback: it binds the given end and answers; a taken port is an error.
     #[test]
     fn script_answers_each_line() {
-        let (mut child, mut out, mut line) = started();
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let stdin = child.stdin.as_mut().unwrap();
-        writeln!(stdin, "127.0.0.1 {free} 127.0.0.1 {closed} 1 0").unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "FTPSSH-RECLAIM sent\n");
+        let mut script = Script::start();
+        let (free, closed) = (free_port(), free_port());
+        assert_eq!(script.say(&format!("127.0.0.1 {free} 127.0.0.1 {closed} 1 0 0")), "FTPSSH-RECLAIM sent 0\n");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let taken = listener.local_addr().unwrap().port();
-        writeln!(stdin, "127.0.0.1 {taken} 127.0.0.1 {closed} 1 0").unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
+        let line = script.say(&format!("127.0.0.1 {taken} 127.0.0.1 {closed} 1 0 0"));
         assert!(line.starts_with("FTPSSH-RECLAIM-ERROR cannot bind 127.0.0.1:"), "{line}");
-        drop(child.stdin.take());
-        assert!(child.wait().unwrap().success());
+        script.finish();
     }
 
     /// While our end of the tuple is open, the script waits (up to FREE-MS) for it to close; the
@@ -169,7 +234,7 @@ mod tests {
     #[test]
     fn script_waits_for_its_end_of_the_tuple_to_close() {
         use socket2::{Domain, Socket, Type};
-        let (mut child, mut out, mut line) = started();
+        let mut script = Script::start();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let y = listener.local_addr().unwrap();
         let connected = || {
@@ -180,24 +245,64 @@ mod tests {
             let x = ours.local_addr().unwrap().as_socket().unwrap().port();
             (ours, listener.accept().unwrap().0, x)
         };
-        let stdin = child.stdin.as_mut().unwrap();
-        // Open the whole time: busy after FREE-MS.
+        // Open the whole time: busy after FREE-MS; the socket it bound is kept in stock.
         let (_ours, _theirs, x) = connected();
-        writeln!(stdin, "127.0.0.1 {x} 127.0.0.1 {} 0 20", y.port()).unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "FTPSSH-RECLAIM busy\n");
+        assert_eq!(script.say(&format!("127.0.0.1 {x} 127.0.0.1 {} 0 20 0", y.port())), "FTPSSH-RECLAIM busy 1\n");
         // Closed while the script waits, the other end first: the SYN goes out.
         let (ours, theirs, x) = connected();
-        writeln!(stdin, "127.0.0.1 {x} 127.0.0.1 {} 0 3000", y.port()).unwrap();
+        writeln!(script.child.stdin.as_mut().unwrap(), "127.0.0.1 {x} 127.0.0.1 {} 0 3000 0", y.port()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(theirs);
         std::thread::sleep(std::time::Duration::from_millis(10));
         drop(ours);
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "FTPSSH-RECLAIM sent\n");
-        drop(child.stdin.take());
-        assert!(child.wait().unwrap().success());
+        assert_eq!(script.answer(), "FTPSSH-RECLAIM sent 0\n");
+        script.finish();
+    }
+
+    /// The stock: sockets bound while the port was free stay bound when a listener (sshd's, with
+    /// SO_REUSEADDR) takes the port, and each later line connects from one of them.
+    #[test]
+    fn script_connects_from_its_stock_while_the_port_is_listened_on() {
+        use socket2::{Domain, Socket, Type};
+        let mut script = Script::start();
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (p, q) = (free_port(), peer.local_addr().unwrap().port());
+        let line = |stock: usize| format!("127.0.0.1 {p} 127.0.0.1 {q} 1 0 {stock}");
+        assert_eq!(script.say(&line(2)), "FTPSSH-RECLAIM sent 2\n");
+        assert_eq!(peer.accept().unwrap().1.port(), p);
+        let sshd = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        sshd.set_reuse_address(true).unwrap();
+        sshd.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], p)).into()).unwrap();
+        sshd.listen(8).unwrap();
+        for left in [1, 0] {
+            assert_eq!(script.say(&line(0)), format!("FTPSSH-RECLAIM sent {left}\n"));
+            assert_eq!(peer.accept().unwrap().1.port(), p);
+        }
+        let last = script.say(&line(0));
+        assert!(last.starts_with("FTPSSH-RECLAIM-ERROR cannot bind"), "{last}");
+        script.finish();
+    }
+
+    /// A listener without SO_REUSEADDR cannot share the port with the stock; dropped, it can.
+    #[test]
+    fn script_drops_its_stock_on_request() {
+        let mut script = Script::start();
+        let (p, q) = (free_port(), free_port());
+        assert_eq!(script.say(&format!("127.0.0.1 {p} 127.0.0.1 {q} 1 0 3")), "FTPSSH-RECLAIM sent 3\n");
+        let bare = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let target: socket2::SockAddr = std::net::SocketAddr::from(([127, 0, 0, 1], p)).into();
+        assert!(bare.bind(&target).is_err(), "bound beside the stock without SO_REUSEADDR");
+        assert_eq!(script.say(&format!("drop 127.0.0.1 {p}")), "FTPSSH-RECLAIM dropped\n");
+        bare.bind(&target).unwrap();
+        bare.listen(1).unwrap();
+        script.finish();
+    }
+
+    #[test]
+    fn answers_parse() {
+        assert_eq!(parse_answer("FTPSSH-RECLAIM sent 12"), Some((true, 12)));
+        assert_eq!(parse_answer("FTPSSH-RECLAIM busy 0"), Some((false, 0)));
+        assert_eq!(parse_answer("FTPSSH-RECLAIM sent"), None);
+        assert_eq!(parse_answer("FTPSSH-RECLAIM maybe 1"), None);
     }
 }

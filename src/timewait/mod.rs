@@ -103,8 +103,12 @@ pub async fn ahead(pace: Pace, server_collides: bool, link: &mut Link<'_>, so_fa
         return None;
     }
     match reclaim::reclaim(link, link.data_tuple(), &mut so_far.reclaimed).await {
-        Ok(true) => None,
-        Ok(false) => None, // the tuple is not known: the transfer will tell
+        Ok(reclaim::Outcome::Sent | reclaim::Outcome::Unknown) => None, // unknown: the transfer will tell
+        Ok(reclaim::Outcome::HeldOnBothEnds(tuple)) => {
+            let what = format!("{}; this control connection rests", reclaim::held_on_both_ends(&tuple));
+            link.events().emit(Event::Detour { what });
+            Some(Next::Rest(REST_AFTER_DOWNLOAD))
+        }
         Err(why) => {
             let why = format!("could not reclaim the last download's 4-tuple ahead of the next transfer: {why:#}");
             link.events().emit(Event::ReclaimFailed { why });
@@ -124,9 +128,15 @@ pub async fn after_collision(
 ) -> Next {
     match pace {
         Pace::Reclaim => match reclaim::reclaim(link, tuple, &mut so_far.reclaimed).await {
-            Ok(true) => Next::Reuse,
-            Ok(false) => {
+            Ok(reclaim::Outcome::Sent) => Next::Reuse,
+            Ok(reclaim::Outcome::Unknown) => {
                 link.events().emit(Event::Detour { what: format!("{collision}; its 4-tuple is not known yet") });
+                Next::Rest(REST_AFTER_DOWNLOAD)
+            }
+            Ok(reclaim::Outcome::HeldOnBothEnds(tuple)) => {
+                let what =
+                    format!("{collision}; {}; this control connection rests", reclaim::held_on_both_ends(&tuple));
+                link.events().emit(Event::Detour { what });
                 Next::Rest(REST_AFTER_DOWNLOAD)
             }
             Err(why) => {

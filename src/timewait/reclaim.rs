@@ -31,19 +31,38 @@ use crate::tcp::DataTuple;
 const FIRST_WAIT: Duration = Duration::ZERO;
 const SECOND_WAIT: Duration = Duration::from_millis(100);
 
-/// Free the collided tuple for the same link. False: the tuple is not fully
-/// known (no transfer on this link showed the server's data source port
-/// yet), so rotate this once. An error means reclaiming does not work here:
-/// a helper that failed, or a tuple that collides again although reclaimed
-/// twice. `reclaimed` counts this transfer's reclaims so far.
-pub async fn reclaim(link: &mut Link<'_>, tuple: Option<DataTuple>, reclaimed: &mut u32) -> Result<bool> {
-    let Some(tuple) = tuple.filter(|t| t.server_port.is_some()) else { return Ok(false) };
+/// What a reclaim came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The SYN went out: the tuple is free again.
+    Sent,
+    /// The tuple is not fully known (no transfer on this link showed the
+    /// server's data source port yet): rotate this once.
+    Unknown,
+    /// Our own end of the tuple holds a TIME_WAIT too: both ends closed at
+    /// once, and neither can send the SYN that would end the other's (each
+    /// connect() is refused by its own end's entry). Rotate this once.
+    HeldOnBothEnds(DataTuple),
+}
+
+/// Why [`Outcome::HeldOnBothEnds`] cannot be reclaimed, in words.
+pub fn held_on_both_ends(tuple: &DataTuple) -> String {
+    format!("both ends of {tuple} hold it in TIME_WAIT (they closed at once), and neither can end the other's")
+}
+
+/// Free the collided tuple for the same link. An error means reclaiming does
+/// not work here: a helper that failed, or a tuple that collides again
+/// although reclaimed twice. `reclaimed` counts this transfer's reclaims so far.
+pub async fn reclaim(link: &mut Link<'_>, tuple: Option<DataTuple>, reclaimed: &mut u32) -> Result<Outcome> {
+    let Some(tuple) = tuple.filter(|t| t.server_port.is_some()) else { return Ok(Outcome::Unknown) };
     if *reclaimed >= 2 {
         anyhow::bail!("the TIME_WAIT of {tuple} survived reclaiming (tcp_rfc1337=1 on the FTP server's host?)");
     }
     let wait = if *reclaimed == 0 { FIRST_WAIT } else { SECOND_WAIT };
-    link.reclaim(&tuple, wait).await.context("could not reclaim the 4-tuple")?;
+    if !link.reclaim(&tuple, wait).await.context("could not reclaim the 4-tuple")? {
+        return Ok(Outcome::HeldOnBothEnds(tuple));
+    }
     link.events().emit(Event::Reclaimed { tuple });
     *reclaimed += 1;
-    Ok(true)
+    Ok(Outcome::Sent)
 }
