@@ -145,6 +145,8 @@ pub struct Link<'s> {
     stocked: Option<(std::net::SocketAddr, usize)>,
     /// The SSH server could not listen beside that stock ([`Link::relisten`]).
     stock_refused: bool,
+    /// The reclaim under way cancelled sshd's listener (not from the stock).
+    reclaim_cancelled: bool,
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
     /// be received, oldest first: more than one when the next file's went out early.
     pending: VecDeque<Pending>,
@@ -199,6 +201,7 @@ impl<'s> Link<'s> {
             reclaimer: None,
             stocked: None,
             stock_refused: false,
+            reclaim_cancelled: false,
             pending: VecDeque::new(),
         }
     }

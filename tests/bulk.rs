@@ -136,7 +136,9 @@ fn pace_wait_waits_the_measured_timer_out() {
         .sum();
     // Each collision (one per download, unless our early EOF let sshd close first and hold
     // the TIME_WAIT) a whole TIME_WAIT (60 s), measured and waited out.
-    let collisions = err.lines().filter(|l| l.starts_with("425 ")).count() as f64;
+    // (A transfer sent early behind one that collided gets its 425 too, and is given up and
+    // sent again after the wait: only the collisions handled count.)
+    let collisions = err.lines().filter(|l| l.starts_with("TIME_WAIT collision on ")).count() as f64;
     assert!(collisions >= 1.0, "no collision:\n{err}");
     assert!(waited > 50.0 * collisions, "{collisions} collisions, waited only {waited} s:\n{err}");
     assert!(elapsed.as_secs_f64() < waited + 10.0, "{elapsed:?} is more than 10 s over the timers ({waited} s)");
@@ -282,4 +284,42 @@ fn the_next_files_commands_go_out_early_where_source_ports_vary() {
     let opened = at("data connection for many/f009.txt");
     let ended = opened + lines[opened..].iter().position(|l| l.starts_with("226 ")).unwrap();
     assert!(at("---> RETR many/f010.txt") < ended, "f010 was sent after f009's 226:\n{err}");
+}
+
+/// SYNs the server namespace's kernel sent again (a second each, the first time).
+fn syn_retransmits(lab: &Lab) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.var("SERVER_NS"), "cat", "/proc/net/netstat"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
+    let at = names.split(' ').position(|n| n == "TCPSynRetrans").expect("TCPSynRetrans counted");
+    values.split(' ').nth(at).unwrap().parse().unwrap()
+}
+
+/// Where the data source port is fixed, the next file's commands go out early too, behind a hold
+/// line that our perl relay keeps from the FTP server until the last data connection has closed
+/// on the SSH server (and, timestamps off, until our reclaim has ended its TIME_WAIT there). So
+/// no SYN of the server's meets a connection still closing (each cost a 1 s retransmit when
+/// sent early without the hold), and collisions stay as rare as without sending early.
+#[test]
+fn fixed_port_files_go_out_early_behind_the_relays_hold() {
+    let lab = Lab::get();
+    for on in [true, false] {
+        let retransmits = syn_retransmits(&lab);
+        let err = mget_many(on, &["-vv"]);
+        assert_eq!(syn_retransmits(&lab) - retransmits, 0, "timestamps on: {on}: a SYN waited:\n{err}");
+        let holds = err.lines().filter(|l| l.starts_with("relay: hold RETR")).count();
+        assert!(holds >= 150, "timestamps on: {on}: {holds} holds:\n{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        let at =
+            |want: &str| lines.iter().position(|l| l.contains(want)).unwrap_or_else(|| panic!("no {want:?}:\n{err}"));
+        let opened = at("data connection for many/f150.txt");
+        let ended = opened + lines[opened..].iter().position(|l| l.starts_with("226 ")).unwrap();
+        assert!(at("---> RETR many/f151.txt") < ended, "f151 was sent after f150's 226:\n{err}");
+        let refused = err.lines().filter(|l| l.starts_with("425 ")).count();
+        assert!(refused <= if on { 0 } else { 10 }, "timestamps on: {on}: {refused} collisions:\n{err}");
+    }
 }

@@ -161,6 +161,9 @@ async fn relayed_control(
     let relayed = relay::open(session, &ftp.host, ftp.port).await?;
     let control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, timeout);
     let mut control = control.with_transcript(transcript(session));
+    if relayed.interpreter == relay::Interpreter::Perl {
+        control = control.with_holds(); // only the perl relay takes hold lines
+    }
     let greeting = control.greeting().await.with_context(|| format!("FTP server {}:{}", ftp.host, ftp.port))?;
     let (via, proxy) = (Via::Relay(relayed.interpreter.name()), relayed.local);
     session.events().emit(Event::ControlOpened { via, proxy, ftp: SocketAddr::new(relayed.peer, ftp.port) });

@@ -151,6 +151,8 @@ pub struct Control {
     /// How long to wait for a reply.
     pub timeout: Duration,
     transcript: Transcript,
+    /// The stream ends in our relay, which takes hold lines ([`Control::pipeline_held`]).
+    holds: bool,
 }
 
 impl Control {
@@ -158,7 +160,27 @@ impl Control {
     pub fn new(stream: impl Stream + 'static, timeout: Duration) -> Control {
         // The greeting is owed as if "connect" were a command.
         let transcript = Box::new(|_: Line<'_>| {});
-        Control { stream: Box::new(stream), buf: Vec::new(), state: State::owed("connect".into()), timeout, transcript }
+        let state = State::owed("connect".into());
+        Control { stream: Box::new(stream), buf: Vec::new(), state, timeout, transcript, holds: false }
+    }
+
+    /// The stream ends in the perl relay, which takes hold lines.
+    pub fn with_holds(mut self) -> Control {
+        self.holds = true;
+        self
+    }
+
+    /// True when [`Control::pipeline_held`] can be used.
+    pub fn holds(&self) -> bool {
+        self.holds
+    }
+
+    /// Like [`Control::pipeline`], with `hold` (a line for our relay on the
+    /// SSH server, not for the FTP server: see [`crate::ssh::relay`]) in
+    /// front, in the same write.
+    pub async fn pipeline_held(&mut self, hold: &str, cmds: &[&Command]) -> Result<()> {
+        anyhow::ensure!(self.holds, "this control connection does not end in a relay that holds");
+        self.pipeline_behind(hold.as_bytes(), cmds).await
     }
 
     /// Tell `transcript` every line sent and received from now on.
@@ -192,7 +214,9 @@ impl Control {
         }
         tracing::debug!("no final reply to {owed} within {bound:?}: sending ABOR");
         let aborting = async {
-            self.write(&Command::Abor).await?;
+            // Our relay lets go of the commands it holds (see `pipeline_held`), so ABOR reaches the server.
+            let release: &[u8] = if self.holds { b"FTPSSH-RELEASE\r\n" } else { b"" };
+            self.put_on_wire(release, &[&Command::Abor]).await?;
             self.state.push("ABOR".into());
             // The transfer's reply and ABOR's (RFC 959 4.1.3), and any pipelined behind.
             let n = match &self.state {
@@ -326,10 +350,14 @@ impl Control {
     /// with RETR, the next file's RETR before this one's 226): a round trip
     /// saved for each. Refused only on a broken connection.
     pub async fn pipeline(&mut self, cmds: &[&Command]) -> Result<()> {
+        self.pipeline_behind(b"", cmds).await
+    }
+
+    async fn pipeline_behind(&mut self, front: &[u8], cmds: &[&Command]) -> Result<()> {
         if let State::Broken(why) = &self.state {
             return Err(OutOfStep::Broken(why.clone()).classified());
         }
-        self.put_on_wire(cmds).await?;
+        self.put_on_wire(front, cmds).await?;
         for cmd in cmds {
             self.state.push(cmd.redacted());
         }
@@ -344,14 +372,10 @@ impl Control {
         }
     }
 
-    /// Put one command on the wire, whatever the state (ABOR is sent while a transfer owes its reply).
-    async fn write(&mut self, cmd: &Command) -> Result<()> {
-        self.put_on_wire(&[cmd]).await
-    }
-
-    /// Put commands on the wire in one write.
-    async fn put_on_wire(&mut self, cmds: &[&Command]) -> Result<()> {
-        let mut wire = Vec::new();
+    /// Put commands on the wire in one write, `front` (for our relay) first, whatever the state
+    /// (ABOR is sent while a transfer owes its reply).
+    async fn put_on_wire(&mut self, front: &[u8], cmds: &[&Command]) -> Result<()> {
+        let mut wire = front.to_vec();
         for cmd in cmds {
             wire.extend(cmd.to_wire()?);
             (self.transcript)(Line::Sent(&cmd.redacted()));

@@ -144,13 +144,15 @@ pub(super) async fn serve<'s>(
     }
 }
 
-/// Once the default port has worked on `link` and the server is not known to
-/// collide: the current download's commands and the next item's behind them
-/// go on the wire now, so the server starts the next transfer the moment this
-/// one ends (a round trip or more saved per file; FTP servers read commands
-/// in order). The next item, if its commands went out.
+/// Once the default port has worked on `link` ([`Link::can_send_ahead`]: where
+/// the server's data source port is fixed, our relay holds the next commands
+/// until the last connection has closed): the current download's commands and
+/// the next item's behind them go on the wire now, so the server starts the
+/// next transfer the moment this one ends (a round trip or more saved per
+/// file; FTP servers read commands in order). The next item, if its commands
+/// went out.
 async fn send_ahead(link: &mut Link<'_>, attempt: &mut Attempt, shared: &Shared) -> Option<Attempt> {
-    if !link.can_send_ahead() || shared.collides.load(Ordering::SeqCst) {
+    if !link.can_send_ahead(shared.collides.load(Ordering::SeqCst)) {
         return None;
     }
     if !link.has_pending() && !matches!(attempt.send_ahead(link).await, Ok(true)) {

@@ -32,8 +32,13 @@ impl Link<'_> {
         let sent = !self.passive;
         if sent {
             let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
-            // A reclaim under way ends first; sshd listens again right ahead of our commands.
-            let cancelled = self.end_reclaim().await?;
+            // A reclaim under way ends first, where it cancelled sshd's listener: sshd listens
+            // again right ahead of our commands. One from the stock ends when the next begins.
+            let ahead = !self.pending.is_empty();
+            let cancelled = match ahead && !self.reclaim_cancelled {
+                true => None,
+                false => self.end_reclaim().await?,
+            };
             let session = self.session;
             let renewing = match cancelled {
                 Some(forward) => Some(start_now(async move { (forward.renew(session).await, forward) }).await),
@@ -45,7 +50,13 @@ impl Link<'_> {
             // Open before sending: on loopback the connection can beat the write's return.
             self.session.gate.open(ftp_ip);
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
-            let piped = self.control.pipeline(&wire).await;
+            let piped = match self.hold_line().filter(|_| ahead) {
+                Some(hold) => {
+                    tracing::debug!("relay: hold {} until the data tuple is free", cmd.redacted());
+                    self.control.pipeline_held(&hold, &wire).await
+                }
+                None => self.control.pipeline(&wire).await,
+            };
             let renewed = match renewing {
                 Some(renewing) => {
                     let (renewed, cancelled) = renewing.await;
@@ -82,8 +93,33 @@ impl Link<'_> {
     /// sshd's end still in LAST_ACK, and waited out a 1 s SYN retransmit
     /// (TcpExtTCPSYNChallenge, TCPSynRetrans). A round trip between transfers
     /// leaves that close time to finish.
-    pub fn can_send_ahead(&self) -> bool {
-        !self.passive && self.source_port_varies && self.forward.is_some()
+    pub fn can_send_ahead(&self, collides: bool) -> bool {
+        if self.passive || self.forward.is_none() {
+            return false;
+        }
+        if self.source_port_varies {
+            return !collides;
+        }
+        // A fixed source port: every transfer has the same 4-tuple, so the relay must hold the
+        // next commands until the last connection has closed on the SSH server (its SYN could
+        // overtake that connection's last ACK), and, with collisions, until our reclaim ended
+        // the FTP server's TIME_WAIT, which it does from its stock of sockets, unasked. A reclaim
+        // that must cancel sshd's listener waits for the next commands to renew it: none ahead.
+        let tuple_known = self.data_tuple().is_some_and(|t| t.server_port.is_some());
+        self.control.holds() && tuple_known && (!collides || self.reclaims_unasked())
+    }
+
+    /// The hold line for our relay that keeps the next transfer's commands
+    /// from the FTP server until this link's data tuple is free again
+    /// ([`crate::ssh::relay`]); none where the source port varies.
+    fn hold_line(&self) -> Option<String> {
+        if self.source_port_varies {
+            return None;
+        }
+        let tuple = self.data_tuple()?;
+        let strict = u8::from(self.reclaim_behind);
+        let (proxy, server_port) = (tuple.proxy, tuple.server_port?);
+        Some(format!("FTPSSH-HOLD {} {} {} {server_port} {strict}\r\n", proxy.ip(), proxy.port(), tuple.server))
     }
 
     /// The data connection of `cmd`, the oldest transfer sent and not yet

@@ -25,6 +25,13 @@ impl Link<'_> {
     /// the forward is cancelled now (its cancel goes out first) and renewed
     /// ahead of the next commands, and the helper binds a new stock meanwhile.
     pub(super) async fn begin_reclaim(&mut self) {
+        // The last one, from the stock, still under way where this transfer was sent ahead.
+        if let Ok(Some(cancelled)) = self.end_reclaim().await {
+            let renewed = cancelled.renew(self.session).await;
+            if self.relisten(renewed, cancelled).await.is_err() {
+                return; // no forward: the next transfer says so
+            }
+        }
         let Some(tuple) = self.data_tuple().filter(|t| t.server_port.is_some()) else { return };
         let stocked = matches!(self.stocked, Some((end, n)) if end == tuple.proxy && n > 0);
         let stock = if stocked || self.stock_refused { 0 } else { RECLAIM_STOCK };
@@ -35,6 +42,7 @@ impl Link<'_> {
                 None => return,
             },
         };
+        self.reclaim_cancelled = forward.is_some();
         let (session, reclaimer) = (self.session, self.reclaimer.take());
         let reclaiming = async move {
             let asking = async {
@@ -63,6 +71,7 @@ impl Link<'_> {
     /// a failure switches the run to rotating).
     pub(super) async fn end_reclaim(&mut self) -> Result<Option<ReverseForward>> {
         let Some(reclaiming) = self.reclaiming.take() else { return Ok(None) };
+        self.reclaim_cancelled = false;
         let bound = crate::ssh::EXEC_TIMEOUT + self.control.timeout;
         let Ok(Reclaiming { forward, tuple, asked }) = tokio::time::timeout(bound, reclaiming).await else {
             return Err(classified(Kind::Transfer, format!("reclaiming a 4-tuple took over {bound:?}")));
@@ -83,6 +92,16 @@ impl Link<'_> {
             }
         }
         Ok(forward)
+    }
+
+    /// True when this link's next reclaims go on without us: reclaiming as
+    /// each download's data arrives, with a helper whose stock (as last
+    /// reported; reclaims sent ahead report later) lasts past the transfers
+    /// in flight, and no cancelled listener to renew.
+    pub(super) fn reclaims_unasked(&self) -> bool {
+        let stocked = self.stocked.is_some_and(|(_, n)| n >= 3);
+        let helper = self.reclaimer.is_some() || self.reclaiming.is_some(); // in use, under way
+        self.reclaim_behind && helper && stocked && !self.reclaim_cancelled
     }
 
     /// Take sshd's listener back after a reclaim cancelled it (`renewed`:

@@ -12,8 +12,19 @@
 // No single quotes inside: the scripts travel inside '...' on a shell line.
 // perl: Socket only (IO::Socket::IP and IO::Select cost ~20 ms more to load, on every control
 // connection); the select loop watches the FTP server always and our stdin until its end.
-pub(super) const PERL: &str = r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY);
+//
+// The perl relay also holds (HOLD below): a line `FTPSSH-HOLD LA LP RA RP STRICT` from us is not
+// passed on; what follows it waits until (1) every command passed before it has its final reply
+// from the server (it counts lines each way: one final reply per command, after the greeting),
+// and (2) the data 4-tuple LA:LP <-> RA:RP has no socket on this host but TIME_WAIT ones (none at
+// all at RA:RP's end when STRICT: TCP timestamps off, where that entry refuses the server's next
+// connect), or one second has passed since (1), or a line `FTPSSH-RELEASE` came (an ABOR
+// follows: it must not wait behind a transfer that hangs). So the next file's commands can go out before
+// this file's 226, and the server still connects only once the last connection has closed here:
+// its SYN can overtake that connection's last ACK on loopback, and meet sshd's end in LAST_ACK.
+pub(super) const PERL: &str = r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY AF_INET6 inet_aton inet_pton);
 my ($h, $p) = @ARGV; $| = 1; binmode STDIN; binmode STDOUT;
+my $now = eval { require Time::HiRes; \&Time::HiRes::time } || sub { time };
 my ($err, @ai) = getaddrinfo($h, $p, {socktype => SOCK_STREAM}); my ($s, $why) = (undef, $err || "no address");
 for my $a (@ai) { socket($s, $a->{family}, $a->{socktype}, $a->{protocol}) or do { $why = $!; next };
   setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1); last if connect($s, $a->{addr}); $why = $!; close $s; undef $s }
@@ -23,13 +34,33 @@ my (undef, $lh, $lp) = getnameinfo(getsockname($s), NI_NUMERICHOST | NI_NUMERICS
 my (undef, $ph) = getnameinfo(getpeername($s), NI_NUMERICHOST | NI_NUMERICSERV);
 print "FTPSSH-RELAY $lh $lp $ph\n";
 sub put { my ($fh, $b) = @_; while (length $b) { my $w = syswrite($fh, $b); exit 1 unless defined $w; substr($b, 0, $w) = "" } }
-my $in = 1;
-while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s), 1) = 1;
-  next unless select($r, undef, undef, undef) > 0;
+my ($in, $pend, $sb, $fin, $multi, $cmds, $hold, $nap) = (1, "", "", -1, undef, 0, undef, 0);
+sub finals { $sb .= $_[0];
+  while ($sb =~ s/^([^\n]*)\n//) { my $l = $1;
+    if (defined $multi) { if (substr($l, 0, 4) eq "$multi ") { undef $multi; $fin++ } }
+    elsif ($l =~ /^([2-5]\d\d)-/) { $multi = $1 } elsif ($l =~ /^[2-5]\d\d( |\r|$)/) { $fin++ } }
+  $sb = substr($sb, 0, 8) }
+sub hexaddr { my ($a, $v6) = @_; $v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", inet_pton(AF_INET6, $a))) : sprintf("%08X", unpack("L", inet_aton($a))) }
+sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my $v6 = $la =~ /:/;
+  my ($l, $r) = (hexaddr($la, $v6) . sprintf(":%04X", $lp), hexaddr($ra, $v6) . sprintf(":%04X", $rp));
+  open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return 1;
+  while (<$t>) { my @f = split;
+    return 0 if $f[1] eq $l && $f[2] eq $r && $f[3] ne "06";
+    return 0 if $f[1] eq $r && $f[2] eq $l && ($strict || $f[3] ne "06") } 1 }
+sub pump { while (!$hold && $pend =~ s/^([^\n]*\n)//) { my $l = $1;
+    if ($l =~ /^FTPSSH-HOLD (\S+) (\d+) (\S+) (\d+) ([01])\r?\n$/) { $hold = [$cmds, $1, $2, $3, $4, $5, undef]; $nap = 0.0002 }
+    elsif ($l !~ /^FTPSSH-RELEASE\r?\n$/) { put($s, $l); $cmds++ } }
+  if (!$in && !$hold && defined $pend) { put($s, $pend); undef $pend; shutdown($s, 1) } }
+while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s), 1) = 1; my $wait;
+  if ($hold && $fin >= $hold->[0]) { $hold->[6] //= $now->() + 1;
+    if ($now->() >= $hold->[6] || clear(@$hold[1 .. 5])) { undef $hold; pump() }
+    else { $wait = $nap; $nap = $nap >= 0.013 ? 0.02 : $nap * 1.5 } }
+  next unless select($r, undef, undef, $wait) > 0;
   if (vec($r, fileno($s), 1)) { my $n = sysread($s, my $b, 65536); exit 0 unless $n;
-    setsockopt($s, IPPROTO_TCP, $quick, 1) if defined $quick; put(\*STDOUT, $b) }
+    setsockopt($s, IPPROTO_TCP, $quick, 1) if defined $quick; put(\*STDOUT, $b); finals($b) }
   if ($in && vec($r, fileno(STDIN), 1)) { my $n = sysread(STDIN, my $b, 65536);
-    if ($n) { put($s, $b) } else { shutdown($s, 1); $in = 0 } } }"#;
+    if ($n) { $pend .= $b } else { $in = 0 }
+    undef $hold if $hold && $pend =~ s/^FTPSSH-RELEASE\r?\n//m; pump() } }"#;
 
 pub(super) const PYTHON: &str = r#"import os, select, socket, sys
 h, p = sys.argv[1], int(sys.argv[2])
@@ -54,3 +85,117 @@ while True:
             put(1, b)
         elif b: put(s.fileno(), b)
         else: s.shutdown(socket.SHUT_WR); ins.remove(0)"#;
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// The perl relay towards `port` here; its first line read.
+    fn relay(port: u16) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+        let mut child = std::process::Command::new("perl")
+            .args(["-e", super::PERL, "127.0.0.1", &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("FTPSSH-RELAY 127.0.0.1 "), "{line}");
+        (child, out)
+    }
+
+    /// The perl relay, connected to a server here that has greeted: the relay, its output (kept
+    /// open: it writes there), the server's end.
+    fn greeted() -> (std::process::Child, BufReader<std::process::ChildStdout>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (child, out) = relay(listener.local_addr().unwrap().port());
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"220 hi\r\n").unwrap();
+        (child, out, server)
+    }
+
+    /// What the server has been sent within `within`.
+    fn read_for(server: &mut TcpStream, within: Duration) -> String {
+        server.set_read_timeout(Some(within)).unwrap();
+        let mut got = vec![0; 4096];
+        match server.read(&mut got) {
+            Ok(n) => String::from_utf8_lossy(&got[..n]).into_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// A connection between two ports of this host, as sshd's end and the FTP server's.
+    fn tuple() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (ours, listener.accept().unwrap().0)
+    }
+
+    /// What follows a hold waits for the replies owed before it and for the tuple's connection to
+    /// close; the hold line itself never reaches the server.
+    #[test]
+    fn perl_relay_holds_the_next_commands_until_the_last_connection_closed() {
+        let (mut child, _out, mut server) = greeted();
+        let (sshd_end, ftp_end) = tuple();
+        let (l, r) = (sshd_end.local_addr().unwrap(), ftp_end.local_addr().unwrap());
+        let stdin = child.stdin.as_mut().unwrap();
+        write!(stdin, "RETR a\r\nFTPSSH-HOLD {} {} {} {} 0\r\nRETR b\r\n", l.ip(), l.port(), r.ip(), r.port()).unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "RETR a\r\n");
+        server.write_all(b"150 here\r\n226-done\r\n226 done\r\n").unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(200)), "", "held while the connection is open");
+        drop(ftp_end); // the FTP server's end closes first and holds the TIME_WAIT...
+        std::thread::sleep(Duration::from_millis(20));
+        let closed = Instant::now();
+        drop(sshd_end); // ...and once sshd's end has closed too, RETR b goes
+        assert_eq!(read_for(&mut server, Duration::from_secs(2)), "RETR b\r\n");
+        assert!(closed.elapsed() < Duration::from_millis(500), "{:?}", closed.elapsed());
+        drop(child.stdin.take());
+        assert_eq!(read_for(&mut server, Duration::from_secs(2)), "", "our end of input ends it");
+        drop(server);
+        child.wait().unwrap();
+    }
+
+    /// STRICT: the FTP server's end in TIME_WAIT holds it too (timestamps off, where that entry
+    /// refuses the server's next connect), for at most a second after the replies.
+    #[test]
+    fn perl_relay_holds_for_at_most_a_second_after_the_replies() {
+        let (mut child, _out, mut server) = greeted();
+        let (sshd_end, ftp_end) = tuple();
+        let (l, r) = (sshd_end.local_addr().unwrap(), ftp_end.local_addr().unwrap());
+        drop(ftp_end);
+        std::thread::sleep(Duration::from_millis(20));
+        drop(sshd_end);
+        let stdin = child.stdin.as_mut().unwrap();
+        write!(stdin, "NOOP\r\nFTPSSH-HOLD {} {} {} {} 1\r\nRETR b\r\n", l.ip(), l.port(), r.ip(), r.port()).unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "NOOP\r\n");
+        let answered = Instant::now();
+        server.write_all(b"200 ok\r\n").unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_secs(3)), "RETR b\r\n");
+        let held = answered.elapsed();
+        assert!(held >= Duration::from_millis(900) && held < Duration::from_millis(1500), "{held:?}");
+        drop((child.stdin.take(), server));
+        child.wait().unwrap();
+    }
+
+    /// A release line lets go of a hold at once (the ABOR behind it must not wait for a transfer
+    /// that hangs), and never reaches the server.
+    #[test]
+    fn perl_relay_lets_go_on_a_release_line() {
+        let (mut child, _out, mut server) = greeted();
+        let stdin = child.stdin.as_mut().unwrap();
+        write!(stdin, "RETR a\r\nFTPSSH-HOLD 127.0.0.1 1 127.0.0.1 2 0\r\nRETR b\r\n").unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "RETR a\r\n");
+        assert_eq!(read_for(&mut server, Duration::from_millis(200)), "", "held: RETR a has no reply");
+        write!(stdin, "FTPSSH-RELEASE\r\nABOR\r\n").unwrap();
+        let mut got = read_for(&mut server, Duration::from_millis(500));
+        if got.len() < 14 {
+            got += &read_for(&mut server, Duration::from_millis(500));
+        }
+        assert_eq!(got, "RETR b\r\nABOR\r\n");
+        drop((child.stdin.take(), server));
+        child.wait().unwrap();
+    }
+}
