@@ -115,6 +115,8 @@ pub struct Link<'s> {
     source_port_varies: bool,
     /// Which forwarded port it connected to.
     last_proxy_port: Option<u16>,
+    /// The whole 4-tuple of the last default-port data connection, kept while a reclaim holds the forward.
+    last_tuple: Option<DataTuple>,
     /// The last default-port data connection carried a download: the FTP
     /// server closed it first, so its host holds the 4-tuple in TIME_WAIT.
     time_wait_held: bool,
@@ -190,6 +192,7 @@ impl<'s> Link<'s> {
             last_origin: None,
             source_port_varies: false,
             last_proxy_port: None,
+            last_tuple: None,
             time_wait_held: false,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
@@ -270,6 +273,7 @@ impl<'s> Link<'s> {
         }
         self.last_origin = origin;
         self.last_proxy_port = Some(data.connected.1 as u16);
+        self.last_tuple = self.data_tuple().filter(|t| t.server_port.is_some());
         self.time_wait_held = !matches!(cmd, Command::Stor(_));
         if let Some((from, to)) = data.ends() {
             self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });

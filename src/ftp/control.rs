@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{parse_reply, Command, Reply};
+use super::{parse_reply_in, Command, Reply};
 use crate::error::{Classify, Kind};
 
 /// How long to wait for any reply unless told otherwise (`--timeout`).
@@ -272,7 +272,16 @@ impl Control {
         let timeout = self.timeout;
         match tokio::time::timeout(timeout, self.read_reply_unbounded()).await {
             Ok(reply) => reply,
-            Err(_) => Err(crate::error::classified(Kind::Transfer, self.no_reply(timeout))),
+            Err(_) => {
+                let why = self.no_reply(timeout);
+                // A reply begun and not finished: where it ends can no longer be told (a later
+                // reply's line could be taken for its closing one, and a pipelined transfer's
+                // data for its own), so this connection carries nothing more.
+                if !self.buf.is_empty() {
+                    self.state = State::Broken("a reply was left unfinished".into());
+                }
+                Err(crate::error::classified(Kind::Transfer, why))
+            }
         }
     }
 
@@ -296,7 +305,7 @@ impl Control {
 
     async fn read_reply_unbounded(&mut self) -> Result<Reply> {
         loop {
-            let parsed = match parse_reply(&self.buf) {
+            let parsed = match parse_reply_in(&self.buf, self.owed() > 1) {
                 Ok(p) => p,
                 Err(e) => {
                     self.state = State::Broken("malformed reply".into());

@@ -22,4 +22,4 @@ pub mod reply;
 
 pub use command::Command;
 pub use dialect::Dialect;
-pub use reply::{parse_reply, Reply, ReplyError};
+pub use reply::{parse_reply, parse_reply_in, Reply, ReplyError};

@@ -98,7 +98,16 @@ impl fmt::Display for Reply {
 
 /// Parses the first reply in `buf`. `Ok(None)` means "need more input"; `Ok(Some((reply, n)))`
 /// means the reply took the first `n` bytes. Lines end with CRLF; a bare LF is accepted too.
+/// Inside a multi-line reply, a line with another code and a space (which RFC 959 has a server
+/// pad) is taken as text.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+    parse_reply_in(buf, false)
+}
+
+/// Like [`parse_reply`]; `pipelined`: more replies are owed behind this one, and a line with
+/// another code and a space inside a multi-line reply is an error. Taken as text, a later
+/// command's reply could close this one, and that command's data be taken for this one's.
+pub fn parse_reply_in(buf: &[u8], pipelined: bool) -> Result<Option<(Reply, usize)>, ReplyError> {
     let mut lines = Vec::new();
     let mut prefix: Option<[u8; 3]> = None;
     let mut pos = 0;
@@ -128,7 +137,15 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
                 prefix = Some(code);
                 line[3] == b' '
             }
-            Some(code) => line.len() >= 4 && line[..3] == code && line[3] == b' ',
+            Some(code) => match line {
+                [a, b, c, b' ', ..]
+                    if pipelined && [a, b, c].iter().all(|d| d.is_ascii_digit()) && [*a, *b, *c] != code =>
+                {
+                    let (code, other) = (String::from_utf8_lossy(&code), String::from_utf8_lossy(&line[..3]));
+                    return Err(ReplyError::Malformed(format!("a multi-line {code} reply closed by a {other} line")));
+                }
+                _ => line.len() >= 4 && line[..3] == code && line[3] == b' ',
+            },
         };
         lines.push(String::from_utf8_lossy(line).into_owned());
         if done {
@@ -215,6 +232,12 @@ mod tests {
         assert_eq!(parse_reply(&long), Err(ReplyError::LineTooLong));
         let ok = [b"220 ".as_slice(), &[b'x'; MAX_LINE - 4], b"\r\n"].concat();
         assert!(parse_reply(&ok).unwrap().is_some());
+        let mismatched = b"150-Opening data connection\r\n226 Transfer complete\r\n";
+        let why = "a multi-line 150 reply closed by a 226 line";
+        assert_eq!(parse_reply_in(mismatched, true), Err(ReplyError::Malformed(why.into())));
+        assert_eq!(parse_reply(mismatched), Ok(None), "alone, the reply goes on");
+        let padded = parse_reply_in(b"211-Status\r\n 226 files\r\n211 End\r\n", true).unwrap().unwrap();
+        assert_eq!(padded.0.lines.len(), 3);
         let many = format!("211-x\r\n{}", " y\r\n".repeat(MAX_LINES));
         assert_eq!(parse_reply(many.as_bytes()), Err(ReplyError::TooLong));
         let line = format!("{}\r\n", "y".repeat(1000)); // 70 of them exceed MAX_REPLY

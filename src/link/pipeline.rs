@@ -86,13 +86,14 @@ impl Link<'_> {
 
     /// True when the next transfer may be sent before this one ends: the
     /// default port works on this link, and the server's data connections
-    /// come from a new port each time. From a fixed port (20, or L-1) every
+    /// come from a new port each time, or else our relay holds the next
+    /// commands ([`Link::send_transfer`]). From a fixed port (20, or L-1) every
     /// transfer reuses one 4-tuple, and a server that reconnects within
     /// microseconds of the last close races its own final ACK: seen on one
     /// host, the new SYN overtook that ACK (two CPUs' loopback queues), met
     /// sshd's end still in LAST_ACK, and waited out a 1 s SYN retransmit
-    /// (TcpExtTCPSYNChallenge, TCPSynRetrans). A round trip between transfers
-    /// leaves that close time to finish.
+    /// (TcpExtTCPSYNChallenge, TCPSynRetrans). `collides`: the server is known
+    /// to collide with TIME_WAIT.
     pub fn can_send_ahead(&self, collides: bool) -> bool {
         if self.passive || self.forward.is_none() {
             return false;
@@ -105,8 +106,9 @@ impl Link<'_> {
         // overtake that connection's last ACK), and, with collisions, until our reclaim ended
         // the FTP server's TIME_WAIT, which it does from its stock of sockets, unasked. A reclaim
         // that must cancel sshd's listener waits for the next commands to renew it: none ahead.
-        let tuple_known = self.data_tuple().is_some_and(|t| t.server_port.is_some());
-        self.control.holds() && tuple_known && (!collides || self.reclaims_unasked())
+        // The relay sees that TIME_WAIT only where the FTP server runs on the SSH server itself.
+        let Some(tuple) = self.last_tuple else { return false };
+        self.control.holds() && (!collides || (self.reclaims_unasked() && tuple.server.is_loopback()))
     }
 
     /// The hold line for our relay that keeps the next transfer's commands
@@ -116,7 +118,7 @@ impl Link<'_> {
         if self.source_port_varies {
             return None;
         }
-        let tuple = self.data_tuple()?;
+        let tuple = self.last_tuple?;
         let strict = u8::from(self.reclaim_behind);
         let (proxy, server_port) = (tuple.proxy, tuple.server_port?);
         Some(format!("FTPSSH-HOLD {} {} {} {server_port} {strict}\r\n", proxy.ip(), proxy.port(), tuple.server))

@@ -147,7 +147,7 @@ class Session:
             return True  # and no data connection: the client must give up on the reply
         if case == "multiline-mismatch":
             self.reply("150-Opening data connection")
-            self.reply("226 Transfer complete")  # not `150 `: the reply goes on, per RFC 959
+            self.reply("226 Transfer complete")  # not `150 `, nor padded as RFC 959 asks
         else:
             self.reply(f"150 Opening BINARY mode data connection for {path} ({len(body)} bytes)")
         try:

@@ -147,10 +147,12 @@ async fn a_421_ends_the_conversation() {
 async fn an_unfinished_reply_is_named() {
     let (client, mut server) = tokio::io::duplex(4096);
     let mut control = Control::new(client, Duration::from_millis(50));
-    server.write_all(b"150-Opening data connection\r\n226 Transfer complete\r\n").await.unwrap();
+    server.write_all(b"150-Opening data connection\r\nstill opening\r\n").await.unwrap();
     let err = control.read_reply().await.unwrap_err().to_string();
     assert!(err.contains("unfinished for 50ms: \"150-Opening data connection\" and 1 more line,"), "{err}");
     assert!(err.contains("(`150 `)"), "{err}");
+    // Where it would end can no longer be told: nothing more goes on this connection.
+    assert!(!control.in_step());
 }
 
 #[tokio::test]
