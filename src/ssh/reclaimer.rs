@@ -46,9 +46,11 @@ use crate::tcp::DataTuple;
 /// later lines for that end take one of those: no cancel, no renewed listener, no round trip.
 /// An SSH server whose listener does not set SO_REUSEADDR cannot listen beside the stock: a line
 /// `drop LOCAL-ADDR LOCAL-PORT` closes it. No single quotes: it travels inside '...' on a shell line.
-const PERL: &str = r#"use strict; use Socket qw(:all); use Fcntl; use Errno qw(EADDRNOTAVAIL); use Time::HiRes qw(time); $| = 1;
-sub hexaddr { my ($a, $v6) = @_; $v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", inet_pton(AF_INET6, $a))) : sprintf("%08X", unpack("L", inet_aton($a))) }
-sub state_of { my ($v6, $l, $r) = @_; open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return "";
+const PERL: &str = concat!(
+    r#"use strict; use Socket qw(:all); use Fcntl; use Errno qw(EADDRNOTAVAIL); use Time::HiRes qw(time); $| = 1;
+"#,
+    crate::ssh::perl_tuple_keys!(),
+    r#"sub state_of { my ($v6, $l, $r) = @_; open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return "";
   while (<$t>) { my @f = split; return $f[3] if $f[1] eq $l && $f[2] eq $r } return "" }
 print "FTPSSH-RECLAIM ready\n";
 my %stock;
@@ -68,7 +70,7 @@ while (my $line = <STDIN>) {
     while (@$stocked < ($want || 0)) { my $t = $fresh->() or last; bind($t, $addr->($la, $lp)) or last; push @$stocked, $t }
   }
   fcntl($s, F_SETFL, O_NONBLOCK);
-  my ($l, $r) = (hexaddr($la, $v6) . sprintf(":%04X", $lp), hexaddr($ra, $v6) . sprintf(":%04X", $rp));
+  my ($l, $r) = tuple_keys($la, $lp, $ra, $rp, $v6);
   my ($until, $nap, $busy) = (time + $free / 1000, 0.0002, 0);
   until (connect($s, $addr->($ra, $rp)) || $! != EADDRNOTAVAIL) {
     if (time >= $until || ($nap > 0.001 && state_of($v6, $l, $r) eq "06")) { $busy = 1; last }
@@ -76,7 +78,8 @@ while (my $line = <STDIN>) {
   }
   if ($busy) { unshift @$stocked, $s } else { select(undef, undef, undef, $ms / 1000); close($s) }
   printf "FTPSSH-RECLAIM %s %d\n", $busy ? "busy" : "sent", scalar @$stocked;
-}"#;
+}"#
+);
 
 /// The perl process on the SSH server.
 pub struct Reclaimer {

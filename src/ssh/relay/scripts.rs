@@ -22,7 +22,8 @@
 // follows: it must not wait behind a transfer that hangs). So the next file's commands can go out before
 // this file's 226, and the server still connects only once the last connection has closed here:
 // its SYN can overtake that connection's last ACK on loopback, and meet sshd's end in LAST_ACK.
-pub(super) const PERL: &str = r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY AF_INET6 inet_aton inet_pton);
+pub(super) const PERL: &str = concat!(
+    r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY AF_INET6 inet_aton inet_pton);
 my ($h, $p) = @ARGV; $| = 1; binmode STDIN; binmode STDOUT;
 my $now = eval { require Time::HiRes; \&Time::HiRes::time } || sub { time };
 my ($err, @ai) = getaddrinfo($h, $p, {socktype => SOCK_STREAM}); my ($s, $why) = (undef, $err || "no address");
@@ -40,9 +41,10 @@ sub finals { $sb .= $_[0];
     if (defined $multi) { if (substr($l, 0, 4) eq "$multi ") { undef $multi; $fin++ } }
     elsif ($l =~ /^([2-5]\d\d)-/) { $multi = $1 } elsif ($l =~ /^[2-5]\d\d( |\r|$)/) { $fin++ } }
   $sb = substr($sb, 0, 8) }
-sub hexaddr { my ($a, $v6) = @_; $v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", inet_pton(AF_INET6, $a))) : sprintf("%08X", unpack("L", inet_aton($a))) }
-sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my $v6 = $la =~ /:/;
-  my ($l, $r) = (hexaddr($la, $v6) . sprintf(":%04X", $lp), hexaddr($ra, $v6) . sprintf(":%04X", $rp));
+"#,
+    crate::ssh::perl_tuple_keys!(),
+    r#"sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my $v6 = $la =~ /:/;
+  my ($l, $r) = tuple_keys($la, $lp, $ra, $rp, $v6);
   open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return 1;
   while (<$t>) { my @f = split;
     return 0 if $f[1] eq $l && $f[2] eq $r && $f[3] ne "06";
@@ -60,7 +62,8 @@ while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s)
     setsockopt($s, IPPROTO_TCP, $quick, 1) if defined $quick; put(\*STDOUT, $b); finals($b) }
   if ($in && vec($r, fileno(STDIN), 1)) { my $n = sysread(STDIN, my $b, 65536);
     if ($n) { $pend .= $b } else { $in = 0 }
-    undef $hold if $hold && $pend =~ s/^FTPSSH-RELEASE\r?\n//m; pump() } }"#;
+    undef $hold if $hold && $pend =~ s/^FTPSSH-RELEASE\r?\n//m; pump() } }"#
+);
 
 pub(super) const PYTHON: &str = r#"import os, select, socket, sys
 h, p = sys.argv[1], int(sys.argv[2])
