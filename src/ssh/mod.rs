@@ -5,19 +5,6 @@
 //! through the reverse forward) are judged by the [`Gate`] inside the russh
 //! event loop, and the admitted ones are handed over on a queue.
 
-/// Perl shared by the scripts run on the SSH server that read its socket table
-/// ([`reclaimer`], [`relay`]): `tuple_keys(LA, LP, RA, RP, V6)` gives the two ends of a
-/// 4-tuple as `/proc/net/tcp{,6}` writes them (hex address, hex port). Needs Socket's
-/// inet_aton, inet_pton and AF_INET6. A macro, so that `concat!` takes it into a script.
-macro_rules! perl_tuple_keys {
-    () => {
-        r#"sub hexaddr { my ($a, $v6) = @_; $v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", inet_pton(AF_INET6, $a))) : sprintf("%08X", unpack("L", inet_aton($a))) }
-sub tuple_keys { my ($la, $lp, $ra, $rp, $v6) = @_; (hexaddr($la, $v6) . sprintf(":%04X", $lp), hexaddr($ra, $v6) . sprintf(":%04X", $rp)) }
-"#
-    };
-}
-pub(crate) use perl_tuple_keys;
-
 pub mod ciphers;
 pub mod endpoint;
 pub mod gate;
@@ -26,6 +13,7 @@ pub mod hostkeys;
 pub mod reclaimer;
 pub mod relay;
 pub mod shell;
+pub mod tuple_state;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};

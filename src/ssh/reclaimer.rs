@@ -49,10 +49,8 @@ use crate::tcp::DataTuple;
 const PERL: &str = concat!(
     r#"use strict; use Socket qw(:all); use Fcntl; use Errno qw(EADDRNOTAVAIL); use Time::HiRes qw(time); $| = 1;
 "#,
-    crate::ssh::perl_tuple_keys!(),
-    r#"sub state_of { my ($v6, $l, $r) = @_; open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return "";
-  while (<$t>) { my @f = split; return $f[3] if $f[1] eq $l && $f[2] eq $r } return "" }
-print "FTPSSH-RECLAIM ready\n";
+    crate::ssh::tuple_state::perl_tuple_state!(),
+    r#"print "FTPSSH-RECLAIM ready\n";
 my %stock;
 while (my $line = <STDIN>) {
   if ($line =~ /^drop (\S+) (\d+)$/) { delete $stock{"$1 $2"}; print "FTPSSH-RECLAIM dropped\n"; next }
@@ -70,10 +68,9 @@ while (my $line = <STDIN>) {
     while (@$stocked < ($want || 0)) { my $t = $fresh->() or last; bind($t, $addr->($la, $lp)) or last; push @$stocked, $t }
   }
   fcntl($s, F_SETFL, O_NONBLOCK);
-  my ($l, $r) = tuple_keys($la, $lp, $ra, $rp, $v6);
   my ($until, $nap, $busy) = (time + $free / 1000, 0.0002, 0);
   until (connect($s, $addr->($ra, $rp)) || $! != EADDRNOTAVAIL) {
-    if (time >= $until || ($nap > 0.001 && state_of($v6, $l, $r) eq "06")) { $busy = 1; last }
+    if (time >= $until || ($nap > 0.001 && tuple_state($la, $lp, $ra, $rp) == 6)) { $busy = 1; last }
     select(undef, undef, undef, $nap); $nap = $nap >= 0.033 ? 0.05 : $nap * 1.5;
   }
   if ($busy) { unshift @$stocked, $s } else { select(undef, undef, undef, $ms / 1000); close($s) }

@@ -42,13 +42,9 @@ sub finals { $sb .= $_[0];
     elsif ($l =~ /^([2-5]\d\d)-/) { $multi = $1 } elsif ($l =~ /^[2-5]\d\d( |\r|$)/) { $fin++ } }
   $sb = substr($sb, 0, 8) }
 "#,
-    crate::ssh::perl_tuple_keys!(),
-    r#"sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my $v6 = $la =~ /:/;
-  my ($l, $r) = tuple_keys($la, $lp, $ra, $rp, $v6);
-  open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return 1;
-  while (<$t>) { my @f = split;
-    return 0 if $f[1] eq $l && $f[2] eq $r && $f[3] ne "06";
-    return 0 if $f[1] eq $r && $f[2] eq $l && ($strict || $f[3] ne "06") } 1 }
+    crate::ssh::tuple_state::perl_tuple_state!(),
+    r#"sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my ($ours, $theirs) = (tuple_state($la, $lp, $ra, $rp), tuple_state($ra, $rp, $la, $lp));
+  ($ours == 0 || $ours == 6) && ($theirs == 0 || (!$strict && $theirs == 6)) }
 sub pump { while (!$hold && $pend =~ s/^([^\n]*\n)//) { my $l = $1;
     if ($l =~ /^FTPSSH-HOLD (\S+) (\d+) (\S+) (\d+) ([01])\r?\n$/) { $hold = [$cmds, $1, $2, $3, $4, $5, undef]; $nap = 0.0002 }
     elsif ($l !~ /^FTPSSH-RELEASE\r?\n$/) { put($s, $l); $cmds++ } }
