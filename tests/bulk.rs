@@ -323,3 +323,29 @@ fn fixed_port_files_go_out_early_behind_the_relays_hold() {
         assert!(refused <= if on { 0 } else { 10 }, "timestamps on: {on}: {refused} collisions:\n{err}");
     }
 }
+
+/// `--jobs 4` on an mget: the other three workers start while the first lists, and open their
+/// links only once its login has worked (a wrong password is then tried once: see
+/// `tests/errors.rs`); the files arrive whole, through four SSH sessions.
+#[test]
+fn four_workers_open_their_links_once_the_listing_link_logged_in() {
+    let tool = Tool::new();
+    let events = tool.home.path().join("events.json");
+    let out = run(tool
+        .cmd(tool.lab.port("PROFTPD_FIXED_PORT"))
+        .arg("--events")
+        .arg(&events)
+        .args(["-q", "mget", "many/*", "-d", "out", "--jobs", "4"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_many(&tool, "out", 1..=200);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let seen: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let all =
+        |kind: &str| seen.iter().enumerate().filter(|(_, e)| e["event"] == kind).map(|(i, _)| i).collect::<Vec<_>>();
+    assert_eq!(all("ssh_connected").len(), 4, "{text}");
+    let opened = all("control_opened");
+    assert_eq!(opened.len(), 4, "{text}");
+    let logged_in =
+        seen.iter().position(|e| e["event"] == "received" && e["line"].as_str().unwrap().starts_with("230"));
+    assert!(logged_in.is_some_and(|first| opened[1] > first), "a link opened before the first login:\n{text}");
+}

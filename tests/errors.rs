@@ -49,6 +49,20 @@ fn wrong_ftp_password() {
     assert_clean_failure(&tool, &out, FTP_REFUSED, "530");
 }
 
+/// With four workers, a wrong password is tried once: the workers started while an mget lists
+/// open their links only once the listing link has logged in.
+#[test]
+fn wrong_ftp_password_with_four_workers_is_tried_once() {
+    let tool = Tool::new();
+    let events = tool.home.path().join("events.json");
+    let mut cmd = proftpd(&tool);
+    cmd.env("FTPSSH_PASSWORD", "wrong-password").arg("--events").arg(&events);
+    let out = run(cmd.args(["mget", "many/*", "--jobs", "4"]));
+    assert_clean_failure(&tool, &out, FTP_REFUSED, "530");
+    let seen = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(seen.matches(r#""line":"PASS ****""#).count(), 1, "{seen}");
+}
+
 #[test]
 fn missing_remote_file() {
     let tool = Tool::new();

@@ -296,6 +296,25 @@ fn sigint_mid_mget_with_two_workers_writes_the_report_and_the_same_command_finis
     interrupted_mget_then_rerun("2", Signal::SIGINT, 130);
 }
 
+/// A signal while an mget with four workers still lists: the workers started meanwhile (their
+/// SSH sessions, relays, FTP sessions) end with it, and nothing is left half-written.
+#[test]
+fn sigint_while_an_mget_with_four_workers_lists_leaves_nothing_behind() {
+    let tool = Tool::new();
+    let before = processes_of(tool.lab.var("SSH_USER"));
+    let port = tool.lab.port("PROFTPD_PORT");
+    let args = ["-v", "mget", "many/*", "-d", "out", "--jobs", "4"];
+    let (status, err) = run_until(tool.cmd(port).args(args), "---> NLST", Duration::ZERO, |pid| {
+        stop(&tool, &before, pid, Signal::SIGINT)
+    });
+    assert_eq!(status, Some(130), "{err}");
+    assert_helpers_gone(&tool, &before);
+    let out_dir = tool.work.path().join("out");
+    if out_dir.exists() {
+        no_part_files(&out_dir);
+    }
+}
+
 /// A part file longer than the remote file is not that file's beginning: start over.
 #[test]
 fn a_part_file_longer_than_the_remote_file_is_not_resumed() {

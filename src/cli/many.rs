@@ -11,6 +11,7 @@ use super::{remote_target, until_interrupted, Cli, Cmd};
 use crate::error::{classified, Kind};
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::batch::{self, Op};
+use crate::jobs::early::Early;
 use crate::jobs::lock::{self, Lock};
 use crate::jobs::report::Report;
 use crate::jobs::{self, Item, Options, Plan};
@@ -43,7 +44,7 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
                 work.print_dry_run(cli.quiet);
                 return Ok(0);
             }
-            Some(jobs::run(plan, work.items, opts, None, interrupt, new_report(report_file.as_deref())?).await)
+            Some(jobs::run(plan, work.items, opts, None, None, interrupt, new_report(report_file.as_deref())?).await)
         }
     };
     let Some((report, first_failure)) = ran else { return Ok(0) }; // a dry run
@@ -116,8 +117,13 @@ async fn listed(
 ) -> Result<Option<(Report, Option<i32>)>> {
     let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
     let dry_run = cli.bulk.dry_run;
+    // The other workers connect while this one lists.
+    let mut early = (!dry_run && opts.jobs > 1).then(|| Early::start(plan, opts.jobs - 1));
     let listing = async {
         let mut link = Link::open(&session, &plan.spec).await?;
+        if let Some(early) = &early {
+            early.logged_in();
+        }
         let mut work = match &cli.command {
             Cmd::Mget { globs, dir } => expand_mget(&mut link, globs, dir.as_deref()).await?,
             Cmd::Mirror { remote, local, reverse, delete } => {
@@ -140,7 +146,7 @@ async fn listed(
         Ok((link, work)) => match new_report(report_file) {
             Ok(report) => {
                 let first = Some((&session, link));
-                Ok(Some(jobs::run(plan.clone(), work.items, opts, first, interrupt, report).await))
+                Ok(Some(jobs::run(plan.clone(), work.items, opts, first, early.take(), interrupt, report).await))
             }
             Err(e) => {
                 link.close().await;
@@ -150,6 +156,9 @@ async fn listed(
         Err(e) if crate::error::find::<Interrupted>(&e).is_some() => Err(e),
         Err(e) => Err(session.attribute(e).await),
     };
+    if let Some(early) = early {
+        early.stop().await; // no run took them
+    }
     session.close().await;
     listed
 }

@@ -17,6 +17,7 @@
 
 pub mod attempt;
 pub mod batch;
+pub mod early;
 pub mod lock;
 pub mod mirror;
 pub mod report;
@@ -163,12 +164,14 @@ impl InOrder {
 /// Run every item into `report`, which lists them in the given order. Also
 /// returns the exit code class of the first failure, if any.
 /// `first`, if given, is a connected session and a logged-in link on it (the
-/// ones an mget listed on): the first worker goes on with them.
+/// ones an mget listed on): the first worker goes on with them. `early`, if
+/// given, are the other workers, started while it listed.
 pub async fn run(
     plan: Plan,
     items: Vec<Item>,
     opts: Options,
     first: Option<(&Session, Link<'_>)>,
+    early: Option<early::Early>,
     interrupt: &Watch,
     report: Report,
 ) -> (Report, Option<i32>) {
@@ -191,7 +194,10 @@ pub async fn run(
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
     // The first worker runs here, since it may borrow `first`; the others are tasks.
     let spawn = |_| tokio::spawn(worker::worker(plan.clone(), opts.clone(), shared.clone(), None));
-    let others: Vec<_> = (1..opts.jobs.max(1)).map(spawn).collect();
+    let others: Vec<_> = match early {
+        Some(early) => early.run(opts.clone(), shared.clone()),
+        None => (1..opts.jobs.max(1)).map(spawn).collect(),
+    };
     worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
     for w in others {
         let _ = w.await;
