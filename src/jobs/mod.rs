@@ -1,7 +1,8 @@
 //! Many transfers (`mget`, `mput`, `batch`) that finish unattended.
 //!
 //! Each of `--jobs` workers ([`worker`]) has its own SSH session and its own
-//! control connections ("links"), and takes items from one queue. The
+//! control connections ("links"), and takes items from one queue. An mget's
+//! other workers connect while the first lists ([`early`]). The
 //! [`scheduler`] hands each item a link and decides what happens after it:
 //! done, retried (a passing failure: a dropped SSH connection, a broken data
 //! connection; a download resumes with REST), or, for a TIME_WAIT collision,
