@@ -1,8 +1,10 @@
 //! `ftp::parse_reply` over a server's byte stream, reply after reply, as the control
-//! connection reads it; `Reply::text` and `Reply::announced_size` on every reply parsed.
+//! connection reads it; `Reply::text` and `Reply::announced_size` on every reply parsed; and
+//! the strict reading used while more replies are owed (`parse_reply_in(.., true)`), which
+//! either reads what the tolerant one reads or refuses.
 #![no_main]
 
-use ftpssh::ftp::{parse_reply, Reply};
+use ftpssh::ftp::{parse_reply, parse_reply_in, Reply};
 use libfuzzer_sys::fuzz_target;
 
 /// A reply as a server would send it again: each line and CRLF.
@@ -12,7 +14,12 @@ fn wire(reply: &Reply) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = data;
-    while let Ok(Some((reply, n))) = parse_reply(buf) {
+    loop {
+        let tolerant = parse_reply(buf);
+        if let Ok(strict) = parse_reply_in(buf, true) {
+            assert_eq!(Ok(strict), tolerant, "the strict reading agrees or refuses");
+        }
+        let Ok(Some((reply, n))) = tolerant else { break };
         // Something is consumed, never more than there is, and only whole lines.
         assert!(n > 0 && n <= buf.len() && buf[n - 1] == b'\n');
         assert!(!reply.lines.is_empty() && reply.code <= 999);

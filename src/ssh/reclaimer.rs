@@ -37,8 +37,9 @@ use crate::tcp::DataTuple;
 /// closed) connect() says EADDRNOTAVAIL: it tries again, at 0.2 ms and then ever longer intervals
 /// (x1.5) up to 50 ms, for up to FREE-MS, and answers `busy` once it sees that end in TIME_WAIT
 /// itself: then the FTP server's end holds nothing to reclaim, or, where both closed at once, a
-/// TIME_WAIT that no connect() from either end can reach. It reads the socket table for that
-/// from the fifth try on only (after 1.6 ms): a read of the whole table costs far more than a try.
+/// TIME_WAIT that no connect() from either end can reach. It looks that end up
+/// ([`super::tuple_state`]) from the fifth try on only (after 1.6 ms): where netlink is refused,
+/// the lookup reads the whole socket table, which costs far more than a try.
 ///
 /// The stock: a socket bound to the local end *before* sshd listens there stays bound after (both
 /// set SO_REUSEADDR, and a bound socket is not a listener), and can connect from it later, while
