@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::tool::{assert_same, entries, run, stderr, RemoveOnDrop, Tool};
+use common::tool::{assert_many, assert_same, entries, run, stderr, RemoveOnDrop, Tool};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -297,9 +297,10 @@ fn sigint_mid_mget_with_two_workers_writes_the_report_and_the_same_command_finis
 }
 
 /// A signal while an mget with four workers still lists: the workers started meanwhile (their
-/// SSH sessions, relays, FTP sessions) end with it, and nothing is left half-written.
+/// SSH sessions, relays, FTP sessions) end with it, and the same command then finishes (a part
+/// file a transfer left is resumed, as after any interrupted download).
 #[test]
-fn sigint_while_an_mget_with_four_workers_lists_leaves_nothing_behind() {
+fn sigint_while_an_mget_with_four_workers_lists_then_the_same_command_finishes() {
     let tool = Tool::new();
     let before = processes_of(tool.lab.var("SSH_USER"));
     let port = tool.lab.port("PROFTPD_PORT");
@@ -309,10 +310,10 @@ fn sigint_while_an_mget_with_four_workers_lists_leaves_nothing_behind() {
     });
     assert_eq!(status, Some(130), "{err}");
     assert_helpers_gone(&tool, &before);
-    let out_dir = tool.work.path().join("out");
-    if out_dir.exists() {
-        no_part_files(&out_dir);
-    }
+    let out = run(tool.cmd(port).args(args));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_many(&tool, "out", 1..=200);
+    no_part_files(&tool.work.path().join("out"));
 }
 
 /// A part file longer than the remote file is not that file's beginning: start over.

@@ -86,23 +86,20 @@ async fn early_worker(plan: Arc<Plan>, mut stage: watch::Receiver<Stage>) {
     match (run, session.as_ref(), link) {
         (Some((opts, shared)), Some(session), Some(link)) => {
             worker::worker(plan, opts, shared, Some((session, link))).await;
+            session.close().await; // ends every helper the session started on the server
         }
-        (run, _, link) => {
+        (run, connected, link) => {
             if let Some(link) = link {
                 link.close().await;
             }
-            if let Some(session) = &session {
+            if let Some(session) = connected {
                 session.close().await;
             }
             if let Some((opts, shared)) = run {
                 worker::worker(plan, opts, shared, None).await; // connects with retries, and reports
             }
         }
-    }
-    // Ends every helper the session started on the server (closing twice is harmless).
-    if let Some(session) = &session {
-        session.close().await;
-    }
+    }; // (the tuple's link borrows `session`: dropped here, before it)
 }
 
 /// A link on `session`, once the listing link has logged in; None if it could
