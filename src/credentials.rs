@@ -15,6 +15,32 @@ pub struct Login {
     pub user: String,
     /// FTP password (never logged).
     pub password: String,
+    /// Send the password only once this opens (None: at once).
+    pub gate: Option<PasswordGate>,
+}
+
+/// A password held back until another connection's login was accepted: the
+/// workers of `--jobs N` open their links while the first still logs in, and
+/// a wrong password must be sent once, not once a worker (a server may lock
+/// the account, or ban the address, after a few).
+#[derive(Clone, Debug)]
+pub struct PasswordGate(tokio::sync::watch::Receiver<bool>);
+
+impl PasswordGate {
+    /// A closed gate, and what opens it (`send(true)`); dropping the sender
+    /// unopened says the password will never be wanted.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, PasswordGate) {
+        let (open, gate) = tokio::sync::watch::channel(false);
+        (open, PasswordGate(gate))
+    }
+
+    /// Once it opens; an error if it never will.
+    pub async fn opened(&self) -> Result<()> {
+        let mut gate = self.0.clone();
+        let opened = gate.wait_for(|open| *open).await.is_ok();
+        anyhow::ensure!(opened, "the first login did not succeed: this connection does not try the password");
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Login {
@@ -57,7 +83,7 @@ pub fn resolve(
             ))
         }
     };
-    Ok(Login { user, password })
+    Ok(Login { user, password, gate: None })
 }
 
 #[cfg(test)]

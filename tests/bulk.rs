@@ -334,7 +334,7 @@ fn fixed_port_files_go_out_early_behind_the_relays_hold() {
 /// links only once its login has worked (a wrong password is then tried once: see
 /// `tests/errors.rs`); the files arrive whole, through four SSH sessions.
 #[test]
-fn four_workers_open_their_links_once_the_listing_link_logged_in() {
+fn four_workers_send_their_passwords_once_the_listing_link_logged_in() {
     let tool = Tool::new();
     let events = tool.home.path().join("events.json");
     let out = run(tool
@@ -346,12 +346,14 @@ fn four_workers_open_their_links_once_the_listing_link_logged_in() {
     assert_many(&tool, "out", 1..=200);
     let text = std::fs::read_to_string(&events).unwrap();
     let seen: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let all =
-        |kind: &str| seen.iter().enumerate().filter(|(_, e)| e["event"] == kind).map(|(i, _)| i).collect::<Vec<_>>();
-    assert_eq!(all("ssh_connected").len(), 4, "{text}");
-    let opened = all("control_opened");
-    assert_eq!(opened.len(), 4, "{text}");
-    let logged_in =
-        seen.iter().position(|e| e["event"] == "received" && e["line"].as_str().unwrap().starts_with("230"));
-    assert!(logged_in.is_some_and(|first| opened[1] > first), "a link opened before the first login:\n{text}");
+    let all = |kind: &str, line: &str| {
+        let is = |e: &serde_json::Value| e["event"] == kind && e["line"].as_str().is_some_and(|l| l.starts_with(line));
+        seen.iter().enumerate().filter(|(_, e)| is(e)).map(|(i, _)| i).collect::<Vec<_>>()
+    };
+    assert_eq!(seen.iter().filter(|e| e["event"] == "ssh_connected").count(), 4, "{text}");
+    assert_eq!(seen.iter().filter(|e| e["event"] == "control_opened").count(), 4, "{text}");
+    // The others open their links while the first logs in, but hold PASS.
+    let (passwords, logins) = (all("sent", "PASS"), all("received", "230"));
+    assert_eq!((passwords.len(), logins.len()), (4, 4), "{text}");
+    assert!(passwords[1] > logins[0], "a password went out before the first login was accepted:\n{text}");
 }

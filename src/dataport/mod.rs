@@ -132,11 +132,22 @@ pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, logi
     prepared?.logged_in(login).await
 }
 
-/// USER, PASS, TYPE I; how long they took.
+/// USER, PASS, TYPE I; how long they took (their round trips: not the
+/// time PASS was held at the login's gate).
 pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duration> {
     let started = std::time::Instant::now();
-    control.login(&login.user, &login.password).await?;
-    Ok(started.elapsed())
+    let mut held = Duration::ZERO;
+    let gate = async {
+        let since = std::time::Instant::now();
+        let opened = match &login.gate {
+            Some(gate) => gate.opened().await,
+            None => Ok(()),
+        };
+        held = since.elapsed();
+        opened
+    };
+    control.login(&login.user, &login.password, gate).await?;
+    Ok(started.elapsed().saturating_sub(held))
 }
 
 /// Open a control connection for passive transfers, and read the greeting:

@@ -14,6 +14,7 @@
 //! replies, or ABOR and read through, within a bound. A connection that
 //! cannot be brought back must be closed.
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -416,10 +417,12 @@ impl Control {
         }
     }
 
-    /// USER, PASS (if asked for), then TYPE I: every transfer is binary.
-    pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
+    /// USER, PASS (if asked for, once `ready` is), then TYPE I: every
+    /// transfer is binary.
+    pub async fn login(&mut self, user: &str, password: &str, ready: impl Future<Output = Result<()>>) -> Result<()> {
         let reply = self.expect(&Command::User(user.into()), |r| r.code == 230 || r.code == 331).await?;
         if reply.code == 331 {
+            ready.await?;
             self.expect(&Command::Pass(password.into()), |r| r.code == 230 || r.code == 202).await?;
         }
         self.expect(&Command::Type(super::command::TransferType::Binary), |r| r.is_completion()).await?;

@@ -18,8 +18,48 @@ async fn login_hides_the_password_and_sets_binary() {
         seen
     });
     control.greeting().await.unwrap();
-    control.login("u", "s3cret").await.unwrap();
+    control.login("u", "s3cret", async { Ok(()) }).await.unwrap();
     assert_eq!(script.await.unwrap(), "USER u\r\nPASS s3cret\r\nTYPE I\r\n");
+}
+
+/// A worker of `--jobs N` opens its link while the first still logs in: USER
+/// goes out at once, PASS only once the gate opens, and never if it will not.
+#[tokio::test]
+async fn a_held_password_waits_for_its_gate_and_is_never_sent_if_it_stays_shut() {
+    let (client, mut server) = tokio::io::duplex(4096);
+    let mut control = Control::new(client, REPLY_TIMEOUT);
+    server.write_all(b"220 hi\r\n331 Password required\r\n").await.unwrap();
+    control.greeting().await.unwrap();
+    let (open, gate) = crate::credentials::PasswordGate::new();
+    let login = control.login("u", "s3cret", gate.opened());
+    let script = async {
+        let mut buf = [0u8; 256];
+        let n = server.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"USER u\r\n");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        open.send_replace(true);
+        let n = server.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"PASS s3cret\r\n", "after the gate opened, not before");
+        server.write_all(b"230 in\r\n").await.unwrap();
+        let n = server.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"TYPE I\r\n");
+        server.write_all(b"200 binary\r\n").await.unwrap();
+    };
+    let (logged_in, ()) = tokio::join!(login, script);
+    logged_in.unwrap();
+
+    let (client, mut server) = tokio::io::duplex(4096);
+    let mut control = Control::new(client, REPLY_TIMEOUT);
+    server.write_all(b"220 hi\r\n331 Password required\r\n").await.unwrap();
+    control.greeting().await.unwrap();
+    let (open, gate) = crate::credentials::PasswordGate::new();
+    drop(open); // the first login failed
+    let err = control.login("u", "s3cret", gate.opened()).await.unwrap_err();
+    assert!(err.to_string().contains("first login did not succeed"), "{err:#}");
+    drop(control);
+    let mut sent = String::new();
+    server.read_to_string(&mut sent).await.unwrap();
+    assert_eq!(sent, "USER u\r\n", "no PASS");
 }
 
 #[tokio::test]
@@ -51,7 +91,7 @@ async fn wrong_password_is_a_typed_refusal() {
     let mut control = Control::new(client, REPLY_TIMEOUT);
     server.write_all(b"220 hi\r\n331 Password required\r\n530 Login incorrect.\r\n").await.unwrap();
     control.greeting().await.unwrap();
-    let err = control.login("u", "bad").await.unwrap_err();
+    let err = control.login("u", "bad", async { Ok(()) }).await.unwrap_err();
     let ftp = crate::error::find::<FtpError>(&err).unwrap();
     assert_eq!((ftp.reply.code, ftp.kind()), (530, Kind::FtpRefused));
     assert_eq!(ftp.command, "PASS ****");
