@@ -35,6 +35,10 @@ pub use crate::transfer::part::PartFile;
 /// server sending a byte a second would otherwise hold a transfer for hours.
 pub const STALL_MIN_BYTES: u64 = 1024;
 const CHUNK: usize = 64 * 1024;
+/// The local file is read and written this much at a time: tokio does each
+/// read or write on its blocking pool, a hand-over between threads that cost
+/// more than the copy itself at 64 KiB.
+const FILE_CHUNK: usize = 1 << 20;
 /// A hostile server could send an endless name listing.
 const MAX_LISTING: usize = 16 << 20;
 
@@ -58,7 +62,7 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     let throttle = link.spec().throttle.clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
     // Written by tokio's file, whose writes run off the async threads.
-    let mut out = tokio::io::BufWriter::with_capacity(4 * CHUNK, tokio::fs::File::from_std(part.append()?));
+    let mut out = tokio::io::BufWriter::with_capacity(FILE_CHUNK, tokio::fs::File::from_std(part.append()?));
     let announced = data.announced;
     let mut incoming = Incoming::new(data, stall_window(link), format!("downloading {remote}"));
     let mut received = offset;
@@ -209,7 +213,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
     // fills and stalls the whole SSH session, control connection included.
     let (mut incoming, channel) = data.channel.split();
     let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; FILE_CHUNK];
     let mut sent = 0u64;
     let window = stall_window(link);
     let sending = async {
@@ -218,23 +222,25 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
             if n == 0 {
                 return Ok(());
             }
-            // A server that takes less than a chunk (64 KiB) in a window is stalled too.
-            tokio::time::timeout(window, channel.data(&buf[..n]))
-                .await
-                .map_err(|_| {
-                    classified(
-                        Kind::Transfer,
-                        format!("the server took no data for {window:?} while uploading {remote}"),
-                    )
-                })?
-                .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&buf[..n]); // the bytes as read and sent
-            }
-            sent += n as u64;
-            events.emit(Event::Progress { bytes: n as u64 });
-            if let Some(t) = &throttle {
-                t.take(n).await;
+            for piece in buf[..n].chunks(CHUNK) {
+                // A server that takes less than a chunk (64 KiB) in a window is stalled too.
+                tokio::time::timeout(window, channel.data(piece))
+                    .await
+                    .map_err(|_| {
+                        classified(
+                            Kind::Transfer,
+                            format!("the server took no data for {window:?} while uploading {remote}"),
+                        )
+                    })?
+                    .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(piece); // the bytes as read and sent
+                }
+                sent += piece.len() as u64;
+                events.emit(Event::Progress { bytes: piece.len() as u64 });
+                if let Some(t) = &throttle {
+                    t.take(piece.len()).await;
+                }
             }
         }
     };
