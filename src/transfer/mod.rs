@@ -35,10 +35,15 @@ pub use crate::transfer::part::PartFile;
 /// server sending a byte a second would otherwise hold a transfer for hours.
 pub const STALL_MIN_BYTES: u64 = 1024;
 const CHUNK: usize = 64 * 1024;
-/// The local file is read and written this much at a time: tokio does each
-/// read or write on its blocking pool, a hand-over between threads that cost
-/// more than the copy itself at 64 KiB.
-const FILE_CHUNK: usize = 1 << 20;
+/// An upload reads its file this much at a time: tokio does each read on its
+/// blocking pool, a hand-over between threads that cost more than the read
+/// itself at 64 KiB.
+const READ_CHUNK: usize = 1 << 20;
+/// A download writes this much at a time. Not 1 MiB: the kernel's copy into
+/// the page cache then took 45% of the client's CPU samples instead of 11%
+/// (a buffer too big for the CPU's cache, we think), and a 1 GiB get took
+/// 3.1-4.5 s instead of 2.5-2.9 s.
+const WRITE_CHUNK: usize = 256 << 10;
 /// A hostile server could send an endless name listing.
 const MAX_LISTING: usize = 16 << 20;
 
@@ -62,7 +67,7 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     let throttle = link.spec().throttle.clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
     // Written by tokio's file, whose writes run off the async threads.
-    let mut out = tokio::io::BufWriter::with_capacity(FILE_CHUNK, tokio::fs::File::from_std(part.append()?));
+    let mut out = tokio::io::BufWriter::with_capacity(WRITE_CHUNK, tokio::fs::File::from_std(part.append()?));
     let announced = data.announced;
     let mut incoming = Incoming::new(data, stall_window(link), format!("downloading {remote}"));
     let mut received = offset;
@@ -213,7 +218,7 @@ pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64>
     // fills and stalls the whole SSH session, control connection included.
     let (mut incoming, channel) = data.channel.split();
     let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
-    let mut buf = vec![0u8; FILE_CHUNK];
+    let mut buf = vec![0u8; READ_CHUNK];
     let mut sent = 0u64;
     let window = stall_window(link);
     let sending = async {
