@@ -26,10 +26,8 @@ async fn login_hides_the_password_and_sets_binary() {
 /// goes out at once, PASS only once the gate opens, and never if it will not.
 #[tokio::test]
 async fn a_held_password_waits_for_its_gate_and_is_never_sent_if_it_stays_shut() {
-    let (client, mut server) = tokio::io::duplex(4096);
-    let mut control = Control::new(client, REPLY_TIMEOUT);
-    server.write_all(b"220 hi\r\n331 Password required\r\n").await.unwrap();
-    control.greeting().await.unwrap();
+    let (mut control, mut server) = greeted().await;
+    server.write_all(b"331 Password required\r\n").await.unwrap();
     let (open, gate) = crate::credentials::PasswordGate::new();
     let login = control.login("u", "s3cret", gate.opened());
     let script = async {
@@ -48,10 +46,8 @@ async fn a_held_password_waits_for_its_gate_and_is_never_sent_if_it_stays_shut()
     let (logged_in, ()) = tokio::join!(login, script);
     logged_in.unwrap();
 
-    let (client, mut server) = tokio::io::duplex(4096);
-    let mut control = Control::new(client, REPLY_TIMEOUT);
-    server.write_all(b"220 hi\r\n331 Password required\r\n").await.unwrap();
-    control.greeting().await.unwrap();
+    let (mut control, mut server) = greeted().await;
+    server.write_all(b"331 Password required\r\n").await.unwrap();
     let (open, gate) = crate::credentials::PasswordGate::new();
     drop(open); // the first login failed
     let err = control.login("u", "s3cret", gate.opened()).await.unwrap_err();
