@@ -39,12 +39,6 @@ use hostkeys::{Offered, Policy};
 /// loopback the same with either (peak RSS 14-16 MiB).
 const WINDOW_SIZE: u32 = 16 << 20;
 
-/// What one read from the SSH connection may take in. russh reads each
-/// packet with two exact reads (its length, then the rest): two system calls
-/// per 32 KiB packet, 65,000 a GiB, where one read of what has arrived serves
-/// several packets.
-const READ_BUFFER: usize = 256 << 10;
-
 /// How long to wait for the SSH server to answer at all.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keepalives notice a dead SSH connection: 3 unanswered, 10 s apart.
@@ -165,7 +159,6 @@ impl Session {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
             tcp.set_nodelay(true)?;
             let ends = (tcp.local_addr()?, tcp.peer_addr()?);
-            let tcp = tokio::io::BufReader::with_capacity(READ_BUFFER, tcp);
             Ok::<_, russh::Error>((client::connect_stream(config, tcp, client).await?, ends))
         };
         let (handle, (ours, theirs)) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
