@@ -10,8 +10,9 @@
 //! host key checked, its authentication accepted), and open their links at
 //! once but send the FTP password only once the listing link's was accepted
 //! (a wrong one is sent once; [`PasswordGate`]). Everything before PASS (the
-//! relay, the greeting, USER, the forward) overlaps the listing link's login:
-//! about 0.05 s of CPU-bound work on the lab, several round trips on a WAN.
+//! relay, the greeting, USER, the forward) overlaps the listing link's login
+//! where their SSH sessions are up in time: 10-20 ms of a 0.45 s `--jobs 4`
+//! run on the lab; none at 20 ms, where the handshakes took longer.
 //! A connection or link they could not make is made again, and its failure
 //! reported, by the worker's usual path once the items come.
 
