@@ -29,7 +29,7 @@ use crate::ssh::helper::Helper;
 use crate::ssh::{Session, EXEC_TIMEOUT};
 use crate::tcp::DataTuple;
 
-/// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS STOCK` lines; for each, binds the
+/// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS STOCK SEEN` lines; for each, binds the
 /// local end (SO_REUSEADDR; for up to 50 ms while sshd's listener there is being cancelled: the
 /// line may reach us first), starts a non-blocking connect, waits, closes (a half-open socket
 /// closes silently), and answers one line, with how many sockets it holds in stock for that end.
@@ -40,6 +40,16 @@ use crate::tcp::DataTuple;
 /// TIME_WAIT that no connect() from either end can reach. It looks that end up
 /// ([`super::tuple_state`]) from the fifth try on only (after 1.6 ms): where netlink is refused,
 /// the lookup reads the whole socket table, which costs far more than a try.
+///
+/// SEEN 1: the FTP server's end of the tuple is on this host too (loopback), and the SYN goes out
+/// only while that end is in TIME_WAIT, the one state it is sent for. Our relay lets the next
+/// transfer's commands through as soon as the tuple is free (sshd's end in TIME_WAIT, the FTP
+/// server's end gone), so by the time a late try's connect() would succeed, the FTP server may be
+/// connecting on the same tuple for the next file; a SYN from our side then meets its SYN
+/// (simultaneous open) and takes that data connection away from sshd: seen once in 6,000 files,
+/// a transfer received the next file's connection. And while that end shows a connection other
+/// than the one first seen (the next file's), this line is over: `busy`. Waiting for that one to
+/// close would wait for us, who must accept it first.
 ///
 /// The stock: a socket bound to the local end *before* sshd listens there stays bound after (both
 /// set SO_REUSEADDR, and a bound socket is not a listener), and can connect from it later, while
@@ -55,7 +65,7 @@ const PERL: &str = concat!(
 my %stock;
 while (my $line = <STDIN>) {
   if ($line =~ /^drop (\S+) (\d+)$/) { delete $stock{"$1 $2"}; print "FTPSSH-RECLAIM dropped\n"; next }
-  my ($la, $lp, $ra, $rp, $ms, $free, $want) = split " ", $line;
+  my ($la, $lp, $ra, $rp, $ms, $free, $want, $seen) = split " ", $line;
   my $v6 = $la =~ /:/;
   my $addr = sub { my ($a, $p) = @_; $v6 ? pack_sockaddr_in6($p, inet_pton(AF_INET6, $a)) : pack_sockaddr_in($p, inet_aton($a)) };
   my $fresh = sub { my $s; socket($s, $v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0) && setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) ? $s : undef };
@@ -69,9 +79,14 @@ while (my $line = <STDIN>) {
     while (@$stocked < ($want || 0)) { my $t = $fresh->() or last; bind($t, $addr->($la, $lp)) or last; push @$stocked, $t }
   }
   fcntl($s, F_SETFL, O_NONBLOCK);
-  my ($until, $nap, $busy) = (time + $free / 1000, 0.0002, 0);
-  until (connect($s, $addr->($ra, $rp)) || $! != EADDRNOTAVAIL) {
-    if (time >= $until || ($nap > 0.001 && tuple_state($la, $lp, $ra, $rp) == 6)) { $busy = 1; last }
+  my ($until, $nap, $busy, $first) = (time + $free / 1000, 0.0002, 0, "");
+  while (1) {
+    my $theirs = 6;
+    if ($seen) { ($theirs, my $id) = tuple_sock($ra, $rp, $la, $lp); $first ||= $id;
+      if (!$theirs || ($theirs != 6 && $id && $id ne $first)) { $busy = 1; last } }
+    if ($theirs == 6) { last if connect($s, $addr->($ra, $rp)) || $! != EADDRNOTAVAIL;
+      if ($nap > 0.001 && tuple_state($la, $lp, $ra, $rp) == 6) { $busy = 1; last } }
+    if (time >= $until) { $busy = 1; last }
     select(undef, undef, undef, $nap); $nap = $nap >= 0.033 ? 0.05 : $nap * 1.5;
   }
   if ($busy) { unshift @$stocked, $s } else { select(undef, undef, undef, $ms / 1000); close($s) }
@@ -116,12 +131,13 @@ impl Reclaimer {
     ) -> Result<(bool, usize)> {
         let server_port = tuple.server_port.context("the FTP server's data source port is not known")?;
         let line = format!(
-            "{} {} {} {server_port} {} {} {stock}\n",
+            "{} {} {} {server_port} {} {} {stock} {}\n",
             tuple.proxy.ip(),
             tuple.proxy.port(),
             tuple.server,
             wait.as_millis(),
-            free.as_millis()
+            free.as_millis(),
+            u8::from(tuple.server.is_loopback()),
         );
         self.stream.write_all(line.as_bytes()).await.context("writing to the reclaiming process")?;
         self.stream.flush().await?;
@@ -234,18 +250,10 @@ mod tests {
     /// tuple's other end then holds the TIME_WAIT (it closed first), which the SYN reaches.
     #[test]
     fn script_waits_for_its_end_of_the_tuple_to_close() {
-        use socket2::{Domain, Socket, Type};
         let mut script = Script::start();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let y = listener.local_addr().unwrap();
-        let connected = || {
-            let ours = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            ours.set_reuse_address(true).unwrap(); // as sshd's forwarded end has it
-            ours.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-            ours.connect(&y.into()).unwrap();
-            let x = ours.local_addr().unwrap().as_socket().unwrap().port();
-            (ours, listener.accept().unwrap().0, x)
-        };
+        let connected = || connect_from(&listener, 0);
         // Open the whole time: busy after FREE-MS; the socket it bound is kept in stock.
         let (_ours, _theirs, x) = connected();
         assert_eq!(script.say(&format!("127.0.0.1 {x} 127.0.0.1 {} 0 20 0", y.port())), "FTPSSH-RECLAIM busy 1\n");
@@ -257,6 +265,59 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(10));
         drop(ours);
         assert_eq!(script.answer(), "FTPSSH-RECLAIM sent 0\n");
+        script.finish();
+    }
+
+    /// A connection to `listener` from local port `x` (0: any), as sshd's forwarded end has it
+    /// (SO_REUSEADDR): our end, the listener's end, and x.
+    fn connect_from(listener: &std::net::TcpListener, x: u16) -> (socket2::Socket, std::net::TcpStream, u16) {
+        use socket2::{Domain, Socket, Type};
+        let ours = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        ours.set_reuse_address(true).unwrap();
+        ours.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], x)).into()).unwrap();
+        ours.connect(&listener.local_addr().unwrap().into()).unwrap();
+        let x = ours.local_addr().unwrap().as_socket().unwrap().port();
+        (ours, listener.accept().unwrap().0, x)
+    }
+
+    /// SEEN 1 (the FTP server's end is on this host): the SYN goes out only to that end's
+    /// TIME_WAIT. Where that end holds no socket, nothing is sent although connect() would work:
+    /// the FTP server may be connecting on the tuple for the next file. And a newer connection of
+    /// the tuple ends the wait at once: it would close only once we had accepted it.
+    #[test]
+    fn script_seeing_the_server_end_sends_only_to_its_time_wait() {
+        let mut script = Script::start();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let y = listener.local_addr().unwrap().port();
+        let connected = |x| connect_from(&listener, x);
+        // Nothing on the tuple: SEEN 0 connects (the listener gets it), SEEN 1 does not.
+        let p = free_port();
+        assert_eq!(script.say(&format!("127.0.0.1 {p} 127.0.0.1 {y} 0 0 0 1")), "FTPSSH-RECLAIM busy 1\n");
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err(), "a SYN went out with nothing to reclaim");
+        assert_eq!(script.say(&format!("127.0.0.1 {p} 127.0.0.1 {y} 0 0 0 0")), "FTPSSH-RECLAIM sent 0\n");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(listener.accept().is_ok(), "SEEN 0 sends it");
+        listener.set_nonblocking(false).unwrap();
+        // The server's end closed first, so it holds the TIME_WAIT: sent once ours has closed.
+        let (ours, theirs, x) = connected(0);
+        writeln!(script.child.stdin.as_mut().unwrap(), "127.0.0.1 {x} 127.0.0.1 {y} 0 3000 0 1").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(theirs);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        drop(ours);
+        assert_eq!(script.answer(), "FTPSSH-RECLAIM sent 0\n");
+        // Reset (no TIME_WAIT anywhere) and connected again from the same port: the script
+        // answers while the newer connection is still open, not after FREE-MS.
+        let (ours, theirs, x) = connected(0);
+        writeln!(script.child.stdin.as_mut().unwrap(), "127.0.0.1 {x} 127.0.0.1 {y} 0 3000 0 1").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300)); // its naps are long by now
+        ours.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        drop((ours, theirs));
+        let started = std::time::Instant::now();
+        let _newer = connected(x);
+        assert_eq!(script.answer(), "FTPSSH-RECLAIM busy 1\n");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "waited for the newer connection");
         script.finish();
     }
 

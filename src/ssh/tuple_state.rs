@@ -3,7 +3,10 @@
 //!
 //! `tuple_state(LA, LP, RA, RP)` is the TCP state (Linux's numbers: 1 established, 6 TIME_WAIT,
 //! ...) of the socket on this host whose local end is LA:LP and whose peer is RA:RP, 0 if there is
-//! none (a listener on LA:LP does not count).
+//! none (a listener on LA:LP does not count). `tuple_sock` adds which socket it is: the kernel's
+//! cookie, kept from a connection's first state to its TIME_WAIT, so a later connection of the same
+//! 4-tuple (another incarnation) tells itself apart. The table has no cookie: there it is the
+//! inode, empty once the program let go of the socket (closed, TIME_WAIT).
 //!
 //! It asks the kernel for that one socket (netlink sock_diag, an exact lookup, as `ss` does for
 //! one socket): about 7 us. Reading `/proc/net/tcp` instead walks the whole established-socket
@@ -16,18 +19,19 @@
 macro_rules! perl_tuple_state {
     () => {
         r#"my $diag;
-sub tuple_state { my ($la, $lp, $ra, $rp) = @_; my $v6 = $la =~ /:/;
+sub tuple_state { (tuple_sock(@_))[0] }
+sub tuple_sock { my ($la, $lp, $ra, $rp) = @_; my $v6 = $la =~ /:/;
   my $ad = sub { $v6 ? inet_pton(AF_INET6, $_[0]) : inet_aton($_[0]) . "\0" x 12 };
   unless (defined $diag) { my $nl; $diag = socket($nl, 16, 2, 4) ? $nl : 0 }
   if ($diag) { my $req = pack("CCCCL", $v6 ? 10 : 2, 6, 0, 0, 0xFFFF) . pack("nn", $lp, $rp) . $ad->($la) . $ad->($ra) . pack("LLL", 0, 0xFFFFFFFF, 0xFFFFFFFF);
     if (send($diag, pack("LSSLL", 16 + length $req, 20, 1, 0, 0) . $req, 0) && defined recv($diag, my $b, 4096, 0)) { my $type = unpack("x4S", $b);
-      return 0 if $type == 2 && unpack("x16l", $b) == -2;
-      if ($type == 20 && length $b > 17) { my $st = unpack("x17C", $b); return $st == 10 ? 0 : $st } }
+      return (0, "") if $type == 2 && unpack("x16l", $b) == -2;
+      if ($type == 20 && length $b >= 68) { my $st = unpack("x17C", $b); return $st == 10 ? (0, "") : ($st, join(".", unpack("x60LL", $b))) } }
     $diag = 0 }
   my $key = sub { my ($a, $p) = @_; ($v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", $ad->($a))) : sprintf("%08X", unpack("L", $ad->($a)))) . sprintf(":%04X", $p) };
   my ($l, $r) = ($key->($la, $lp), $key->($ra, $rp));
-  open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return 0;
-  while (<$t>) { my @f = split; return hex $f[3] if $f[1] eq $l && $f[2] eq $r } 0 }
+  open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return (0, "");
+  while (<$t>) { my @f = split; return (hex $f[3], $f[9] ? $f[9] : "") if $f[1] eq $l && $f[2] eq $r } (0, "") }
 "#
     };
 }
