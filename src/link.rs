@@ -149,6 +149,8 @@ pub struct Link<'s> {
     stock_refused: bool,
     /// The reclaim under way cancelled sshd's listener (not from the stock).
     reclaim_cancelled: bool,
+    /// The forwarded ports: this link's account at the session's gate.
+    data_ports: Vec<u16>,
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
     /// be received, oldest first: more than one when the next file's went out early.
     pending: VecDeque<Pending>,
@@ -167,7 +169,10 @@ impl<'s> Link<'s> {
             let prepared = dataport::prepare(session, &spec.ftp, spec.timeout, &spec.login).await?;
             let mut link = Link::new(session, prepared.control, spec, prepared.ftp_ip);
             match prepared.forward {
-                Ok(forward) => link.forward = Some(forward),
+                Ok(forward) => {
+                    link.data_ports = forward.ports.clone();
+                    link.forward = Some(forward);
+                }
                 Err(why) => {
                     if let Err(e) = link.fall_back(why) {
                         link.close().await;
@@ -205,6 +210,7 @@ impl<'s> Link<'s> {
             stocked: None,
             stock_refused: false,
             reclaim_cancelled: false,
+            data_ports: Vec::new(),
             pending: VecDeque::new(),
         }
     }
@@ -263,7 +269,7 @@ impl<'s> Link<'s> {
         let (reply, data, early) = match arrived {
             Ok(both) => both,
             Err(e) => {
-                self.session.gate.close();
+                self.session.gate.close(&self.data_ports);
                 return Err(e);
             }
         };
@@ -299,6 +305,7 @@ impl<'s> Link<'s> {
     ) -> Result<(Reply, crate::ssh::gate::DataChannel, Early)> {
         enum Arrival {
             Reply(Reply),
+            Lost(anyhow::Error),
             Data(crate::ssh::gate::DataChannel),
             Early,
             Deadline,
@@ -318,25 +325,41 @@ impl<'s> Link<'s> {
                 }
             };
             let arrival = tokio::select! {
-                r = control.read_reply(), if reply.is_none() => Arrival::Reply(r?),
+                r = control.read_reply(), if reply.is_none() => r.map_or_else(Arrival::Lost, Arrival::Reply),
                 Some(d) = session.next_data_channel(self.bound), if waiting_for_data => Arrival::Data(d),
                 () = draining => Arrival::Early,
                 _ = tokio::time::sleep_until(deadline), if waiting_for_data => Arrival::Deadline,
             };
-            match arrival {
-                Arrival::Reply(r) if replies.len() < before => replies.push(r),
-                Arrival::Reply(r) if r.is_preliminary() => reply = Some(r),
-                Arrival::Reply(r) => return Err(self.refusal(cmd, r)),
-                Arrival::Data(d) => data = Some(d),
-                Arrival::Early => {}
+            let failed = match arrival {
+                Arrival::Reply(r) if replies.len() < before => {
+                    replies.push(r);
+                    continue;
+                }
+                Arrival::Reply(r) if r.is_preliminary() => {
+                    reply = Some(r);
+                    continue;
+                }
+                Arrival::Data(d) => {
+                    data = Some(d);
+                    continue;
+                }
+                Arrival::Early => continue,
+                Arrival::Reply(r) => self.refusal(cmd, r),
+                Arrival::Lost(e) => e,
                 Arrival::Deadline => {
                     let what = match &reply {
                         Some(r) => format!("said {} but did not connect back", r.code),
                         None => format!("neither answered {} nor connected back", cmd.redacted()),
                     };
-                    return Err(Fallback::Silent(format!("{what} within {:.1?}", self.bound)).into());
+                    Fallback::Silent(format!("{what} within {:.1?}", self.bound)).into()
                 }
+            };
+            // A connection that came with a refusal is the next transfer's (sent ahead): closed,
+            // not dropped, which would leave it open and the FTP server waiting for our end.
+            if let Some(d) = data {
+                let _ = d.channel.close().await;
             }
+            return Err(failed);
         }
     }
 
@@ -367,15 +390,18 @@ impl<'s> Link<'s> {
     /// ([`Control::resync`]); no data connection is expected any more. On
     /// error the link cannot be trusted: close it.
     pub async fn resync(&mut self) -> Result<()> {
-        // Transfers sent ahead are given up: their replies are read through.
+        // Transfers sent ahead are given up: their replies are read through, and any data
+        // connection the server made for them is refused when it comes (see the gate).
         self.pending.clear();
-        self.session.gate.close();
-        self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await
+        self.session.gate.close(&self.data_ports);
+        self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await?;
+        self.session.gate.settle(&self.data_ports, self.control.connections_made());
+        Ok(())
     }
 
     /// QUIT and cancel the forwards.
     pub async fn close(mut self) {
-        self.session.gate.close();
+        self.session.gate.close(&self.data_ports);
         if let Ok(Some(forward)) = self.end_reclaim().await {
             self.forward = Some(forward); // cancelled already; cancelling again is harmless
         }

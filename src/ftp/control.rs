@@ -4,15 +4,13 @@
 //! (`---> RETR x`, with `PASS ****`), and bounds every wait so that a server
 //! that hangs becomes an error, not a hang.
 //!
-//! It also keeps the conversation in step. A command's final reply (2xx-5xx)
-//! may come long after its 1xx (a transfer), and a caller that gives up early
-//! leaves that reply unread: the next command would then read it as its own.
-//! So the connection remembers the commands whose final replies are still
-//! owed, in order, refuses a plain [`Control::send`] while any is
-//! ([`OutOfStep`]; [`Control::pipeline`] queues commands behind them on
-//! purpose), and offers one way back, [`Control::resync`]: read up to those
-//! replies, or ABOR and read through, within a bound. A connection that
-//! cannot be brought back must be closed.
+//! It also keeps the conversation in step. A command's final reply (2xx-5xx) may come long
+//! after its 1xx (a transfer), and a caller that gives up early leaves that reply unread: the
+//! next command would then read it as its own. So the connection remembers the commands whose
+//! final replies are still owed, in order, refuses a plain [`Control::send`] while any is
+//! ([`OutOfStep`]; [`Control::pipeline`] queues commands behind them on purpose), and offers
+//! one way back, [`Control::resync`]: read up to those replies, or ABOR and read through,
+//! within a bound. A connection that cannot be brought back must be closed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,9 +25,8 @@ use crate::error::{Classify, Kind};
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long QUIT's answer is waited for on the way out: it changes nothing.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
-/// [`Control::resync`]: how long to wait for an owed final reply before
-/// sending ABOR, and again for the replies that ABOR brings. A transfer whose
-/// data connection we closed ends at once (426, or 226 if all was sent).
+/// [`Control::resync`]: how long to wait for an owed final reply before sending ABOR, and again
+/// for the replies that ABOR brings. A transfer whose data connection we closed ends at once.
 pub const RESYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Anything the control connection can run over.
@@ -154,6 +151,7 @@ pub struct Control {
     transcript: Transcript,
     /// The stream ends in our relay, which takes hold lines ([`Control::pipeline_held`]).
     holds: bool,
+    made: made::Made,
 }
 
 impl Control {
@@ -162,7 +160,13 @@ impl Control {
         // The greeting is owed as if "connect" were a command.
         let transcript = Box::new(|_: Line<'_>| {});
         let state = State::owed("connect".into());
-        Control { stream: Box::new(stream), buf: Vec::new(), state, timeout, transcript, holds: false }
+        let made = made::Made::default();
+        Control { stream: Box::new(stream), buf: Vec::new(), state, timeout, transcript, holds: false, made }
+    }
+
+    /// The data connections the server has said it made ([`made`]).
+    pub fn connections_made(&self) -> u64 {
+        self.made.count()
     }
 
     /// The stream ends in the perl relay, which takes hold lines.
@@ -324,6 +328,7 @@ impl Control {
                 if !reply.is_preliminary() {
                     self.state.answered();
                 }
+                self.made.note(&reply);
                 // RFC 959: 421 may answer any command; the server is closing the connection.
                 if reply.code == 421 {
                     self.state = State::Broken(format!("the server closed it: {reply}"));
@@ -440,5 +445,6 @@ impl Control {
     }
 }
 
+mod made;
 #[cfg(test)]
 mod tests;

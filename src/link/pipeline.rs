@@ -45,10 +45,10 @@ impl Link<'_> {
                 None => None,
             };
             if self.pending.is_empty() {
-                self.session.drain_data_channels();
+                self.session.drain_data_channels().await;
             }
             // Open before sending: on loopback the connection can beat the write's return.
-            self.session.gate.open(ftp_ip);
+            self.session.gate.open(&self.data_ports, ftp_ip);
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
             let piped = match self.hold_line().filter(|_| ahead) {
                 Some(hold) => {
@@ -65,7 +65,7 @@ impl Link<'_> {
                 None => Ok(()),
             };
             if let Err(e) = piped.and(renewed) {
-                self.session.gate.close();
+                self.session.gate.close(&self.data_ports);
                 return Err(e);
             }
         }

@@ -6,6 +6,15 @@
 //! admits exactly one connection per transfer, only while a transfer is
 //! pending and only from the FTP server's address; any other is refused and
 //! reported as a possible data port theft.
+//!
+//! Each control connection of the session (a link) has its own forwarded
+//! ports and its own account here, so that one link giving up its transfers
+//! never withdraws another's. And each account counts the connections that
+//! arrived against those the FTP server said it made (1xx, then a final reply
+//! other than 425): a transfer given up after the server connected for it (a
+//! command sent ahead, behind one that failed) may have its connection still
+//! on the way, behind the replies we read meanwhile. That one is refused when
+//! it comes, not handed to the next transfer, whose file it is not.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -48,17 +57,27 @@ fn next_incarnation(ends: Option<(SocketAddr, SocketAddr)>) -> u32 {
     *n
 }
 
-/// Admits the one expected data connection of a pending transfer.
+/// One link's account: its forwarded ports, the FTP server, and its connections.
+#[derive(Debug)]
+struct Account {
+    ports: Vec<u16>,
+    ftp: IpAddr,
+    /// Connections to admit: one per transfer sent and not yet connected.
+    expected: u32,
+    /// Connections of transfers given up that are still to come: refused.
+    late: u64,
+    /// One more connection may come late (a transfer given up before the
+    /// server replied): refused quietly, as our own.
+    maybe_late: bool,
+    /// Connections from the FTP server that reached this account, admitted or not.
+    arrived: u64,
+}
+
+/// Admits the one expected data connection of each pending transfer.
 #[derive(Debug, Default)]
 pub struct Gate {
     events: Events,
-    /// The FTP server, and how many data connections it is yet to make
-    /// (more than one when transfers were sent ahead).
-    expected: Mutex<Option<(IpAddr, u32)>>,
-    /// The FTP server of a transfer we gave up on before its data connection
-    /// came: that connection may still arrive, late. It is refused, but it is
-    /// our own, not a theft.
-    late: Mutex<Option<IpAddr>>,
+    accounts: Mutex<Vec<Account>>,
 }
 
 impl Gate {
@@ -67,32 +86,48 @@ impl Gate {
         Gate { events, ..Gate::default() }
     }
 
-    /// A transfer is pending: admit one more connection from `ftp_server`.
-    pub fn open(&self, ftp_server: IpAddr) {
-        let mut expected = self.expected.lock().unwrap();
-        *expected = match *expected {
-            Some((ip, n)) if ip == ftp_server => Some((ip, n + 1)),
-            _ => Some((ftp_server, 1)),
+    /// A transfer is pending on the link whose forwarded ports are `ports`:
+    /// admit one more connection to them from `ftp_server`.
+    pub fn open(&self, ports: &[u16], ftp_server: IpAddr) {
+        self.with(
+            ports,
+            |a| {
+                if a.ftp != ftp_server {
+                    (a.ftp, a.expected) = (ftp_server, 0);
+                }
+                a.expected += 1;
+            },
+            Some(ftp_server),
+        );
+    }
+
+    /// No transfer is pending on that link any more.
+    pub fn close(&self, ports: &[u16]) {
+        self.with(ports, |a| a.maybe_late |= std::mem::take(&mut a.expected) > 0, None);
+    }
+
+    /// The link's control connection is back in step after transfers were
+    /// given up, and the server says it made `made` data connections in all:
+    /// those of them that have not arrived are refused when they do.
+    pub fn settle(&self, ports: &[u16], made: u64) {
+        self.with(ports, |a| a.late = made.saturating_sub(a.arrived), None);
+    }
+
+    /// Run `f` on the account of `ports`, made for `ftp` if there is none (else nothing).
+    fn with(&self, ports: &[u16], f: impl FnOnce(&mut Account), ftp: Option<IpAddr>) {
+        let mut accounts = self.accounts.lock().unwrap();
+        let i = match accounts.iter().position(|a| a.ports == ports) {
+            Some(i) => i,
+            None => match ftp {
+                Some(ftp) => {
+                    let ports = ports.to_vec();
+                    accounts.push(Account { ports, ftp, expected: 0, late: 0, maybe_late: false, arrived: 0 });
+                    accounts.len() - 1
+                }
+                None => return,
+            },
         };
-    }
-
-    /// No transfer is pending any more.
-    pub fn close(&self) {
-        if let Some((abandoned, _)) = self.expected.lock().unwrap().take() {
-            *self.late.lock().unwrap() = Some(abandoned);
-        }
-    }
-
-    /// True, once, for the FTP server of a transfer given up before its data
-    /// connection came: one late connection from there is expected, no more
-    /// (anyone on that host could connect too).
-    fn take_late(&self, from: Option<IpAddr>) -> bool {
-        let mut late = self.late.lock().unwrap();
-        let ours = from.is_some() && *late == from;
-        if ours {
-            *late = None;
-        }
-        ours
+        f(&mut accounts[i]);
     }
 
     /// Decide on one forwarded connection (called from the SSH event loop).
@@ -100,37 +135,40 @@ impl Gate {
     pub(crate) fn admit(&self, data: &mut DataChannel) -> bool {
         let (addr, port) = &data.originator;
         let (to_addr, to_port) = &data.connected;
-        let admitted = self.admit_from(addr, *port, &format!("{to_addr}:{to_port}"));
+        let admitted = self.admit_from(addr, *port, *to_port as u16, &format!("{to_addr}:{to_port}"));
         if admitted {
             data.incarnation = next_incarnation(data.ends());
         }
         admitted
     }
 
-    /// The rule itself: `addr:port` connected to the forwarded `to`.
-    fn admit_from(&self, addr: &str, port: u32, to: &str) -> bool {
+    /// The rule itself: `addr:port` connected to the forwarded `to` (port `to_port`).
+    fn admit_from(&self, addr: &str, port: u32, to_port: u16, to: &str) -> bool {
         let from = addr.parse::<IpAddr>().ok().map(|a| a.to_canonical());
-        let mut expected = self.expected.lock().unwrap();
-        let why = match *expected {
-            Some((want, n)) if from == Some(want) => {
-                *expected = (n > 1).then_some((want, n - 1)); // one data connection per transfer
-                return true;
-            }
-            Some((want, _)) => format!("it does not come from the FTP server {want}"),
-            None if self.take_late(from) => {
-                let why = "it belongs to a transfer we gave up on".to_string();
-                self.events.emit(Event::StrayRefused {
-                    from: format!("{addr}:{port}"),
-                    to: to.into(),
-                    why,
-                    late: true,
-                });
-                return false;
-            }
-            None => "no data connection is expected now".to_string(),
+        let refused = |why: String, late: bool| {
+            self.events.emit(Event::StrayRefused { from: format!("{addr}:{port}"), to: to.into(), why, late });
+            false
         };
-        self.events.emit(Event::StrayRefused { from: format!("{addr}:{port}"), to: to.into(), why, late: false });
-        false
+        let mut accounts = self.accounts.lock().unwrap();
+        let Some(a) = accounts.iter_mut().find(|a| a.ports.contains(&to_port)) else {
+            return refused("no data connection is expected now".into(), false);
+        };
+        if from != Some(a.ftp) {
+            return refused(format!("it does not come from the FTP server {}", a.ftp), false);
+        }
+        a.arrived += 1;
+        if a.late > 0 {
+            a.late -= 1;
+            return refused("it belongs to a transfer we gave up on".into(), true);
+        }
+        if a.expected > 0 {
+            a.expected -= 1; // one data connection per transfer
+            return true;
+        }
+        if std::mem::take(&mut a.maybe_late) {
+            return refused("it belongs to a transfer we gave up on".into(), true);
+        }
+        refused("no data connection is expected now".into(), false)
     }
 }
 
@@ -151,20 +189,34 @@ mod tests {
         (gate, refused)
     }
 
+    const FTP: &str = "127.0.0.1";
+    /// A link's forwarded port, and another link's.
+    const OURS: &[u16] = &[40000];
+    const OTHER: &[u16] = &[40010, 40011];
+
+    fn ftp() -> IpAddr {
+        FTP.parse().unwrap()
+    }
+
+    /// Admit a connection from the FTP server's data port to `port`.
+    fn admit(gate: &Gate, port: u16) -> bool {
+        gate.admit_from(FTP, 2020, port, &format!("127.0.0.1:{port}"))
+    }
+
     #[test]
     fn admits_one_connection_from_the_ftp_server_while_pending() {
         let (gate, refused) = watched();
-        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "nothing pending");
-        gate.open("127.0.0.1".parse().unwrap());
-        assert!(!gate.admit_from("10.250.0.2", 2020, "127.0.0.1:40000"), "another address");
-        assert!(!gate.admit_from("not an address", 1, "127.0.0.1:40000"));
-        assert!(gate.admit_from("::ffff:127.0.0.1", 2020, "127.0.0.1:40000"), "mapped IPv4 is the same host");
-        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "only one per transfer");
-        gate.open("127.0.0.1".parse().unwrap());
-        gate.open("127.0.0.1".parse().unwrap()); // the next transfer, sent ahead
-        assert!(gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
-        assert!(gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
-        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"), "one per transfer sent");
+        assert!(!admit(&gate, 40000), "nothing pending");
+        gate.open(OURS, ftp());
+        assert!(!gate.admit_from("10.250.0.2", 2020, 40000, "127.0.0.1:40000"), "another address");
+        assert!(!gate.admit_from("not an address", 1, 40000, "127.0.0.1:40000"));
+        assert!(gate.admit_from("::ffff:127.0.0.1", 2020, 40000, "127.0.0.1:40000"), "mapped IPv4 is the same host");
+        assert!(!admit(&gate, 40000), "only one per transfer");
+        gate.open(OURS, ftp());
+        gate.open(OURS, ftp()); // the next transfer, sent ahead
+        assert!(admit(&gate, 40000));
+        assert!(admit(&gate, 40000));
+        assert!(!admit(&gate, 40000), "one per transfer sent");
         let refused = refused();
         assert_eq!(refused.len(), 5);
         assert!(refused[0].contains("no data connection is expected"));
@@ -174,20 +226,57 @@ mod tests {
     #[test]
     fn a_late_connection_of_an_abandoned_transfer_is_refused_quietly() {
         let (gate, refused) = watched();
-        gate.open("127.0.0.1".parse().unwrap());
-        gate.close(); // given up before the server connected
-        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
+        gate.open(OURS, ftp());
+        gate.close(OURS); // given up before the server connected
+        assert!(!admit(&gate, 40000));
         assert!(refused().is_empty(), "our own late connection is no theft");
-        assert!(!gate.admit_from("127.0.0.1", 2020, "127.0.0.1:40000"));
+        assert!(!admit(&gate, 40000));
         assert_eq!(refused().len(), 1, "only one late connection is ours; a second may be anyone's");
+    }
+
+    /// Each link has its own account: one giving up does not withdraw another's
+    /// expectation, and a connection to one link's port is not another's.
+    #[test]
+    fn links_keep_their_own_accounts() {
+        let (gate, refused) = watched();
+        gate.open(OURS, ftp());
+        gate.open(OTHER, ftp());
+        gate.close(OTHER);
+        assert!(admit(&gate, 40000), "another link's close left ours pending");
+        gate.open(OURS, ftp());
+        assert!(!admit(&gate, 40011), "the other link expects nothing now");
+        assert!(admit(&gate, 40000));
+        assert!(refused().is_empty());
+    }
+
+    /// A transfer sent ahead behind one that failed is given up, but the
+    /// server connected for it (150, 226 read while getting back in step);
+    /// that connection, still on its way, is refused when it comes, and the
+    /// retried transfer's own is admitted after it.
+    #[test]
+    fn a_connection_made_for_a_transfer_given_up_is_not_the_next_ones() {
+        let (gate, refused) = watched();
+        gate.open(OURS, ftp()); // f1
+        assert!(admit(&gate, 40000));
+        gate.open(OURS, ftp()); // f2: 425
+        gate.open(OURS, ftp()); // f3, sent ahead: given up
+        gate.close(OURS);
+        gate.settle(OURS, 2); // f1's 150 and f3's 150
+        gate.open(OURS, ftp()); // f2 again
+        assert!(!admit(&gate, 40000), "f3's connection, late");
+        assert!(admit(&gate, 40000), "f2's own");
+        assert!(refused().is_empty());
+        gate.settle(OURS, 3);
+        gate.open(OURS, ftp());
+        assert!(admit(&gate, 40000), "all made have arrived: nothing late");
     }
 
     #[test]
     fn close_withdraws_the_expectation() {
         let gate = Gate::default();
-        gate.open("127.0.0.1".parse().unwrap());
-        gate.close();
-        assert!(!gate.admit_from("127.0.0.1", 1, "x"));
+        gate.open(OURS, ftp());
+        gate.close(OURS);
+        assert!(!admit(&gate, 40000));
     }
 
     #[test]

@@ -326,10 +326,12 @@ impl Session {
         tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
     }
 
-    /// Drop forwarded connections left over from an earlier transfer.
-    pub fn drain_data_channels(&self) {
-        if let Ok(mut rx) = self.incoming.try_lock() {
-            while rx.try_recv().is_ok() {}
+    /// Close forwarded connections left over from an earlier transfer (a
+    /// channel merely dropped stays open: the FTP server would wait for its end).
+    pub async fn drain_data_channels(&self) {
+        let Ok(mut rx) = self.incoming.try_lock() else { return };
+        while let Ok(left) = rx.try_recv() {
+            let _ = left.channel.close().await;
         }
     }
 
