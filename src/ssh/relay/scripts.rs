@@ -18,7 +18,9 @@
 // from the server (it counts lines each way: one final reply per command, after the greeting),
 // and (2) the data 4-tuple LA:LP <-> RA:RP has no socket on this host but TIME_WAIT ones (none at
 // all at RA:RP's end when STRICT: TCP timestamps off, where that entry refuses the server's next
-// connect), or one second has passed since (1), or a line `FTPSSH-RELEASE` came (an ABOR
+// connect; unless both ends hold one: they closed at once, nothing frees the tuple for a minute,
+// and the server's 425 had better come now), or one second has passed since (1), or a line
+// `FTPSSH-RELEASE` came (an ABOR
 // follows: it must not wait behind a transfer that hangs). So the next file's commands can go out before
 // this file's 226, and the server still connects only once the last connection has closed here:
 // its SYN can overtake that connection's last ACK on loopback, and meet sshd's end in LAST_ACK.
@@ -44,7 +46,7 @@ sub finals { $sb .= $_[0];
 "#,
     crate::ssh::tuple_state::perl_tuple_state!(),
     r#"sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my ($ours, $theirs) = (tuple_state($la, $lp, $ra, $rp), tuple_state($ra, $rp, $la, $lp));
-  ($ours == 0 || $ours == 6) && ($theirs == 0 || (!$strict && $theirs == 6)) }
+  ($ours == 0 || $ours == 6) && ($theirs == 0 || (($ours == 6 || !$strict) && $theirs == 6)) }
 sub pump { while (!$hold && $pend =~ s/^([^\n]*\n)//) { my $l = $1;
     if ($l =~ /^FTPSSH-HOLD (\S+) (\d+) (\S+) (\d+) ([01])\r?\n$/) { $hold = [$cmds, $1, $2, $3, $4, $5, undef]; $nap = 0.0002 }
     elsif ($l !~ /^FTPSSH-RELEASE\r?\n$/) { put($s, $l); $cmds++ } }
@@ -177,6 +179,27 @@ mod tests {
         assert!(held >= Duration::from_millis(900) && held < Duration::from_millis(1500), "{held:?}");
         drop((child.stdin.take(), server));
         child.wait().unwrap();
+    }
+
+    /// The hold's verdict on the tuple from its two ends' states (0 none, 1 established, 6
+    /// TIME_WAIT), the relay's own lookups replaced: STRICT waits while the FTP server's end holds
+    /// a TIME_WAIT, unless sshd's end holds one too (both closed at once: nothing frees it).
+    #[test]
+    fn perl_relay_judges_the_tuple_from_both_ends() {
+        let perl = super::PERL;
+        let start = perl.find("sub clear ").unwrap();
+        let clear = &perl[start..start + perl[start..].find(" }\n").unwrap() + 2];
+        let cases =
+            [(0, 0, 1, true), (6, 0, 1, true), (0, 6, 1, false), (0, 6, 0, true), (6, 6, 1, true), (1, 0, 0, false)];
+        for (ours, theirs, strict, want) in cases {
+            let script = format!(
+                "my %st = (\"a 1\" => {ours}, \"b 2\" => {theirs}); sub tuple_state {{ $st{{\"$_[0] $_[1]\"}} }}\n{clear}\n\
+                 print clear(\"a\", 1, \"b\", 2, {strict}) ? 1 : 0;"
+            );
+            let out = std::process::Command::new("perl").args(["-e", &script]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(out.stdout, if want { b"1" } else { b"0" }, "ours {ours}, theirs {theirs}, strict {strict}");
+        }
     }
 
     /// A release line lets go of a hold at once (the ABOR behind it must not wait for a transfer
