@@ -43,10 +43,11 @@ Exit codes:
 
 The FTP password comes from FTPSSH_PASSWORD, else ~/.netrc, else a prompt on the terminal.";
 
-/// The stack of the blocking pool's threads (file reads and writes, hashing):
-/// the main thread's 8 MiB rather than tokio's 2 MiB, as when the workers ran
-/// on pool threads and an unoptimised build overflowed 2 MiB.
-const WORKER_STACK: usize = 8 << 20;
+/// The stack of the thread that runs every task (the SSH sessions, the bulk
+/// workers, the transfers: futures nested in one another), and of the blocking
+/// pool's (file I/O, hashing): 8 MiB, a main thread's usual size, chosen here
+/// rather than left to `ulimit -s`. An unoptimised build overflowed tokio's 2 MiB.
+const STACK: usize = 8 << 20;
 
 /// FTP with the control connection and every data connection inside SSH.
 #[derive(Debug, Parser)]
@@ -220,14 +221,20 @@ pub fn main() -> i32 {
             // packet between threads: 80,000 context switches for a 1 GiB put
             // against 2,000 here, and a third of the client's CPU; one core
             // still encrypts far faster than the network carries.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .thread_stack_size(WORKER_STACK)
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async {
-                let interrupt = crate::interrupt::listen()?;
-                run(&cli, &interrupt).await
+            let on_one_thread = || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_stack_size(STACK)
+                    .build()
+                    .expect("tokio runtime");
+                runtime.block_on(async {
+                    let interrupt = crate::interrupt::listen()?;
+                    run(&cli, &interrupt).await
+                })
+            };
+            std::thread::scope(|scope| {
+                let thread = std::thread::Builder::new().stack_size(STACK).spawn_scoped(scope, on_one_thread);
+                thread.expect("a thread").join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
         }
     };
