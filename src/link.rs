@@ -276,6 +276,7 @@ impl<'s> Link<'s> {
         let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
         if let (Some((_, before)), Some((_, now))) = (self.last_origin, origin) {
             self.source_port_varies = before != now;
+            self.session.gate.pin_source(&self.data_ports, (!self.source_port_varies).then_some(now));
         }
         self.last_origin = origin;
         self.last_proxy_port = Some(data.connected.1 as u16);

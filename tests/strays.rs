@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::lab::in_netns;
-use common::tool::{assert_same, Tool};
+use common::tool::{assert_many, assert_same, Tool};
 use socket2::{Domain, Socket, Type};
 
 /// Run `get remote` with -v; when a stderr line contains `trigger`, connect to the
@@ -96,4 +96,58 @@ fn stray_from_another_address_during_a_transfer() {
     assert!(err.contains("switching to passive"), "{err}");
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
     assert_same(&std::fs::read(tool.work.path().join("small.bin")).unwrap(), &want, "small.bin");
+}
+
+/// Another process on the FTP server's host connects to the forwarded port over and over while
+/// an `mget` runs (ProFTPD, data from its fixed port 2020). Its address is the FTP server's, so
+/// only the source port tells it apart: once two connections came from 2020, every other is
+/// refused as a theft. Before, one of them was taken for a transfer's data in every run (an
+/// empty copy, refused by its size, and a retry; once a 10 s stall). Before the port is known
+/// the address is all there is: the flood starts at the third file.
+#[test]
+fn a_flood_from_the_server_host_takes_no_transfer_once_the_data_port_is_known() {
+    let tool = Tool::new();
+    let mut child = tool
+        .cmd(tool.lab.port("PROFTPD_FIXED_PORT"))
+        .args(["-v", "mget", "many/f0[0-4]*", "-d", "out"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("could not start the tool");
+    let stderr = child.stderr.take().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (mut port, mut flood) = (None, None);
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("reverse forward: sshd listens on") {
+            port = Some(forwarded_port(&line));
+        }
+        // The listing's and two files' connections came from 2020: from the third file on.
+        if flood.is_none() && line.contains("RETR many/f003.txt") {
+            let (port, stop, ns) = (port.expect("announced"), stop.clone(), tool.lab.var("SERVER_NS").to_string());
+            flood = Some(std::thread::spawn(move || in_netns(&ns, move || flood_until(port, &stop))));
+        }
+        seen.push(line);
+    }
+    let status = child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tried = flood.expect("the forward is announced").join().unwrap();
+    let err = seen.join("\n");
+    assert!(status.success(), "{err}");
+    assert!(tried > 10, "the flood made {tried} connections");
+    assert!(err.contains("does not come from the FTP server's data port 2020"), "{err}");
+    assert!(err.contains("49 transfers: 49 ok, 0 failed") && err.contains(" 0 retries"), "{err}");
+    assert_many(&tool, "out", 1..=49);
+}
+
+/// Connect to 127.0.0.1:`port` from 127.0.0.1 every half millisecond until `stop`; how many connected.
+fn flood_until(port: u16, stop: &std::sync::atomic::AtomicBool) -> u32 {
+    let mut connected = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let to = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_ok() {
+            connected += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    connected
 }

@@ -71,6 +71,9 @@ struct Account {
     maybe_late: bool,
     /// Connections from the FTP server that reached this account, admitted or not.
     arrived: u64,
+    /// The server's data source port, once seen fixed (20, or ProFTPD's L-1): another
+    /// process on its host may connect from its address, but not from that port (20 needs root).
+    source: Option<u16>,
 }
 
 /// Admits the one expected data connection of each pending transfer.
@@ -113,6 +116,11 @@ impl Gate {
         self.with(ports, |a| a.late = made.saturating_sub(a.arrived), None);
     }
 
+    /// The link's data connections come from one port, `source` (None: from any).
+    pub fn pin_source(&self, ports: &[u16], source: Option<u16>) {
+        self.with(ports, |a| a.source = source, None);
+    }
+
     /// Run `f` on the account of `ports`, made for `ftp` if there is none (else nothing).
     fn with(&self, ports: &[u16], f: impl FnOnce(&mut Account), ftp: Option<IpAddr>) {
         let mut accounts = self.accounts.lock().unwrap();
@@ -121,7 +129,8 @@ impl Gate {
             None => match ftp {
                 Some(ftp) => {
                     let ports = ports.to_vec();
-                    accounts.push(Account { ports, ftp, expected: 0, late: 0, maybe_late: false, arrived: 0 });
+                    let (expected, late, maybe_late, arrived, source) = (0, 0, false, 0, None);
+                    accounts.push(Account { ports, ftp, expected, late, maybe_late, arrived, source });
                     accounts.len() - 1
                 }
                 None => return,
@@ -155,6 +164,9 @@ impl Gate {
         };
         if from != Some(a.ftp) {
             return refused(format!("it does not come from the FTP server {}", a.ftp), false);
+        }
+        if let Some(source) = a.source.filter(|&p| u32::from(p) != port) {
+            return refused(format!("it does not come from the FTP server's data port {source}"), false);
         }
         a.arrived += 1;
         if a.late > 0 {
@@ -269,6 +281,23 @@ mod tests {
         gate.settle(OURS, 3);
         gate.open(OURS, ftp());
         assert!(admit(&gate, 40000), "all made have arrived: nothing late");
+    }
+
+    /// Once the server's data connections are seen to come from one port, a connection from its
+    /// address but another port is refused as a theft, and counts for nothing.
+    #[test]
+    fn a_pinned_source_port_refuses_the_rest_of_the_servers_host() {
+        let (gate, refused) = watched();
+        gate.open(OURS, ftp());
+        gate.pin_source(OURS, Some(2020));
+        assert!(!gate.admit_from(FTP, 40123, 40000, "127.0.0.1:40000"), "another process on the server's host");
+        assert!(admit(&gate, 40000), "the server's own, still expected");
+        let refused = refused();
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0].contains("does not come from the FTP server's data port 2020"), "{refused:?}");
+        gate.pin_source(OURS, None);
+        gate.open(OURS, ftp());
+        assert!(gate.admit_from(FTP, 40123, 40000, "127.0.0.1:40000"), "a varying port pins nothing");
     }
 
     #[test]
