@@ -402,7 +402,7 @@ impl<'s> Link<'s> {
 
     /// QUIT and cancel the forwards.
     pub async fn close(mut self) {
-        self.session.gate.close(&self.data_ports);
+        self.session.gate.retire(&self.data_ports);
         if let Ok(Some(forward)) = self.end_reclaim().await {
             self.forward = Some(forward); // cancelled already; cancelling again is harmless
         }

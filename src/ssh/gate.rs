@@ -74,6 +74,8 @@ struct Account {
     /// The server's data source port, once seen fixed (20, or ProFTPD's L-1): another
     /// process on its host may connect from its address, but not from that port (20 needs root).
     source: Option<u16>,
+    /// Its link has closed; a new link that gets the same ports starts a new account.
+    retired: bool,
 }
 
 /// Admits the one expected data connection of each pending transfer.
@@ -116,6 +118,13 @@ impl Gate {
         self.with(ports, |a| a.late = made.saturating_sub(a.arrived), None);
     }
 
+    /// The link has closed (its forwards cancelled): what still comes is refused as for
+    /// [`Gate::close`], and a link that gets the same ports later starts afresh.
+    pub fn retire(&self, ports: &[u16]) {
+        self.close(ports);
+        self.with(ports, |a| a.retired = true, None);
+    }
+
     /// The link's data connections come from one port, `source` (None: from any).
     pub fn pin_source(&self, ports: &[u16], source: Option<u16>) {
         self.with(ports, |a| a.source = source, None);
@@ -124,17 +133,23 @@ impl Gate {
     /// Run `f` on the account of `ports`, made for `ftp` if there is none (else nothing).
     fn with(&self, ports: &[u16], f: impl FnOnce(&mut Account), ftp: Option<IpAddr>) {
         let mut accounts = self.accounts.lock().unwrap();
-        let i = match accounts.iter().position(|a| a.ports == ports) {
-            Some(i) => i,
-            None => match ftp {
-                Some(ftp) => {
-                    let ports = ports.to_vec();
-                    let (expected, late, maybe_late, arrived, source) = (0, 0, false, 0, None);
-                    accounts.push(Account { ports, ftp, expected, late, maybe_late, arrived, source });
-                    accounts.len() - 1
-                }
-                None => return,
-            },
+        let found = accounts.iter().position(|a| a.ports == ports);
+        let i = match (found, ftp) {
+            (Some(i), Some(_)) if accounts[i].retired => {
+                accounts.remove(i);
+                None
+            }
+            (found, _) => found,
+        };
+        let i = match (i, ftp) {
+            (Some(i), _) => i,
+            (None, Some(ftp)) => {
+                let ports = ports.to_vec();
+                let (expected, late, maybe_late, arrived, source) = (0, 0, false, 0, None);
+                accounts.push(Account { ports, ftp, expected, late, maybe_late, arrived, source, retired: false });
+                accounts.len() - 1
+            }
+            (None, None) => return,
         };
         f(&mut accounts[i]);
     }
@@ -298,6 +313,22 @@ mod tests {
         gate.pin_source(OURS, None);
         gate.open(OURS, ftp());
         assert!(gate.admit_from(FTP, 40123, 40000, "127.0.0.1:40000"), "a varying port pins nothing");
+    }
+
+    /// A closed link's account ends with it: a later link that gets the same port (ports are
+    /// reused in a long run) starts with nothing owed, pinned or counted.
+    #[test]
+    fn a_retired_account_is_not_the_next_links() {
+        let (gate, refused) = watched();
+        gate.open(OURS, ftp());
+        gate.pin_source(OURS, Some(2020));
+        gate.close(OURS);
+        gate.settle(OURS, 5);
+        gate.retire(OURS);
+        assert!(!admit(&gate, 40000), "the old link's late connection");
+        gate.open(OURS, ftp());
+        assert!(gate.admit_from(FTP, 2121, 40000, "127.0.0.1:40000"), "nothing late, no port pinned");
+        assert!(refused().is_empty());
     }
 
     #[test]
