@@ -78,6 +78,13 @@ struct Account {
     retired: bool,
 }
 
+impl Account {
+    fn new(ports: &[u16], ftp: IpAddr) -> Account {
+        let (expected, late, maybe_late, arrived, source, retired) = (0, 0, false, 0, None, false);
+        Account { ports: ports.to_vec(), ftp, expected, late, maybe_late, arrived, source, retired }
+    }
+}
+
 /// Admits the one expected data connection of each pending transfer.
 #[derive(Debug, Default)]
 pub struct Gate {
@@ -92,66 +99,55 @@ impl Gate {
     }
 
     /// A transfer is pending on the link whose forwarded ports are `ports`:
-    /// admit one more connection to them from `ftp_server`.
+    /// admit one more connection to them from `ftp_server`. The first makes
+    /// the link's account (anew where a closed link's had the same ports).
     pub fn open(&self, ports: &[u16], ftp_server: IpAddr) {
-        self.with(
-            ports,
-            |a| {
-                if a.ftp != ftp_server {
-                    (a.ftp, a.expected) = (ftp_server, 0);
-                }
-                a.expected += 1;
-            },
-            Some(ftp_server),
-        );
+        let mut accounts = self.accounts.lock().unwrap();
+        accounts.retain(|a| !(a.retired && a.ports == ports));
+        let a = match accounts.iter().position(|a| a.ports == ports) {
+            Some(i) => &mut accounts[i],
+            None => {
+                accounts.push(Account::new(ports, ftp_server));
+                accounts.last_mut().expect("pushed")
+            }
+        };
+        if a.ftp != ftp_server {
+            (a.ftp, a.expected) = (ftp_server, 0);
+        }
+        a.expected += 1;
     }
 
     /// No transfer is pending on that link any more.
     pub fn close(&self, ports: &[u16]) {
-        self.with(ports, |a| a.maybe_late |= std::mem::take(&mut a.expected) > 0, None);
+        self.with(ports, |a| a.maybe_late |= std::mem::take(&mut a.expected) > 0);
     }
 
     /// The link's control connection is back in step after transfers were
     /// given up, and the server says it made `made` data connections in all:
     /// those of them that have not arrived are refused when they do.
     pub fn settle(&self, ports: &[u16], made: u64) {
-        self.with(ports, |a| a.late = made.saturating_sub(a.arrived), None);
+        self.with(ports, |a| a.late = made.saturating_sub(a.arrived));
     }
 
     /// The link has closed (its forwards cancelled): what still comes is refused as for
     /// [`Gate::close`], and a link that gets the same ports later starts afresh.
     pub fn retire(&self, ports: &[u16]) {
-        self.close(ports);
-        self.with(ports, |a| a.retired = true, None);
+        self.with(ports, |a| {
+            a.maybe_late |= std::mem::take(&mut a.expected) > 0;
+            a.retired = true;
+        });
     }
 
     /// The link's data connections come from one port, `source` (None: from any).
     pub fn pin_source(&self, ports: &[u16], source: Option<u16>) {
-        self.with(ports, |a| a.source = source, None);
+        self.with(ports, |a| a.source = source);
     }
 
-    /// Run `f` on the account of `ports`, made for `ftp` if there is none (else nothing).
-    fn with(&self, ports: &[u16], f: impl FnOnce(&mut Account), ftp: Option<IpAddr>) {
-        let mut accounts = self.accounts.lock().unwrap();
-        let found = accounts.iter().position(|a| a.ports == ports);
-        let i = match (found, ftp) {
-            (Some(i), Some(_)) if accounts[i].retired => {
-                accounts.remove(i);
-                None
-            }
-            (found, _) => found,
-        };
-        let i = match (i, ftp) {
-            (Some(i), _) => i,
-            (None, Some(ftp)) => {
-                let ports = ports.to_vec();
-                let (expected, late, maybe_late, arrived, source) = (0, 0, false, 0, None);
-                accounts.push(Account { ports, ftp, expected, late, maybe_late, arrived, source, retired: false });
-                accounts.len() - 1
-            }
-            (None, None) => return,
-        };
-        f(&mut accounts[i]);
+    /// Run `f` on the account of `ports`, if it has one.
+    fn with(&self, ports: &[u16], f: impl FnOnce(&mut Account)) {
+        if let Some(a) = self.accounts.lock().unwrap().iter_mut().find(|a| a.ports == ports) {
+            f(a);
+        }
     }
 
     /// Decide on one forwarded connection (called from the SSH event loop).
@@ -174,7 +170,8 @@ impl Gate {
             false
         };
         let mut accounts = self.accounts.lock().unwrap();
-        let Some(a) = accounts.iter_mut().find(|a| a.ports.contains(&to_port)) else {
+        // A live link's account before a closed one's that had the same port.
+        let Some(a) = accounts.iter_mut().filter(|a| a.ports.contains(&to_port)).min_by_key(|a| a.retired) else {
             return refused("no data connection is expected now".into(), false);
         };
         if from != Some(a.ftp) {
