@@ -194,6 +194,23 @@ fn reply_421_at_login() {
     assert_not_saved(&tool, tool.work.path(), "good.bin");
 }
 
+/// `--jobs 4` where the server greets one login of the user at a time (USER one-session: the
+/// USER of a second session is answered only after 10 s): the run ends when its one file is
+/// done, not when the workers still logging in are (it took 10 s that way).
+#[test]
+fn a_run_ends_with_its_last_file_not_with_the_workers_still_logging_in() {
+    let tool = Tool::new();
+    let mut cmd = tool.cmd(tool.lab.port("HOSTILE_FTP_PORT"));
+    cmd.args(["-q", "-u", "one-session", "--jobs", "4", "mget", "good.bin", "-d", "m"]);
+    let started = Instant::now();
+    let out = run(&mut cmd);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = std::fs::read(tool.work.path().join("m/good.bin")).unwrap();
+    assert_same(&copy, &content(&tool), "good.bin");
+    assert!(took < Duration::from_secs(7), "took {took:?}: the run waited for the workers' logins");
+}
+
 /// A batch of `get`s as `user` in passive mode, under the capture: returns the -v trace.
 fn passive_batch(tool: &Tool, user: &str) -> (Output, Duration) {
     let batch = tool.work.path().join("jobs.batch");

@@ -110,6 +110,9 @@ struct Shared {
     /// Reclaiming did not free a tuple: rotate instead from now on.
     reclaim_fails: AtomicBool,
     stop: AtomicBool,
+    /// Becomes true once no item will be handed out again: every item ended,
+    /// or a failure stopped the run. Workers still connecting are not needed.
+    settled: tokio::sync::watch::Sender<bool>,
     /// A signal stops every worker where it is.
     interrupt: Watch,
     /// The records of ended items, passed on to the report in item order.
@@ -190,18 +193,26 @@ pub async fn run(
         ),
         reclaim_fails: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        settled: tokio::sync::watch::Sender::new(false),
         interrupt: interrupt.clone(),
     });
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
     // The first worker runs here, since it may borrow `first`; the others are tasks.
     let spawn = |_| tokio::spawn(worker::worker(plan.clone(), opts.clone(), shared.clone(), None));
-    let others: Vec<_> = match early {
-        Some(early) => early.run(opts.clone(), shared.clone()),
-        None => (1..opts.jobs.max(1)).map(spawn).collect(),
-    };
-    worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
-    for w in others {
-        let _ = w.await;
+    match early {
+        Some(early) => {
+            let others = early.run(opts.clone(), shared.clone());
+            worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
+            others.join(&shared).await;
+        }
+        None => {
+            // These take an item before they connect: none of them is idle while the run goes on.
+            let others: Vec<_> = (1..opts.jobs.max(1)).map(spawn).collect();
+            worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
+            for w in others {
+                let _ = w.await;
+            }
+        }
     }
     let mut ended = shared.ended_items.lock().unwrap();
     if let Some(signal) = interrupt.received() {
@@ -231,11 +242,15 @@ fn finish(plan: &Plan, shared: &Shared, opts: &Options, mut attempt: Attempt, er
         attempt.record.outcome = Outcome::Failed;
         if !opts.continue_on_error {
             shared.stop.store(true, Ordering::SeqCst);
+            shared.settled.send_replace(true);
         }
     } else {
         attempt.record.outcome = Outcome::Ok;
     }
     let ended = shared.ended.fetch_add(1, Ordering::SeqCst) + 1;
+    if ended == shared.total {
+        shared.settled.send_replace(true);
+    }
     plan.events.emit(Event::JobDone { done: ended, total: shared.total });
     shared.ended_items.lock().unwrap().put(attempt.index, attempt.record, code);
 }

@@ -11,6 +11,8 @@ or an mget can put a good transfer right after a bad one on the same login:
   USER pasv-elsewhere    EPSV refused; PASV announces ELSEWHERE_ADDR (the client host!)
   USER epsv-odd          229 with `!` delimiters, after a decoy parenthesis
   USER epsv-bad          229 with port 99999
+  USER one-session       while another session of this user is open, USER is answered only
+                         after SILENCE (a server that greets one login at a time: --jobs)
   any other USER         a normal login (PASS must be $FTP_PASSWORD)
 
   RETR CASE/bad.bin      misbehaves as CASE says (see TRANSFER below); CASE/good.bin and
@@ -33,6 +35,7 @@ SILENCE = 10  # seconds of silence before the late reply of `silence`
 HALF = len(CONTENT) // 2
 TRANSFER = {"421-mid", "426-mid", "early-close", "no-data", "slow", "long-line", "multiline-mismatch", "silence"}
 uploads, uploads_lock = {}, threading.Lock()
+open_sessions, sessions_lock = {}, threading.Lock()  # user name -> sessions that sent USER
 
 
 def log(*args):
@@ -72,6 +75,11 @@ class Session:
     def command(self, verb, arg):
         if verb == "USER":
             self.user = arg
+            with sessions_lock:
+                others = open_sessions.get(arg, 0)
+                open_sessions[arg] = others + 1
+            if arg == "one-session" and others:
+                time.sleep(SILENCE)
             if arg == "421-login":
                 self.reply("421 Too many users, closing control connection")
                 return False
@@ -186,11 +194,16 @@ class Session:
 
 
 def serve(conn, peer):
+    session = Session(conn, peer)
     try:
         with conn:
-            Session(conn, peer).run()
+            session.run()
     except OSError as e:
         log(peer, "ended:", e)
+    finally:
+        if session.user is not None:
+            with sessions_lock:
+                open_sessions[session.user] -= 1
 
 
 server = socket.create_server(("0.0.0.0", PORT))
