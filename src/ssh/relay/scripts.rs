@@ -28,8 +28,9 @@
 // also waits for the next millisecond of CLOCK_MONOTONIC, the clock of TCP's timestamps: a SYN in
 // the same millisecond as the last segment carries no newer timestamp, and where its sequence
 // number is behind too (after a connection that reused a TIME_WAIT) that entry refuses it, the
-// server resets it and sends the SYN again 10 ms later (seen with tcpdump: 9 of 200 files, 303 of
-// 10,000, where sshd closed first a quarter of the time). Waiting costs at most 1 ms, and only then.
+// server resets it and sends the SYN again 10 ms later (seen with tcpdump: 9 of 200 files, where
+// sshd closed first a quarter of the time; 303 such stalls in 10,000 files). Waiting costs at
+// most 1 ms, and only then.
 // An FTP server on another host stamps by its own clock: there the relay waits 1 ms instead, which
 // moves any clock on by a tick since that server's last segment (sent before we saw the TIME_WAIT).
 pub(super) const PERL: &str = concat!(
