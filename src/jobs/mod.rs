@@ -181,9 +181,10 @@ pub async fn run(
 ) -> (Report, Option<i32>) {
     let names: Vec<(Op, String, String)> = items.iter().map(|i| (i.op, i.source.clone(), i.target.clone())).collect();
     let ended_items = Mutex::new(InOrder { report, next: 0, early: Default::default(), first_failure: None });
+    let items_len = items.len();
     let shared = Arc::new(Shared {
         ended_items,
-        total: items.len(),
+        total: items_len,
         queue: Mutex::new(items.into_iter().enumerate().collect()),
         ended: AtomicUsize::new(0),
         collides: AtomicBool::new(false),
@@ -193,7 +194,7 @@ pub async fn run(
         ),
         reclaim_fails: AtomicBool::new(false),
         stop: AtomicBool::new(false),
-        settled: tokio::sync::watch::Sender::new(false),
+        settled: tokio::sync::watch::Sender::new(items_len == 0), // a mirror with nothing new
         interrupt: interrupt.clone(),
     });
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
