@@ -200,20 +200,15 @@ pub async fn run(
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
     // The first worker runs here, since it may borrow `first`; the others are tasks.
     let spawn = |_| tokio::spawn(worker::worker(plan.clone(), opts.clone(), shared.clone(), None));
-    match early {
-        Some(early) => {
-            let others = early.run(opts.clone(), shared.clone());
-            worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
-            others.join(&shared).await;
-        }
-        None => {
-            // These take an item before they connect: none of them is idle while the run goes on.
-            let others: Vec<_> = (1..opts.jobs.max(1)).map(spawn).collect();
-            worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
-            for w in others {
-                let _ = w.await;
-            }
-        }
+    let early = early.map(|early| early.run(opts.clone(), shared.clone()));
+    // These take an item before they connect: none of them is idle while the run goes on.
+    let spawned: Vec<_> = if early.is_none() { (1..opts.jobs.max(1)).map(spawn).collect() } else { Vec::new() };
+    worker::worker(plan.clone(), opts.clone(), shared.clone(), first).await;
+    if let Some(early) = early {
+        early.join(&shared).await;
+    }
+    for w in spawned {
+        let _ = w.await;
     }
     let mut ended = shared.ended_items.lock().unwrap();
     if let Some(signal) = interrupt.received() {

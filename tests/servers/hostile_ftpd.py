@@ -74,10 +74,12 @@ class Session:
 
     def command(self, verb, arg):
         if verb == "USER":
-            self.user = arg
             with sessions_lock:
+                if self.user is not None:  # a second USER: the session counts for the new name only
+                    open_sessions[self.user] -= 1
                 others = open_sessions.get(arg, 0)
                 open_sessions[arg] = others + 1
+            self.user = arg
             if arg == "one-session" and others:
                 time.sleep(SILENCE)
             if arg == "421-login":

@@ -56,7 +56,7 @@ sub finals { $sb .= $_[0];
 "#,
     crate::ssh::tuple_state::perl_tuple_state!(),
     r#"sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my ($ours, $theirs) = (tuple_state($la, $lp, $ra, $rp), tuple_state($ra, $rp, $la, $lp));
-  !(($ours == 0 || $ours == 6) && ($theirs == 0 || (($ours == 6 || !$strict) && $theirs == 6))) ? 0 : $ours == 6 && !$strict ? 2 : 1 }
+  ($ours == 0 || $ours == 6) && ($theirs == 0 || (($ours == 6 || !$strict) && $theirs == 6)) ? ($ours == 6 && !$strict ? 2 : 1) : 0 }
 sub due { my $h = $_[0]; return 0 if $now->() >= $h->[6];
   unless ($h->[7]) { my $c = clear(@$h[1 .. 5]); return undef unless $c; return 0 if $c == 1 || !$mono; $h->[7] = $h->[3] =~ /^(?:127\.|::1$|::ffff:127\.)/ ? (int($mono->() * 1000) + 1) / 1000 : $mono->() + 0.001 }
   my $left = $h->[7] - $mono->(); $left > 0 ? $left : 0 }
