@@ -331,19 +331,6 @@ fn the_next_files_commands_go_out_early_where_source_ports_vary() {
     assert!(at("---> RETR many/f010.txt") < ended, "f010 was sent after f009's 226:\n{err}");
 }
 
-/// A counter of the server namespace's kernel (`TcpExt:` in `/proc/net/netstat`).
-fn tcp_ext(lab: &Lab, name: &str) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", lab.var("SERVER_NS"), "cat", "/proc/net/netstat"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
-    let at = names.split(' ').position(|n| n == name).unwrap_or_else(|| panic!("{name} counted"));
-    values.split(' ').nth(at).unwrap().parse().unwrap()
-}
-
 /// Where the data source port is fixed, the next file's commands go out early too, behind a hold
 /// line that our perl relay keeps from the FTP server until the last data connection has closed
 /// on the SSH server (and, timestamps off, until our reclaim has ended its TIME_WAIT there). So
@@ -358,11 +345,12 @@ fn tcp_ext(lab: &Lab, name: &str) -> u64 {
 fn fixed_port_files_go_out_early_behind_the_relays_hold() {
     let lab = Lab::get();
     for on in [true, false] {
-        let (challenged, resent) = (tcp_ext(&lab, "TCPSYNChallenge"), tcp_ext(&lab, "TCPSynRetrans"));
+        let (challenged, resent) =
+            (lab.tcp_ext("SERVER_NS", "TCPSYNChallenge"), lab.tcp_ext("SERVER_NS", "TCPSynRetrans"));
         let err = mget_many(on, &["-vv"]);
-        let challenged = tcp_ext(&lab, "TCPSYNChallenge") - challenged;
+        let challenged = lab.tcp_ext("SERVER_NS", "TCPSYNChallenge") - challenged;
         assert_eq!(challenged, 0, "timestamps on: {on}: a SYN met a connection still closing:\n{err}");
-        let resent = tcp_ext(&lab, "TCPSynRetrans") - resent;
+        let resent = lab.tcp_ext("SERVER_NS", "TCPSynRetrans") - resent;
         if on {
             assert_eq!(resent, 0, "a SYN was refused by a TIME_WAIT and sent again:\n{err}");
         }

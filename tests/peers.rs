@@ -138,6 +138,34 @@ fn dropbear_carries_get_put_and_mget() {
     assert_many(&tool, "m", 10..=19);
 }
 
+/// OpenSSH's sshd writes with Nagle on until it starts a command. Its confirmation of our first
+/// session channel waited behind its host-keys message (sent after authentication) until we
+/// acknowledged that, and Linux delayed our ACK by 40 ms: at the start of every session, every
+/// `--jobs` worker's too. The client's namespace counts each ACK it delays (TcpExtDelayedACKs):
+/// one a session before the SSH socket acknowledged what it read each time it ran dry, none now.
+/// Nothing else talks in that namespace meanwhile (one test at a time, under the lab's lock).
+#[test]
+fn ssh_sessions_start_without_waiting_for_a_delayed_ack() {
+    let tool = Tool::new();
+    let fixed = tool.lab.port("PROFTPD_FIXED_PORT");
+    for (ssh_key, jobs) in [("SSH_PORT", "1"), ("SSH_PORT", "4"), ("DROPBEAR_PORT", "1")] {
+        let dir = format!("acks-{ssh_key}-{jobs}");
+        let before = tool.lab.tcp_ext("CLIENT_NS", "DelayedACKs");
+        let out = run(tool.cmd_via(tool.lab.port(ssh_key), fixed).args([
+            "--jobs",
+            jobs,
+            "mget",
+            "many/f01*.txt",
+            "-d",
+            &dir,
+        ]));
+        let delayed = tool.lab.tcp_ext("CLIENT_NS", "DelayedACKs") - before;
+        assert!(out.status.success(), "{ssh_key} --jobs {jobs}:\n{}", stderr(&out));
+        assert_many(&tool, &dir, 10..=19);
+        assert_eq!(delayed, 0, "{ssh_key} --jobs {jobs}: the client delayed {delayed} ACK(s)");
+    }
+}
+
 #[test]
 fn a_silent_server_falls_back_to_passive_within_the_bound() {
     // ProFTPD on port 21 with RootRevoke on: it cannot bind port 20 and answers RETR with nothing.

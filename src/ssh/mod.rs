@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod gate;
 pub mod helper;
 pub mod hostkeys;
+pub mod quickack;
 pub mod reclaimer;
 pub mod relay;
 pub mod shell;
@@ -159,7 +160,7 @@ impl Session {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
             tcp.set_nodelay(true)?;
             let ends = (tcp.local_addr()?, tcp.peer_addr()?);
-            Ok::<_, russh::Error>((client::connect_stream(config, tcp, client).await?, ends))
+            Ok::<_, russh::Error>((client::connect_stream(config, quickack::QuickAck::new(tcp), client).await?, ends))
         };
         let (handle, (ours, theirs)) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => {

@@ -58,6 +58,21 @@ impl Lab {
     pub fn path(&self, key: &str) -> PathBuf {
         PathBuf::from(self.var(key))
     }
+
+    /// A TCP counter of one namespace's kernel (`TcpExt` in /proc/net/netstat, such as
+    /// `TCPSynRetrans`), as `lab.tcp_ext("SERVER_NS", name)`.
+    #[allow(dead_code)] // not every test binary counts
+    pub fn tcp_ext(&self, ns_key: &str, name: &str) -> u64 {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.var(ns_key), "cat", "/proc/net/netstat"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut tcp_ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
+        let at = names.split(' ').position(|n| n == name).unwrap_or_else(|| panic!("{name} counted"));
+        values.split(' ').nth(at).unwrap().parse().unwrap()
+    }
 }
 
 impl std::ops::Index<&str> for Lab {
