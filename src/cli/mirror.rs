@@ -66,11 +66,13 @@ impl Work {
         if let Some(dir) = &self.mkdir {
             std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
         }
-        // Downloads below the top: their directories (the part file is made beside the target).
-        for item in self.items.iter().filter(|i| i.op == Op::Get) {
-            if let Some(parent) = Path::new(&item.target).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| format!("could not create {}", parent.display()))?;
-            }
+        // Downloads below the top: their directories (the part file is made beside the target),
+        // each once (10,000 files in one directory made 20,000 system calls here).
+        let parents: std::collections::BTreeSet<&Path> = (self.items.iter().filter(|i| i.op == Op::Get))
+            .filter_map(|i| Path::new(&i.target).parent().filter(|p| !p.as_os_str().is_empty()))
+            .collect();
+        for parent in parents {
+            std::fs::create_dir_all(parent).with_context(|| format!("could not create {}", parent.display()))?;
         }
         for dir in &self.remote_dirs {
             // One that exists already is refused (550): the upload into it says whether it works.
