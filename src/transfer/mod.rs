@@ -13,6 +13,7 @@
 
 pub mod listing;
 pub mod part;
+mod sink;
 pub mod verify;
 
 use std::io::Write;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use russh::ChannelMsg;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::error::{classified, Kind};
 use crate::events::Event;
@@ -66,15 +67,14 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     let events = link.events().clone();
     let throttle = link.spec().throttle.clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
-    // Written by tokio's file, whose writes run off the async threads.
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_CHUNK, tokio::fs::File::from_std(part.append()?));
+    let mut out = sink::Sink::new(part.append()?, WRITE_CHUNK);
     let announced = data.announced;
     let mut incoming = Incoming::new(data, stall_window(link), format!("downloading {remote}"));
     let mut received = offset;
     let copied = async {
         while let Some(chunk) = incoming.next().await? {
             let bytes = chunk.as_ref();
-            out.write_all(bytes).await.with_context(|| format!("could not write {}", part.path.display()))?;
+            out.write(bytes).await.with_context(|| format!("could not write {}", part.path.display()))?;
             // The hash of the bytes as written: no second read of the file.
             if let Some(h) = hasher.as_mut() {
                 h.update(bytes);
