@@ -7,7 +7,9 @@
 mod common;
 
 use common::lab::ServerSysctl;
-use common::tool::{assert_default_port, captured, get_every_file, put_and_get_back, run, stderr, Tool, FILES};
+use common::tool::{
+    assert_default_port, captured, captured_cmd, get_every_file, put_and_get_back, run, stderr, Tool, FILES,
+};
 
 fn ls_lists(port_key: &str) {
     let tool = Tool::new();
@@ -147,4 +149,119 @@ fn relay_moves_on_when_p_is_held_by_another_socket() {
     }
     assert_default_port(&err);
     common::tool::assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
+}
+
+/// The server namespace's ephemeral range cut to six fresh ports `low..=low+5` (so the SSH
+/// server's connection to the FTP server gets P = `low`, `low+2` or `low+4`, connect() trying
+/// even ports first), after connections on some of the ports ProFTPD would then connect to
+/// (P-1) were left in TIME_WAIT with a port that is not an FTP server's data port (so not the
+/// 4-tuple of the data connection); undone on drop (the TIME_WAITs end in 60 s).
+struct TimeWaitsBelow {
+    low: u16,
+    _range: ServerSysctl,
+}
+
+/// Which end of a [`TimeWaitsBelow`] connection sits on the port and closes first.
+#[derive(Clone, Copy)]
+enum Closer {
+    /// A listener with SO_REUSEADDR, as FTP servers' passive sockets are: what a busy
+    /// ProFTPD leaves after another client's passive download (seen in CI:
+    /// `127.0.0.1:42013 -> 127.0.0.1:49877 is still in TIME_WAIT`). sshd may listen there.
+    ReusingListener,
+    /// A client bound there without SO_REUSEADDR (as sshd's own direct-tcpip sockets are):
+    /// sshd cannot listen there until the TIME_WAIT ends.
+    PlainClient,
+}
+
+impl TimeWaitsBelow {
+    fn new(lab: &common::lab::Lab, closer: Closer, ports: impl Fn(u16) -> Vec<u16>) -> TimeWaitsBelow {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let low = 61000 + 6 * (nanos % 660) as u16;
+        let ports = ports(low);
+        let listed = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+        let one = match closer {
+            Closer::ReusingListener => {
+                "l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    \
+                 l.bind(('127.0.0.1', port)); l.listen(1)\n    \
+                 c = socket.create_connection(('127.0.0.1', port)); s, _ = l.accept()\n    \
+                 s.close(); c.recv(1); c.close(); l.close()"
+            }
+            Closer::PlainClient => {
+                "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)\n    \
+                 c = socket.socket(); c.bind(('127.0.0.1', port)); c.connect(l.getsockname()); s, _ = l.accept()\n    \
+                 c.close(); s.recv(1); s.close(); l.close()"
+            }
+        };
+        let script = format!(
+            "import socket, time\nfor port in ({listed},):\n    {one}\ntime.sleep(0.2)\n\
+             rows = [r.split() for r in open('/proc/net/tcp').read().splitlines()[1:]]\n\
+             print(' '.join(str(int(r[1][-4:], 16)) for r in rows if r[3] == '06'))"
+        );
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", lab.var("SERVER_NS"), "python3", "-c", &script])
+            .output()
+            .unwrap();
+        let tw = String::from_utf8_lossy(&out.stdout).to_string();
+        for port in ports {
+            assert!(tw.split_whitespace().any(|p| p == port.to_string()), "no TIME_WAIT on {port}: {tw} {out:?}");
+        }
+        let range = ServerSysctl::set(lab, "net.ipv4.ip_local_port_range", &format!("{low} {}", low + 5), None);
+        TimeWaitsBelow { low, _range: range }
+    }
+}
+
+/// A get of small.bin from ProFTPD through the SSH server on `ssh_key`, under capture: it
+/// must arrive on the default port. Returns the trace.
+fn get_on_the_default_port(tool: &Tool, ssh_key: &str) -> String {
+    let (ssh_port, ftp_port) = (tool.lab.port(ssh_key), tool.lab.port("PROFTPD_PORT"));
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let out = captured_cmd(tool, ssh_port, tool.cmd_via(ssh_port, ftp_port), &["get", "small.bin"], &want);
+    let err = stderr(&out);
+    assert_default_port(&err);
+    let local = tool.work.path().join("small.bin");
+    common::tool::assert_same(&std::fs::read(&local).unwrap(), &want, ssh_key);
+    std::fs::remove_file(local).unwrap();
+    err
+}
+
+/// A TIME_WAIT that merely ends in the port ProFTPD will connect to (its 4-tuple is not the
+/// data connection's) is no reason to leave the default port, through a relay or without one.
+#[test]
+fn a_time_wait_of_another_client_on_the_data_port_is_no_obstacle() {
+    let tool = Tool::new();
+    for ssh_key in ["SSH_PORT", "NOINTERP_SSH_PORT"] {
+        // P-1 for every even P.
+        let held = TimeWaitsBelow::new(&tool.lab, Closer::ReusingListener, |low| vec![low - 1, low + 1, low + 3]);
+        let targets = [held.low - 1, held.low + 1, held.low + 3];
+        let err = get_on_the_default_port(&tool, ssh_key);
+        drop(held);
+        assert!(
+            targets.iter().any(|p| err.contains(&format!("tcpip-forward 127.0.0.1:{p}\n"))),
+            "{ssh_key}: the forward was not on a port in TIME_WAIT {targets:?}:\n{err}"
+        );
+    }
+}
+
+/// Without a relay, sshd may refuse to listen on P-1 although the socket table looked fine
+/// (a TIME_WAIT of a socket without SO_REUSEADDR, or a port taken since the table was read):
+/// the tool opens another control connection, as it does with a relay, and stays on the
+/// default port. Which even port is P first is the kernel's choice, so this repeats until
+/// the forward was refused at least once.
+#[test]
+fn without_a_relay_a_refused_forward_moves_on_to_another_p() {
+    let tool = Tool::new();
+    for _ in 0..10 {
+        // P-1 for P = low+2 and low+4; P = low is free.
+        let held = TimeWaitsBelow::new(&tool.lab, Closer::PlainClient, |low| vec![low + 1, low + 3]);
+        let low = held.low;
+        let err = get_on_the_default_port(&tool, "NOINTERP_SSH_PORT");
+        drop(held);
+        for p in [low + 1, low + 3] {
+            assert!(!err.contains(&format!("listens on 127.0.0.1:[{p}")), "forwarded the held port {p}:\n{err}");
+        }
+        if [low + 1, low + 3].iter().any(|p| err.contains(&format!("sshd could not listen on 127.0.0.1:{p}:"))) {
+            return;
+        }
+    }
+    panic!("the forward was never refused in 10 runs");
 }

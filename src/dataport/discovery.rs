@@ -151,17 +151,29 @@ pub fn check_listener(entries: &[Entry], want: SocketAddr) -> Listener {
     }
 }
 
-/// A TIME_WAIT row with `port` at either end: a data connection to that port
-/// would collide with it (FIELD-NOTES section 4).
-pub fn time_wait_on(entries: &[Entry], port: u16) -> Option<&Entry> {
-    entries.iter().find(|e| e.state == TcpState::TimeWait && (e.local.port() == port || e.remote.port() == port))
+/// A TIME_WAIT row that a data connection from the FTP server (whose control
+/// port is `ftp_port`) to `port` could collide with (FIELD-NOTES section 4):
+/// one end is `port`, the other a port such a server sends data from. A
+/// server that sends from a fixed port uses L-1 (ProFTPD, BSD ftpd, wu-ftpd)
+/// or a privileged one (vsftpd's 20); one whose source port the kernel picks
+/// never collides, since connect() skips 4-tuples in TIME_WAIT. Other rows
+/// that merely end in `port` are no obstacle: on a busy server they are
+/// common (the FTP server's passive port for another client was `port`, as
+/// ProFTPD picks them anywhere in 1024-65535), and their 4-tuple is not ours.
+pub fn time_wait_on(entries: &[Entry], port: u16, ftp_port: u16) -> Option<&Entry> {
+    let data_source = |p: u16| p < 1024 || Some(p) == ftp_port.checked_sub(1);
+    entries.iter().find(|e| {
+        e.state == TcpState::TimeWait
+            && ((e.local.port() == port && data_source(e.remote.port()))
+                || (e.remote.port() == port && data_source(e.local.port())))
+    })
 }
 
 /// Why `port` on the SSH server cannot serve as a data port now, if it cannot:
-/// a socket already uses it locally, or a TIME_WAIT 4-tuple ends in it (the
-/// server's next data connection to it would collide, FIELD-NOTES section 4).
-pub fn port_busy(entries: &[Entry], port: u16) -> Option<&'static str> {
-    if time_wait_on(entries, port).is_some() {
+/// a socket already uses it locally, or a TIME_WAIT 4-tuple the FTP server's
+/// data connection may have holds it ([`time_wait_on`]).
+pub fn port_busy(entries: &[Entry], port: u16, ftp_port: u16) -> Option<&'static str> {
+    if time_wait_on(entries, port, ftp_port).is_some() {
         return Some("a connection to it is still in TIME_WAIT");
     }
     let used = entries.iter().any(|e| e.state != TcpState::TimeWait && e.local.port() == port);
@@ -248,12 +260,27 @@ mod tests {
 
     #[test]
     fn busy_ports() {
-        let tw = "   3: 0100007F:07E4 0100007F:A3C1 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000\n";
-        let after = snap(&[LISTEN, OURS, FTPD_SIDE, tw]);
-        assert_eq!(port_busy(&after.entries, 0xA3C1), Some("a connection to it is still in TIME_WAIT"));
-        assert_eq!(port_busy(&after.entries, 0xA3C2), Some("a socket already uses it"));
-        assert_eq!(port_busy(&after.entries, 0xA3C0), None);
-        assert!(time_wait_on(&after.entries, 0xA3C1).is_some() && time_wait_on(&after.entries, 0xA3C2).is_none());
+        // TIME_WAIT rows on 41921 (0xA3C1): from the FTP server's L-1 (2120),
+        // from port 20, and from an ephemeral port (a passive data connection
+        // that the FTP server, listening on 41921 then, closed first).
+        let tw = |local: &str, remote: &str| {
+            format!("   3: 0100007F:{local} 0100007F:{remote} 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000\n")
+        };
+        let (from_l1, from_20, passive) = (tw("0848", "A3C1"), tw("A3C1", "0014"), tw("A3C1", "C2D5"));
+        for row in [&from_l1, &from_20] {
+            let after = snap(&[LISTEN, OURS, FTPD_SIDE, row]);
+            assert_eq!(
+                port_busy(&after.entries, 0xA3C1, 2121),
+                Some("a connection to it is still in TIME_WAIT"),
+                "{row}"
+            );
+            assert!(time_wait_on(&after.entries, 0xA3C1, 2121).is_some());
+        }
+        let after = snap(&[LISTEN, OURS, FTPD_SIDE, &passive]);
+        assert_eq!(time_wait_on(&after.entries, 0xA3C1, 2121), None, "not a 4-tuple the data connection can have");
+        assert_eq!(port_busy(&after.entries, 0xA3C1, 2121), None);
+        assert_eq!(port_busy(&after.entries, 0xA3C2, 2121), Some("a socket already uses it"));
+        assert_eq!(port_busy(&after.entries, 0xA3C0, 2121), None);
     }
 
     #[test]

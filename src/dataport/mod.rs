@@ -292,7 +292,7 @@ fn judge_forward(
         }
     };
     match discovery::check_listener(&table.entries, wanted) {
-        Listener::Exact => match discovery::time_wait_on(&table.entries, wanted.port()) {
+        Listener::Exact => match discovery::time_wait_on(&table.entries, wanted.port(), peer.port()) {
             Some(tw) => Judged::Another(
                 format!("port {} will not do: {} -> {} is still in TIME_WAIT", wanted.port(), tw.local, tw.remote),
                 Some(forward),
@@ -373,7 +373,9 @@ async fn by_socket_table(
         let target = local.port().checked_sub(1).context("proxy port 0")?;
         events.emit(Event::ControlOpened { via: Via::SocketTable, proxy: local, ftp: remote });
         events.emit(Event::DialectChosen { dialect: Dialect::ProFtpd, data_port: target });
-        if let Some(why) = discovery::port_busy(&after.entries, target).filter(|_| attempt < MAX_PROXY_TRIES as u32) {
+        if let Some(why) =
+            discovery::port_busy(&after.entries, target, remote.port()).filter(|_| attempt < MAX_PROXY_TRIES as u32)
+        {
             events.emit(Event::Detour {
                 what: format!("port {target} will not do: {why}; opening another control connection"),
             });
@@ -385,8 +387,16 @@ async fn by_socket_table(
         let wanted = SocketAddr::new(local.ip(), target);
         let forward = ReverseForward::request(session, &local.ip().to_string(), target, None).await;
         let table = discovery::snapshot(session).await;
-        let ftp_ip = Some(remote.ip());
-        return Ok(settle(session, control, ftp_ip, judge_forward(forward, table, wanted, (local, remote))).await);
+        // The port may have been taken since the table was read (other
+        // clients' connections come and go): another P, as with a relay.
+        match judge_forward(forward, table, wanted, (local, remote)) {
+            Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES as u32 => {
+                events.emit(Event::Detour { what: format!("{why}; opening another control connection") });
+                cancel(session, forward).await;
+                held.push(control);
+            }
+            judged => return Ok(settle(session, control, Some(remote.ip()), judged).await),
+        }
     }
 }
 
