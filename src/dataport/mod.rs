@@ -20,6 +20,7 @@
 
 pub mod discovery;
 pub mod forward;
+mod judge;
 pub mod passive;
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,8 +36,9 @@ use crate::ftp::{Dialect, Reply};
 use crate::ssh::endpoint::FtpTarget;
 use crate::ssh::relay;
 use crate::ssh::Session;
-use discovery::{Listener, NotFound};
+use discovery::NotFound;
 use forward::ReverseForward;
+use judge::{judge_forward, Judged};
 
 /// Control connections tried for a usable proxy port before giving up: a
 /// port held by another socket, or with a data connection in TIME_WAIT.
@@ -238,87 +240,6 @@ async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, lo
     }
 }
 
-/// What a forward request and the table read after it add up to.
-enum Judged {
-    /// Listening exactly where the FTP server will connect.
-    Use(ReverseForward),
-    /// This port will not do, another control connection may: why, and the
-    /// forward to cancel.
-    Another(String, Option<ReverseForward>),
-    /// The default port cannot work through this SSH server.
-    GiveUp(Fallback, Option<ReverseForward>),
-}
-
-impl Judged {
-    /// The forward it holds, if any.
-    fn into_forward(self) -> Option<ReverseForward> {
-        match self {
-            Judged::Use(forward) => Some(forward),
-            Judged::Another(_, forward) | Judged::GiveUp(_, forward) => forward,
-        }
-    }
-}
-
-fn judge_forward(
-    forward: Result<ReverseForward>,
-    table: Result<discovery::Snapshot>,
-    wanted: SocketAddr,
-    (ours, peer): (SocketAddr, SocketAddr),
-) -> Judged {
-    let table = match table {
-        Ok(table) => table,
-        Err(e) => {
-            // Not Linux, or no /proc: sshd's word is all there is.
-            tracing::debug!("could not check the forward in the SSH server's socket table: {e:#}");
-            return match forward {
-                Ok(forward) => Judged::Use(forward),
-                Err(e) => Judged::GiveUp(Fallback::ForwardRefused(format!("{e:#}")), None),
-            };
-        }
-    };
-    let forward = match forward {
-        Ok(forward) => forward,
-        Err(e) => {
-            return match discovery::held_by_another(&table.entries, wanted, ours, peer) {
-                Some(other) => Judged::Another(
-                    format!(
-                        "sshd could not listen on {wanted}: {} -> {} ({:?}) holds that port too, perhaps without SO_REUSEADDR",
-                        other.local, other.remote, other.state
-                    ),
-                    None,
-                ),
-                None => Judged::GiveUp(Fallback::ForwardRefused(format!("{e:#}")), None),
-            }
-        }
-    };
-    match discovery::check_listener(&table.entries, wanted) {
-        Listener::Exact => match discovery::time_wait_on(&table.entries, wanted.port(), peer.port()) {
-            Some(tw) => Judged::Another(
-                format!("port {} will not do: {} -> {} is still in TIME_WAIT", wanted.port(), tw.local, tw.remote),
-                Some(forward),
-            ),
-            None => Judged::Use(forward),
-        },
-        Listener::Elsewhere(addrs) => {
-            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-            let why = format!(
-                "the SSH server accepted the reverse forward of {wanted} but listens on {} instead, where the FTP server \
-                 at {} cannot connect: OpenSSH with `GatewayPorts no` (its default; `GatewayPorts clientspecified` \
-                 lets a client choose the address), or dropbear started without -a",
-                addrs.join(", "),
-                peer.ip()
-            );
-            Judged::GiveUp(Fallback::BoundElsewhere(why), Some(forward))
-        }
-        Listener::Absent => Judged::Another(
-            format!(
-                "the SSH server accepted the reverse forward of {wanted}, but its socket table shows no listener there"
-            ),
-            Some(forward),
-        ),
-    }
-}
-
 /// The path where no relay runs: P from the socket-table diff (ProFTPD only:
 /// an RFC 959 server needs the relay whatever P is).
 async fn by_socket_table(
@@ -335,7 +256,10 @@ async fn by_socket_table(
     let events = session.events();
     events.emit(Event::Detour { what: format!("{no_relay}; finding P in the SSH server's socket table instead") });
     let ftp_ip = ftp.host.parse::<IpAddr>().ok();
-    let mut held = Vec::new(); // connections whose P-1 would not do, kept so the next gets another P
+    // Connections whose P-1 would not do, kept so that the next gets another P;
+    // they count against MAX_PROXY_TRIES, and diffs that saw other runs'
+    // connections against MAX_DIFF_TRIES.
+    let mut held = Vec::new();
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -374,7 +298,7 @@ async fn by_socket_table(
         events.emit(Event::ControlOpened { via: Via::SocketTable, proxy: local, ftp: remote });
         events.emit(Event::DialectChosen { dialect: Dialect::ProFtpd, data_port: target });
         if let Some(why) =
-            discovery::port_busy(&after.entries, target, remote.port()).filter(|_| attempt < MAX_PROXY_TRIES as u32)
+            discovery::port_busy(&after.entries, target, remote.port()).filter(|_| held.len() + 1 < MAX_PROXY_TRIES)
         {
             events.emit(Event::Detour {
                 what: format!("port {target} will not do: {why}; opening another control connection"),
@@ -390,7 +314,7 @@ async fn by_socket_table(
         // The port may have been taken since the table was read (other
         // clients' connections come and go): another P, as with a relay.
         match judge_forward(forward, table, wanted, (local, remote)) {
-            Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES as u32 => {
+            Judged::Another(why, forward) if held.len() + 1 < MAX_PROXY_TRIES => {
                 events.emit(Event::Detour { what: format!("{why}; opening another control connection") });
                 cancel(session, forward).await;
                 held.push(control);
