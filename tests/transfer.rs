@@ -73,6 +73,13 @@ fn ls_is_encrypted_too() {
     assert_default_port(&err);
 }
 
+/// The first of `span` ports (an even one) above the usual ephemeral range, which no earlier
+/// test used lately: chosen by the clock among 4,000.
+fn fresh_ports(span: u16) -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    61000 + span * (nanos % (4000 / u32::from(span))) as u16
+}
+
 /// The server namespace's ephemeral range cut to four fresh ports (above the usual range,
 /// so no earlier test left sockets there), the two that connect() tries first (the range's
 /// low parity) held by connections to sshd made without SO_REUSEADDR; undone on drop.
@@ -87,8 +94,7 @@ struct EvenPortsHeld {
 
 impl EvenPortsHeld {
     fn new(lab: &common::lab::Lab) -> EvenPortsHeld {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let low = 61000 + 4 * (nanos % 1000) as u16;
+        let low = fresh_ports(4);
         let ns = lab.var("SERVER_NS");
         let range = ServerSysctl::set(lab, "net.ipv4.ip_local_port_range", &format!("{low} {}", low + 3), None);
         let mut held = EvenPortsHeld { holders: vec![], held: [low, low + 2], _range: range };
@@ -157,7 +163,8 @@ fn relay_moves_on_when_p_is_held_by_another_socket() {
 /// (P-1) were left in TIME_WAIT with a port that is not an FTP server's data port (so not the
 /// 4-tuple of the data connection); undone on drop (the TIME_WAITs end in 60 s).
 struct TimeWaitsBelow {
-    low: u16,
+    /// The ports left in TIME_WAIT.
+    ports: Vec<u16>,
     _range: ServerSysctl,
 }
 
@@ -175,8 +182,7 @@ enum Closer {
 
 impl TimeWaitsBelow {
     fn new(lab: &common::lab::Lab, closer: Closer, ports: impl Fn(u16) -> Vec<u16>) -> TimeWaitsBelow {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let low = 61000 + 6 * (nanos % 660) as u16;
+        let low = fresh_ports(6);
         let ports = ports(low);
         let listed = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
         let one = match closer {
@@ -202,11 +208,11 @@ impl TimeWaitsBelow {
             .output()
             .unwrap();
         let tw = String::from_utf8_lossy(&out.stdout).to_string();
-        for port in ports {
+        for port in &ports {
             assert!(tw.split_whitespace().any(|p| p == port.to_string()), "no TIME_WAIT on {port}: {tw} {out:?}");
         }
         let range = ServerSysctl::set(lab, "net.ipv4.ip_local_port_range", &format!("{low} {}", low + 5), None);
-        TimeWaitsBelow { low, _range: range }
+        TimeWaitsBelow { ports, _range: range }
     }
 }
 
@@ -232,7 +238,7 @@ fn a_time_wait_of_another_client_on_the_data_port_is_no_obstacle() {
     for ssh_key in ["SSH_PORT", "NOINTERP_SSH_PORT"] {
         // P-1 for every even P.
         let held = TimeWaitsBelow::new(&tool.lab, Closer::ReusingListener, |low| vec![low - 1, low + 1, low + 3]);
-        let targets = [held.low - 1, held.low + 1, held.low + 3];
+        let targets = held.ports.clone();
         let err = get_on_the_default_port(&tool, ssh_key);
         drop(held);
         assert!(
@@ -253,13 +259,13 @@ fn without_a_relay_a_refused_forward_moves_on_to_another_p() {
     for _ in 0..10 {
         // P-1 for P = low+2 and low+4; P = low is free.
         let held = TimeWaitsBelow::new(&tool.lab, Closer::PlainClient, |low| vec![low + 1, low + 3]);
-        let low = held.low;
+        let targets = held.ports.clone();
         let err = get_on_the_default_port(&tool, "NOINTERP_SSH_PORT");
         drop(held);
-        for p in [low + 1, low + 3] {
+        for p in &targets {
             assert!(!err.contains(&format!("listens on 127.0.0.1:[{p}")), "forwarded the held port {p}:\n{err}");
         }
-        if [low + 1, low + 3].iter().any(|p| err.contains(&format!("sshd could not listen on 127.0.0.1:{p}:"))) {
+        if targets.iter().any(|p| err.contains(&format!("sshd could not listen on 127.0.0.1:{p}:"))) {
             return;
         }
     }

@@ -43,6 +43,12 @@ use judge::{judge_forward, Judged};
 /// Control connections tried for a usable proxy port before giving up: a
 /// port held by another socket, or with a data connection in TIME_WAIT.
 const MAX_PROXY_TRIES: usize = 4;
+
+/// Whether another control connection may be tried, `held` being those whose
+/// port would not do (kept open, so that the next one gets another P).
+fn may_rotate(held: &[Control]) -> bool {
+    held.len() + 1 < MAX_PROXY_TRIES
+}
 /// Socket-table diffs tried when other connections to the FTP server appear
 /// at the same moment as ours (another run of the same user).
 const MAX_DIFF_TRIES: u32 = 10;
@@ -202,9 +208,7 @@ pub async fn connect_direct(session: &Session, ftp: &FtpTarget, timeout: Duratio
 /// another P.
 async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, login: &Login) -> Result<Prepared> {
     let mut held = Vec::new();
-    let mut attempt = 0;
     loop {
-        attempt += 1;
         let (mut control, greeting, (local, peer)) = relayed_control(session, ftp, timeout).await?;
         let dialect = Dialect::of(&greeting);
         let target = dialect.data_port(local.port()).context("proxy port 0")?;
@@ -227,7 +231,7 @@ async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, lo
             }
         };
         match judged {
-            Judged::Another(why, forward) if attempt < MAX_PROXY_TRIES => {
+            Judged::Another(why, forward) if may_rotate(&held) => {
                 session.events().emit(Event::Detour { what: format!("{why}; opening another relay") });
                 cancel(session, forward).await;
                 held.push(control); // so that the next relay gets another P
@@ -256,9 +260,8 @@ async fn by_socket_table(
     let events = session.events();
     events.emit(Event::Detour { what: format!("{no_relay}; finding P in the SSH server's socket table instead") });
     let ftp_ip = ftp.host.parse::<IpAddr>().ok();
-    // Connections whose P-1 would not do, kept so that the next gets another P;
-    // they count against MAX_PROXY_TRIES, and diffs that saw other runs'
-    // connections against MAX_DIFF_TRIES.
+    // Diffs that saw other runs' connections count against MAX_DIFF_TRIES,
+    // control connections whose P-1 would not do against MAX_PROXY_TRIES.
     let mut held = Vec::new();
     let mut attempt = 0u32;
     loop {
@@ -297,9 +300,7 @@ async fn by_socket_table(
         let target = local.port().checked_sub(1).context("proxy port 0")?;
         events.emit(Event::ControlOpened { via: Via::SocketTable, proxy: local, ftp: remote });
         events.emit(Event::DialectChosen { dialect: Dialect::ProFtpd, data_port: target });
-        if let Some(why) =
-            discovery::port_busy(&after.entries, target, remote.port()).filter(|_| held.len() + 1 < MAX_PROXY_TRIES)
-        {
+        if let Some(why) = discovery::port_busy(&after.entries, target, remote.port()).filter(|_| may_rotate(&held)) {
             events.emit(Event::Detour {
                 what: format!("port {target} will not do: {why}; opening another control connection"),
             });
@@ -314,7 +315,7 @@ async fn by_socket_table(
         // The port may have been taken since the table was read (other
         // clients' connections come and go): another P, as with a relay.
         match judge_forward(forward, table, wanted, (local, remote)) {
-            Judged::Another(why, forward) if held.len() + 1 < MAX_PROXY_TRIES => {
+            Judged::Another(why, forward) if may_rotate(&held) => {
                 events.emit(Event::Detour { what: format!("{why}; opening another control connection") });
                 cancel(session, forward).await;
                 held.push(control);
