@@ -212,6 +212,67 @@ fn dropbear_without_any_relay_interpreter() {
     }
 }
 
+/// Watches the server namespace for dropbear's next connection to the FTP server (a root-owned
+/// ESTABLISHED row to `ftp_port`) and, the moment one appears, connects there itself as the
+/// SSH user (`uid`), as that user's own programs or OpenSSH sessions may; once. Prints
+/// "raced" if it did.
+const SAME_USER_RACER: &str =
+    "import encodings.idna, os, socket, sys, time  # idna: unreadable after setuid, from root's python
+uid, port = int(sys.argv[1]), int(sys.argv[2])
+def rows():
+    lines = open('/proc/net/tcp').read().splitlines()[1:]
+    return {(f[1], f[2]) for f in map(str.split, lines) if f[3] == '01' and f[7] == '0' and int(f[2][-4:], 16) == port}
+seen = rows()
+os.setuid(uid)
+print('ready', flush=True)
+deadline = time.time() + 20
+while time.time() < deadline:
+    if rows() - seen:
+        s = socket.create_connection(('127.0.0.1', port))
+        print('raced', flush=True)
+        time.sleep(2)
+        break
+";
+
+/// dropbear's connection to the FTP server belongs to root, so a row of the SSH user's own
+/// uid that appears at the same moment cannot be ours, but it is not someone else's either:
+/// the diff must see two candidates and try again, never take the user's row for ours (that
+/// forwarded the wrong port: ProFTPD's data connection was refused, 425, and the run went
+/// passive). Seen with two runs at once, one through OpenSSH and one through dropbear.
+#[test]
+fn dropbear_with_the_same_users_connection_at_the_same_moment() {
+    let tool = Tool::new();
+    let (ssh, ftp) = (tool.lab.port("DROPBEAR_NOINTERP_PORT"), tool.lab.port("PROFTPD_PORT"));
+    let uid = Command::new("id").args(["-u", tool.lab.var("SSH_USER")]).output().unwrap().stdout;
+    let uid = String::from_utf8(uid).unwrap().trim().to_string();
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    for i in 0..5 {
+        let mut racer = Command::new("ip")
+            .args(["netns", "exec", tool.lab.var("SERVER_NS"), "python3", "-c", SAME_USER_RACER])
+            .args([uid.clone(), ftp.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = std::io::BufReader::new(racer.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        let name = format!("r{i}.bin");
+        let out = captured_cmd(&tool, ssh, tool.cmd_via(ssh, ftp), &["get", "small.bin", &name], &want);
+        let _ = racer.kill();
+        line.clear();
+        std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+        let _ = racer.wait();
+        let err = stderr(&out);
+        assert_default_port(&err);
+        assert_same(&std::fs::read(tool.work.path().join(&name)).unwrap(), &want, &name);
+        if line.trim() == "raced" && err.contains("2 new connections to port") {
+            return;
+        }
+    }
+    panic!("the racer never connected within the tool's diff in 5 runs");
+}
+
 #[test]
 fn sessions_without_any_relay_interpreter() {
     let tool = Tool::new();

@@ -6,10 +6,10 @@
 //! table: sshd's own process is not readable by the SSH user, so we diff
 //! `/proc/net/tcp{,6}` before and after opening the control connection and
 //! keep the new ESTABLISHED rows whose remote end is the FTP server, owned by
-//! our uid (OpenSSH), or by anyone when none is ours (dropbear opens them as
-//! root). Exactly one such row must appear; several (another run of the same
-//! user, at the same moment) are [`NotFound::Ambiguous`]: the caller retries,
-//! it never guesses.
+//! our uid (OpenSSH) or by root (dropbear opens them as root). Exactly one such
+//! row must appear; several (another run of the same user, or any program of
+//! ours or root's, at the same moment) are [`NotFound::Ambiguous`]: the caller
+//! retries, it never guesses.
 //!
 //! The same table also checks a reverse forward before it is trusted
 //! ([`check_listener`]): sshd may answer success yet listen elsewhere.
@@ -101,8 +101,9 @@ pub enum NotFound {
 
 /// The local end of the one new connection to the FTP server at `ftp_port`
 /// (and `ftp_ip`, when known as an address): that is (address, P), and the
-/// FTP server's end. Rows of our uid count first; rows of any uid only when
-/// none is ours (dropbear's direct-tcpip sockets belong to root).
+/// FTP server's end. Rows of our uid and of root's count: ours is one or the
+/// other (OpenSSH's direct-tcpip sockets are the user's, dropbear's root's),
+/// and which, the table cannot say. Other users' rows cannot be ours.
 pub fn find_proxy(
     before: &Snapshot,
     after: &Snapshot,
@@ -113,9 +114,9 @@ pub fn find_proxy(
         .into_iter()
         .filter(|e| e.state == TcpState::Established && e.remote.port() == ftp_port)
         .filter(|e| ftp_ip.is_none_or(|ip| e.remote.ip() == ip.to_canonical()))
+        .filter(|e| e.uid == after.uid || e.uid == 0)
         .collect();
-    let ours: Vec<&Entry> = new.iter().copied().filter(|e| e.uid == after.uid).collect();
-    match if ours.is_empty() { new.as_slice() } else { ours.as_slice() } {
+    match new.as_slice() {
         [one] => Ok((one.local, one.remote)),
         [] => Err(NotFound::Nothing(ftp_port)),
         many => Err(NotFound::Ambiguous(many.len(), ftp_port)),
@@ -230,19 +231,24 @@ mod tests {
     }
 
     #[test]
-    fn rows_of_any_uid_count_when_none_is_ours() {
+    fn rows_of_root_count_as_well_as_ours() {
         // dropbear's direct-tcpip socket belongs to root (uid 0), not to the SSH user.
         let root_owned = OURS.replace("  1001        0 2001", "     0        0 2001");
         let before = snap(&[LISTEN]);
         let (local, _) = find_proxy(&before, &snap(&[LISTEN, &root_owned, FTPD_SIDE]), None, 2121).unwrap();
         assert_eq!(local.port(), 0xA3C2);
-        // One of ours and one of someone else's: ours wins.
-        let other = root_owned.replace("A3C2", "A3C4");
-        let (local, _) = find_proxy(&before, &snap(&[LISTEN, OURS, &other]), None, 2121).unwrap();
-        assert_eq!(local.port(), 0xA3C2);
-        // Two of someone else's: ambiguous, never a guess.
-        let both = snap(&[LISTEN, &root_owned, &other]);
+        // One of ours and one of root's: either may be the SSH server's, so neither is taken
+        // (dropbear's, with the user's own program connecting at the same moment).
+        let other_root = root_owned.replace("A3C2", "A3C4");
+        let both = snap(&[LISTEN, OURS, &other_root]);
         assert_eq!(find_proxy(&before, &both, None, 2121), Err(NotFound::Ambiguous(2, 2121)));
+        // Two of root's: ambiguous, never a guess.
+        let both = snap(&[LISTEN, &root_owned, &other_root]);
+        assert_eq!(find_proxy(&before, &both, None, 2121), Err(NotFound::Ambiguous(2, 2121)));
+        // Another user's row cannot be the SSH server's connection for us.
+        let another_user = OURS.replace("A3C2", "A3C6").replace("  1001        0 2001", "  1002        0 2003");
+        let (local, _) = find_proxy(&before, &snap(&[LISTEN, &root_owned, &another_user]), None, 2121).unwrap();
+        assert_eq!(local.port(), 0xA3C2);
     }
 
     #[test]
