@@ -212,27 +212,50 @@ fn dropbear_without_any_relay_interpreter() {
     }
 }
 
-/// Watches the server namespace for dropbear's next connection to the FTP server (a root-owned
-/// ESTABLISHED row to `ftp_port`) and, the moment one appears, connects there itself as the
-/// SSH user (`uid`), as that user's own programs or OpenSSH sessions may; once. Prints
-/// "raced" if it did.
+/// Holds dropbear's next connection to the FTP server (a root-owned one to `port`) in SYN_SENT:
+/// every SYN to `port` on the server's loopback is dropped (htb + u32 into a zero-length
+/// pfifo: this kernel has neither netem nor tc actions) until dropbear's row appears, then the
+/// drop goes and this process connects as the SSH user (`uid`), as that user's own programs or
+/// OpenSSH sessions may. dropbear's SYN is sent again a second later, so the connection of the
+/// user is in the table before the tool's second reading, every time. Prints "raced" if it did.
 const SAME_USER_RACER: &str =
-    "import encodings.idna, os, socket, sys, time  # idna: unreadable after setuid, from root's python
+    "import encodings.idna, os, socket, subprocess, sys, time  # idna: unreadable after setuid
 uid, port = int(sys.argv[1]), int(sys.argv[2])
-def rows():
+def tc(*args):
+    subprocess.run(['tc', *args], check=True)
+def syn_sent():
     lines = open('/proc/net/tcp').read().splitlines()[1:]
-    return {(f[1], f[2]) for f in map(str.split, lines) if f[3] == '01' and f[7] == '0' and int(f[2][-4:], 16) == port}
-seen = rows()
-os.setuid(uid)
-print('ready', flush=True)
-deadline = time.time() + 20
-while time.time() < deadline:
-    if rows() - seen:
-        s = socket.create_connection(('127.0.0.1', port))
-        print('raced', flush=True)
-        time.sleep(2)
-        break
+    return [f for f in map(str.split, lines) if f[3] == '02' and f[7] == '0' and int(f[2][-4:], 16) == port]
+tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb')
+try:
+    tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '8kbit', 'quantum', '1514')
+    tc('qdisc', 'add', 'dev', 'lo', 'parent', '1:1', 'handle', '10:', 'pfifo', 'limit', '0')
+    tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
+       'match', 'ip', 'dport', str(port), '0xffff', 'match', 'u8', '0x02', '0xff', 'at', '33', 'flowid', '1:1')
+    print('ready', flush=True)
+    deadline = time.time() + 20
+    while time.time() < deadline and not syn_sent():
+        time.sleep(0.002)
+finally:
+    tc('qdisc', 'del', 'dev', 'lo', 'root')
+if syn_sent():
+    os.setuid(uid)
+    s = socket.create_connection(('127.0.0.1', port))
+    print('raced', flush=True)
+    time.sleep(3)
 ";
+
+/// Takes the racer's SYN drop away if the racer could not (killed, or the test failed first).
+struct SynDropGone(String);
+
+impl Drop for SynDropGone {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &self.0, "tc", "qdisc", "del", "dev", "lo", "root"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
 
 /// dropbear's connection to the FTP server belongs to root, so a row of the SSH user's own
 /// uid that appears at the same moment cannot be ours, but it is not someone else's either:
@@ -246,31 +269,27 @@ fn dropbear_with_the_same_users_connection_at_the_same_moment() {
     let uid = Command::new("id").args(["-u", tool.lab.var("SSH_USER")]).output().unwrap().stdout;
     let uid = String::from_utf8(uid).unwrap().trim().to_string();
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
-    for i in 0..5 {
-        let mut racer = Command::new("ip")
-            .args(["netns", "exec", tool.lab.var("SERVER_NS"), "python3", "-c", SAME_USER_RACER])
-            .args([uid.clone(), ftp.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut said = std::io::BufReader::new(racer.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut said, &mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
-        let name = format!("r{i}.bin");
-        let out = captured_cmd(&tool, ssh, tool.cmd_via(ssh, ftp), &["get", "small.bin", &name], &want);
-        let _ = racer.kill();
-        line.clear();
-        std::io::BufRead::read_line(&mut said, &mut line).unwrap();
-        let _ = racer.wait();
-        let err = stderr(&out);
-        assert_default_port(&err);
-        assert_same(&std::fs::read(tool.work.path().join(&name)).unwrap(), &want, &name);
-        if line.trim() == "raced" && err.contains("2 new connections to port") {
-            return;
-        }
-    }
-    panic!("the racer never connected within the tool's diff in 5 runs");
+    let _gone = SynDropGone(tool.lab.var("SERVER_NS").to_string());
+    let mut racer = Command::new("ip")
+        .args(["netns", "exec", tool.lab.var("SERVER_NS"), "python3", "-c", SAME_USER_RACER])
+        .args([uid, ftp.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(racer.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let out = captured_cmd(&tool, ssh, tool.cmd_via(ssh, ftp), &["get", "small.bin", "r.bin"], &want);
+    let _ = racer.kill();
+    line.clear();
+    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+    let _ = racer.wait();
+    let err = stderr(&out);
+    assert_eq!(line.trim(), "raced", "the racer never saw dropbear's connection:\n{err}");
+    assert!(err.contains("2 new connections to port"), "the race went unseen:\n{err}");
+    assert_default_port(&err);
+    assert_same(&std::fs::read(tool.work.path().join("r.bin")).unwrap(), &want, "r.bin");
 }
 
 #[test]
