@@ -38,9 +38,12 @@ impl Shell {
         self.stream.write_all(line.as_bytes()).await.context("writing to the remote shell")?;
         self.stream.flush().await?;
         let end = format!("\n\n{marker}\n");
+        // Where the marker may still start: each chunk is searched once, not the whole
+        // buffer again (a busy server's socket table is megabytes; that was quadratic).
+        let mut from = 0;
         tokio::time::timeout(EXEC_TIMEOUT, async {
             loop {
-                if let Some(at) = find(&self.buf, end.as_bytes()) {
+                if let Some(at) = find(&self.buf, end.as_bytes(), from) {
                     let out = String::from_utf8_lossy(&self.buf[..at + 1]).into_owned();
                     self.buf.drain(..at + end.len());
                     return Ok(out);
@@ -50,6 +53,7 @@ impl Shell {
                 if n == 0 {
                     bail!("the remote shell exited");
                 }
+                from = (self.buf.len() + 1).saturating_sub(end.len());
                 self.buf.extend_from_slice(&chunk[..n]);
             }
         })
@@ -58,8 +62,9 @@ impl Shell {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// The first `needle` in `haystack` that starts at `from` or later.
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|at| at + from)
 }
 
 #[cfg(test)]
@@ -68,7 +73,10 @@ mod tests {
 
     #[test]
     fn finds_the_marker() {
-        assert_eq!(find(b"a\nb\n\n--m--\n", b"\n\n--m--\n"), Some(3));
-        assert_eq!(find(b"a\n--m--\n", b"\n\n--m--\n"), None);
+        assert_eq!(find(b"a\nb\n\n--m--\n", b"\n\n--m--\n", 0), Some(3));
+        assert_eq!(find(b"a\nb\n\n--m--\n", b"\n\n--m--\n", 3), Some(3));
+        assert_eq!(find(b"a\nb\n\n--m--\n", b"\n\n--m--\n", 4), None);
+        assert_eq!(find(b"a\n--m--\n", b"\n\n--m--\n", 0), None);
+        assert_eq!(find(b"a", b"\n\n--m--\n", 9), None);
     }
 }
