@@ -212,20 +212,19 @@ fn dropbear_without_any_relay_interpreter() {
     }
 }
 
-/// Holds dropbear's next connection to the FTP server (a root-owned one to `port`) in SYN_SENT:
-/// every SYN to `port` on the server's loopback is dropped (htb + u32 into a zero-length
-/// pfifo: this kernel has neither netem nor tc actions) until dropbear's row appears, then the
-/// drop goes and this process connects as the SSH user (`uid`), as that user's own programs or
-/// OpenSSH sessions may. dropbear's SYN is sent again a second later, so the connection of the
-/// user is in the table before the tool's second reading, every time. Prints "raced" if it did.
-const SAME_USER_RACER: &str =
-    "import encodings.idna, os, socket, subprocess, sys, time  # idna: unreadable after setuid
-uid, port = int(sys.argv[1]), int(sys.argv[2])
+/// Holds the SSH server's next connection to the FTP server (one to `port` owned by `theirs`)
+/// in SYN_SENT: every SYN to `port` on the server's loopback is dropped (htb + u32 into a
+/// zero-length pfifo: this kernel has neither netem nor tc actions) until that row appears;
+/// then the drop goes and this process connects as `uid`, as another program may. The SSH
+/// server's SYN is sent again a second later, so the racer's connection is in the table
+/// before the tool's second reading, every time. Prints "raced" if it connected.
+const RACER: &str = "import encodings.idna, os, socket, subprocess, sys, time  # idna: unreadable after setuid
+theirs, uid, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def tc(*args):
     subprocess.run(['tc', *args], check=True)
 def syn_sent():
     lines = open('/proc/net/tcp').read().splitlines()[1:]
-    return [f for f in map(str.split, lines) if f[3] == '02' and f[7] == '0' and int(f[2][-4:], 16) == port]
+    return [f for f in map(str.split, lines) if f[3] == '02' and f[7] == theirs and int(f[2][-4:], 16) == port]
 tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb')
 try:
     tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '8kbit', 'quantum', '1514')
@@ -257,39 +256,44 @@ impl Drop for SynDropGone {
     }
 }
 
-/// dropbear's connection to the FTP server belongs to root, so a row of the SSH user's own
-/// uid that appears at the same moment cannot be ours, but it is not someone else's either:
-/// the diff must see two candidates and try again, never take the user's row for ours (that
-/// forwarded the wrong port: ProFTPD's data connection was refused, 425, and the run went
-/// passive). Seen with two runs at once, one through OpenSSH and one through dropbear.
+/// dropbear's connection to the FTP server belongs to root, OpenSSH's to the SSH user. A row of
+/// the other of the two that appears at the same moment is not someone else's (the user's own
+/// programs, or a dropbear on the same host): the diff must see two candidates and try again,
+/// never take the other row for ours. Taking the user's row through dropbear forwarded the
+/// wrong port (ProFTPD's data connection was refused, 425, and the run went passive); seen
+/// with two runs at once, one through OpenSSH and one through dropbear.
 #[test]
-fn dropbear_with_the_same_users_connection_at_the_same_moment() {
+fn a_connection_of_root_or_the_user_at_the_same_moment_is_not_taken_for_ours() {
     let tool = Tool::new();
-    let (ssh, ftp) = (tool.lab.port("DROPBEAR_NOINTERP_PORT"), tool.lab.port("PROFTPD_PORT"));
-    let uid = Command::new("id").args(["-u", tool.lab.var("SSH_USER")]).output().unwrap().stdout;
-    let uid = String::from_utf8(uid).unwrap().trim().to_string();
+    let ftp = tool.lab.port("PROFTPD_PORT");
+    let user = Command::new("id").args(["-u", tool.lab.var("SSH_USER")]).output().unwrap().stdout;
+    let user = String::from_utf8(user).unwrap().trim().to_string();
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
     let _gone = SynDropGone(tool.lab.var("SERVER_NS").to_string());
-    let mut racer = Command::new("ip")
-        .args(["netns", "exec", tool.lab.var("SERVER_NS"), "python3", "-c", SAME_USER_RACER])
-        .args([uid, ftp.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = std::io::BufReader::new(racer.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    let out = captured_cmd(&tool, ssh, tool.cmd_via(ssh, ftp), &["get", "small.bin", "r.bin"], &want);
-    let _ = racer.kill();
-    line.clear();
-    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
-    let _ = racer.wait();
-    let err = stderr(&out);
-    assert_eq!(line.trim(), "raced", "the racer never saw dropbear's connection:\n{err}");
-    assert!(err.contains("2 new connections to port"), "the race went unseen:\n{err}");
-    assert_default_port(&err);
-    assert_same(&std::fs::read(tool.work.path().join("r.bin")).unwrap(), &want, "r.bin");
+    for (ssh_key, theirs, racer_uid) in [("DROPBEAR_NOINTERP_PORT", "0", &*user), ("NOINTERP_SSH_PORT", &*user, "0")] {
+        let ssh = tool.lab.port(ssh_key);
+        let mut racer = Command::new("ip")
+            .args(["netns", "exec", tool.lab.var("SERVER_NS"), "python3", "-c", RACER])
+            .args([theirs, racer_uid, &ftp.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = std::io::BufReader::new(racer.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        let name = format!("{ssh_key}.bin");
+        let out = captured_cmd(&tool, ssh, tool.cmd_via(ssh, ftp), &["get", "small.bin", &name], &want);
+        let _ = racer.kill();
+        line.clear();
+        std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+        let _ = racer.wait();
+        let err = stderr(&out);
+        assert_eq!(line.trim(), "raced", "{ssh_key}: the racer never saw the SSH server's connection:\n{err}");
+        assert!(err.contains("2 new connections to port"), "{ssh_key}: the race went unseen:\n{err}");
+        assert_default_port(&err);
+        assert_same(&std::fs::read(tool.work.path().join(&name)).unwrap(), &want, &name);
+    }
 }
 
 #[test]
