@@ -117,8 +117,8 @@ impl Prepared {
         Prepared { control, ftp_ip, forward: Err(why), login_time: None }
     }
 
-    /// Log in, if that is still to do (the relay path logs in while the
-    /// forward is set up).
+    /// Log in, if that is still to do (where a forward is set up, the login
+    /// ran beside it).
     async fn logged_in(mut self, login: &Login) -> Result<Prepared> {
         if self.login_time.is_none() {
             self.login_time = Some(timed_login(&mut self.control, login).await?);
@@ -132,7 +132,7 @@ impl Prepared {
 pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, login: &Login) -> Result<Prepared> {
     let prepared = match through_relay(session, ftp, timeout, login).await {
         Err(e) => match e.downcast::<relay::Unavailable>() {
-            Ok(unavailable) => by_socket_table(session, ftp, timeout, unavailable).await,
+            Ok(unavailable) => by_socket_table(session, ftp, timeout, login, unavailable).await,
             Err(e) => Err(e),
         },
         prepared => prepared,
@@ -214,22 +214,9 @@ async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, lo
         let target = dialect.data_port(local.port()).context("proxy port 0")?;
         session.events().emit(Event::DialectChosen { dialect, data_port: target });
         let wanted = SocketAddr::new(local.ip(), target);
-        // The forward and its check in the socket table take SSH round trips,
-        // the login FTP ones: both at once.
-        let listening = async {
-            let spare = dialect.spare_port(local.port());
-            let forward = ReverseForward::request(session, &local.ip().to_string(), target, spare).await;
-            let table = discovery::snapshot(session).await;
-            judge_forward(forward, table, wanted, (local, SocketAddr::new(peer, ftp.port)))
-        };
-        let (judged, logged_in) = tokio::join!(listening, timed_login(&mut control, login));
-        let login_time = match logged_in {
-            Ok(t) => t,
-            Err(e) => {
-                cancel(session, judged.into_forward()).await;
-                return Err(e);
-            }
-        };
+        let spare = dialect.spare_port(local.port());
+        let ends = (local, SocketAddr::new(peer, ftp.port));
+        let (judged, login_time) = forward_and_login(session, &mut control, login, wanted, spare, ends).await?;
         match judged {
             Judged::Another(why, forward) if may_rotate(&held) => {
                 session.events().emit(Event::Detour { what: format!("{why}; opening another relay") });
@@ -250,6 +237,7 @@ async fn by_socket_table(
     session: &Session,
     ftp: &FtpTarget,
     timeout: Duration,
+    login: &Login,
     unavailable: relay::Unavailable,
 ) -> Result<Prepared> {
     let no_relay = if unavailable.none_installed {
@@ -310,17 +298,46 @@ async fn by_socket_table(
         }
         turn.leave(Some(after));
         let wanted = SocketAddr::new(local.ip(), target);
-        let forward = ReverseForward::request(session, &local.ip().to_string(), target, None).await;
-        let table = discovery::snapshot(session).await;
+        let (judged, login_time) =
+            forward_and_login(session, &mut control, login, wanted, None, (local, remote)).await?;
         // The port may have been taken since the table was read (other
         // clients' connections come and go): another P, as with a relay.
-        match judge_forward(forward, table, wanted, (local, remote)) {
+        match judged {
             Judged::Another(why, forward) if may_rotate(&held) => {
                 events.emit(Event::Detour { what: format!("{why}; opening another control connection") });
                 cancel(session, forward).await;
                 held.push(control);
             }
-            judged => return Ok(settle(session, control, Some(remote.ip()), judged).await),
+            judged => {
+                let prepared = settle(session, control, Some(remote.ip()), judged).await;
+                return Ok(Prepared { login_time: Some(login_time), ..prepared });
+            }
+        }
+    }
+}
+
+/// Request the reverse forward on `wanted` and check it in the socket table
+/// (SSH round trips) while logging in (FTP ones): both at once. `ends`: the
+/// control connection's two ends, as the FTP server's host sees them.
+async fn forward_and_login(
+    session: &Session,
+    control: &mut Control,
+    login: &Login,
+    wanted: SocketAddr,
+    spare: Option<u16>,
+    ends: (SocketAddr, SocketAddr),
+) -> Result<(Judged, Duration)> {
+    let listening = async {
+        let forward = ReverseForward::request(session, &wanted.ip().to_string(), wanted.port(), spare).await;
+        let table = discovery::snapshot(session).await;
+        judge_forward(forward, table, wanted, ends)
+    };
+    let (judged, logged_in) = tokio::join!(listening, timed_login(control, login));
+    match logged_in {
+        Ok(login_time) => Ok((judged, login_time)),
+        Err(e) => {
+            cancel(session, judged.into_forward()).await;
+            Err(e)
         }
     }
 }
