@@ -198,18 +198,15 @@ impl TimeWaitsBelow {
                  c.close(); s.recv(1); s.close(); l.close()"
             }
         };
-        let script = format!(
-            "import socket, time\nfor port in ({listed},):\n    {one}\ntime.sleep(0.2)\n\
-             rows = [r.split() for r in open('/proc/net/tcp').read().splitlines()[1:]]\n\
-             print(' '.join(str(int(r[1][-4:], 16)) for r in rows if r[3] == '06'))"
-        );
+        let script = format!("import socket, time\nfor port in ({listed},):\n    {one}\ntime.sleep(0.2)");
         let out = std::process::Command::new("ip")
             .args(["netns", "exec", lab.var("SERVER_NS"), "python3", "-c", &script])
             .output()
             .unwrap();
-        let tw = String::from_utf8_lossy(&out.stdout).to_string();
+        let rows = common::sockets::read(lab.var("SERVER_NS"));
         for port in &ports {
-            assert!(tw.split_whitespace().any(|p| p == port.to_string()), "no TIME_WAIT on {port}: {tw} {out:?}");
+            let tw = rows.iter().any(|r| r.state == "TIME-WAIT" && r.local_port() == *port);
+            assert!(tw, "no TIME_WAIT on {port}: {out:?}");
         }
         let range = ServerSysctl::set(lab, "net.ipv4.ip_local_port_range", &format!("{low} {}", low + 5), None);
         TimeWaitsBelow { ports, _range: range }
