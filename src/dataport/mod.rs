@@ -44,18 +44,20 @@ use judge::{judge_forward, Judged};
 /// port held by another socket, or with a data connection in TIME_WAIT.
 const MAX_PROXY_TRIES: usize = 4;
 
-/// Whether another control connection may be tried, `held` being those whose
-/// port would not do (kept open, so that the next one gets another P).
-fn may_rotate(held: &[Control]) -> bool {
-    held.len() + 1 < MAX_PROXY_TRIES
-}
 /// Socket-table diffs tried when other connections to the FTP server appear
-/// at the same moment as ours (another run of the same user).
+/// at the same moment as ours (another run of the same user, or any program
+/// of the user's or root's).
 const MAX_DIFF_TRIES: u32 = 10;
 /// Random pauses between diffs, so that runs started together drift apart:
 /// up to 50 ms before the second try, doubling each time, at most 2 s.
 const DIFF_JITTER_FIRST: Duration = Duration::from_millis(50);
 const DIFF_JITTER_MAX: Duration = Duration::from_secs(2);
+
+/// Whether another control connection may be tried, `held` being those whose
+/// port would not do (kept open, so that the next one gets another P).
+fn may_rotate(held: &[Control]) -> bool {
+    held.len() + 1 < MAX_PROXY_TRIES
+}
 
 /// Why the default-port path is not used: in `auto`, the reason to go passive.
 #[derive(Debug, Clone, thiserror::Error)]
