@@ -27,7 +27,7 @@ use crate::credentials::Login;
 use crate::dataport::forward::ReverseForward;
 use crate::dataport::{self, Fallback};
 use crate::error::{Classify, Kind};
-use crate::events::{Event, Events};
+use crate::events::Events;
 use crate::ftp::control::{Control, FtpError};
 use crate::ftp::digest::Method;
 use crate::ftp::features::Features;
@@ -38,6 +38,7 @@ use crate::ssh::Session;
 use crate::tcp::DataTuple;
 use crate::throttle::Throttle;
 
+mod arrival;
 mod early;
 mod fallback;
 mod pipeline;
@@ -154,6 +155,11 @@ pub struct Link<'s> {
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
     /// be received, oldest first: more than one when the next file's went out early.
     pending: VecDeque<Pending>,
+    /// Default-port data connections received from the gate.
+    received: u64,
+    /// A transfer's final reply, read before its data connection was admitted (the gate
+    /// admits an unproven one once the server says it is done): [`Link::finish`] returns it.
+    completed: Option<Reply>,
 }
 
 impl<'s> Link<'s> {
@@ -212,6 +218,8 @@ impl<'s> Link<'s> {
             reclaim_cancelled: false,
             data_ports: Vec::new(),
             pending: VecDeque::new(),
+            received: 0,
+            completed: None,
         }
     }
 
@@ -264,122 +272,12 @@ impl<'s> Link<'s> {
         Ok(self.receive(cmd).await?.1)
     }
 
-    async fn start_default_port(&mut self, cmd: &Command, before: usize, replies: &mut Vec<Reply>) -> Result<Data> {
-        let arrived = self.await_data_connection(cmd, before, replies).await;
-        let (reply, data, early) = match arrived {
-            Ok(both) => both,
-            Err(e) => {
-                self.session.gate.close(&self.data_ports);
-                return Err(e);
-            }
-        };
-        let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
-        if let (Some((_, before)), Some((_, now))) = (self.last_origin, origin) {
-            self.source_port_varies = before != now;
-            self.session.gate.pin_source(&self.data_ports, (!self.source_port_varies).then_some(now));
-        }
-        self.last_origin = origin;
-        self.last_proxy_port = Some(data.connected.1 as u16);
-        self.last_tuple = self.data_tuple().filter(|t| t.server_port.is_some());
-        self.time_wait_held = !matches!(cmd, Command::Stor(_));
-        if let Some((from, to)) = data.ends() {
-            self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
-        }
-        // Nothing goes to the server on a download: our EOF at once, so that a
-        // server that waits for it before its 226 (ProFTPD's lingering close)
-        // has it a round trip sooner.
-        let eof_sent = self.time_wait_held && self.early_eof && data.channel.eof().await.is_ok();
-        if eof_sent && self.reclaim_behind {
-            self.begin_reclaim().await;
-        }
-        Ok(Data { channel: data.channel, announced: reply.announced_size(), early, eof_sent })
-    }
-
-    /// Send `cmd` and wait for both its preliminary reply and the server's
-    /// connection, in whichever order they come, within [`Link::bound`] for
-    /// as long as the connection has not come.
-    async fn await_data_connection(
-        &mut self,
-        cmd: &Command,
-        before: usize,
-        replies: &mut Vec<Reply>,
-    ) -> Result<(Reply, crate::ssh::gate::DataChannel, Early)> {
-        enum Arrival {
-            Reply(Reply),
-            Lost(anyhow::Error),
-            Data(crate::ssh::gate::DataChannel),
-            Early,
-            Deadline,
-        }
-        let deadline = tokio::time::Instant::now() + self.bound;
-        let (mut reply, mut data, mut early) = (None, None::<crate::ssh::gate::DataChannel>, Early::default());
-        loop {
-            if let (Some(_), Some(_)) = (&reply, &data) {
-                return Ok((reply.unwrap(), data.unwrap(), early));
-            }
-            let (control, session) = (&mut self.control, self.session);
-            let waiting_for_data = data.is_none();
-            let draining = async {
-                match data.as_mut() {
-                    Some(d) => early.read_one(&mut d.channel).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let arrival = tokio::select! {
-                r = control.read_reply(), if reply.is_none() => r.map_or_else(Arrival::Lost, Arrival::Reply),
-                Some(d) = session.next_data_channel(self.bound), if waiting_for_data => Arrival::Data(d),
-                () = draining => Arrival::Early,
-                _ = tokio::time::sleep_until(deadline), if waiting_for_data => Arrival::Deadline,
-            };
-            let failed = match arrival {
-                Arrival::Reply(r) if replies.len() < before => {
-                    replies.push(r);
-                    continue;
-                }
-                Arrival::Reply(r) if r.is_preliminary() => {
-                    reply = Some(r);
-                    continue;
-                }
-                Arrival::Data(d) => {
-                    data = Some(d);
-                    continue;
-                }
-                Arrival::Early => continue,
-                Arrival::Reply(r) => self.refusal(cmd, r),
-                Arrival::Lost(e) => e,
-                Arrival::Deadline => {
-                    let what = match &reply {
-                        Some(r) => format!("said {} but did not connect back", r.code),
-                        None => format!("neither answered {} nor connected back", cmd.redacted()),
-                    };
-                    Fallback::Silent(format!("{what} within {:.1?}", self.bound)).into()
-                }
-            };
-            // A connection that came with a refusal is the next transfer's (sent ahead): closed,
-            // not dropped, which would leave it open and the FTP server waiting for our end.
-            if let Some(d) = data {
-                let _ = d.channel.close().await;
-            }
-            return Err(failed);
-        }
-    }
-
-    /// The error for a transfer command's final (non-1xx) reply.
-    fn refusal(&self, cmd: &Command, reply: Reply) -> anyhow::Error {
-        if reply.blames_busy_address() {
-            let tuple = self.data_tuple();
-            self.events().emit(Event::Collision { tuple, reply: reply.to_string() });
-            Collision { tuple, reply }.classified()
-        } else if matches!(reply.code, 425 | 503) {
-            Fallback::Refused(reply).into()
-        } else {
-            FtpError { command: cmd.redacted(), reply }.classified()
-        }
-    }
-
     /// Read the reply that ends a transfer (226 or 250).
     pub async fn finish(&mut self, cmd: &Command) -> Result<Reply> {
-        let reply = self.control.read_reply().await?;
+        let reply = match self.completed.take() {
+            Some(reply) => reply,
+            None => self.control.read_reply().await?,
+        };
         if reply.is_completion() {
             Ok(reply)
         } else {
@@ -394,6 +292,7 @@ impl<'s> Link<'s> {
         // Transfers sent ahead are given up: their replies are read through, and any data
         // connection the server made for them is refused when it comes (see the gate).
         self.pending.clear();
+        self.completed = None;
         self.session.gate.close(&self.data_ports);
         self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await?;
         self.session.gate.settle(&self.data_ports, self.control.connections_made());

@@ -126,8 +126,11 @@ pub fn find_proxy(
 /// What the table says of a reverse forward the SSH server said yes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listener {
-    /// A LISTEN row on the address asked for (or the wildcard).
+    /// A LISTEN row on the address asked for (or the wildcard), sshd's.
     Exact,
+    /// Another account's socket listens where the FTP server will connect (it bound that
+    /// address and port before sshd could): the data would go to it.
+    Squatted(Entry),
     /// LISTEN rows on that port, but on other addresses only (loopback, for
     /// OpenSSH's `GatewayPorts no` and for dropbear without `-a`).
     Elsewhere(Vec<SocketAddr>),
@@ -135,14 +138,19 @@ pub enum Listener {
     Absent,
 }
 
-/// Check that something listens on exactly `want` (the address and port the
-/// FTP server will connect to).
-pub fn check_listener(entries: &[Entry], want: SocketAddr) -> Listener {
-    let on_port: Vec<SocketAddr> = entries
-        .iter()
-        .filter(|e| e.state == TcpState::Listen && e.local.port() == want.port())
-        .map(|e| e.local)
-        .collect();
+/// Check that sshd, and only sshd, listens on exactly `want` (the address and port the
+/// FTP server will connect to): every listener that covers it (that address, or the
+/// wildcard) must be owned by `sshd_uid` (OpenSSH's forwards are the SSH user's) or by root
+/// (dropbear's). Another user who reads the table sees our control connection, so the
+/// port, and can listen there first, on an address sshd did not bind (`GatewayPorts no`
+/// binds loopback instead).
+pub fn check_listener(entries: &[Entry], want: SocketAddr, sshd_uid: u32) -> Listener {
+    let listening = entries.iter().filter(|e| e.state == TcpState::Listen && e.local.port() == want.port());
+    let covering = |e: &&Entry| e.local.ip() == want.ip() || e.local.ip().is_unspecified() || want.ip().is_unspecified();
+    if let Some(squatter) = listening.clone().filter(covering).find(|e| e.uid != sshd_uid && e.uid != 0) {
+        return Listener::Squatted(squatter.clone());
+    }
+    let on_port: Vec<SocketAddr> = listening.map(|e| e.local).collect();
     if on_port.iter().any(|a| a.ip() == want.ip() || a.ip().is_unspecified()) {
         Listener::Exact
     } else if on_port.is_empty() {
@@ -256,12 +264,30 @@ mod tests {
         let on = |row: &str| snap(&[row]).entries;
         let want: SocketAddr = "10.250.1.1:41921".parse().unwrap();
         let loopback = LISTEN.replace("00000000:0849", "0100007F:A3C1");
-        assert_eq!(check_listener(&on(&loopback), want), Listener::Elsewhere(vec!["127.0.0.1:41921".parse().unwrap()]));
+        assert_eq!(check_listener(&on(&loopback), want, 0), Listener::Elsewhere(vec!["127.0.0.1:41921".parse().unwrap()]));
         let exact = LISTEN.replace("00000000:0849", "0101FA0A:A3C1");
-        assert_eq!(check_listener(&on(&exact), want), Listener::Exact);
+        assert_eq!(check_listener(&on(&exact), want, 1000), Listener::Exact);
         let wildcard = LISTEN.replace("00000000:0849", "00000000:A3C1");
-        assert_eq!(check_listener(&on(&wildcard), want), Listener::Exact);
-        assert_eq!(check_listener(&on(LISTEN), want), Listener::Absent);
+        assert_eq!(check_listener(&on(&wildcard), want, 1000), Listener::Exact);
+        assert_eq!(check_listener(&on(LISTEN), want, 1000), Listener::Absent);
+    }
+
+    /// Another user listening where the FTP server will connect, before sshd (which then
+    /// bound loopback, `GatewayPorts no`), or on the wildcard: squatted, not sshd's.
+    #[test]
+    fn another_users_listener_is_a_squatter() {
+        let want: SocketAddr = "10.250.1.1:41921".parse().unwrap();
+        let theirs = |addr: &str| LISTEN.replace("00000000:0849", addr).replacen("     0        0", " 65534        0", 1);
+        let sshds = LISTEN.replace("00000000:0849", "0100007F:A3C1");
+        for squat in [theirs("0101FA0A:A3C1"), theirs("00000000:A3C1")] {
+            let entries = snap(&[&sshds, &squat]).entries;
+            match check_listener(&entries, want, 1000) {
+                Listener::Squatted(e) => assert_eq!(e.uid, 65534),
+                other => panic!("{other:?}"),
+            }
+        }
+        let elsewhere = snap(&[&sshds, &theirs("0200007F:A3C1")]).entries;
+        assert!(matches!(check_listener(&elsewhere, want, 1000), Listener::Elsewhere(_)), "another address does not cover it");
     }
 
     #[test]

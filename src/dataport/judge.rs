@@ -66,7 +66,14 @@ pub(super) fn judge_forward(
             }
         }
     };
-    match discovery::check_listener(&table.entries, wanted) {
+    match discovery::check_listener(&table.entries, wanted, table.uid) {
+        Listener::Squatted(squatter) => Judged::Another(
+            format!(
+                "uid {}'s socket listens on {} where the FTP server will connect, not sshd's: the data would go to it",
+                squatter.uid, squatter.local
+            ),
+            Some(forward),
+        ),
         Listener::Exact => match discovery::time_wait_on(&table.entries, wanted.port(), peer.port()) {
             Some(tw) => Judged::Another(
                 format!("port {} will not do: {} -> {} is still in TIME_WAIT", wanted.port(), tw.local, tw.remote),

@@ -89,13 +89,16 @@ pub enum Fallback {
     /// Neither a reply nor a data connection within the bound.
     #[error("the FTP server {0}")]
     Silent(String),
+    /// A data connection came that nothing can prove is the FTP server's (why).
+    #[error("a data connection's origin cannot be proven: {0}")]
+    Unprovable(String),
 }
 
 impl Fallback {
     /// The exit code class when there is no passive mode to fall back to.
     pub fn kind(&self) -> Kind {
         match self {
-            Fallback::Refused(_) | Fallback::Silent(_) => Kind::Transfer,
+            Fallback::Refused(_) | Fallback::Silent(_) | Fallback::Unprovable(_) => Kind::Transfer,
             _ => Kind::Ssh,
         }
     }
@@ -334,7 +337,8 @@ async fn forward_and_login(
         let table = discovery::snapshot(session).await;
         judge_forward(forward, table, wanted, ends)
     };
-    let (judged, logged_in) = tokio::join!(listening, timed_login(control, login));
+    // The origin check starts meanwhile too, where it has not yet (once a session).
+    let (judged, logged_in, ()) = tokio::join!(listening, timed_login(control, login), session.check_origins(&login.user));
     match logged_in {
         Ok(login_time) => Ok((judged, login_time)),
         Err(e) => {

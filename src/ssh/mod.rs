@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod gate;
 pub mod helper;
 pub mod hostkeys;
+pub mod origin;
 pub mod quickack;
 pub mod reclaimer;
 pub mod relay;
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events};
 use crate::ssh::endpoint::SshTarget;
-use gate::{DataChannel, Gate};
+use gate::{Arrival, Checked, DataChannel, Gate};
 use helper::Lazy;
 use hostkeys::{Offered, Policy};
 
@@ -61,8 +62,10 @@ pub struct Session {
     handle: Handle<Client>,
     shell: Lazy<shell::Shell>,
     reclaimer: Lazy<reclaimer::Reclaimer>,
+    /// [`Session::check_origins`] has run (once a session, whatever it found).
+    origin_tried: tokio::sync::Mutex<bool>,
     events: Events,
-    incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<DataChannel>>,
+    incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arrival>>,
     /// Decides which forwarded connections are admitted.
     pub gate: Arc<Gate>,
     /// Where we are connected.
@@ -76,7 +79,8 @@ struct Client {
     /// Why the host key was refused, for the error `connect` returns.
     refusal: Arc<Mutex<Option<String>>>,
     gate: Arc<Gate>,
-    incoming: mpsc::UnboundedSender<DataChannel>,
+    /// Connections past the gate's quick checks, to the task that proves their origin.
+    checking: mpsc::UnboundedSender<Checked>,
 }
 
 impl client::Handler for Client {
@@ -106,19 +110,14 @@ impl client::Handler for Client {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        let mut data = DataChannel {
+        let data = DataChannel {
             channel,
             originator: (originator_address.to_string(), originator_port),
             connected: (connected_address.to_string(), connected_port),
             incarnation: 0,
         };
-        if self.gate.admit(&mut data) {
-            reply.accept().await;
-            // A closed receiver means nobody waits any more: the channel just drops.
-            let _ = self.incoming.send(data);
-        } else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
-        }
+        // Nothing is confirmed to sshd here: the gate answers once the origin is proven.
+        self.gate.arrive(data, reply, &self.checking);
         Ok(())
     }
 }
@@ -145,16 +144,16 @@ impl Session {
             preferred,
             ..Default::default()
         });
-        let gate = Arc::new(Gate::new(events.clone()));
-        let refusal = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::unbounded_channel();
+        let gate = Arc::new(Gate::new(events.clone(), tx));
+        let refusal = Arc::new(Mutex::new(None));
         let client = Client {
             host: target.host.clone(),
             port: target.port,
             known_hosts: target.known_hosts.clone(),
             refusal: refusal.clone(),
             gate: gate.clone(),
-            incoming: tx,
+            checking: gate.start_checking(),
         };
         let connecting = async {
             let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
@@ -186,6 +185,7 @@ impl Session {
             handle,
             shell: Lazy::default(),
             reclaimer: Lazy::default(),
+            origin_tried: Default::default(),
             events,
             incoming: tokio::sync::Mutex::new(rx),
             gate,
@@ -321,10 +321,36 @@ impl Session {
         self.handle.cancel_tcpip_forward(address, port as u32).await.context("could not cancel a forward")
     }
 
-    /// The next admitted forwarded connection, or None after `timeout`.
-    pub async fn next_data_channel(&self, timeout: Duration) -> Option<DataChannel> {
+    /// What the gate decided next (an admitted forwarded connection, or why none could be),
+    /// or None after `timeout`.
+    pub async fn next_data_channel(&self, timeout: Duration) -> Option<Arrival> {
         let mut rx = self.incoming.lock().await;
         tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
+    }
+
+    /// Have the gate prove each data connection's origin by its owner in the SSH server's
+    /// socket table ([`origin`]), the FTP server's sockets being root's, ours, or those of
+    /// `ftp_user`'s account there. Once per session; where no perl runs there, connections
+    /// are judged by address and port alone, as said at `-v`.
+    pub async fn check_origins(&self, ftp_user: &str) {
+        // Held while it starts: another link of the session waits rather than go unchecked.
+        let mut tried = self.origin_tried.lock().await;
+        if std::mem::replace(&mut *tried, true) {
+            return;
+        }
+        let started = async {
+            let mut origin = origin::Origin::start(self).await?;
+            let ftp = origin.uid_of(if ftp_user == "anonymous" { "ftp" } else { ftp_user }).await?;
+            anyhow::Ok((origin, ftp))
+        };
+        match started.await {
+            Ok((origin, ftp)) => {
+                let uids = gate::proof::Uids::new(origin.own_uid, ftp, origin.privileged_below);
+                tracing::debug!("data connections must be made by uid {:?} (or from a port below {})", uids.server, uids.privileged_below);
+                self.gate.check_origins(origin, uids).await;
+            }
+            Err(e) => tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}"),
+        }
     }
 
     /// Close forwarded connections left over from an earlier transfer (a
@@ -332,7 +358,9 @@ impl Session {
     pub async fn drain_data_channels(&self) {
         let Ok(mut rx) = self.incoming.try_lock() else { return };
         while let Ok(left) = rx.try_recv() {
-            let _ = left.channel.close().await;
+            if let Arrival::Data(left) = left {
+                let _ = left.channel.close().await;
+            }
         }
     }
 

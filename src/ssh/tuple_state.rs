@@ -6,7 +6,8 @@
 //! none (a listener on LA:LP does not count). `tuple_sock` adds which socket it is: the kernel's
 //! cookie, kept from a connection's first state to its TIME_WAIT, so a later connection of the same
 //! 4-tuple (another incarnation) tells itself apart. The table has no cookie: there it is the
-//! inode, empty once the program let go of the socket (closed, TIME_WAIT).
+//! inode, empty once the program let go of the socket (closed, TIME_WAIT). Then come the
+//! socket's owner (uid) and inode, 0 once no process holds it ([`super::origin`] reads them).
 //!
 //! It asks the kernel for that one socket (netlink sock_diag, an exact lookup, as `ss` does for
 //! one socket): about 7 us. Reading `/proc/net/tcp` instead walks the whole established-socket
@@ -26,12 +27,12 @@ sub tuple_sock { my ($la, $lp, $ra, $rp) = @_; my $v6 = $la =~ /:/;
   if ($diag) { my $req = pack("CCCCL", $v6 ? 10 : 2, 6, 0, 0, 0xFFFF) . pack("nn", $lp, $rp) . $ad->($la) . $ad->($ra) . pack("LLL", 0, 0xFFFFFFFF, 0xFFFFFFFF);
     if (send($diag, pack("LSSLL", 16 + length $req, 20, 1, 0, 0) . $req, 0) && defined recv($diag, my $b, 4096, 0)) { my $type = unpack("x4S", $b);
       return (0, "") if $type == 2 && unpack("x16l", $b) == -2;
-      if ($type == 20 && length $b >= 68) { my $st = unpack("x17C", $b); return $st == 10 ? (0, "") : ($st, join(".", unpack("x60LL", $b))) } }
+      if ($type == 20 && length $b >= 88) { my $st = unpack("x17C", $b); return $st == 10 ? (0, "") : ($st, join(".", unpack("x60LL", $b)), unpack("x80LL", $b)) } }
     $diag = 0 }
   my $key = sub { my ($a, $p) = @_; ($v6 ? join("", map { sprintf "%08X", $_ } unpack("L4", $ad->($a))) : sprintf("%08X", unpack("L", $ad->($a)))) . sprintf(":%04X", $p) };
   my ($l, $r) = ($key->($la, $lp), $key->($ra, $rp));
   open(my $t, "<", $v6 ? "/proc/net/tcp6" : "/proc/net/tcp") or return (0, "");
-  while (<$t>) { my @f = split; return (hex $f[3], $f[9] ? $f[9] : "") if $f[1] eq $l && $f[2] eq $r } (0, "") }
+  while (<$t>) { my @f = split; return (hex $f[3], $f[9] ? $f[9] : "", $f[7], $f[9]) if $f[1] eq $l && $f[2] eq $r } (0, "") }
 "#
     };
 }

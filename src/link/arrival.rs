@@ -1,0 +1,156 @@
+//! A default-port transfer's data connection arriving: the preliminary reply and the
+//! gate's word on the server's connection, in whichever order they come, within the bound.
+
+use std::net::IpAddr;
+
+use anyhow::Result;
+
+use super::{Collision, Data, Early, Link};
+use crate::dataport::Fallback;
+use crate::error::{Classify, Kind};
+use crate::events::Event;
+use crate::ftp::control::FtpError;
+use crate::ftp::{Command, Reply};
+use crate::ssh::gate::{self, DataChannel};
+
+impl Link<'_> {
+    pub(super) async fn start_default_port(&mut self, cmd: &Command, before: usize, replies: &mut Vec<Reply>) -> Result<Data> {
+        let arrived = self.await_data_connection(cmd, before, replies).await;
+        let (reply, data, early) = match arrived {
+            Ok(both) => both,
+            Err(e) => {
+                self.session.gate.close(&self.data_ports);
+                return Err(e);
+            }
+        };
+        let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
+        if let (Some((_, before)), Some((_, now))) = (self.last_origin, origin) {
+            self.source_port_varies = before != now;
+            self.session.gate.pin_source(&self.data_ports, (!self.source_port_varies).then_some(now));
+        }
+        self.last_origin = origin;
+        self.last_proxy_port = Some(data.connected.1 as u16);
+        self.last_tuple = self.data_tuple().filter(|t| t.server_port.is_some());
+        self.time_wait_held = !matches!(cmd, Command::Stor(_));
+        if let Some((from, to)) = data.ends() {
+            self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
+        }
+        // Nothing goes to the server on a download: our EOF at once, so that a
+        // server that waits for it before its 226 (ProFTPD's lingering close)
+        // has it a round trip sooner.
+        let eof_sent = self.time_wait_held && self.early_eof && data.channel.eof().await.is_ok();
+        if eof_sent && self.reclaim_behind {
+            self.begin_reclaim().await;
+        }
+        Ok(Data { channel: data.channel, announced: reply.announced_size(), early, eof_sent })
+    }
+
+    /// Send `cmd` and wait for both its preliminary reply and the server's
+    /// connection, in whichever order they come, within [`Link::bound`] for
+    /// as long as the connection has not come.
+    async fn await_data_connection(
+        &mut self,
+        cmd: &Command,
+        before: usize,
+        replies: &mut Vec<Reply>,
+    ) -> Result<(Reply, DataChannel, Early)> {
+        enum Arrival {
+            Reply(Reply),
+            Lost(anyhow::Error),
+            Gate(gate::Arrival),
+            Early,
+            Deadline,
+        }
+        let deadline = tokio::time::Instant::now() + self.bound;
+        let (mut reply, mut data, mut early) = (None, None::<DataChannel>, Early::default());
+        loop {
+            if let (Some(_), Some(_)) = (&reply, &data) {
+                return Ok((reply.unwrap(), data.unwrap(), early));
+            }
+            let (control, session) = (&mut self.control, self.session);
+            let waiting_for_data = data.is_none();
+            // After the preliminary reply the control connection is still read while the
+            // connection is awaited: a server may end the transfer first, and the gate admits an
+            // unproven connection only then ([`crate::ssh::gate::Gate::release`]).
+            let read_control = reply.is_none() || (waiting_for_data && self.completed.is_none());
+            let draining = async {
+                match data.as_mut() {
+                    Some(d) => early.read_one(&mut d.channel).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // The gate's word first: a connection admitted is taken before the final reply.
+            let arrival = tokio::select! {
+                biased;
+                Some(a) = session.next_data_channel(self.bound), if waiting_for_data => Arrival::Gate(a),
+                r = control.read_reply(), if read_control => r.map_or_else(Arrival::Lost, Arrival::Reply),
+                () = draining => Arrival::Early,
+                _ = tokio::time::sleep_until(deadline), if waiting_for_data => Arrival::Deadline,
+            };
+            let failed = match arrival {
+                Arrival::Reply(r) if replies.len() < before => {
+                    replies.push(r);
+                    continue;
+                }
+                Arrival::Reply(r) if r.is_preliminary() && reply.is_none() => {
+                    reply = Some(r);
+                    continue;
+                }
+                Arrival::Reply(r) if reply.is_some() && r.is_completion() => {
+                    match self.session.gate.release(&self.data_ports, self.received).await {
+                        Ok(_) => {
+                            self.completed = Some(r);
+                            continue;
+                        }
+                        Err(who) => raced(who),
+                    }
+                }
+                Arrival::Gate(gate::Arrival::Data(d)) => {
+                    self.received += 1;
+                    data = Some(d);
+                    continue;
+                }
+                Arrival::Gate(gate::Arrival::Unprovable(why)) => Fallback::Unprovable(why).into(),
+                Arrival::Gate(gate::Arrival::Raced(who)) => raced(who),
+                Arrival::Early => continue,
+                Arrival::Reply(r) => self.refusal(cmd, r),
+                Arrival::Lost(e) => e,
+                Arrival::Deadline => {
+                    let what = match &reply {
+                        Some(r) => format!("said {} but did not connect back", r.code),
+                        None => format!("neither answered {} nor connected back", cmd.redacted()),
+                    };
+                    Fallback::Silent(format!("{what} within {:.1?}", self.bound)).into()
+                }
+            };
+            // A connection that came with a refusal is the next transfer's (sent ahead): closed,
+            // not dropped, which would leave it open and the FTP server waiting for our end.
+            if let Some(d) = data {
+                let _ = d.channel.close().await;
+            }
+            self.completed = None;
+            return Err(failed);
+        }
+    }
+
+    /// The error for a transfer command's final (non-1xx) reply.
+    fn refusal(&self, cmd: &Command, reply: Reply) -> anyhow::Error {
+        if reply.blames_busy_address() {
+            let tuple = self.data_tuple();
+            self.events().emit(Event::Collision { tuple, reply: reply.to_string() });
+            Collision { tuple, reply }.classified()
+        } else if matches!(reply.code, 425 | 503) {
+            Fallback::Refused(reply).into()
+        } else {
+            FtpError { command: cmd.redacted(), reply }.classified()
+        }
+    }
+
+}
+
+/// Several connections raced for one transfer's data connection, none of them provably the
+/// server's: the transfer fails, and nothing they brought is kept.
+fn raced(who: String) -> anyhow::Error {
+    crate::error::classified(Kind::Transfer, format!("the data connection was raced: {who}"))
+}
+

@@ -1,0 +1,187 @@
+//! One link's account at the gate: its forwarded ports, what it expects, and what waits.
+
+use std::net::IpAddr;
+
+use russh::client::ChannelOpenHandle;
+
+use super::proof::Proof;
+use super::{Action, DataChannel};
+use crate::events::{Event, Events};
+
+/// A connection whose origin could not be proven, waiting for the transfer to tell.
+pub(super) struct Held {
+    pub(super) data: DataChannel,
+    pub(super) reply: ChannelOpenHandle,
+    /// Why it could not be proven.
+    pub(super) why: String,
+}
+
+/// One link's account: its forwarded ports, the FTP server, and its connections.
+pub(super) struct Account {
+    pub(super) ports: Vec<u16>,
+    pub(super) ftp: IpAddr,
+    /// Connections to admit: one per transfer sent and not yet connected.
+    pub(super) expected: u32,
+    /// Connections of transfers given up that are still to come: refused.
+    pub(super) late: u64,
+    /// One more connection may come late (a transfer given up before the
+    /// server replied): refused quietly, as our own.
+    pub(super) maybe_late: bool,
+    /// Connections from the FTP server that reached this account, admitted or not.
+    pub(super) arrived: u64,
+    /// The server's data source port, once seen fixed (20, or ProFTPD's L-1): another
+    /// process on its host may connect from its address, but not from that port (20 needs root).
+    pub(super) source: Option<u16>,
+    /// Its link has closed; a new link that gets the same ports starts a new account.
+    pub(super) retired: bool,
+    /// Connections past the quick checks whose origin is still being looked up.
+    pub(super) checking: u32,
+    /// Unproven connections, waiting for the server's final reply to tell.
+    pub(super) held: Vec<Held>,
+    /// The server ended a transfer before any connection for it was judged: the next one
+    /// judged unproven is admitted if it is then the only one.
+    pub(super) releases: u32,
+    /// Connections admitted (handed to the link) in all.
+    pub(super) admitted: u64,
+}
+
+impl Account {
+    pub(super) fn new(ports: &[u16], ftp: IpAddr) -> Account {
+        Account {
+            ports: ports.to_vec(),
+            ftp,
+            expected: 0,
+            late: 0,
+            maybe_late: false,
+            arrived: 0,
+            source: None,
+            retired: false,
+            checking: 0,
+            held: Vec::new(),
+            releases: 0,
+            admitted: 0,
+        }
+    }
+
+    fn waits_for_any(&self) -> bool {
+        self.expected > 0 || self.late > 0 || self.maybe_late
+    }
+
+    /// Decide on `data`, whose origin is `proof`.
+    pub(super) fn judge(
+        &mut self,
+        data: DataChannel,
+        reply: ChannelOpenHandle,
+        proof: Proof,
+        actions: &mut Vec<Action>,
+        events: &Events,
+    ) {
+        let refuse = |data: &DataChannel, why: String| {
+            events.emit(Event::StrayRefused { from: data.from(), to: data.to(), why, late: false });
+        };
+        match proof {
+            Proof::Proven(how) => {
+                tracing::debug!("data connection from {}: {how}", data.from());
+                self.admit(data, reply, actions, events);
+            }
+            Proof::Unchecked => self.admit(data, reply, actions, events),
+            Proof::Foreign(why) => {
+                refuse(&data, why);
+                actions.push(Action::Reject(reply));
+            }
+            Proof::Unprovable(why) => {
+                refuse(&data, why.clone());
+                actions.push(Action::Reject(reply));
+                if self.expected > 0 {
+                    actions.push(Action::Tell(why));
+                }
+            }
+            Proof::Unproven(why) if self.waits_for_any() => {
+                tracing::debug!("data connection from {} waits: {why}", data.from());
+                self.held.push(Held { data, reply, why });
+            }
+            Proof::Unproven(_) => {
+                refuse(&data, "no data connection is expected now".into());
+                actions.push(Action::Reject(reply));
+            }
+        }
+        if self.releases > 0 && self.checking == 0 && !self.held.is_empty() {
+            self.releases = 0;
+            if let Err(why) = self.release(actions, events, self.admitted) {
+                actions.push(Action::Raced(why));
+            }
+        }
+    }
+
+    /// A proven connection: admitted by the account's rules; whatever waited unproven for
+    /// the same transfer raced the server's own, and is refused.
+    fn admit(&mut self, data: DataChannel, reply: ChannelOpenHandle, actions: &mut Vec<Action>, events: &Events) {
+        match self.admit_proven(events, &data.from(), &data.to()) {
+            Ok(()) => {
+                (self.admitted, self.releases) = (self.admitted + 1, 0);
+                for h in std::mem::take(&mut self.held) {
+                    let why = format!("it raced the FTP server's own connection ({})", h.why);
+                    events.emit(Event::StrayRefused { from: h.data.from(), to: h.data.to(), why, late: false });
+                    actions.push(Action::Reject(h.reply));
+                }
+                actions.push(Action::Accept(data, reply));
+            }
+            Err(()) => actions.push(Action::Reject(reply)),
+        }
+    }
+
+    /// The server ended a transfer with no connection admitted for it (see
+    /// [`super::Gate::release`]); the link has received `received` of those admitted.
+    pub(super) fn release(&mut self, actions: &mut Vec<Action>, events: &Events, received: u64) -> Result<bool, String> {
+        if self.admitted > received {
+            return Ok(true); // admitted already, on its way to the link
+        }
+        match self.held.len() {
+            1 if self.checking == 0 => {
+                let h = self.held.pop().expect("one");
+                tracing::debug!("data connection from {}: the only one the transfer brought", h.data.from());
+                self.admit(h.data, h.reply, actions, events);
+                Ok(true)
+            }
+            0 | 1 => {
+                self.releases = 1;
+                Ok(false)
+            }
+            _ => {
+                let who: Vec<String> = self.held.iter().map(|h| format!("{} ({})", h.data.from(), h.why)).collect();
+                for h in std::mem::take(&mut self.held) {
+                    let why = "it raced another connection for one transfer".to_string();
+                    events.emit(Event::StrayRefused { from: h.data.from(), to: h.data.to(), why, late: false });
+                    actions.push(Action::Reject(h.reply));
+                }
+                Err(format!(
+                    "{} connections raced for one data connection, and none could be told apart as the FTP \
+                     server's: {}; nothing they brought is kept",
+                    who.len(),
+                    who.join(", ")
+                ))
+            }
+        }
+    }
+
+    /// The account's rules for a connection from the FTP server: `Ok` admits it.
+    pub(super) fn admit_proven(&mut self, events: &Events, from: &str, to: &str) -> Result<(), ()> {
+        let refused = |why: &str, late: bool| {
+            events.emit(Event::StrayRefused { from: from.into(), to: to.into(), why: why.into(), late });
+            Err(())
+        };
+        self.arrived += 1;
+        if self.late > 0 {
+            self.late -= 1;
+            return refused("it belongs to a transfer we gave up on", true);
+        }
+        if self.expected > 0 {
+            self.expected -= 1; // one data connection per transfer
+            return Ok(());
+        }
+        if std::mem::take(&mut self.maybe_late) {
+            return refused("it belongs to a transfer we gave up on", true);
+        }
+        refused("no data connection is expected now", false)
+    }
+}

@@ -1,0 +1,180 @@
+//! Another account on the SSH server (uid 65534) races for the data port while the tool
+//! transfers: RFC 2577's port stealing. It connects to sshd's reverse forward as fast as it
+//! can ([tests/servers/attacker.py](servers/attacker.py)), offering bytes of its own (a
+//! download replaced) or reading what comes (an upload stolen). No download is ever saved
+//! with its bytes, no upload reaches it, and the transfer still completes where the server's
+//! own connection can be told apart (by its owner in the SSH server's socket table).
+//!
+//! Needs root and `scripts/lab up`; run with `--test-threads=1` (shared veth).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use common::lab::Lab;
+use common::tool::{assert_default_port, assert_same, run, stderr, RemoveOnDrop, Tool};
+use tempfile::TempDir;
+
+/// Transfers per server and mode: the attacker won every one of six before its
+/// connections were checked.
+const RUNS: usize = 4;
+/// The uid the attacker runs as (`nobody`).
+const ATTACKER_UID: u32 = 65534;
+
+/// The attacker, running in the SSH server's namespace as [`ATTACKER_UID`].
+struct Attacker {
+    child: Child,
+    out: PathBuf,
+    _dir: TempDir,
+}
+
+impl Attacker {
+    /// Start it against control connections to `ftp_port`, and wait until it runs.
+    fn start(lab: &Lab, mode: &str, ftp_port: u16, size: usize) -> Attacker {
+        let dir = TempDir::new().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = dir.path().join("stolen");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/attacker.py");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", lab.var("SERVER_NS"), "setpriv"])
+            .args([format!("--reuid={ATTACKER_UID}"), format!("--regid={ATTACKER_UID}"), "--clear-groups".into()])
+            .args(["/usr/bin/python3", script, mode, &ftp_port.to_string(), &size.to_string()])
+            .arg(&out)
+            .arg("120")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("could not start the attacker");
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        assert_eq!(first.trim(), "ready", "the attacker did not start");
+        Attacker { child, out, _dir: dir }
+    }
+
+    /// Stop it: how many connections it made, and how many bytes it received.
+    fn stop(self) -> (u64, u64) {
+        std::fs::write(self.out.with_extension("stop"), b"").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last: Vec<u64> = text.lines().last().unwrap_or("").split(' ').filter_map(|n| n.parse().ok()).collect();
+        assert_eq!(last.len(), 2, "the attacker's last line: {text:?}");
+        (last[0], last[1])
+    }
+}
+
+/// Lines of a trace where the tool refused a connection of the attacker's, named by its uid.
+fn refusals_of_the_attacker(err: &str) -> usize {
+    err.lines().filter(|l| l.contains("refused") && l.contains(&format!("uid {ATTACKER_UID}"))).count()
+}
+
+/// `get small.bin` [`RUNS`] times from the FTP server on `ftp_key` while the attacker offers
+/// bytes of its own (`mode` hold: it keeps its connection open; close: it closes at once).
+/// Every download that succeeds is the server's file; every one must succeed where `must_win`.
+fn download_under_attack(ftp_key: &str, mode: &str, must_win: bool) {
+    let tool = Tool::new();
+    let port = tool.lab.port(ftp_key);
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let attacker = Attacker::start(&tool.lab, mode, port, want.len());
+    let mut refused = 0;
+    for i in 0..RUNS {
+        let name = format!("got-{i}.bin");
+        let out = run(tool.cmd(port).args(["-v", "get", "small.bin", &name]));
+        let err = stderr(&out);
+        let path = tool.work.path().join(&name);
+        refused += refusals_of_the_attacker(&err);
+        if out.status.success() {
+            assert_default_port(&err);
+            assert_same(&std::fs::read(&path).unwrap(), &want, &format!("{ftp_key} {mode} run {i}"));
+        } else {
+            assert!(!must_win, "{ftp_key} {mode} run {i}: the server's own connection was not told apart:\n{err}");
+            assert!(!path.exists(), "{ftp_key} {mode} run {i}: a failed download left {name}");
+            assert!(err.contains("raced"), "{ftp_key} {mode} run {i}: the error does not say why:\n{err}");
+        }
+    }
+    let (made, _) = attacker.stop();
+    assert!(made > 0, "{ftp_key}: the attacker never connected");
+    if mode == "hold" {
+        assert!(refused > 0, "{ftp_key}: no connection of the attacker's was refused by its uid: no race happened");
+    }
+    let parts: Vec<_> = tool.work_entries().into_iter().filter(|n| n.contains("part")).collect();
+    assert!(parts.is_empty(), "part files left: {parts:?}");
+}
+
+#[test]
+fn a_download_is_never_replaced_by_another_users_connection_proftpd() {
+    download_under_attack("PROFTPD_PORT", "hold", true);
+    download_under_attack("PROFTPD_PORT", "close", true);
+}
+
+#[test]
+fn a_download_is_never_replaced_by_another_users_connection_proftpd_fixed_port() {
+    download_under_attack("PROFTPD_FIXED_PORT", "hold", true);
+    download_under_attack("PROFTPD_FIXED_PORT", "close", true);
+}
+
+#[test]
+fn a_download_is_never_replaced_by_another_users_connection_inetutils() {
+    download_under_attack("INETUTILS_PORT", "hold", true);
+    // inetutils closes a small file's connection at once: that one and the attacker's closed one
+    // cannot be told apart by their owner, and the transfer may end with a clear error instead.
+    download_under_attack("INETUTILS_PORT", "close", false);
+}
+
+/// `put` a private file [`RUNS`] times to the FTP server on `ftp_key` while the attacker reads
+/// whatever reaches its connections: it gets nothing, and the server's copy is identical.
+fn upload_under_attack(ftp_key: &str) {
+    let tool = Tool::new();
+    let port = tool.lab.port(ftp_key);
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let source = tool.work.path().join("private.bin");
+    std::fs::write(&source, &content).unwrap();
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let attacker = Attacker::start(&tool.lab, "steal", port, 0);
+    for i in 0..RUNS {
+        let remote = format!("upload/origin-{}-{ftp_key}-{i}.bin", std::process::id());
+        let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
+        let out = run(tool.cmd(port).args(["-v", "put", source.to_str().unwrap(), &remote]));
+        let err = stderr(&out);
+        assert!(out.status.success(), "{ftp_key} run {i}:\n{err}");
+        assert_default_port(&err);
+        assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &content, &format!("{ftp_key} run {i}"));
+    }
+    let (made, stolen) = attacker.stop();
+    assert!(made > 0, "{ftp_key}: the attacker never connected");
+    assert_eq!(stolen, 0, "{ftp_key}: the attacker received {stolen} bytes of the upload");
+}
+
+#[test]
+fn an_upload_never_reaches_another_users_connection() {
+    for ftp_key in ["PROFTPD_PORT", "PROFTPD_FIXED_PORT", "INETUTILS_PORT"] {
+        upload_under_attack(ftp_key);
+    }
+}
+
+/// `GatewayPorts no`, and the FTP server reached at the SSH server's own address: sshd binds
+/// loopback, and the attacker listens on that address at the port the FTP server will connect
+/// to, before the tool reads the table. Its listener is not sshd's: the tool never lets the
+/// server connect there (another control connection, then passive), and the attacker gets
+/// nothing.
+#[test]
+fn a_squatted_forward_address_gets_nothing() {
+    let tool = Tool::new();
+    let (ssh, port) = (tool.lab.port("NOGW_SSH_PORT"), tool.lab.port("PROFTPD_PORT"));
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let attacker = Attacker::start(&tool.lab, "squat", port, 0);
+    let mut squatted = 0;
+    for i in 0..RUNS {
+        let name = format!("squat-{i}.bin");
+        let mut cmd = tool.cmd_to(ssh, tool.lab.var("SERVER_ADDR"), port);
+        let out = run(cmd.args(["-v", "get", "small.bin", &name]));
+        let err = stderr(&out);
+        assert!(out.status.success(), "run {i}:\n{err}");
+        squatted += err.lines().filter(|l| l.contains(&format!("uid {ATTACKER_UID}'s socket listens on"))).count();
+        assert_same(&std::fs::read(tool.work.path().join(&name)).unwrap(), &want, &format!("run {i}"));
+    }
+    let (_, stolen) = attacker.stop();
+    assert_eq!(stolen, 0, "the squatter received {stolen} bytes");
+    assert!(squatted > 0, "the attacker never squatted before the check: no race happened");
+}
