@@ -32,14 +32,19 @@ struct Attacker {
 }
 
 impl Attacker {
-    /// Start it against control connections to `ftp_port`, and wait until it runs.
+    /// Start it on the SSH server against control connections to `ftp_port`, and wait until it runs.
     fn start(lab: &Lab, mode: &str, ftp_port: u16, size: usize) -> Attacker {
+        Attacker::start_in(lab, "SERVER_NS", mode, ftp_port, size)
+    }
+
+    /// [`Attacker::start`] in the namespace that `ns_key` names.
+    fn start_in(lab: &Lab, ns_key: &str, mode: &str, ftp_port: u16, size: usize) -> Attacker {
         let dir = TempDir::new().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let out = dir.path().join("stolen");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/attacker.py");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", lab.var("SERVER_NS"), "setpriv"])
+            .args(["netns", "exec", lab.var(ns_key), "setpriv"])
             .args([format!("--reuid={ATTACKER_UID}"), format!("--regid={ATTACKER_UID}"), "--clear-groups".into()])
             .args(["/usr/bin/python3", script, mode, &ftp_port.to_string(), &size.to_string()])
             .arg(&out)
@@ -177,4 +182,38 @@ fn a_squatted_forward_address_gets_nothing() {
     let (_, stolen) = attacker.stop();
     assert_eq!(stolen, 0, "the squatter received {stolen} bytes");
     assert!(squatted > 0, "the attacker never squatted before the check: no race happened");
+}
+
+/// The FTP server on another host (the lab's third namespace), the attacker on that host: its
+/// connections to sshd's forward come from the FTP server's address, from ephemeral ports as the
+/// server's own do, and nothing on the SSH server can tell them apart. The tool takes the
+/// passive path there (the server ties that data connection to the SSH server's address), and
+/// the attacker neither replaces a download nor reads an upload.
+#[test]
+fn an_attacker_on_another_ftp_host_gets_nothing() {
+    let tool = Tool::new();
+    let (ssh, port) = (tool.lab.port("SSH_PORT"), tool.lab.port("BASTION_PROFTPD_PORT"));
+    let host = tool.lab.var("BASTION_FTP_ADDR").to_string();
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let attacker = Attacker::start_in(&tool.lab, "FTP_NS", "hold-far", port, want.len());
+    for i in 0..RUNS {
+        let name = format!("far-{i}.bin");
+        let out = run(tool.cmd_to(ssh, &host, port).args(["-v", "get", "small.bin", &name]));
+        assert!(out.status.success(), "run {i}:\n{}", stderr(&out));
+        assert_same(&std::fs::read(tool.work.path().join(&name)).unwrap(), &want, &format!("run {i}"));
+    }
+    let (made, _) = attacker.stop();
+    assert!(made > 0, "the attacker never connected");
+    let source = tool.work.path().join("far-0.bin");
+    let attacker = Attacker::start_in(&tool.lab, "FTP_NS", "steal-far", port, 0);
+    for i in 0..RUNS {
+        let remote = format!("upload/origin-far-{}-{i}.bin", std::process::id());
+        let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
+        let out = run(tool.cmd_to(ssh, &host, port).args(["-v", "put", source.to_str().unwrap(), &remote]));
+        assert!(out.status.success(), "put {i}:\n{}", stderr(&out));
+        assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, &format!("put {i}"));
+    }
+    let (made, stolen) = attacker.stop();
+    assert!(made > 0, "the attacker never connected");
+    assert_eq!(stolen, 0, "the attacker received {stolen} bytes of the upload");
 }

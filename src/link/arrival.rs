@@ -105,8 +105,11 @@ impl Link<'_> {
                         Err(who) => raced(who),
                     }
                 }
-                Arrival::Gate(gate::Arrival::Data(d)) => {
+                Arrival::Gate(gate::Arrival::Data(mut d)) => {
                     self.received += 1;
+                    // What it brought while the gate looked up its origin comes first.
+                    early.chunks.splice(0..0, std::mem::take(&mut d.early));
+                    early.ended |= d.ended;
                     data = Some(d);
                     continue;
                 }

