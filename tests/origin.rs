@@ -195,8 +195,8 @@ fn an_attacker_on_another_ftp_host_gets_nothing() {
     let (ssh, port) = (tool.lab.port("SSH_PORT"), tool.lab.port("BASTION_PROFTPD_PORT"));
     let host = tool.lab.var("BASTION_FTP_ADDR").to_string();
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
-    let attacker = Attacker::start_in(&tool.lab, "FTP_NS", "hold-far", port, want.len());
-    for i in 0..RUNS {
+    let attacker = Attacker::start_in(&tool.lab, "FTP_NS", "close-far", port, want.len());
+    for i in 0..RUNS * 3 {
         let name = format!("far-{i}.bin");
         let out = run(tool.cmd_to(ssh, &host, port).args(["-v", "get", "small.bin", &name]));
         assert!(out.status.success(), "run {i}:\n{}", stderr(&out));
@@ -206,7 +206,7 @@ fn an_attacker_on_another_ftp_host_gets_nothing() {
     assert!(made > 0, "the attacker never connected");
     let source = tool.work.path().join("far-0.bin");
     let attacker = Attacker::start_in(&tool.lab, "FTP_NS", "steal-far", port, 0);
-    for i in 0..RUNS {
+    for i in 0..RUNS * 3 {
         let remote = format!("upload/origin-far-{}-{i}.bin", std::process::id());
         let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
         let out = run(tool.cmd_to(ssh, &host, port).args(["-v", "put", source.to_str().unwrap(), &remote]));

@@ -17,7 +17,7 @@ connects to each as fast as it can until SECONDS have passed or OUT.stop exists:
 
 A MODE ending in "-far" runs on the FTP server's host instead, another host than the SSH
 server's: there the control connection's row has FTP_PORT as its local port and the SSH
-server's address and P as its peer, and it connects to P-1 and P there (no listener to see).
+server's address and P as its peer, and it connects to P-1 there (no listener to see).
 
 Prints "ready" once running, and at the end one line: CONNECTIONS BYTES-STOLEN.
 """
@@ -58,7 +58,7 @@ def targets():
             elif st == "0A":
                 listeners.add((addr_of(la), int(lp, 16)))
     if far:
-        return sorted({(a, p - d) for a, p in peers for d in (0, 1)})
+        return sorted({(a, p - 1) for a, p in peers})
     near = {(a, p - d) for a, p in controls for d in (0, 1)}
     return [t for t in listeners if t in near]
 
