@@ -293,3 +293,50 @@ fn a_batch_through_every_transfer_case() {
     }
     assert!(took < RUN_BOUND * 2, "took {took:?}");
 }
+
+/// `cmd` killed after `secs`: a test of a bound must fail, not hang, where the bound is missing.
+fn killed_after(cmd: &Command, secs: u64) -> Command {
+    let mut bounded = Command::new("timeout");
+    bounded.args(["-s", "KILL", &secs.to_string()]).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => bounded.env(key, value),
+            None => bounded.env_remove(key),
+        };
+    }
+    bounded.current_dir(cmd.get_current_dir().unwrap()).stdin(std::process::Stdio::null());
+    bounded
+}
+
+/// The hostile server reached at `addr` (which picks the greeting's case), with [`TIMEOUT`].
+fn greeted_from(tool: &Tool, addr: &str) -> Command {
+    let mut cmd = tool.cmd_to(tool.lab.port("SSH_PORT"), addr, tool.lab.port("HOSTILE_FTP_PORT"));
+    cmd.args(["--timeout", TIMEOUT]);
+    cmd
+}
+
+/// A greeting that never comes ends within `--timeout` as a server that hangs does: one line
+/// naming the server and what it sent, the exit code of a hang, nothing saved.
+fn greeting_row(addr: &str, needle: &str) {
+    let tool = Tool::new();
+    let mut cmd = greeted_from(&tool, addr);
+    let (out, took, _) = captured(&tool, &mut killed_after(cmd.arg("get").arg("good.bin"), 60));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(TRANSFER), "exit code:\n{err}");
+    assert_eq!(err.lines().count(), 1, "one line expected:\n{err}");
+    let server = format!("FTP server {addr}:{}", tool.lab.port("HOSTILE_FTP_PORT"));
+    assert!(err.contains(&server) && err.contains(needle), "{server:?} and {needle:?} not in:\n{err}");
+    assert!(took < GET_BOUND, "took {took:?}, the bound is {GET_BOUND:?}");
+    assert_not_saved(&tool, tool.work.path(), "good.bin");
+}
+
+#[test]
+fn a_greeting_of_120_replies_forever() {
+    // Each 120 comes well within --timeout: the bound is on the whole greeting, not on each reply.
+    greeting_row("127.0.26.1", "kept sending \"120 Service ready in 1 minutes\"");
+}
+
+#[test]
+fn a_greeting_dribbled_forever() {
+    greeting_row("127.0.26.2", "left its reply unfinished for 2s: \"220-hostile-ftpd is still greeting you\"");
+}
