@@ -355,3 +355,41 @@ fn a_resumed_download_whose_150_announces_2_to_the_64() {
     assert_same(&std::fs::read(tool.work.path().join("bad.bin")).unwrap(), &content, "bad.bin resumed");
     assert!(took < GET_BOUND, "took {took:?}");
 }
+
+/// Terminal escapes the server sends: `ESC ] 0 ; owned BEL` (the window title), `ESC [ 2 J` (clear
+/// the screen), CSI as the C1 control U+009B, and U+202E (right-to-left override).
+const SHOWN_ESCAPES: &str = r"\x1b]0;owned\x07\x1b[2J\u{9b}31m\u{202e}";
+
+#[test]
+fn terminal_escapes_from_the_server_are_shown_escaped() {
+    // Greeting, trace, errors, `ls` and the names mget prints: not one ESC or CSI byte reaches the
+    // terminal, and each name is still shown, escaped.
+    let tool = Tool::new();
+    for verbose in [&[][..], &["-v"]] {
+        let runs: [&[&str]; 3] = [&["ls"], &["get", "missing.bin"], &["mget", "*", "-d", "m", "--continue-on-error"]];
+        for args in runs {
+            let mut cmd = greeted_from(&tool, "127.0.26.3");
+            cmd.args(["-u", "escapes", "--data-mode", "passive"]).args(verbose).args(args);
+            let out = run(&mut killed_after(&cmd, 60));
+            let all = [&out.stdout[..], &out.stderr].concat();
+            let raw = all.iter().position(|&b| b == 0x1b || b == 0x9b);
+            assert_eq!(raw, None, "{verbose:?} {args:?}: an ESC or CSI byte reached the terminal:\n{}", stderr(&out));
+            let err = stderr(&out);
+            if args[0] == "ls" {
+                assert!(out.status.success(), "{err}");
+                let listed = String::from_utf8_lossy(&out.stdout);
+                assert!(listed.contains(&format!("esc{SHOWN_ESCAPES}.bin\r\n")), "{listed}");
+            } else {
+                // mget skips the name it cannot save under (and says so, escaped), then fails on
+                // the other: the server's 550 quoted, escaped.
+                let skipped = r#"ignoring the name "esc\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}.bin""#;
+                assert!(args[0] == "get" || err.contains(skipped), "{err}");
+                assert!(err.contains(&format!("550 {SHOWN_ESCAPES}")), "{err}");
+            }
+            if verbose.is_empty() {
+                continue;
+            }
+            assert!(err.contains(&format!("220 hostile-ftpd ready {SHOWN_ESCAPES}")), "the greeting in -v:\n{err}");
+        }
+    }
+}
