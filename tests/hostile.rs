@@ -293,3 +293,103 @@ fn a_batch_through_every_transfer_case() {
     }
     assert!(took < RUN_BOUND * 2, "took {took:?}");
 }
+
+/// `cmd` killed after `secs`: a test of a bound must fail, not hang, where the bound is missing.
+fn killed_after(cmd: &Command, secs: u64) -> Command {
+    let mut bounded = Command::new("timeout");
+    bounded.args(["-s", "KILL", &secs.to_string()]).arg(cmd.get_program()).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => bounded.env(key, value),
+            None => bounded.env_remove(key),
+        };
+    }
+    bounded.current_dir(cmd.get_current_dir().unwrap()).stdin(std::process::Stdio::null());
+    bounded
+}
+
+/// The hostile server reached at `addr` (which picks the greeting's case), with [`TIMEOUT`].
+fn greeted_from(tool: &Tool, addr: &str) -> Command {
+    let mut cmd = tool.cmd_to(tool.lab.port("SSH_PORT"), addr, tool.lab.port("HOSTILE_FTP_PORT"));
+    cmd.args(["--timeout", TIMEOUT]);
+    cmd
+}
+
+/// A greeting that never comes ends within `--timeout` as a server that hangs does: one line
+/// naming the server and what it sent, the exit code of a hang, nothing saved.
+fn greeting_row(addr: &str, needle: &str) {
+    let tool = Tool::new();
+    let mut cmd = greeted_from(&tool, addr);
+    let (out, took, _) = captured(&tool, &mut killed_after(cmd.arg("get").arg("good.bin"), 60));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(TRANSFER), "exit code:\n{err}");
+    assert_eq!(err.lines().count(), 1, "one line expected:\n{err}");
+    let server = format!("FTP server {addr}:{}", tool.lab.port("HOSTILE_FTP_PORT"));
+    assert!(err.contains(&server) && err.contains(needle), "{server:?} and {needle:?} not in:\n{err}");
+    assert!(took < GET_BOUND, "took {took:?}, the bound is {GET_BOUND:?}");
+    assert_not_saved(&tool, tool.work.path(), "good.bin");
+}
+
+#[test]
+fn a_greeting_of_120_replies_forever() {
+    // Each 120 comes well within --timeout: the bound is on the whole greeting, not on each reply.
+    greeting_row("127.0.26.1", "kept sending \"120 Service ready in 1 minutes\"");
+}
+
+#[test]
+fn a_greeting_dribbled_forever() {
+    greeting_row("127.0.26.2", "left its reply unfinished for 2s: \"220-hostile-ftpd is still greeting you\"");
+}
+
+#[test]
+fn a_resumed_download_whose_150_announces_2_to_the_64() {
+    // The 150 gives what remains after REST; added to the offset, 2^64-1 overflowed (a panic in a
+    // debug build). SIZE knows the size, so the download completes from the part file.
+    let tool = Tool::new();
+    let content = content(&tool);
+    std::fs::write(tool.work.path().join(".bad.bin.ftpssh.part"), &content[..1000]).unwrap();
+    let (out, took, _) = captured(&tool, hostile(&tool).args(["get", "huge-150/bad.bin"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_same(&std::fs::read(tool.work.path().join("bad.bin")).unwrap(), &content, "bad.bin resumed");
+    assert!(took < GET_BOUND, "took {took:?}");
+}
+
+/// Terminal escapes the server sends: `ESC ] 0 ; owned BEL` (the window title), `ESC [ 2 J` (clear
+/// the screen), CSI as the C1 control U+009B, and U+202E (right-to-left override).
+const SHOWN_ESCAPES: &str = r"\x1b]0;owned\x07\x1b[2J\u{9b}31m\u{202e}";
+
+#[test]
+fn terminal_escapes_from_the_server_are_shown_escaped() {
+    // Greeting, trace, errors, `ls` and the names mget prints: not one ESC or CSI byte reaches the
+    // terminal, and each name is still shown, escaped.
+    let tool = Tool::new();
+    for verbose in [&[][..], &["-v"]] {
+        let runs: [&[&str]; 3] = [&["ls"], &["get", "missing.bin"], &["mget", "*", "-d", "m", "--continue-on-error"]];
+        for args in runs {
+            let mut cmd = greeted_from(&tool, "127.0.26.3");
+            cmd.args(["-u", "escapes", "--data-mode", "passive"]).args(verbose).args(args);
+            let out = run(&mut killed_after(&cmd, 60));
+            let all = [&out.stdout[..], &out.stderr].concat();
+            let raw = all.iter().position(|&b| b == 0x1b || b == 0x9b);
+            assert_eq!(raw, None, "{verbose:?} {args:?}: an ESC or CSI byte reached the terminal:\n{}", stderr(&out));
+            let err = stderr(&out);
+            if args[0] == "ls" {
+                assert!(out.status.success(), "{err}");
+                let listed = String::from_utf8_lossy(&out.stdout);
+                assert!(listed.contains(&format!("esc{SHOWN_ESCAPES}.bin\r\n")), "{listed}");
+            } else {
+                // mget skips the name it cannot save under (and says so, escaped), then fails on
+                // the other: the server's 550 quoted, escaped.
+                let skipped = r#"ignoring the name "esc\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}.bin""#;
+                assert!(args[0] == "get" || err.contains(skipped), "{err}");
+                assert!(err.contains(&format!("550 {SHOWN_ESCAPES}")), "{err}");
+            }
+            if verbose.is_empty() {
+                continue;
+            }
+            assert!(err.contains(&format!("220 hostile-ftpd ready {SHOWN_ESCAPES}")), "the greeting in -v:\n{err}");
+        }
+    }
+}

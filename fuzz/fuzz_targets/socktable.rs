@@ -22,8 +22,11 @@ fuzz_target!(|data: &[u8]| {
         if e.state == TcpState::Listen {
             assert_eq!(discovery::check_listener(&entries, e.local), Listener::Exact);
         }
-        let _ = discovery::time_wait_on(&entries, e.local.port());
-        let _ = discovery::port_busy(&entries, e.remote.port());
+        // The FTP port too: a data source is below 1024 or the FTP port's neighbour.
+        for ftp_port in [0, 21, e.local.port(), e.remote.port().wrapping_add(1)] {
+            let _ = discovery::time_wait_on(&entries, e.local.port(), ftp_port);
+            let _ = discovery::port_busy(&entries, e.remote.port(), ftp_port);
+        }
         let _ = discovery::held_by_another(&entries, e.local, e.local, e.remote);
     }
     if let Ok(snap) = discovery::parse_snapshot(&text) {

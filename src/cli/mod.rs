@@ -13,6 +13,7 @@ use crate::error::Classify;
 use crate::error::{classified, Kind};
 use crate::events::Events;
 use crate::ftp::control::REPLY_TIMEOUT;
+use crate::ftp::shown::shown_lines;
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::shard::{self, Shard};
 use crate::jobs::Plan;
@@ -243,7 +244,7 @@ pub fn main() -> i32 {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ftpssh-fullsecure: error: {e:#}");
+            eprintln!("ftpssh-fullsecure: error: {}", shown_lines(&format!("{e:#}")));
             crate::error::exit_code(&e)
         }
     }
@@ -341,13 +342,16 @@ async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
             (format!("{} -> {remote}", local.display()), n)
         }
         Cmd::Ls { path } => {
-            return transfer::list(link, path.as_deref(), &mut std::io::stdout().lock()).await.context("ls");
+            // The names are the server's: shown escaped, as everything it says.
+            let mut out = crate::ftp::shown::Lines::new(std::io::stdout().lock());
+            return transfer::list(link, path.as_deref(), &mut out).await.context("ls");
         }
         _ => unreachable!("bulk commands run in many::run"),
     };
     if !cli.quiet {
         let secs = started.elapsed().as_secs_f64();
         let mode = if link.is_passive() { "passive" } else { "default port" };
+        let what = shown_lines(&what);
         eprintln!(
             "{what}: {bytes} bytes in {secs:.2} s ({:.1} MiB/s, data inside SSH, {mode})",
             bytes as f64 / secs.max(1e-6) / 1048576.0

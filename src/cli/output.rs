@@ -1,6 +1,8 @@
 //! What the user sees on stderr: warnings always (`warning: ...`), each step
 //! and the FTP conversation with `-v` (`---> RETR x`, as `ftp -d` shows it),
-//! only errors with `-q`. Plain lines, no timestamps: this is a CLI.
+//! only errors with `-q`. Plain lines, no timestamps: this is a CLI. Control characters and
+//! invisible format characters (from the server's replies and names) are shown escaped
+//! ([`crate::ftp::shown`]).
 //!
 //! The procedure's part of it is rendered from its events ([`Trace`]), and
 //! so are the progress bars and countdowns ([`Progress`]).
@@ -52,8 +54,10 @@ where
             Level::WARN => write!(writer, "warning: ")?,
             _ => {}
         }
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        // Whatever the message carries from the server (a reply, a name) is shown escaped.
+        let mut message = String::new();
+        ctx.field_format().format_fields(Writer::new(&mut message), event)?;
+        writeln!(writer, "{}", crate::ftp::shown::shown_lines(&message))
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! It sends [`Command`]s and reads [`Reply`]s, tracing both as `ftp -d` does
 //! (`---> RETR x`, with `PASS ****`), and bounds every wait so that a server
-//! that hangs becomes an error, not a hang.
+//! that hangs becomes an error, not a hang ([`reading`]).
 //!
 //! It also keeps the conversation in step. A command's final reply (2xx-5xx) may come long
 //! after its 1xx (a transfer), and a caller that gives up early leaves that reply unread: the
@@ -260,54 +260,6 @@ impl Control {
         Control { buf: read_ahead, ..Control::new(stream, timeout) }
     }
 
-    /// Read the server's greeting (220; a 120 "ready in n minutes" is waited out).
-    pub async fn greeting(&mut self) -> Result<Reply> {
-        let mut reply = self.read_reply().await?;
-        while reply.code == 120 {
-            reply = self.read_reply().await?;
-        }
-        if reply.code != 220 {
-            return Err(FtpError { command: "connect".into(), reply }.classified());
-        }
-        Ok(reply)
-    }
-
-    /// Read the next reply, bounded by [`Control::timeout`].
-    pub async fn read_reply(&mut self) -> Result<Reply> {
-        let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.read_reply_unbounded()).await {
-            Ok(reply) => reply,
-            Err(_) => {
-                let why = self.no_reply(timeout);
-                // A reply begun and not finished: where it ends can no longer be told (a later
-                // reply's line could be taken for its closing one, and a pipelined transfer's
-                // data for its own), so this connection carries nothing more.
-                if !self.buf.is_empty() {
-                    self.state = State::Broken("a reply was left unfinished".into());
-                }
-                Err(crate::error::classified(Kind::Transfer, why))
-            }
-        }
-    }
-
-    /// Why no reply came: none at all, or one begun and never finished (a multi-line reply
-    /// whose closing line, its own code and a space, a hostile server left out).
-    fn no_reply(&self, timeout: Duration) -> String {
-        let mut lines = self.buf.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-        let Some(first) = lines.next() else { return format!("the FTP server sent no reply within {timeout:?}") };
-        let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
-        let code = first.get(..3).unwrap_or("");
-        let more = match lines.count() {
-            0 => String::new(),
-            1 => " and 1 more line".into(),
-            n => format!(" and {n} more lines"),
-        };
-        format!(
-            "the FTP server left its reply unfinished for {timeout:?}: {:?}{more}, without the line that closes it (`{code} `)",
-            first.trim_end()
-        )
-    }
-
     async fn read_reply_unbounded(&mut self) -> Result<Reply> {
         loop {
             let parsed = match parse_reply_in(&self.buf, self.owed() > 1) {
@@ -446,5 +398,6 @@ impl Control {
 }
 
 mod made;
+mod reading;
 #[cfg(test)]
 mod tests;

@@ -38,7 +38,7 @@ pub fn parse_mlsd_line(line: &str) -> Option<Entry> {
                 entry.is_file = value.eq_ignore_ascii_case("file");
                 entry.is_dir = value.eq_ignore_ascii_case("dir");
             }
-            "size" => entry.size = value.parse().ok(),
+            "size" => entry.size = crate::ftp::reply::file_size(value),
             "modify" => entry.modified = parse_time(value),
             _ => {}
         }
@@ -109,6 +109,12 @@ mod tests {
         assert!(!entries[2].is_file);
         assert_eq!(entries[3].name, "a b; c.txt");
         assert_eq!(entries[3].modified, Some(UNIX_EPOCH + Duration::new(1577836800, 500_000_000)));
+    }
+
+    #[test]
+    fn an_impossible_size_is_no_size() {
+        let e = parse_mlsd_line("size=18446744073709551615;type=file; huge.bin").unwrap();
+        assert_eq!((e.name.as_str(), e.size), ("huge.bin", None));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`dialect`]: where a server sends a default-port data connection (U-1 or U).
 //! - [`features`]: what FEAT lists; [`digest`]: the server's hash of a file
 //!   (HASH, XSHA256, ...) for `--verify`; [`facts`]: MLSD lines and MDTM times for `mirror`.
+//! - [`shown`]: server text made safe to print (controls, bidi overrides escaped).
 //!
 //! All of these are pure: every edge case is testable on bytes. The one file
 //! with I/O is [`control`], the control connection over any async byte stream,
@@ -19,6 +20,7 @@ pub mod facts;
 pub mod features;
 pub mod passive;
 pub mod reply;
+pub mod shown;
 
 pub use command::Command;
 pub use dialect::Dialect;

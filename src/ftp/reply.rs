@@ -65,7 +65,7 @@ impl Reply {
             let tail = rest[n..].get(..7)?;
             (n > 0 && tail.eq_ignore_ascii_case(" bytes)")).then_some(&rest[..n])
         })?;
-        digits.parse().ok()
+        file_size(digits)
     }
 
     /// True for a 421/425/426 whose text blames a busy address or port: the server could not bind or
@@ -87,6 +87,16 @@ impl Reply {
         let text = self.text().to_ascii_lowercase();
         REASONS.iter().any(|r| text.contains(r))
     }
+}
+
+/// A file size a server gives (SIZE, a 150's `(N bytes)`, MLSD's `size=`): decimal digits, at
+/// most `i64::MAX`, the most a file can hold (`off_t`). Anything larger is no size at all, and
+/// so can be added to an offset below it without overflow.
+pub fn file_size(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().filter(|&n| i64::try_from(n).is_ok())
 }
 
 /// The lines as received, joined with `'\n'`: `550 No such file`.
@@ -259,6 +269,19 @@ mod tests {
         assert_eq!(size(&format!("{P} file list")), None);
         assert_eq!(size("226 Transfer complete (10876 bytes)"), None);
         assert_eq!(size("150 x (99999999999999999999999 bytes)"), None);
+        // What a hostile server announced on a resumed download: no file is that large.
+        assert_eq!(size("150 Opening BINARY mode data connection for x (18446744073709551615 bytes)"), None);
+        assert_eq!(size("150 x (9223372036854775808 bytes)"), None);
+        assert_eq!(size("150 x (9223372036854775807 bytes)"), Some(i64::MAX as u64));
+    }
+
+    #[test]
+    fn file_sizes() {
+        assert_eq!(file_size("10876"), Some(10876));
+        assert_eq!(file_size("0"), Some(0));
+        for no in ["", "+5", "-1", " 5", "5 ", "0x10", "18446744073709551615", "9223372036854775808"] {
+            assert_eq!(file_size(no), None, "{no:?}");
+        }
     }
 
     fn reply(line: &str) -> Reply {

@@ -233,7 +233,9 @@ fn finish(plan: &Plan, shared: &Shared, opts: &Options, mut attempt: Attempt, er
     let code = error.as_ref().map(exit_code);
     if let Some(e) = error {
         let at = attempt.item.line.map_or_else(String::new, |n| format!(" (batch line {n})"));
-        eprintln!("ftpssh-fullsecure: error: {} {}{at}: {e:#}", attempt.item.op.as_str(), attempt.item.source);
+        // The source may be a name the server listed, and the error quote its reply: escaped.
+        let line = format!("{} {}{at}: {e:#}", attempt.item.op.as_str(), attempt.item.source);
+        eprintln!("ftpssh-fullsecure: error: {}", crate::ftp::shown::shown_lines(&line));
         attempt.record.error = Some(format!("{e:#}"));
         attempt.record.outcome = Outcome::Failed;
         if !opts.continue_on_error {

@@ -79,8 +79,14 @@ pub struct Entry {
     pub inode: u64,
 }
 
+/// The most TIME_WAIT time left that is believed: Linux holds TIME_WAIT 60 s (TCP_TIMEWAIT_LEN),
+/// plus a margin. The table is read on the SSH server, so a larger timer is a lie or a misread
+/// CLK_TCK, and the pacing that waits for it would wait up to 10^19 s.
+pub const MAX_TIME_WAIT: Duration = Duration::from_secs(65);
+
 impl Entry {
-    /// Time left in TIME_WAIT, or `None` for any other state (or `clk_tck == 0`).
+    /// Time left in TIME_WAIT, at most [`MAX_TIME_WAIT`]; `None` for any other state (or
+    /// `clk_tck == 0`).
     pub fn time_wait_left(&self, clk_tck: u64) -> Option<Duration> {
         if self.state != TcpState::TimeWait || clk_tck == 0 {
             return None;
@@ -88,7 +94,8 @@ impl Entry {
         let secs = self.timer_ticks / clk_tck;
         // u128 so that a hostile tick count cannot overflow the nanosecond product.
         let nanos = u128::from(self.timer_ticks % clk_tck) * 1_000_000_000 / u128::from(clk_tck);
-        Some(Duration::from_secs(secs) + Duration::from_nanos(nanos as u64))
+        let left = Duration::from_secs(secs).saturating_add(Duration::from_nanos(nanos as u64));
+        Some(left.min(MAX_TIME_WAIT))
     }
 }
 
@@ -203,6 +210,19 @@ mod tests {
         assert_eq!(e[3].time_wait_left(100), Some(ms(190)));
         assert_eq!(e[3].time_wait_left(0), None);
         assert_eq!(e[1].time_wait_left(100), None);
+    }
+
+    #[test]
+    fn a_hostile_timer_is_capped_at_time_wait_s_length() {
+        // A table as a hostile SSH server could print it: the largest timer the field holds.
+        let row =
+            "   8: 0100007F:8DC0 0100007F:8C05 06 00000000:00000000 03:FFFFFFFFFFFFFFFF 00000000     0        0 0 3";
+        let e = parse(row);
+        assert_eq!(e[0].timer_ticks, u64::MAX);
+        for clk_tck in [1, 100, 1000] {
+            assert_eq!(e[0].time_wait_left(clk_tck), Some(MAX_TIME_WAIT), "CLK_TCK {clk_tck}");
+        }
+        assert_eq!(e[0].time_wait_left(u64::MAX), Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -94,8 +94,9 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     copied?;
     flushed.with_context(|| format!("could not write {}", part.path.display()))?;
     link.finish(&cmd).await?;
-    // The 150 announces what remains after REST; SIZE the whole file.
-    let want = expected.or(announced.map(|n| n + offset));
+    // The 150 announces what remains after REST; SIZE the whole file. Checked: the server's number
+    // (`file_size` keeps both below 2^63, this holds if that ever changes).
+    let want = expected.or_else(|| announced.and_then(|n| n.checked_add(offset)));
     if let Some(want) = want.filter(|w| *w != received) {
         part.restart()?; // not the file the server has: nothing to resume
         return Err(classified(
@@ -409,7 +410,7 @@ pub(crate) async fn remote_size(link: &mut Link<'_>, remote: &str) -> Result<Opt
 
 /// The size a SIZE reply gives (213), if any.
 fn size_of(reply: &Reply) -> Option<u64> {
-    (reply.code == 213).then(|| reply.text().trim().rsplit(' ').next()?.parse().ok()).flatten()
+    (reply.code == 213).then(|| crate::ftp::reply::file_size(reply.text().trim().rsplit(' ').next()?)).flatten()
 }
 
 /// The final local path for a download: `local` if it names a file, else

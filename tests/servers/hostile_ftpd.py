@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""A scripted FTP server that misbehaves on cue, for tests/hostile.rs (issue 14, part 4).
+"""A scripted FTP server that misbehaves on cue, for tests/hostile.rs.
 
     hostile_ftpd.py PORT CONTENT_FILE ELSEWHERE_ADDR    (password in $FTP_PASSWORD)
 
 In the spirit of curl's test FTP server: one server for every case, the case picked by the
-client. Session-level cases by the USER name, transfer-level ones by the path, so that a batch
-or an mget can put a good transfer right after a bad one on the same login:
+client. The greeting's cases by the address the client dialled (all of 127/8 reaches lo, and the
+greeting comes before any command), session-level cases by the USER name, transfer-level ones by
+the path, so that a batch or an mget can put a good transfer right after a bad one on the same
+login:
+
+  127.0.26.1             `120 Service ready in 1 minutes` twice a second, forever: no 220
+  127.0.26.2             a greeting dribbled a byte at a time, its lines never closing it
+  127.0.26.3             terminal escapes (ESC below) in the greeting; with USER escapes, in the
+                         replies and the listings' names too
 
   USER 421-login         421 and close, instead of asking for the password
   USER pasv-elsewhere    EPSV refused; PASV announces ELSEWHERE_ADDR (the client host!)
@@ -13,10 +20,12 @@ or an mget can put a good transfer right after a bad one on the same login:
   USER epsv-bad          229 with port 99999
   USER one-session       while another session of this user is open, USER is answered only
                          after SILENCE (a server that greets one login at a time: --jobs)
+  USER escapes           ESC in the listings' names, and in the 550 every RETR gets
   any other USER         a normal login (PASS must be $FTP_PASSWORD)
 
   RETR CASE/bad.bin      misbehaves as CASE says (see TRANSFER below); CASE/good.bin and
                          good.bin are served normally. Every file holds CONTENT_FILE's bytes.
+                         huge-150: the 150 announces 2^64-1 bytes (SIZE is right).
   NLST CASE              CASE/bad.bin, CASE/good.bin (bad first, for mget)
 
 Data connections: EPSV/PASV, or with neither, RFC 959's default data port: the server connects
@@ -33,7 +42,12 @@ PORT, CONTENT, ELSEWHERE = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys
 PASSWORD = os.environ["FTP_PASSWORD"]
 SILENCE = 10  # seconds of silence before the late reply of `silence`
 HALF = len(CONTENT) // 2
-TRANSFER = {"421-mid", "426-mid", "early-close", "no-data", "slow", "long-line", "multiline-mismatch", "silence"}
+TRANSFER = {
+    "421-mid", "426-mid", "early-close", "no-data", "slow", "long-line", "multiline-mismatch", "silence", "huge-150",
+}
+GREETING = {"127.0.26.1": "120-forever", "127.0.26.2": "dribble", "127.0.26.3": "escapes"}
+# Sets the terminal's title, clears the screen (7-bit ESC and the C1 CSI), and a bidi override.
+ESC = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202e"
 uploads, uploads_lock = {}, threading.Lock()
 open_sessions, sessions_lock = {}, threading.Lock()  # user name -> sessions that sent USER
 
@@ -65,7 +79,16 @@ class Session:
         return self.listener.getsockname()[1]
 
     def run(self):
-        self.reply("220 hostile-ftpd ready")  # no "ProFTPD": the RFC 959 dialect
+        case = GREETING.get(self.conn.getsockname()[0])
+        while case == "120-forever":  # until the client hangs up (sendall fails)
+            self.reply("120 Service ready in 1 minutes")
+            time.sleep(0.5)
+        while case == "dribble":
+            for byte in b"220-hostile-ftpd is still greeting you\r\n":
+                self.conn.sendall(bytes([byte]))
+                time.sleep(0.05)
+        # No "ProFTPD": the RFC 959 dialect.
+        self.reply("220 hostile-ftpd ready" + (f" {ESC}" if case == "escapes" else ""))
         for raw in self.rfile:
             verb, _, arg = raw.decode("utf-8", "replace").rstrip("\r\n").partition(" ")
             log(self.peer, "--->", verb, "****" if verb.upper() == "PASS" else arg)
@@ -115,6 +138,12 @@ class Session:
             port = self.passive()
             host = ELSEWHERE if self.user == "pasv-elsewhere" else "127.0.0.1"
             self.reply(f"227 Entering Passive Mode ({host.replace('.', ',')},{port >> 8},{port & 255})")
+        elif verb == "NLST" and self.user == "escapes":
+            self.send_listing(f"esc{ESC}.bin\r\nplain.bin\r\n".encode())
+        elif verb == "LIST" and self.user == "escapes":
+            self.send_listing(f"-rw-r--r-- 1 ftp ftp 5 Jan 1 00:00 esc{ESC}.bin\r\n".encode())
+        elif verb == "RETR" and self.user == "escapes":
+            self.reply(f"550 {ESC}{arg}: no such file{ESC}")
         elif verb == "NLST":
             case = arg.strip("/")
             names = f"{case}/bad.bin\r\n{case}/good.bin\r\n" if case in TRANSFER else "good.bin\r\n"
@@ -158,6 +187,8 @@ class Session:
         if case == "multiline-mismatch":
             self.reply("150-Opening data connection")
             self.reply("226 Transfer complete")  # not `150 `, nor padded as RFC 959 asks
+        elif case == "huge-150":  # what remains after REST, as 2^64-1: added to REST, it overflows
+            self.reply(f"150 Opening BINARY mode data connection for {path} (18446744073709551615 bytes)")
         else:
             self.reply(f"150 Opening BINARY mode data connection for {path} ({len(body)} bytes)")
         try:

@@ -217,3 +217,24 @@ async fn resync_reads_through_every_pipelined_command() {
     assert!(control.in_step() && control.owed() == 0);
     control.send(&Command::Pasv).await.unwrap();
 }
+
+/// `120` (ready in n minutes) twice a second, forever: each within the timeout, the greeting
+/// never. It ends at the timeout, saying what the server kept sending.
+#[tokio::test]
+async fn a_greeting_of_120_forever_ends_at_the_timeout() {
+    let (client, mut server) = tokio::io::duplex(4096);
+    let mut control = Control::new(client, Duration::from_millis(400));
+    tokio::spawn(async move {
+        while server.write_all(b"120 Service ready in 1 minutes\r\n").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(3), control.greeting()).await.expect("no end").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    let why = err.to_string();
+    assert!(
+        why.contains("kept sending \"120 Service ready in 1 minutes\"") && why.contains("never its greeting"),
+        "{why}"
+    );
+}
