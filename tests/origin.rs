@@ -78,14 +78,19 @@ fn refusals_of_the_attacker(err: &str) -> usize {
 /// bytes of its own (`mode` hold: it keeps its connection open; close: it closes at once).
 /// Every download that succeeds is the server's file; every one must succeed where `must_win`.
 fn download_under_attack(ftp_key: &str, mode: &str, must_win: bool) {
+    download_under_attack_via("SSH_PORT", ftp_key, mode, must_win);
+}
+
+/// [`download_under_attack`] through the SSH server on `ssh_key`.
+fn download_under_attack_via(ssh_key: &str, ftp_key: &str, mode: &str, must_win: bool) {
     let tool = Tool::new();
-    let port = tool.lab.port(ftp_key);
+    let (ssh, port) = (tool.lab.port(ssh_key), tool.lab.port(ftp_key));
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
     let attacker = Attacker::start(&tool.lab, mode, port, want.len());
     let mut refused = 0;
     for i in 0..RUNS {
         let name = format!("got-{i}.bin");
-        let out = run(tool.cmd(port).args(["-v", "get", "small.bin", &name]));
+        let out = run(tool.cmd_via(ssh, port).args(["-v", "get", "small.bin", &name]));
         let err = stderr(&out);
         let path = tool.work.path().join(&name);
         refused += refusals_of_the_attacker(&err);
@@ -129,9 +134,9 @@ fn a_download_is_never_replaced_by_another_users_connection_inetutils() {
 
 /// `put` a private file [`RUNS`] times to the FTP server on `ftp_key` while the attacker reads
 /// whatever reaches its connections: it gets nothing, and the server's copy is identical.
-fn upload_under_attack(ftp_key: &str) {
+fn upload_under_attack(ssh_key: &str, ftp_key: &str) {
     let tool = Tool::new();
-    let port = tool.lab.port(ftp_key);
+    let (ssh, port) = (tool.lab.port(ssh_key), tool.lab.port(ftp_key));
     let content: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     let source = tool.work.path().join("private.bin");
     std::fs::write(&source, &content).unwrap();
@@ -140,7 +145,7 @@ fn upload_under_attack(ftp_key: &str) {
     for i in 0..RUNS {
         let remote = format!("upload/origin-{}-{ftp_key}-{i}.bin", std::process::id());
         let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
-        let out = run(tool.cmd(port).args(["-v", "put", source.to_str().unwrap(), &remote]));
+        let out = run(tool.cmd_via(ssh, port).args(["-v", "put", source.to_str().unwrap(), &remote]));
         let err = stderr(&out);
         assert!(out.status.success(), "{ftp_key} run {i}:\n{err}");
         assert_default_port(&err);
@@ -154,8 +159,17 @@ fn upload_under_attack(ftp_key: &str) {
 #[test]
 fn an_upload_never_reaches_another_users_connection() {
     for ftp_key in ["PROFTPD_PORT", "PROFTPD_FIXED_PORT", "INETUTILS_PORT"] {
-        upload_under_attack(ftp_key);
+        upload_under_attack("SSH_PORT", ftp_key);
     }
+}
+
+/// Through dropbear, whose forwards are root's and which opens the control connection's
+/// socket as root: the same attacks, the same outcome.
+#[test]
+fn through_dropbear_the_attacker_gets_nothing_either() {
+    download_under_attack_via("DROPBEAR_PORT", "PROFTPD_PORT", "hold", true);
+    download_under_attack_via("DROPBEAR_PORT", "PROFTPD_PORT", "close", true);
+    upload_under_attack("DROPBEAR_PORT", "PROFTPD_PORT");
 }
 
 /// `GatewayPorts no`, and the FTP server reached at the SSH server's own address: sshd binds

@@ -40,6 +40,12 @@ impl Uids {
         Uids { server, strict: ftp.is_some(), privileged_below }
     }
 
+    /// What the source port alone proves: a port only root may bind is the server's (an
+    /// unprivileged attacker cannot have it, wherever it runs); any other proves nothing.
+    pub fn by_port(&self, port: u16) -> Option<Proof> {
+        (port != 0 && port < self.privileged_below).then(|| Proof::Proven(format!("port {port} is bound by root only")))
+    }
+
     /// Judge what the table says of a connection from source port `port`.
     pub fn judge(&self, seen: Seen, port: u16) -> Proof {
         let privileged = port != 0 && port < self.privileged_below;
@@ -82,6 +88,15 @@ mod tests {
         assert!(matches!(uids.judge(Seen::Elsewhere, 40000), Proof::Unprovable(_)));
         let lowered = Uids::new(1000, Some(1001), 0);
         assert!(matches!(lowered.judge(Seen::Elsewhere, 20), Proof::Unprovable(_)), "any port is anyone's");
+    }
+
+    #[test]
+    fn a_privileged_port_proves_itself_without_a_row() {
+        let uids = Uids::new(1000, Some(1001), 1024);
+        assert!(matches!(uids.by_port(20), Some(Proof::Proven(_))));
+        assert_eq!(uids.by_port(2020), None);
+        assert_eq!(uids.by_port(0), None);
+        assert_eq!(Uids::new(1000, None, 0).by_port(20), None, "ip_unprivileged_port_start 0: any port is anyone's");
     }
 
     #[test]
