@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::events::Event;
 use crate::jobs::batch::Op;
+use crate::transfer::place;
 
 /// Exit code when some transfers succeeded and some failed.
 pub const PARTIAL_FAILURE: i32 = 6;
@@ -281,8 +282,9 @@ impl Report {
     }
 }
 
-/// A JSON report being written: beside its target under a hidden name, then
-/// renamed over it, so a reader never sees half a file.
+/// A JSON report being written: beside its target under a hidden name no
+/// other user can guess ([`place::temp_beside`]), then renamed over it, so a
+/// reader never sees half a file.
 #[derive(Debug)]
 struct JsonStream {
     out: Option<BufWriter<File>>,
@@ -293,10 +295,8 @@ struct JsonStream {
 
 impl JsonStream {
     fn create(path: &Path) -> Result<JsonStream> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        let file = File::create(&tmp).with_context(|| format!("could not write the report {}", path.display()))?;
+        let (file, tmp) =
+            place::temp_beside(path).with_context(|| format!("could not write the report {}", path.display()))?;
         let mut stream = JsonStream { out: Some(BufWriter::new(file)), tmp, path: path.to_path_buf(), first: true };
         stream.write(|out| Ok(out.write_all(b"{\"transfers\": [")?))?;
         Ok(stream)
@@ -324,7 +324,7 @@ impl JsonStream {
         let out = self.out.take().context("the report is closed")?;
         let done = (|| -> Result<()> {
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            Ok(std::fs::rename(&self.tmp, &self.path)?)
+            place::rename_into(&self.tmp, &self.path)
         })();
         done.with_context(|| format!("could not write the report {}", self.path.display()))
     }
