@@ -225,3 +225,38 @@ fn the_events_file_is_never_opened_through_another_users_link() {
     shared.assert_victim_intact();
     assert_eq!(std::fs::metadata(&shared.victim).unwrap().uid(), 0);
 }
+
+/// While it holds the FTP password the tool is not dumpable: another process
+/// of its own user cannot read its environment (nor its memory, nor ptrace
+/// it). No lab needed: the tool waits on an SSH server that never answers.
+#[test]
+fn the_password_holder_is_not_readable_by_its_own_user() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let mut tool = as_user(VICTIM, env!("CARGO_BIN_EXE_ftpssh-fullsecure"));
+    tool.args(["-s", &format!("someone@127.0.0.1:{port}"), "-f", "127.0.0.1:21", "--known-hosts", "/dev/null"])
+        .args(["get", "small.bin"])
+        .env("HOME", "/nonexistent")
+        .env("FTPSSH_PASSWORD", "hunter2-in-the-environment")
+        .current_dir("/")
+        .stdin(std::process::Stdio::null());
+    let mut tool = Attacker(tool.stderr(std::process::Stdio::null()).spawn().unwrap()); // killed when dropped
+                                                                                        // Once it connects it has read the password, and waits for the SSH banner.
+    server.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let _waiting = loop {
+        if let Ok((conn, _)) = server.accept() {
+            break conn;
+        }
+        assert!(tool.0.try_wait().unwrap().is_none(), "the tool ended before it connected");
+        assert!(std::time::Instant::now() < deadline, "the tool never connected");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", tool.0.id())).unwrap();
+    assert!(status.contains(&format!("Uid:\t{VICTIM}\t")), "{status}");
+    let read = as_user(VICTIM, "cat").arg(format!("/proc/{}/environ", tool.0.id())).output().unwrap();
+    let seen = String::from_utf8_lossy(&read.stdout);
+    assert!(!seen.contains("hunter2"), "its own user read the password from /proc/PID/environ");
+    assert!(!read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert!(tool.0.try_wait().unwrap().is_none(), "the tool was still running");
+}

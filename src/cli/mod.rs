@@ -208,6 +208,10 @@ pub struct BulkArgs {
 
 /// Run the program; returns the process exit code.
 pub fn main() -> i32 {
+    // Before the password is read: no core dump holds it, and no other process
+    // of the same user may ptrace us or read /proc/PID/mem or environ (the
+    // kernel gives /proc/PID to root). Best effort: prctl(2) cannot fail here.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let cli = Cli::parse();
     output::init(cli.verbose, cli.quiet);
     let outcome = match cli.command {
