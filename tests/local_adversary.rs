@@ -260,3 +260,45 @@ fn the_password_holder_is_not_readable_by_its_own_user() {
     assert!(!read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
     assert!(tool.0.try_wait().unwrap().is_none(), "the tool was still running");
 }
+
+/// A remote tree of the lab user's, removed after the test.
+struct RemoteTree(PathBuf);
+
+impl Drop for RemoteTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `mirror --delete` deletes nothing below a remote directory the server would
+/// not list (its files may well still be there), says so in one line, and
+/// names it in the report; the rest of the mirror goes on.
+#[test]
+fn mirror_delete_spares_what_is_below_an_unlisted_directory() {
+    let tool = Tool::new();
+    let name = format!("upload/unlisted-{}", std::process::id());
+    let remote = RemoteTree(tool.remote_path(&name));
+    std::fs::create_dir_all(remote.0.join("sub")).unwrap();
+    std::fs::write(remote.0.join("top.txt"), b"top\n").unwrap();
+    std::fs::write(remote.0.join("sub/inner.txt"), b"inner\n").unwrap();
+    let user = tool.lab.var("SSH_USER");
+    assert!(Command::new("chown").arg("-R").arg(format!("{user}:{user}")).arg(&remote.0).status().unwrap().success());
+    chmod(&remote.0.join("sub"), 0o000); // the server's user may not list it
+    let local = tool.work.path().join("copy");
+    std::fs::create_dir_all(local.join("sub")).unwrap();
+    std::fs::write(local.join("sub/keep.txt"), b"mine").unwrap();
+    std::fs::write(local.join("extra.txt"), b"not on the server").unwrap();
+    let mut cmd = tool.cmd(tool.lab.port("PROFTPD_PORT"));
+    let out = run(cmd.args(["mirror", "--report", "json", "r.json", &name, "copy", "--delete"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(std::fs::read(local.join("sub/keep.txt")).unwrap(), b"mine", "deleted below an unlisted directory");
+    assert!(!local.join("extra.txt").exists(), "--delete still works elsewhere");
+    assert_eq!(std::fs::read(local.join("top.txt")).unwrap(), b"top\n");
+    let said: Vec<&str> = err.lines().filter(|l| l.contains(&format!("{name}/sub"))).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(said[0].contains("could not list") && said[0].contains("nothing below it is deleted"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tool.work.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["summary"]["unlisted"], serde_json::json!([format!("{name}/sub")]));
+}

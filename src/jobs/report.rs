@@ -124,7 +124,7 @@ impl Record {
 }
 
 /// Totals over a run; the `summary` object of the JSON file.
-#[derive(Serialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     /// Number of transfers.
     pub transfers: usize,
@@ -148,6 +148,9 @@ pub struct Summary {
     pub rotations: u32,
     /// Reclaimed 4-tuples, summed.
     pub reclaims: u32,
+    /// `mirror`: remote directories the server would not list, left out (and, with
+    /// `--delete`, nothing below them deleted).
+    pub unlisted: Vec<String>,
 }
 
 /// All the transfers of one run, in the order of the items. The totals are
@@ -175,19 +178,7 @@ impl Default for Report {
 impl Report {
     /// An empty report, started now, kept in memory.
     pub fn new() -> Report {
-        let totals = Summary {
-            transfers: 0,
-            ok: 0,
-            failed: 0,
-            bytes: 0,
-            seconds: 0.0,
-            elapsed: 0.0,
-            waits: 0,
-            wait_seconds: 0.0,
-            retries: 0,
-            rotations: 0,
-            reclaims: 0,
-        };
+        let totals = Summary::default();
         Report { records: Vec::new(), started: Instant::now(), totals, stream: None, write_error: None }
     }
 
@@ -221,6 +212,11 @@ impl Report {
             }
             None => self.records.push(record),
         }
+    }
+
+    /// Say which remote directories the listing left out.
+    pub fn left_out(&mut self, unlisted: Vec<String>) {
+        self.totals.unlisted = unlisted;
     }
 
     /// The totals.
