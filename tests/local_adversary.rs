@@ -302,3 +302,29 @@ fn mirror_delete_spares_what_is_below_an_unlisted_directory() {
         serde_json::from_slice(&std::fs::read(tool.work.path().join("r.json")).unwrap()).unwrap();
     assert_eq!(report["summary"]["unlisted"], serde_json::json!([format!("{name}/sub")]));
 }
+
+/// `~/.netrc`'s passwords are used only from a file no one else may read or
+/// write, and a loopback FTP server's only under the SSH host it is behind.
+#[test]
+fn netrc_passwords_only_from_a_private_file_and_for_their_ssh_host() {
+    let tool = Tool::new();
+    let lab = &tool.lab;
+    let netrc = tool.home.path().join(".netrc");
+    let get = |machine: &str, mode: u32| {
+        let line = format!("machine {machine} login {} password {}\n", lab.var("FTP_USER"), lab.var("FTP_PASSWORD"));
+        std::fs::write(&netrc, line).unwrap();
+        chmod(&netrc, mode);
+        let mut cmd = tool.cmd(lab.port("PROFTPD_PORT"));
+        run(cmd.env_remove("FTPSSH_PASSWORD").args(["get", "small.bin"]))
+    };
+    let ssh_host = lab.var("SERVER_ADDR"); // as typed in -s USER@HOST:PORT
+    let out = get(ssh_host, 0o644);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(".netrc is readable or writable by others (mode 644)"), "{}", stderr(&out));
+    let out = get("127.0.0.1", 0o600);
+    assert_eq!(out.status.code(), Some(2), "a loopback entry went to this SSH host's server: {}", stderr(&out));
+    assert!(stderr(&out).contains("no FTP password"), "{}", stderr(&out));
+    let out = get(ssh_host, 0o600);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(tool.work.path().join("small.bin")).unwrap(), remote_small(&tool));
+}

@@ -314,10 +314,13 @@ fn plan(cli: &Cli) -> Result<Plan> {
         (None, _) => {}
     }
     let netrc = home.as_ref().map(|h| h.join(".netrc"));
+    // The SSH host as typed (an alias), then as reached: what a loopback FTP server's netrc entry is under.
+    let typed = endpoint::split_spec(spec).map(|(_, host, _)| host).unwrap_or_default();
     let login = credentials::resolve(
         cli.ftp_user.as_deref(),
         &target.user,
         &ftp.host,
+        &[typed.as_str(), target.host.as_str()],
         netrc.as_deref(),
         std::env::var(credentials::PASSWORD_ENV).ok(),
         std::io::stdin().is_terminal(),
