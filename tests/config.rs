@@ -38,11 +38,13 @@ fn ssh_config_alias_known_hosts_and_netrc() {
     let tool = Tool::new();
     ssh_dir(&tool, true);
     let netrc = tool.home.path().join(".netrc");
+    // The FTP server on the loopback behind SSH host `lab` is `machine lab`; the file is ours alone.
     std::fs::write(
         &netrc,
-        format!("machine 127.0.0.1 login {} password {}\n", tool.lab.var("FTP_USER"), tool.lab.var("FTP_PASSWORD")),
+        format!("machine lab login {} password {}\n", tool.lab.var("FTP_USER"), tool.lab.var("FTP_PASSWORD")),
     )
     .unwrap();
+    std::fs::set_permissions(&netrc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let ftp = format!("127.0.0.1:{}", tool.lab.port("PROFTPD_PORT"));
     let out = run(tool.bare().args(["-s", "lab", "-f", &ftp, "get", "small.bin"]));
     assert_got_small(&tool, &out);

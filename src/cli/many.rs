@@ -144,7 +144,8 @@ async fn listed(
             Ok(None)
         }
         Ok((link, work)) => match new_report(report_file) {
-            Ok(report) => {
+            Ok(mut report) => {
+                report.left_out(work.unlisted);
                 let first = Some((&session, link));
                 Ok(Some(jobs::run(plan.clone(), work.items, opts, first, early.take(), interrupt, report).await))
             }

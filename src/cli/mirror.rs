@@ -44,12 +44,14 @@ pub(super) struct Work {
     pub mkdir: Option<PathBuf>,
     /// Remote directories uploads go into (below the mirrored one), made first, parents first.
     pub remote_dirs: Vec<String>,
+    /// For mirror: remote directories the server would not list (left out; nothing below them deleted).
+    pub unlisted: Vec<String>,
 }
 
 impl Work {
     /// Just these transfers.
     pub fn of(items: Vec<Item>) -> Work {
-        Work { items, delete: vec![], unchanged: None, mkdir: None, remote_dirs: vec![] }
+        Work { items, delete: vec![], unchanged: None, mkdir: None, remote_dirs: vec![], unlisted: vec![] }
     }
 
     /// Keep only `shard`'s slice, by each transfer's source name.
@@ -126,9 +128,11 @@ pub(super) async fn expand(
     let dir = local.unwrap_or(Path::new(".")).to_path_buf();
     // An upload's target may be empty or missing (inetutils ftpd answers NLST of an empty
     // directory with 550 No files found): then it is made, and nothing is there yet.
-    let (listed, missing) = match listing::files(link, remote).await {
-        Ok(listed) => (listed, false),
-        Err(e) if reverse && crate::error::find::<FtpError>(&e).is_some_and(|f| f.reply.code == 550) => (vec![], true),
+    let (listed, unlisted, missing) = match listing::files(link, remote).await {
+        Ok((listed, unlisted)) => (listed, unlisted, false),
+        Err(e) if reverse && crate::error::find::<FtpError>(&e).is_some_and(|f| f.reply.code == 550) => {
+            (vec![], vec![], true)
+        }
         Err(e) => return Err(e),
     };
     let remote_files: Vec<File> =
@@ -142,7 +146,14 @@ pub(super) async fn expand(
         false => (&remote_files, &local_files, Direction::Down),
         true => (&local_files, &remote_files, Direction::Up),
     };
-    let plan = mirror::plan(source, target, direction, delete);
+    let mut plan = mirror::plan(source, target, direction, delete);
+    if direction == Direction::Down {
+        mirror::spare_unlisted(&mut plan.delete, &unlisted.iter().map(|u| u.below.clone()).collect::<Vec<_>>());
+    }
+    let spared = if delete && direction == Direction::Down { ", and nothing below it is deleted" } else { "" };
+    for u in &unlisted {
+        tracing::warn!("mirror: could not list {}: left out{spared} ({})", listing::join(remote, &u.below), u.error);
+    }
     let mut items = Vec::new();
     for (name, why) in plan.copy {
         tracing::info!("mirror: {name}: {why}");
@@ -168,7 +179,8 @@ pub(super) async fn expand(
             top.into_iter().chain(remote_parents(&items, remote, &remote_files)).collect()
         }
     };
-    Ok(Work { items, delete: delete.collect(), unchanged: Some(plan.unchanged), mkdir, remote_dirs })
+    let unlisted = unlisted.iter().map(|u| listing::join(remote, &u.below)).collect();
+    Ok(Work { items, delete: delete.collect(), unchanged: Some(plan.unchanged), mkdir, remote_dirs, unlisted })
 }
 
 /// The remote directories below `remote` that uploads go into and the server's listing does

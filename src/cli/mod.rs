@@ -211,6 +211,10 @@ pub struct BulkArgs {
 
 /// Run the program; returns the process exit code.
 pub fn main() -> i32 {
+    // Before the password is read: no core dump holds it, and no other process
+    // of the same user may ptrace us or read /proc/PID/mem or environ (the
+    // kernel gives /proc/PID to root). Best effort: prctl(2) cannot fail here.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let cli = Cli::parse();
     output::init(cli.verbose, cli.quiet);
     let outcome = match cli.command {
@@ -313,10 +317,13 @@ fn plan(cli: &Cli) -> Result<Plan> {
         (None, _) => {}
     }
     let netrc = home.as_ref().map(|h| h.join(".netrc"));
+    // The SSH host as typed (an alias), then as reached: what a loopback FTP server's netrc entry is under.
+    let typed = endpoint::split_spec(spec).map(|(_, host, _)| host).unwrap_or_default();
     let login = credentials::resolve(
         cli.ftp_user.as_deref(),
         &target.user,
         &ftp.host,
+        &[typed.as_str(), target.host.as_str()],
         netrc.as_deref(),
         std::env::var(credentials::PASSWORD_ENV).ok(),
         std::io::stdin().is_terminal(),

@@ -20,6 +20,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::events::{Event, Observer};
+use crate::transfer::place;
 
 /// Install the stderr subscriber for the given verbosity.
 pub fn init(verbose: u8, quiet: bool) {
@@ -164,14 +165,14 @@ fn replace(slot: &Mutex<Option<ProgressBar>>, bar: Option<ProgressBar>) {
 
 /// `--events FILE`: every event but byte counts, one JSON object a line,
 /// written as it happens (a reader may follow the file during the run), each
-/// with `"at"`: seconds since the file was opened.
+/// with `"at"`: seconds since the file was opened. Never opened through
+/// another user's link in a shared directory ([`place::create`]).
 pub struct JsonLines(Mutex<std::io::LineWriter<std::fs::File>>, std::time::Instant);
 
 impl JsonLines {
     /// Create (or truncate) `path`.
     pub fn create(path: &std::path::Path) -> anyhow::Result<JsonLines> {
-        use anyhow::Context;
-        let file = std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?;
+        let file = place::create(path)?;
         Ok(JsonLines(Mutex::new(std::io::LineWriter::new(file)), std::time::Instant::now()))
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use backon::{BackoffBuilder, ExponentialBackoff};
 
+use crate::error::{classified, Kind};
 use crate::events::{Event, Events, Recorder};
 use crate::jobs::batch::Op;
 use crate::jobs::report::Record;
@@ -92,10 +93,13 @@ impl Attempt {
                 let fetched = transfer::fetch(link, &self.item.source, part).await;
                 self.record.bytes = part.len().unwrap_or(0);
                 fetched?;
-                self.part.take().unwrap().commit_off_thread(&target).await?;
+                let part = self.part.take().unwrap();
+                // Set on our descriptor before the rename: after it, the name could be
+                // someone else's link in a shared directory.
                 if let Some(mtime) = self.item.mtime {
-                    set_mtime(target, mtime).await?;
+                    part.set_modified(mtime).map_err(|e| classified(Kind::Local, format!("{e:#}")))?;
                 }
+                part.commit_off_thread(&target).await?;
             }
             Op::Put => {
                 transfer::put(link, self.item.source.as_ref(), &self.item.target).await?;
@@ -103,12 +107,4 @@ impl Attempt {
         }
         Ok(())
     }
-}
-
-/// Give `path` the server's modification time (mirror's next run compares it).
-async fn set_mtime(path: PathBuf, mtime: std::time::SystemTime) -> Result<()> {
-    let set = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::File::options().write(true).open(&path)?.set_modified(mtime)
-    });
-    set.await?.map_err(|e| crate::error::classified(crate::error::Kind::Local, format!("could not set the time: {e}")))
 }

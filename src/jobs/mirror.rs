@@ -75,6 +75,14 @@ pub fn plan(source: &[File], target: &[File], direction: Direction, delete: bool
     plan
 }
 
+/// With `--delete`, where the source's listing of some directories failed
+/// (`unlisted`, paths below the mirrored one): nothing at or below them is
+/// deleted from the target, since it may well still be at the source (rsync
+/// likewise deletes nothing after an I/O error).
+pub fn spare_unlisted(delete: &mut Vec<String>, unlisted: &[String]) {
+    delete.retain(|name| !unlisted.iter().any(|dir| name == dir || name.starts_with(&format!("{dir}/"))));
+}
+
 /// Whole seconds since 1970: listings give seconds, file systems nanoseconds.
 fn seconds(t: Option<SystemTime>) -> Option<u64> {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs())
@@ -124,6 +132,16 @@ mod tests {
 
     fn file(name: &str, size: u64, secs: u64) -> File {
         File { name: name.into(), size, modified: Some(UNIX_EPOCH + Duration::from_secs(secs)) }
+    }
+
+    #[test]
+    fn nothing_below_an_unlisted_directory_is_deleted() {
+        let remote = [file("top.txt", 1, 1)];
+        let local = [file("top.txt", 1, 1), file("old.txt", 1, 1), file("sub/a.txt", 1, 1), file("subway.txt", 1, 1)];
+        let mut p = plan(&remote, &local, Direction::Down, true);
+        assert_eq!(p.delete, ["old.txt", "sub/a.txt", "subway.txt"]);
+        spare_unlisted(&mut p.delete, &["sub".to_string()]);
+        assert_eq!(p.delete, ["old.txt", "subway.txt"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::events::Event;
 use crate::jobs::batch::Op;
+use crate::transfer::place;
 
 /// Exit code when some transfers succeeded and some failed.
 pub const PARTIAL_FAILURE: i32 = 6;
@@ -123,7 +124,7 @@ impl Record {
 }
 
 /// Totals over a run; the `summary` object of the JSON file.
-#[derive(Serialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     /// Number of transfers.
     pub transfers: usize,
@@ -147,6 +148,9 @@ pub struct Summary {
     pub rotations: u32,
     /// Reclaimed 4-tuples, summed.
     pub reclaims: u32,
+    /// `mirror`: remote directories the server would not list, left out (and, with
+    /// `--delete`, nothing below them deleted).
+    pub unlisted: Vec<String>,
 }
 
 /// All the transfers of one run, in the order of the items. The totals are
@@ -174,19 +178,7 @@ impl Default for Report {
 impl Report {
     /// An empty report, started now, kept in memory.
     pub fn new() -> Report {
-        let totals = Summary {
-            transfers: 0,
-            ok: 0,
-            failed: 0,
-            bytes: 0,
-            seconds: 0.0,
-            elapsed: 0.0,
-            waits: 0,
-            wait_seconds: 0.0,
-            retries: 0,
-            rotations: 0,
-            reclaims: 0,
-        };
+        let totals = Summary::default();
         Report { records: Vec::new(), started: Instant::now(), totals, stream: None, write_error: None }
     }
 
@@ -220,6 +212,11 @@ impl Report {
             }
             None => self.records.push(record),
         }
+    }
+
+    /// Say which remote directories the listing left out.
+    pub fn left_out(&mut self, unlisted: Vec<String>) {
+        self.totals.unlisted = unlisted;
     }
 
     /// The totals.
@@ -281,8 +278,9 @@ impl Report {
     }
 }
 
-/// A JSON report being written: beside its target under a hidden name, then
-/// renamed over it, so a reader never sees half a file.
+/// A JSON report being written: beside its target under a hidden name no
+/// other user can guess ([`place::temp_beside`]), then renamed over it, so a
+/// reader never sees half a file.
 #[derive(Debug)]
 struct JsonStream {
     out: Option<BufWriter<File>>,
@@ -293,10 +291,8 @@ struct JsonStream {
 
 impl JsonStream {
     fn create(path: &Path) -> Result<JsonStream> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        let file = File::create(&tmp).with_context(|| format!("could not write the report {}", path.display()))?;
+        let (file, tmp) =
+            place::temp_beside(path).with_context(|| format!("could not write the report {}", path.display()))?;
         let mut stream = JsonStream { out: Some(BufWriter::new(file)), tmp, path: path.to_path_buf(), first: true };
         stream.write(|out| Ok(out.write_all(b"{\"transfers\": [")?))?;
         Ok(stream)
@@ -324,7 +320,7 @@ impl JsonStream {
         let out = self.out.take().context("the report is closed")?;
         let done = (|| -> Result<()> {
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            Ok(std::fs::rename(&self.tmp, &self.path)?)
+            place::rename_into(&self.tmp, &self.path)
         })();
         done.with_context(|| format!("could not write the report {}", self.path.display()))
     }

@@ -20,18 +20,28 @@ use crate::transfer::{names, read_listing, remote_size};
 const MAX_DEPTH: usize = 16;
 const MAX_FILES: usize = 1_000_000;
 
+/// A subdirectory the server would not list (a 550): left out of the listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlisted {
+    /// Its path below the directory asked for (`sub`, `sub/deeper`).
+    pub below: String,
+    /// The server's refusal, on one line.
+    pub error: String,
+}
+
 /// The plain files in `dir` and its subdirectories (`.` for the login
-/// directory), each named by its path below `dir` (`sub/name`).
-pub async fn files(link: &mut Link<'_>, dir: &str) -> Result<Vec<Entry>> {
-    let mut found = Vec::new();
+/// directory), each named by its path below `dir` (`sub/name`), and the
+/// subdirectories the server would not list.
+pub async fn files(link: &mut Link<'_>, dir: &str) -> Result<(Vec<Entry>, Vec<Unlisted>)> {
+    let (mut found, mut unlisted) = (Vec::new(), Vec::new());
     let mut pending = vec![(String::new(), 0)];
     while let Some((below, depth)) = pending.pop() {
         let here = if below.is_empty() { dir.to_string() } else { join(dir, &below) };
         let (files, dirs) = match one_directory(link, &here).await {
             Ok(both) => both,
-            // A subdirectory we may not list is left out; the directory asked for is not.
+            // A subdirectory we may not list is left out (the caller says so); the directory asked for is not.
             Err(e) if depth > 0 && crate::error::find::<FtpError>(&e).is_some() => {
-                tracing::warn!("mirror: leaving out {here}: {e:#}");
+                unlisted.push(Unlisted { below, error: format!("{e:#}") });
                 continue;
             }
             Err(e) => return Err(e),
@@ -49,7 +59,7 @@ pub async fn files(link: &mut Link<'_>, dir: &str) -> Result<Vec<Entry>> {
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found.dedup_by(|a, b| a.name == b.name);
-    Ok(found)
+    Ok((found, unlisted))
 }
 
 /// `below/name`, or `name` at the top.

@@ -13,6 +13,7 @@
 
 pub mod listing;
 pub mod part;
+pub mod place;
 mod sink;
 pub mod verify;
 

@@ -9,20 +9,27 @@
 //! part file: each holds an exclusive `flock` on it while it downloads, and the
 //! second is refused at once.
 //!
+//! The directory may be shared with other users (`/tmp`): the part file is
+//! never opened through a link, it is resumed only if it is a plain file of
+//! ours that no one else can write, else removed and made anew (`O_EXCL`),
+//! and its final rename never takes a name another user holds there
+//! ([`place`]).
+//!
 //! A remote name may be up to NAME_MAX (255 bytes) long, and the part file's
 //! name adds 14; where the plain part name would not fit, it keeps the
 //! beginning of the name and adds a hash of the whole name.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{ErrorKind, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use crate::error::{classified, Kind};
+use crate::transfer::place;
 
 /// What follows the target's name in its part file's name.
 pub const SUFFIX: &str = ".ftpssh.part";
@@ -62,17 +69,10 @@ pub struct PartFile {
 impl PartFile {
     /// Open (or create) the part file for `target` and lock it.
     pub fn open(target: &Path) -> Result<PartFile> {
-        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = target.file_name().context("download target has no file name")?.to_string_lossy();
-        let path = dir.join(part_name(&name));
+        let path = place::parent(target).join(part_name(&name));
         for _ in 0..LOCK_TRIES {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .with_context(|| format!("could not create {}", path.display()))?;
+            let Some(file) = open_ours(&path)? else { continue };
             let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(f) => f,
                 Err((_, Errno::EWOULDBLOCK)) => {
@@ -85,7 +85,7 @@ impl PartFile {
             };
             // Between our open and our lock another run may have renamed or
             // removed that file: lock only the file that is at the path now.
-            let same = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+            let same = std::fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
             let ours = file.metadata().ok().map(|m| (m.dev(), m.ino()));
             if same.is_some() && same == ours {
                 return Ok(PartFile { path, file, committed: false });
@@ -123,12 +123,102 @@ impl PartFile {
         tokio::task::spawn_blocking(move || self.commit(&target)).await?
     }
 
-    /// Rename it to `target` (the lock goes with the file descriptor).
+    /// Give it the server's modification time, before it takes its name:
+    /// through our own descriptor, never through whatever is at a name.
+    pub fn set_modified(&self, mtime: std::time::SystemTime) -> Result<()> {
+        self.file.set_modified(mtime).with_context(|| format!("could not set the time of {}", self.path.display()))
+    }
+
+    /// Rename it to `target` (the lock goes with the file descriptor); never
+    /// over another user's file or link in a shared directory
+    /// ([`place::rename_into`]), and if refused, what arrived stays here.
     pub fn commit(mut self, target: &Path) -> Result<()> {
-        std::fs::rename(&self.path, target)
-            .with_context(|| format!("could not rename {} to {}", self.path.display(), target.display()))?;
+        place::rename_into(&self.path, target)
+            .with_context(|| format!("the download stays in {}", self.path.display()))?;
         self.committed = true;
         Ok(())
+    }
+}
+
+/// The part file at `path` if it is ours to resume, else a new one made in
+/// its place; None when another run made one between our steps (try again).
+/// Never through a link: in a shared directory another user may have planted
+/// one, or a file of theirs, at the name we will use.
+fn open_ours(path: &Path) -> Result<Option<File>> {
+    // O_NONBLOCK: a FIFO planted there must not hang the open (no effect on a regular file).
+    let flags = OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits();
+    match OpenOptions::new().read(true).write(true).custom_flags(flags).open(path) {
+        Ok(file) => {
+            let meta = file.metadata().with_context(|| format!("could not read {}", path.display()))?;
+            match untrusted(&meta, place::umask()) {
+                None => Ok(Some(file)),
+                Some(why) => {
+                    drop(file);
+                    remove(path, &why)?;
+                    create(path)
+                }
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
+            remove(path, "a symbolic link")?;
+            create(path)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => create(path),
+        Err(e) => Err(e).with_context(|| format!("could not open {}", path.display())),
+    }
+}
+
+/// Why an existing part file must not be resumed, if it must not: another
+/// user could have written it, or could write it while we append.
+fn untrusted(meta: &Metadata, umask: u32) -> Option<String> {
+    // Group-writable only where the user's umask makes their files so (a private group).
+    let writable = meta.mode() & 0o022 & !(0o020 & !umask);
+    if !meta.is_file() {
+        Some("not a regular file".into())
+    } else if meta.uid() != nix::unistd::geteuid().as_raw() {
+        Some(format!("owned by uid {}", meta.uid()))
+    } else if meta.nlink() != 1 {
+        Some(format!("a file with {} names (a hard link to another file?)", meta.nlink()))
+    } else if writable != 0 {
+        Some(format!(
+            "writable by {} (mode {:o})",
+            if writable & 0o002 != 0 { "others" } else { "its group" },
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    }
+}
+
+/// Take away what is at `path` (`why`: it is not ours to resume); an error
+/// naming it, with nothing touched, where we may not (another user's file in
+/// a sticky directory).
+fn remove(path: &Path, why: &str) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::warn!("{} was {why}: removed, the download starts over", path.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(classified(
+            Kind::Local,
+            format!(
+                "{} is {why}, so it is not resumed, and it cannot be removed ({e}): remove it, or download elsewhere",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// A new part file, with `O_EXCL` (nothing at the name is ever opened) and
+/// the user's umask; None if something took the name since we looked.
+fn create(path: &Path) -> Result<Option<File>> {
+    let new =
+        OpenOptions::new().read(true).write(true).create_new(true).custom_flags(OFlag::O_NOFOLLOW.bits()).open(path);
+    match new {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("could not create {}", path.display())),
     }
 }
 
@@ -201,6 +291,49 @@ mod tests {
         assert_eq!(crate::error::kind(&second), Some(Kind::Local));
         drop(first);
         assert!(PartFile::open(&target).is_ok());
+    }
+
+    #[test]
+    fn a_planted_link_is_replaced_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, victim) = (dir.path().join("t.bin"), dir.path().join("victim"));
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(part_name("t.bin"))).unwrap();
+        let part = PartFile::open(&target).unwrap();
+        assert_eq!(part.len().unwrap(), 0, "a new file, not the link's");
+        part.append().unwrap().write_all(b"download").unwrap();
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        part.commit(&target).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&target).unwrap(), b"download");
+        assert!(!std::fs::symlink_metadata(&target).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn only_a_private_plain_file_of_ours_is_resumed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let mode = |m: u32| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+        let why = |umask: u32| untrusted(&std::fs::metadata(&file).unwrap(), umask);
+        mode(0o644);
+        assert_eq!(why(0o022), None);
+        mode(0o664);
+        assert!(why(0o022).unwrap().contains("writable by its group"));
+        assert_eq!(why(0o002), None, "a umask that makes the user's files group-writable");
+        mode(0o666);
+        assert!(why(0o002).unwrap().contains("writable by others"));
+        mode(0o600);
+        std::fs::hard_link(&file, dir.path().join("g")).unwrap();
+        assert!(why(0o022).unwrap().contains("2 names"));
+        assert!(untrusted(&std::fs::metadata(dir.path()).unwrap(), 0o022).unwrap().contains("not a regular file"));
+        // A file we may not trust, replaced: what the user sees is a new, empty part file.
+        mode(0o666);
+        std::fs::remove_file(dir.path().join("g")).unwrap();
+        std::fs::rename(&file, dir.path().join(part_name("t.bin"))).unwrap();
+        let part = PartFile::open(&dir.path().join("t.bin")).unwrap();
+        assert_eq!(part.len().unwrap(), 0);
     }
 
     #[test]
