@@ -20,7 +20,12 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(left.is_some(), e.state == TcpState::TimeWait && clk_tck != 0);
         }
         if e.state == TcpState::Listen {
-            assert_eq!(discovery::check_listener(&entries, e.local), Listener::Exact);
+            // Listening as sshd's own uid: its own, unless another account's listener covers it.
+            match discovery::check_listener(&entries, e.local, e.uid) {
+                Listener::Exact => {}
+                Listener::Squatted(other) => assert!(other.uid != e.uid && other.uid != 0),
+                other => panic!("{other:?}"),
+            }
         }
         // The FTP port too: a data source is below 1024 or the FTP port's neighbour.
         for ftp_port in [0, 21, e.local.port(), e.remote.port().wrapping_add(1)] {
