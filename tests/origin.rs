@@ -231,3 +231,11 @@ fn an_attacker_on_another_ftp_host_gets_nothing() {
     assert!(made > 0, "the attacker never connected");
     assert_eq!(stolen, 0, "the attacker received {stolen} bytes of the upload");
 }
+
+/// A session where neither perl, python3 nor socat runs: P comes from the socket table, and
+/// the origin from the forwarded port's rows of `/proc/net/tcp`, read through a shell.
+#[test]
+fn without_perl_on_the_ssh_server_the_attacker_gets_nothing_either() {
+    download_under_attack_via("NOINTERP_SSH_PORT", "PROFTPD_PORT", "hold", true);
+    upload_under_attack("NOINTERP_SSH_PORT", "PROFTPD_PORT");
+}

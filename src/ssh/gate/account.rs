@@ -43,7 +43,8 @@ pub(super) struct Account {
     /// One more connection may come late (a transfer given up before the
     /// server replied): refused quietly, as our own.
     pub(super) maybe_late: bool,
-    /// Connections from the FTP server that reached this account, admitted or not.
+    /// Connections from the FTP server that reached this account, admitted or not: counted
+    /// as they are judged (waiting, refused or admitted), all but those another uid made.
     pub(super) arrived: u64,
     /// The server's data source port, once seen fixed (20, or ProFTPD's L-1): another
     /// process on its host may connect from its address, but not from that port (20 needs root).
@@ -59,6 +60,9 @@ pub(super) struct Account {
     pub(super) releases: u32,
     /// Connections admitted (handed to the link) in all.
     pub(super) admitted: u64,
+    /// A connection of this link came whose origin could not be proven (the server closes its
+    /// data sockets before they can be read): see [`super::Gate::saw_unproven`].
+    pub(super) unproven_seen: bool,
 }
 
 impl Account {
@@ -76,11 +80,8 @@ impl Account {
             held: Vec::new(),
             releases: 0,
             admitted: 0,
+            unproven_seen: false,
         }
-    }
-
-    fn waits_for_any(&self) -> bool {
-        self.expected > 0 || self.late > 0 || self.maybe_late
     }
 
     /// Decide on `data`, whose origin is `proof`.
@@ -88,6 +89,10 @@ impl Account {
         let refuse = |data: &DataChannel, why: String| {
             events.emit(Event::StrayRefused { from: data.from(), to: data.to(), why, late: false });
         };
+        if !matches!(proof, Proof::Foreign(_)) {
+            self.arrived += 1;
+        }
+        self.unproven_seen |= matches!(proof, Proof::Unproven(_));
         match proof {
             Proof::Proven(how) => {
                 tracing::debug!("data connection from {}: {how}", data.from());
@@ -105,7 +110,20 @@ impl Account {
                     actions.push(Action::Tell(why));
                 }
             }
-            Proof::Unproven(why) if self.waits_for_any() => {
+            // A connection the server made for a transfer given up (it said so: see
+            // [`super::Gate::settle`]) is refused quietly, as a proven one would be: held, it
+            // would count as a second one for this transfer. An attacker's taken for it leaves
+            // the real late one to be held beside this transfer's: raced, nothing kept.
+            Proof::Unproven(_) if self.late > 0 || (self.expected == 0 && self.maybe_late) => {
+                match self.late > 0 {
+                    true => self.late -= 1,
+                    false => self.maybe_late = false,
+                }
+                let why = "it belongs to a transfer we gave up on".into();
+                events.emit(Event::StrayRefused { from: data.from(), to: data.to(), why, late: true });
+                actions.push(Action::Close(data));
+            }
+            Proof::Unproven(why) if self.expected > 0 => {
                 tracing::debug!("data connection from {} waits: {why}", data.from());
                 let (decide, decided) = oneshot::channel();
                 self.held.push(Held { from: data.from(), to: data.to(), why, decide });
@@ -184,7 +202,6 @@ impl Account {
             events.emit(Event::StrayRefused { from: from.into(), to: to.into(), why: why.into(), late });
             Err(())
         };
-        self.arrived += 1;
         if self.late > 0 {
             self.late -= 1;
             return refused("it belongs to a transfer we gave up on", true);
