@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::error::{classified, Kind};
 use crate::ftp::control::FtpError;
+use crate::ftp::shown::shown;
 use crate::ftp::Command;
 use crate::jobs::batch::Op;
 use crate::jobs::mirror::{self, Direction, File};
@@ -29,6 +30,12 @@ impl Deletion {
             Deletion::Local(p) => p.to_string_lossy().into_owned(),
             Deletion::Remote(r) => r.clone(),
         }
+    }
+
+    /// Its name as printed: the server chose it (or the one a local one mirrors), so its
+    /// control characters are escaped ([`shown`]).
+    fn shown_name(&self) -> String {
+        shown(&self.name()).into_owned()
     }
 }
 
@@ -90,7 +97,7 @@ impl Work {
                 }
             }
             if !quiet {
-                eprintln!("deleted {}", deletion.name());
+                eprintln!("deleted {}", deletion.shown_name());
             }
         }
         match (self.unchanged, self.items.len()) {
@@ -104,10 +111,10 @@ impl Work {
     /// `--dry-run`: one line per transfer and deletion on stdout.
     pub fn print_dry_run(&self, quiet: bool) {
         for item in &self.items {
-            println!("{} {} -> {}", item.op.as_str(), item.source, item.target);
+            println!("{} {} -> {}", item.op.as_str(), shown(&item.source), shown(&item.target));
         }
         for deletion in &self.delete {
-            println!("delete {}", deletion.name());
+            println!("delete {}", deletion.shown_name());
         }
         if !quiet {
             let same = self.unchanged.map_or_else(String::new, |n| format!(", {n} up to date"));
