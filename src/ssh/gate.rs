@@ -122,6 +122,12 @@ fn next_incarnation(ends: Option<(SocketAddr, SocketAddr)>) -> u32 {
     *n
 }
 
+/// The account a connection to `to_port` is for: a live link's before a closed one's that had
+/// the same port.
+fn account_for(accounts: &mut [Account], to_port: u16) -> Option<&mut Account> {
+    accounts.iter_mut().filter(|a| a.ports.contains(&to_port)).min_by_key(|a| a.retired)
+}
+
 /// Give an admitted connection to the link waiting for it.
 fn hand_over(incoming: &mpsc::UnboundedSender<Arrival>, mut data: DataChannel) {
     data.incarnation = next_incarnation(data.ends());
@@ -306,8 +312,7 @@ impl Gate {
     fn screen(&self, addr: &str, port: u32, to_port: u16) -> Result<(), String> {
         let from = addr.parse::<IpAddr>().ok().map(|a| a.to_canonical());
         let mut accounts = self.accounts.lock().unwrap();
-        // A live link's account before a closed one's that had the same port.
-        let Some(a) = accounts.iter_mut().filter(|a| a.ports.contains(&to_port)).min_by_key(|a| a.retired) else {
+        let Some(a) = account_for(&mut accounts, to_port) else {
             return Err("no data connection is expected now".into());
         };
         if from != Some(a.ftp) {
@@ -351,7 +356,7 @@ impl Gate {
     fn judge(&self, data: DataChannel, proof: Proof, actions: &mut Vec<Action>) {
         let to_port = data.connected.1 as u16;
         let mut accounts = self.accounts.lock().unwrap();
-        let Some(a) = accounts.iter_mut().filter(|a| a.ports.contains(&to_port)).min_by_key(|a| a.retired) else {
+        let Some(a) = account_for(&mut accounts, to_port) else {
             self.refused(&data, "no data connection is expected now".into(), false);
             return actions.push(Action::Close(data));
         };
@@ -395,7 +400,7 @@ impl Gate {
             return false;
         }
         let mut accounts = self.accounts.lock().unwrap();
-        let a = accounts.iter_mut().filter(|a| a.ports.contains(&to_port)).min_by_key(|a| a.retired).unwrap();
+        let a = account_for(&mut accounts, to_port).unwrap();
         (a.checking, a.arrived) = (a.checking - 1, a.arrived + 1);
         a.admit_proven(&self.events, &format!("{addr}:{port}"), to).is_ok()
     }

@@ -7,6 +7,16 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::ssh::Session;
 
+/// The next line that `who`, a helper on the SSH server, answers on `stream`, within
+/// [`crate::ssh::EXEC_TIMEOUT`].
+pub(crate) async fn answer(stream: &mut russh::ChannelStream<russh::client::Msg>, who: &str) -> Result<String> {
+    use anyhow::Context;
+    tokio::time::timeout(crate::ssh::EXEC_TIMEOUT, crate::ssh::relay::read_line(stream))
+        .await
+        .with_context(|| format!("{who} did not answer in time"))?
+        .with_context(|| format!("{who} exited"))
+}
+
 /// What a [`Lazy`] slot holds: something started over an exec channel.
 pub trait Helper: Sized + Send {
     /// Start it on the SSH server.
@@ -38,5 +48,53 @@ impl<T: Helper> Lazy<T> {
         if result.is_err() {
             **slot = None;
         }
+    }
+}
+
+/// A helper's perl script run here, as the SSH server runs it: a line in, a line out (tests).
+#[cfg(test)]
+pub(crate) struct Script {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+#[cfg(test)]
+impl Script {
+    /// Start `perl -e SCRIPT`; its first line is still to be read.
+    pub(crate) fn start(perl: &str) -> Script {
+        let mut child = std::process::Command::new("perl")
+            .args(["-e", perl])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Script { child, out }
+    }
+
+    /// Send `line` (a newline is added), without waiting for the answer.
+    pub(crate) fn send(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// Send `line`, return the answer.
+    pub(crate) fn say(&mut self, line: &str) -> String {
+        self.send(line);
+        self.answer()
+    }
+
+    /// The next line it printed, newline included.
+    pub(crate) fn answer(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line
+    }
+
+    /// End of input: it exits cleanly.
+    pub(crate) fn finish(mut self) {
+        drop(self.child.stdin.take());
+        assert!(self.child.wait().unwrap().success());
     }
 }

@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::ssh::helper::Helper;
 use crate::ssh::shell::Shell;
-use crate::ssh::{Session, EXEC_TIMEOUT};
+use crate::ssh::Session;
 use crate::tcp::table;
 
 /// Reads `user NAME` (answers its uid, or `-`) and `LA LP RA RP` lines (answers the socket's
@@ -154,10 +154,7 @@ fn seen_in_table(text: &str, from: std::net::SocketAddr, to: std::net::SocketAdd
 }
 
 async fn read_line(stream: &mut ChannelStream<Msg>) -> Result<String> {
-    tokio::time::timeout(EXEC_TIMEOUT, crate::ssh::relay::read_line(stream))
-        .await
-        .context("the origin check on the SSH server did not answer in time")?
-        .context("the origin check on the SSH server exited")
+    crate::ssh::helper::answer(stream, "the origin check on the SSH server").await
 }
 
 /// `FTPSSH-ORIGIN ready UID LOW`.
@@ -221,25 +218,10 @@ mod tests {
     /// inode), one whose socket was closed is let go, a 4-tuple nobody has is elsewhere.
     #[test]
     fn the_script_tells_held_let_go_and_elsewhere() {
-        use std::io::{BufRead, BufReader, Write};
         use std::net::{TcpListener, TcpStream};
-        let mut child = std::process::Command::new("perl")
-            .args(["-e", PERL])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut input = child.stdin.take().unwrap();
-        let mut ready = String::new();
-        out.read_line(&mut ready).unwrap();
-        assert!(parse_ready(ready.trim_end()).is_some(), "{ready}");
-        let mut ask = |line: String| {
-            input.write_all(line.as_bytes()).unwrap();
-            let mut answer = String::new();
-            out.read_line(&mut answer).unwrap();
-            answer.trim_end().to_string()
-        };
+        let mut script = crate::ssh::helper::Script::start(PERL);
+        assert!(parse_ready(script.answer().trim_end()).is_some());
+        let mut ask = |line: String| script.say(line.trim_end()).trim_end().to_string();
         let me = nix::unistd::geteuid().as_raw();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -257,7 +239,6 @@ mod tests {
         assert_eq!(ask("user root\n".into()), "FTPSSH-ORIGIN user 0");
         assert_eq!(ask("user no-such-account-here\n".into()), "FTPSSH-ORIGIN user -");
         drop(server);
-        drop(input);
-        child.wait().unwrap();
+        script.finish();
     }
 }

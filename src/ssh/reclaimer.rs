@@ -26,7 +26,7 @@ use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
 use crate::ssh::helper::Helper;
-use crate::ssh::{Session, EXEC_TIMEOUT};
+use crate::ssh::Session;
 use crate::tcp::DataTuple;
 
 /// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS STOCK SEEN` lines; for each, binds the
@@ -162,10 +162,7 @@ impl Reclaimer {
     }
 
     async fn read_line(&mut self) -> Result<String> {
-        tokio::time::timeout(EXEC_TIMEOUT, crate::ssh::relay::read_line(&mut self.stream))
-            .await
-            .context("the reclaiming process did not answer in time")?
-            .context("the reclaiming process exited")
+        crate::ssh::helper::answer(&mut self.stream, "the reclaiming process").await
     }
 }
 
@@ -184,7 +181,7 @@ fn parse_answer(answer: &str) -> Option<(bool, usize)> {
 mod tests {
     use super::*;
 
-    use std::io::{BufRead, BufReader, Write};
+    use crate::ssh::helper::Script;
 
     #[test]
     fn script_fits_in_single_quotes() {
@@ -192,42 +189,10 @@ mod tests {
     }
 
     /// The script run here, its ready line read.
-    struct Script {
-        child: std::process::Child,
-        out: BufReader<std::process::ChildStdout>,
-    }
-
-    impl Script {
-        fn start() -> Script {
-            let mut child = std::process::Command::new("perl")
-                .args(["-e", PERL])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let out = BufReader::new(child.stdout.take().unwrap());
-            let mut script = Script { child, out };
-            assert_eq!(script.answer(), "FTPSSH-RECLAIM ready\n");
-            script
-        }
-
-        /// Send `line`, return the answer.
-        fn say(&mut self, line: &str) -> String {
-            writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
-            self.answer()
-        }
-
-        fn answer(&mut self) -> String {
-            let mut line = String::new();
-            self.out.read_line(&mut line).unwrap();
-            line
-        }
-
-        /// End of input: it exits cleanly.
-        fn finish(mut self) {
-            drop(self.child.stdin.take());
-            assert!(self.child.wait().unwrap().success());
-        }
+    fn start() -> Script {
+        let mut script = Script::start(PERL);
+        assert_eq!(script.answer(), "FTPSSH-RECLAIM ready\n");
+        script
     }
 
     fn free_port() -> u16 {
@@ -237,7 +202,7 @@ mod tests {
     /// The script here, on loopback: it binds the given end and answers; a taken port is an error.
     #[test]
     fn script_answers_each_line() {
-        let mut script = Script::start();
+        let mut script = start();
         let (free, closed) = (free_port(), free_port());
         assert_eq!(script.say(&format!("127.0.0.1 {free} 127.0.0.1 {closed} 1 0 0")), "FTPSSH-RECLAIM sent 0\n");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -251,7 +216,7 @@ mod tests {
     /// tuple's other end then holds the TIME_WAIT (it closed first), which the SYN reaches.
     #[test]
     fn script_waits_for_its_end_of_the_tuple_to_close() {
-        let mut script = Script::start();
+        let mut script = start();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let y = listener.local_addr().unwrap();
         let connected = || connect_from(&listener, 0);
@@ -260,7 +225,7 @@ mod tests {
         assert_eq!(script.say(&format!("127.0.0.1 {x} 127.0.0.1 {} 0 20 0", y.port())), "FTPSSH-RECLAIM busy 1\n");
         // Closed while the script waits, the other end first: the SYN goes out.
         let (ours, theirs, x) = connected();
-        writeln!(script.child.stdin.as_mut().unwrap(), "127.0.0.1 {x} 127.0.0.1 {} 0 3000 0", y.port()).unwrap();
+        script.send(&format!("127.0.0.1 {x} 127.0.0.1 {} 0 3000 0", y.port()));
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(theirs);
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -287,7 +252,7 @@ mod tests {
     /// the tuple ends the wait at once: it would close only once we had accepted it.
     #[test]
     fn script_seeing_the_server_end_sends_only_to_its_time_wait() {
-        let mut script = Script::start();
+        let mut script = start();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let y = listener.local_addr().unwrap().port();
         let connected = |x| connect_from(&listener, x);
@@ -302,7 +267,7 @@ mod tests {
         listener.set_nonblocking(false).unwrap();
         // The server's end closed first, so it holds the TIME_WAIT: sent once ours has closed.
         let (ours, theirs, x) = connected(0);
-        writeln!(script.child.stdin.as_mut().unwrap(), "127.0.0.1 {x} 127.0.0.1 {y} 0 3000 0 1").unwrap();
+        script.send(&format!("127.0.0.1 {x} 127.0.0.1 {y} 0 3000 0 1"));
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(theirs);
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -311,7 +276,7 @@ mod tests {
         // Reset (no TIME_WAIT anywhere) and connected again from the same port: the script
         // answers while the newer connection is still open, not after FREE-MS.
         let (ours, theirs, x) = connected(0);
-        writeln!(script.child.stdin.as_mut().unwrap(), "127.0.0.1 {x} 127.0.0.1 {y} 0 3000 0 1").unwrap();
+        script.send(&format!("127.0.0.1 {x} 127.0.0.1 {y} 0 3000 0 1"));
         std::thread::sleep(std::time::Duration::from_millis(300)); // its naps are long by now
         ours.set_linger(Some(std::time::Duration::ZERO)).unwrap();
         drop((ours, theirs));
@@ -327,7 +292,7 @@ mod tests {
     #[test]
     fn script_connects_from_its_stock_while_the_port_is_listened_on() {
         use socket2::{Domain, Socket, Type};
-        let mut script = Script::start();
+        let mut script = start();
         let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (p, q) = (free_port(), peer.local_addr().unwrap().port());
         let line = |stock: usize| format!("127.0.0.1 {p} 127.0.0.1 {q} 1 0 {stock}");
@@ -349,7 +314,7 @@ mod tests {
     /// A listener without SO_REUSEADDR cannot share the port with the stock; dropped, it can.
     #[test]
     fn script_drops_its_stock_on_request() {
-        let mut script = Script::start();
+        let mut script = start();
         let (p, q) = (free_port(), free_port());
         assert_eq!(script.say(&format!("127.0.0.1 {p} 127.0.0.1 {q} 1 0 3")), "FTPSSH-RECLAIM sent 3\n");
         let bare = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

@@ -46,9 +46,9 @@ impl Uids {
         (port != 0 && port < self.privileged_below).then(|| Proof::Proven(format!("port {port} is bound by root only")))
     }
 
-    /// Judge what the table says of a connection from source port `port`.
+    /// Judge what the table says of a connection from source port `port` (where that port
+    /// alone proves nothing: [`Uids::by_port`] first).
     pub fn judge(&self, seen: Seen, port: u16) -> Proof {
-        let privileged = port != 0 && port < self.privileged_below;
         let theirs = || self.server.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
         match seen {
             Seen::Held { uid } if self.server.contains(&uid) => Proof::Proven(format!("its socket is uid {uid}'s")),
@@ -58,12 +58,13 @@ impl Uids {
             Seen::Held { uid } => Proof::Unproven(format!(
                 "it was made by uid {uid}, which may be the FTP server's: its login has no account on the SSH server"
             )),
-            _ if privileged => Proof::Proven(format!("port {port} is bound by root only")),
-            Seen::LetGo => Proof::Unproven("its socket was closed before its owner could be read".into()),
-            Seen::Elsewhere => Proof::Unprovable(format!(
-                "it comes from another host, from port {port}, which any user there may bind: nothing tells the \
-                 FTP server's data connection from another user's there"
-            )),
+            Seen::LetGo | Seen::Elsewhere => self.by_port(port).unwrap_or_else(|| match seen {
+                Seen::LetGo => Proof::Unproven("its socket was closed before its owner could be read".into()),
+                _ => Proof::Unprovable(format!(
+                    "it comes from another host, from port {port}, which any user there may bind: nothing tells \
+                     the FTP server's data connection from another user's there"
+                )),
+            }),
         }
     }
 }
