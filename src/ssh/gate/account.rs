@@ -8,6 +8,11 @@ use super::proof::Proof;
 use super::{Action, DataChannel};
 use crate::events::{Event, Events};
 
+/// Unproven connections parked at once, their bytes in memory (up to [`super::KEPT_MAX`] each):
+/// two already make the transfer raced, so another account's flood of connections that close
+/// at once costs no more memory than that.
+const PARKED_MAX: usize = 2;
+
 /// A connection whose origin could not be proven, parked (its bytes kept in memory, not
 /// given to anyone) until the transfer tells.
 pub(super) struct Held {
@@ -127,7 +132,11 @@ impl Account {
                 tracing::debug!("data connection from {} waits: {why}", data.from());
                 let (decide, decided) = oneshot::channel();
                 self.held.push(Held { from: data.from(), to: data.to(), why, decide });
-                actions.push(Action::Park(data, decided));
+                match self.held.len() <= PARKED_MAX {
+                    true => actions.push(Action::Park(data, decided)),
+                    // Past that the transfer is raced whatever comes: counted, its bytes not kept.
+                    false => actions.push(Action::Close(data)),
+                }
             }
             Proof::Unproven(_) => {
                 refuse(&data, "no data connection is expected now".into());
