@@ -157,6 +157,9 @@ pub struct Link<'s> {
     pending: VecDeque<Pending>,
     /// Default-port data connections received from the gate.
     received: u64,
+    /// Never send a transfer ahead: its connection and the last one's could wait unproven
+    /// at once (see [`crate::ssh::gate::Gate::saw_unproven`]).
+    nothing_ahead: bool,
     /// A transfer's final reply, read before its data connection was admitted (the gate
     /// admits an unproven one once the server says it is done): [`Link::finish`] returns it.
     completed: Option<Reply>,
@@ -174,6 +177,10 @@ impl<'s> Link<'s> {
         } else {
             let prepared = dataport::prepare(session, &spec.ftp, spec.timeout, &spec.login).await?;
             let mut link = Link::new(session, prepared.control, spec, prepared.ftp_ip);
+            // RFC 959 servers (GNU inetutils ftpd) close a small file's data connection before
+            // its owner can be read: their connections may wait unproven, and two such waiting
+            // at once cannot be paired with transfers. ProFTPD holds its end until we close ours.
+            link.nothing_ahead = prepared.dialect == Some(crate::ftp::Dialect::Rfc959);
             match prepared.forward {
                 Ok(forward) => {
                     link.data_ports = forward.ports.clone();
@@ -219,6 +226,7 @@ impl<'s> Link<'s> {
             data_ports: Vec::new(),
             pending: VecDeque::new(),
             received: 0,
+            nothing_ahead: false,
             completed: None,
         }
     }

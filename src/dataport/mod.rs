@@ -115,11 +115,13 @@ pub struct Prepared {
     pub forward: Result<ReverseForward, Fallback>,
     /// How long the login took (three round trips to the FTP server), once done.
     pub login_time: Option<Duration>,
+    /// How the server connects back, where a greeting told.
+    pub dialect: Option<Dialect>,
 }
 
 impl Prepared {
     fn without_forward(control: Control, ftp_ip: Option<IpAddr>, why: Fallback) -> Prepared {
-        Prepared { control, ftp_ip, forward: Err(why), login_time: None }
+        Prepared { control, ftp_ip, forward: Err(why), login_time: None, dialect: None }
     }
 
     /// Log in, if that is still to do (where a forward is set up, the login
@@ -230,7 +232,7 @@ async fn through_relay(session: &Session, ftp: &FtpTarget, timeout: Duration, lo
             }
             judged => {
                 let prepared = settle(session, control, Some(peer), judged).await;
-                return Ok(Prepared { login_time: Some(login_time), ..prepared });
+                return Ok(Prepared { login_time: Some(login_time), dialect: Some(dialect), ..prepared });
             }
         }
     }
@@ -315,7 +317,7 @@ async fn by_socket_table(
             }
             judged => {
                 let prepared = settle(session, control, Some(remote.ip()), judged).await;
-                return Ok(Prepared { login_time: Some(login_time), ..prepared });
+                return Ok(Prepared { login_time: Some(login_time), dialect: Some(Dialect::ProFtpd), ..prepared });
             }
         }
     }
@@ -375,7 +377,7 @@ async fn settle(session: &Session, control: Control, ftp_ip: Option<IpAddr>, jud
             if let Some(listen) = forward.listen_addr() {
                 session.events().emit(Event::ForwardListening { listen, spare: forward.ports.get(1).copied() });
             }
-            return Prepared { control, ftp_ip, forward: Ok(forward), login_time: None };
+            return Prepared { control, ftp_ip, forward: Ok(forward), login_time: None, dialect: None };
         }
         Judged::Another(why, forward) => (Fallback::ForwardRefused(why), forward),
         Judged::GiveUp(why, forward) => (why, forward),

@@ -95,7 +95,7 @@ impl Link<'_> {
     /// (TcpExtTCPSYNChallenge, TCPSynRetrans). `collides`: the server is known
     /// to collide with TIME_WAIT.
     pub fn can_send_ahead(&self, collides: bool) -> bool {
-        if self.passive || self.forward.is_none() || self.session.gate.saw_unproven(&self.data_ports) {
+        if self.passive || self.forward.is_none() || self.nothing_ahead || self.session.gate.saw_unproven(&self.data_ports) {
             return false;
         }
         if self.source_port_varies {
