@@ -1,4 +1,4 @@
-//! Never out of step (issue 9): after a failed transfer the next ones still work and
+//! Never out of step: after a failed transfer the next ones still work and
 //! nothing is misread; a signal stops a run cleanly and the same command resumes it; long
 //! names download; a failure is named where it happened.
 //!

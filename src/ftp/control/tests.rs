@@ -101,7 +101,7 @@ async fn a_silent_server_times_out() {
     assert!(control.read_reply().await.unwrap_err().to_string().contains("no reply"));
 }
 
-/// The failure in issue 9: a transfer given up after its 150 leaves its
+/// The failure that kept runs out of step: a transfer given up after its 150 leaves its
 /// 226 unread; the next command must not take it for its own answer.
 #[tokio::test]
 async fn a_stale_final_reply_is_read_before_the_next_command() {
