@@ -24,10 +24,12 @@ use crate::transfer::place;
 
 /// Install the stderr subscriber for the given verbosity.
 pub fn init(verbose: u8, quiet: bool) {
+    // Libraries' own log lines (russh reports a request on a channel that a cancelled helper has
+    // just closed as an error) are internals, not messages for the user: shown from -vv only.
     let filter = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "warn,ftpssh=info,ftp=info",
+        (true, _) => "off,ftpssh=error,ftp=error",
+        (false, 0) => "off,ftpssh=warn,ftp=warn",
+        (false, 1) => "off,ftpssh=info,ftp=info",
         (false, _) => "warn,ftpssh=debug,ftp=debug",
     };
     let _ = tracing_subscriber::fmt()
