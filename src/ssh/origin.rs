@@ -120,6 +120,10 @@ impl Origin {
 
     /// Look up the socket `from` -> `to` (as sshd reported the connection).
     pub async fn look(&mut self, from: std::net::SocketAddr, to: std::net::SocketAddr) -> Result<Seen> {
+        Ok(on_this_host(self.look_up(from, to).await?, from))
+    }
+
+    async fn look_up(&mut self, from: std::net::SocketAddr, to: std::net::SocketAddr) -> Result<Seen> {
         match &mut self.way {
             Way::Perl(stream) => {
                 let line = format!("{} {} {} {}\n", from.ip(), from.port(), to.ip(), to.port());
@@ -132,6 +136,16 @@ impl Origin {
                 Ok(seen_in_table(&shell.run(&rows).await?, from, to))
             }
         }
+    }
+}
+
+/// A loopback address is this host's whatever its table says: a connection from one whose
+/// row is gone was closed already (its end closed second, so no TIME_WAIT row stays), not
+/// made elsewhere.
+fn on_this_host(seen: Seen, from: std::net::SocketAddr) -> Seen {
+    match seen {
+        Seen::Elsewhere if from.ip().to_canonical().is_loopback() => Seen::LetGo,
+        seen => seen,
     }
 }
 
@@ -188,6 +202,16 @@ mod tests {
     #[test]
     fn script_fits_in_single_quotes() {
         assert!(!PERL.contains('\''));
+    }
+
+    #[test]
+    fn a_loopback_originator_is_never_elsewhere() {
+        let (lo, far) = ("127.0.0.1:2020".parse().unwrap(), "10.250.1.2:2020".parse().unwrap());
+        let mapped: std::net::SocketAddr = "[::ffff:127.0.0.1]:2020".parse().unwrap();
+        assert_eq!(on_this_host(Seen::Elsewhere, lo), Seen::LetGo);
+        assert_eq!(on_this_host(Seen::Elsewhere, mapped), Seen::LetGo);
+        assert_eq!(on_this_host(Seen::Elsewhere, far), Seen::Elsewhere);
+        assert_eq!(on_this_host(Seen::Held { uid: 7 }, lo), Seen::Held { uid: 7 });
     }
 
     #[test]
