@@ -321,7 +321,8 @@ impl<'s> Link<'s> {
 }
 
 /// The server could not connect back because the data connection's 4-tuple
-/// is still in TIME_WAIT from the previous transfer (FIELD-NOTES section 4).
+/// is still in TIME_WAIT from the previous transfer
+/// (docs/real-systems.md#time_wait-and-incarnations).
 #[derive(Debug, thiserror::Error)]
 #[error("TIME_WAIT collision: the server replied {reply}")]
 pub struct Collision {

@@ -274,8 +274,9 @@ async fn park<'s>(idle: &mut Vec<Idle<'s>>, mut link: Link<'s>, ready_at: Instan
 }
 
 /// Past [`MAX_IDLE_LINKS`], close the longest-resting at once: ProFTPD
-/// answers a new connection late (~0.4 s) right after a session ends, so one
-/// such pause for many closes beats one for each.
+/// answers a new connection late right after a session ends
+/// (docs/real-systems.md#other-peers-and-settings), so one such pause for
+/// many closes beats one for each.
 async fn trim(idle: &mut Vec<Idle<'_>>) {
     if idle.len() <= MAX_IDLE_LINKS {
         return;

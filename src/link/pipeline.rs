@@ -89,11 +89,11 @@ impl Link<'_> {
     /// come from a new port each time, or else our relay holds the next
     /// commands ([`Link::send_transfer`]). From a fixed port (20, or L-1) every
     /// transfer reuses one 4-tuple, and a server that reconnects within
-    /// microseconds of the last close races its own final ACK: seen on one
-    /// host, the new SYN overtook that ACK (two CPUs' loopback queues), met
-    /// sshd's end still in LAST_ACK, and waited out a 1 s SYN retransmit
-    /// (TcpExtTCPSYNChallenge, TCPSynRetrans). `collides`: the server is known
-    /// to collide with TIME_WAIT.
+    /// microseconds of the last close races its own final ACK: the new SYN can
+    /// overtake that ACK (two CPUs' loopback queues), meet sshd's end still in
+    /// LAST_ACK, and wait out a 1 s SYN retransmit
+    /// (docs/real-systems.md#time_wait-and-incarnations). `collides`: the
+    /// server is known to collide with TIME_WAIT.
     pub fn can_send_ahead(&self, collides: bool) -> bool {
         if self.passive || self.forward.is_none() || self.nothing_ahead || self.session.gate.saw_unproven(&self.data_ports) {
             return false;

@@ -1,4 +1,5 @@
-//! Pacing default-port transfers around TIME_WAIT (FIELD-NOTES section 4).
+//! Pacing default-port transfers around TIME_WAIT
+//! (docs/real-systems.md#time_wait-and-incarnations).
 //!
 //! In default-port mode every data connection of one control connection has the same 4-tuple:
 //! (FTP server's data source port S, proxy port T on the SSH server host). After a download the
@@ -23,8 +24,8 @@ use crate::tcp::tuple::{time_wait_left, DataTuple};
 
 /// Added to the measured time left. `tm->when` counts down to the TIME_WAIT's scheduled end, but
 /// the kernel's timer wheel fires a 60 s timer late by up to one bucket (2 s at HZ=250, 4 s at
-/// HZ=1000), and the row stays, showing 0 ticks, until it fires (seen on Linux 6.18, HZ=250: rows
-/// gone 0.3 s, 1.1 s and 1.5 s after reaching 0). So the margin only covers the common case;
+/// HZ=1000), and the row stays, showing 0 ticks, until it fires (docs/benchmarks.md#measured-effects
+/// has how late). So the margin only covers the common case;
 /// after a wait, measure again: `Some(0)` means "still there, any moment now".
 pub const MARGIN: Duration = Duration::from_millis(500);
 

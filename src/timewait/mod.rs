@@ -1,5 +1,6 @@
 //! The book's last step: pacing consecutive default-port transfers around
-//! the 2MSL TIME_WAIT of their shared 4-tuple (FIELD-NOTES section 4).
+//! the 2MSL TIME_WAIT of their shared 4-tuple
+//! (docs/real-systems.md#time_wait-and-incarnations).
 //!
 //! After a download the FTP server holds the data connection's 4-tuple in
 //! TIME_WAIT for 60 s, and where that collides (fixed data source port, TCP
