@@ -44,8 +44,6 @@ mod fallback;
 mod pipeline;
 mod reclaim;
 pub use early::Early;
-use pipeline::Pending;
-use reclaim::{Reclaiming, Started};
 
 /// How long a default-port transfer command may go without both its
 /// preliminary reply and its data connection, on a nearby FTP server. A
@@ -317,6 +315,39 @@ impl<'s> Link<'s> {
         if let Some(forward) = self.forward.take() {
             forward.cancel(self.session).await;
         }
+    }
+}
+
+/// A transfer command on its way ([`Link::send_transfer`]).
+struct Pending {
+    cmd: Command,
+    /// Sent with it, before and after, in one write.
+    before: Vec<Command>,
+    after: Vec<Command>,
+    /// On the wire (the default port); passive commands wait for [`Link::receive`].
+    sent: bool,
+}
+
+/// What a reclaim under way brings back: the forward it cancelled (none when
+/// it sent from the stock), the tuple, and the helper with its answer (true:
+/// the SYN went out) and the stock left.
+struct Reclaiming {
+    forward: Option<ReverseForward>,
+    tuple: DataTuple,
+    asked: Result<(Reclaimer, bool, usize)>,
+}
+
+/// A future polled once already, so that what it sends first is on its way
+/// ([`start_now`]), to be awaited later.
+type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Poll `f` once now (its first messages go out, in order, behind whatever
+/// was sent before), and hand it back to be awaited later.
+async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
+    let mut f: Started<'a, T> = Box::pin(f);
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+        std::task::Poll::Pending => f,
     }
 }
 

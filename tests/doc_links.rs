@@ -201,7 +201,10 @@ fn every_docs_section_the_code_points_to_exists() {
 #[test]
 fn the_checker_sees_a_broken_link() {
     assert_eq!(slug("TIME_WAIT and incarnations"), "time_wait-and-incarnations");
-    assert_eq!(slug("7. When the default port cannot work: passive inside SSH"), "7-when-the-default-port-cannot-work-passive-inside-ssh");
+    assert_eq!(
+        slug("7. When the default port cannot work: passive inside SSH"),
+        "7-when-the-default-port-cannot-work-passive-inside-ssh"
+    );
     assert_eq!(slug("Threat model: the hosts' other users"), "threat-model-the-hosts-other-users");
     let a = anchors("# A\n## Use\n```\n# not a heading\n```\n## Use\n");
     assert_eq!(a, BTreeSet::from(["a".into(), "use".into(), "use-1".into()]));

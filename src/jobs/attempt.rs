@@ -2,18 +2,47 @@
 //! retry delays and what its TIME_WAIT collisions have cost so far.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
-use backon::{BackoffBuilder, ExponentialBackoff};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events, Recorder};
 use crate::jobs::batch::Op;
 use crate::jobs::report::Record;
-use crate::jobs::{next_delay, retry_backoff, Item};
 use crate::link::Link;
 use crate::timewait::Collisions;
 use crate::transfer::{self, PartFile};
+
+/// One transfer to make.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Get or put.
+    pub op: Op,
+    /// Remote name (get) or local path (put).
+    pub source: String,
+    /// Local path (get) or remote name (put).
+    pub target: String,
+    /// Its line in the batch file, named when it fails.
+    pub line: Option<usize>,
+    /// For a download by `mirror`: the server's modification time, given to the copy.
+    pub mtime: Option<std::time::SystemTime>,
+}
+
+/// Delays between attempts after a passing failure: 0.5, 1, 2, 4, 8 s (then 8 s).
+pub fn retry_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default().with_min_delay(RETRY_DELAY_MIN).with_max_delay(RETRY_DELAY_MAX).without_max_times()
+}
+
+/// The next pause of a [`retry_backoff`] schedule (it never runs out).
+pub(super) fn next_delay(delays: &mut backon::ExponentialBackoff) -> Duration {
+    delays.next().expect("retry_backoff is without_max_times")
+}
+
+/// The first pause before a retry, and the longest.
+const RETRY_DELAY_MIN: Duration = Duration::from_millis(500);
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(8);
 
 /// One item, as far as it got.
 pub struct Attempt {

@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::credentials::PasswordGate;
-use crate::jobs::{worker, Options, Plan, Shared};
+use crate::jobs::shared::{Options, Plan, Shared};
+use crate::jobs::worker;
 use crate::link::Link;
 use crate::ssh::Session;
 

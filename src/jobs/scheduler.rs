@@ -11,7 +11,7 @@ use crate::error::{find, is_permanent};
 use crate::events::{Event, Recorder};
 use crate::jobs::attempt::Attempt;
 use crate::jobs::batch::Op;
-use crate::jobs::{finish, next, Options, Plan, Shared};
+use crate::jobs::shared::{finish, next, Options, Plan, Shared};
 use crate::link::{Collision, DataMode, Link};
 use crate::ssh::Session;
 use crate::timewait::{self, Next, Pace};

@@ -8,9 +8,9 @@ use backon::BackoffBuilder;
 
 use crate::error::is_permanent;
 use crate::events::Event;
-use crate::jobs::attempt::Attempt;
+use crate::jobs::attempt::{next_delay, retry_backoff, Attempt};
 use crate::jobs::scheduler::{serve, Idle};
-use crate::jobs::{finish, next, next_delay, retry_backoff, Options, Plan, Shared};
+use crate::jobs::shared::{finish, next, Options, Plan, Shared};
 use crate::link::Link;
 use crate::ssh::Session;
 

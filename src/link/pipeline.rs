@@ -5,21 +5,10 @@
 
 use anyhow::{Context, Result};
 
-use super::reclaim::start_now;
-use super::{Data, Link};
+use super::{start_now, Data, Link, Pending};
 use crate::dataport::Fallback;
 use crate::error::classified;
 use crate::ftp::{Command, Reply};
-
-/// A transfer command on its way ([`Link::send_transfer`]).
-pub(super) struct Pending {
-    cmd: Command,
-    /// Sent with it, before and after, in one write.
-    before: Vec<Command>,
-    after: Vec<Command>,
-    /// On the wire (the default port); passive commands wait for [`Link::receive`].
-    sent: bool,
-}
 
 impl Link<'_> {
     /// Put transfer command `cmd` on the wire, with `before` (commands that
