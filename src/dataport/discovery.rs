@@ -22,9 +22,6 @@ use anyhow::{bail, Context, Result};
 use crate::ssh::Session;
 use crate::tcp::table::{self, Entry, TcpState};
 
-/// The remote command: our uid, then both socket tables.
-const SNAPSHOT_COMMAND: &str = "id -u; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
-
 /// One reading of the SSH server's socket table.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -37,7 +34,8 @@ pub struct Snapshot {
 /// Read the SSH server's socket table over an exec channel.
 pub async fn snapshot(session: &Session) -> Result<Snapshot> {
     let started = std::time::Instant::now();
-    let out = session.shell(SNAPSHOT_COMMAND).await?;
+    // Our uid, then both socket tables.
+    let out = session.shell(&format!("id -u; {}", table::READ_COMMAND)).await?;
     tracing::debug!("socket table read in {:.1?}", started.elapsed());
     parse_snapshot(&out).context("could not read the SSH server's socket table")
 }
@@ -78,7 +76,7 @@ impl Turn {
     }
 }
 
-/// Parse the output of `SNAPSHOT_COMMAND`.
+/// Parse the output of [`snapshot`]'s command: `id -u`, then the tables.
 pub fn parse_snapshot(text: &str) -> Result<Snapshot> {
     let (uid, tables) = text.split_once('\n').context("empty output")?;
     let uid = uid.trim().parse().with_context(|| format!("`id -u` said {uid:?}"))?;

@@ -29,7 +29,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use backon::BackoffBuilder;
 
+use crate::backoff;
 use crate::credentials::Login;
 use crate::events::{Event, Via};
 use crate::ftp::control::{Control, Line, Transcript};
@@ -49,10 +51,6 @@ const MAX_PROXY_TRIES: usize = 4;
 /// at the same moment as ours (another run of the same user, or any program
 /// of the user's or root's).
 const MAX_DIFF_TRIES: u32 = 10;
-/// Random pauses between diffs, so that runs started together drift apart:
-/// up to 50 ms before the second try, doubling each time, at most 2 s.
-const DIFF_JITTER_FIRST: Duration = Duration::from_millis(50);
-const DIFF_JITTER_MAX: Duration = Duration::from_secs(2);
 
 /// Whether another control connection may be tried, `held` being those whose
 /// port would not do (kept open, so that the next one gets another P).
@@ -215,6 +213,7 @@ async fn by_socket_table(
     // control connections whose P-1 would not do against MAX_PROXY_TRIES.
     let mut held = Vec::new();
     let mut attempt = 0u32;
+    let mut diff_pauses = backoff::racing_diff().build();
     loop {
         attempt += 1;
         let mut turn = discovery::Turn::take().await;
@@ -241,7 +240,7 @@ async fn by_socket_table(
             Err(e @ NotFound::Ambiguous(..)) if attempt < MAX_DIFF_TRIES => {
                 turn.leave(None);
                 control.quit().await;
-                let pause = jitter(attempt);
+                let pause = backoff::next_pause(&mut diff_pauses);
                 events.emit(Event::Detour { what: format!("{e}; trying again in {pause:.0?}") });
                 tokio::time::sleep(pause).await;
                 continue;
@@ -357,25 +356,4 @@ fn transcript(session: &Session) -> Transcript {
             Line::Received(l) => Event::Received { line: l.into() },
         })
     })
-}
-
-/// A random pause before diff number `attempt + 1` (std's randomly keyed
-/// hasher is random enough to make racing runs drift apart).
-fn jitter(attempt: u32) -> Duration {
-    use std::hash::BuildHasher;
-    let ceiling = DIFF_JITTER_FIRST.saturating_mul(1 << attempt.min(16)).min(DIFF_JITTER_MAX);
-    let r = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
-    ceiling.mul_f64((r % 1000) as f64 / 1000.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_grows_within_its_bounds() {
-        assert!((0..100).map(|_| jitter(1)).all(|j| j <= DIFF_JITTER_FIRST * 2));
-        assert!((0..100).map(|_| jitter(30)).all(|j| j <= DIFF_JITTER_MAX));
-        assert!((0..100).map(|_| jitter(30)).any(|j| j > DIFF_JITTER_FIRST * 2), "it does grow");
-    }
 }

@@ -15,9 +15,7 @@ use crate::demo::sockets;
 use crate::demo::tables::{self, Table};
 use crate::demo::timeline::{self, Reading};
 use crate::ssh::Session;
-
-/// How often the countdown reads the server's timer.
-pub const COUNTDOWN_TICK: Duration = Duration::from_secs(1);
+use crate::timewait::COUNTDOWN_TICK;
 
 /// What the lesson has said and seen.
 pub struct Lesson {

@@ -2,11 +2,11 @@
 //! retry delays and what its TIME_WAIT collisions have cost so far.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Result;
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff};
 
+use crate::backoff;
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events, Recorder};
 use crate::jobs::batch::Op;
@@ -30,20 +30,6 @@ pub struct Item {
     pub mtime: Option<std::time::SystemTime>,
 }
 
-/// Delays between attempts after a passing failure: 0.5, 1, 2, 4, 8 s (then 8 s).
-pub fn retry_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default().with_min_delay(RETRY_DELAY_MIN).with_max_delay(RETRY_DELAY_MAX).without_max_times()
-}
-
-/// The next pause of a [`retry_backoff`] schedule (it never runs out).
-pub(super) fn next_delay(delays: &mut backon::ExponentialBackoff) -> Duration {
-    delays.next().expect("retry_backoff is without_max_times")
-}
-
-/// The first pause before a retry, and the longest.
-const RETRY_DELAY_MIN: Duration = Duration::from_millis(500);
-const RETRY_DELAY_MAX: Duration = Duration::from_secs(8);
-
 /// One item, as far as it got.
 pub struct Attempt {
     /// Its place in the run.
@@ -62,7 +48,7 @@ impl Attempt {
     /// The first attempt at `item`.
     pub fn new(index: usize, item: Item) -> Attempt {
         let record = Record::new(item.op, &item.source, &item.target);
-        let delays = retry_backoff().build();
+        let delays = backoff::passing_failure().build();
         Attempt { index, item, record, part: None, delays, collisions: Collisions::default() }
     }
 
@@ -81,7 +67,7 @@ impl Attempt {
 
     /// Count a retry and sleep its backoff delay.
     pub async fn retry_later(&mut self, events: &Events, e: &anyhow::Error) {
-        let delay = next_delay(&mut self.delays);
+        let delay = backoff::next_pause(&mut self.delays);
         let what = format!("{} {}", self.item.op.as_str(), self.item.source);
         let retry = self.record.retries + 1;
         self.tell(events, Event::Retrying { what, error: format!("{e:#}"), retry, delay });

@@ -37,7 +37,7 @@ use batch::Op;
 use report::Report;
 use shared::{InOrder, Shared};
 
-pub use attempt::{retry_backoff, Item};
+pub use attempt::Item;
 pub use shared::{Options, Plan};
 
 /// Run every item into `report`, which lists them in the given order. Also

@@ -29,8 +29,12 @@ use crate::link::Link;
 use crate::tcp::DataTuple;
 
 /// How long a link rests after a TIME_WAIT collision: Linux's TIME_WAIT
-/// (60 s) and a margin.
-pub const REST_AFTER_DOWNLOAD: Duration = Duration::from_secs(62);
+/// ([`crate::tcp::TIME_WAIT_LEN`]) and a margin.
+pub const REST_AFTER_DOWNLOAD: Duration = crate::tcp::TIME_WAIT_LEN.saturating_add(Duration::from_secs(2));
+
+/// How often a TIME_WAIT countdown is redrawn (the `-v` line, a progress bar), and how often
+/// the demo reads the server's timer again while it counts down.
+pub const COUNTDOWN_TICK: Duration = Duration::from_secs(1);
 
 /// What to do about TIME_WAIT collisions (`--pace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +58,7 @@ pub struct Collisions {
 
 impl Default for Collisions {
     fn default() -> Self {
-        Collisions { reclaimed: 0, blind: measure::collision_backoff().build() }
+        Collisions { reclaimed: 0, blind: crate::backoff::unseen_time_wait().build() }
     }
 }
 
