@@ -39,11 +39,11 @@ use crate::tcp::DataTuple;
 use crate::throttle::Throttle;
 
 mod arrival;
-mod early;
+mod early_bytes;
 mod fallback;
 mod pipeline;
 mod reclaim;
-pub use early::Early;
+pub use early_bytes::Early;
 
 /// How long a default-port transfer command may go without both its
 /// preliminary reply and its data connection, on a nearby FTP server. A

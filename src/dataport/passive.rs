@@ -9,7 +9,7 @@ use russh::Channel;
 use crate::error::{classified, Kind};
 use crate::events::Event;
 use crate::ftp::control::Control;
-use crate::ftp::passive::{parse_epsv, parse_pasv, PassiveError};
+use crate::ftp::passive_reply::{parse_epsv, parse_pasv, PassiveError};
 use crate::ftp::{Command, Reply};
 use crate::ssh::Session;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::demo::facts::{ordinal, Tuple};
+use crate::demo::run_facts::{ordinal, Tuple};
 use crate::demo::lesson::Lesson;
 use crate::demo::narration;
 use crate::events::Event;

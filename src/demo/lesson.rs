@@ -7,10 +7,10 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::demo::facts::{Facts, Tuple};
+use crate::demo::run_facts::{Facts, Tuple};
 use crate::demo::journal::Journal;
 use crate::demo::narration;
-use crate::demo::pacing::{Pacer, Style};
+use crate::demo::terminal::{Pacer, Style};
 use crate::demo::sockets;
 use crate::demo::tables::{self, Table};
 use crate::demo::timeline::{self, Reading};
@@ -120,7 +120,7 @@ impl Lesson {
         self.readings.extend(timeline::readings(at, &server.rows, clk, &tuples));
     }
 
-    /// Wait for Enter, if pacing.
+    /// Wait for Enter, with `--step`.
     pub async fn pause(&self) {
         self.pacer.next().await;
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::demo::facts::{canon, Tuple};
+use crate::demo::run_facts::{canon, Tuple};
 use crate::demo::journal::Stamped;
 use crate::events::Event;
 use crate::tcp::table::Entry;

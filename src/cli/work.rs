@@ -1,5 +1,5 @@
 //! What a bulk run will do once listed ([`Work`]), and `mirror`'s listing
-//! of both sides turned into work ([`crate::jobs::mirror`] judges).
+//! of both sides turned into work ([`mirror()`]; [`crate::jobs::mirror`] judges).
 
 use std::path::{Path, PathBuf};
 
@@ -125,7 +125,7 @@ impl Work {
 }
 
 /// `mirror REMOTE [LOCAL]` (`--reverse`: LOCAL to REMOTE): list both, judge, make the work.
-pub(super) async fn expand(
+pub(super) async fn mirror(
     link: &mut Link<'_>,
     remote: &str,
     local: Option<&Path>,
