@@ -312,8 +312,11 @@ impl<F: Fn(&Event) + Send + Sync> Observer for F {
 /// clone shares the list ([`Events::fork`] makes a separate one).
 #[derive(Clone, Default)]
 pub struct Events {
-    observers: Arc<RwLock<Vec<(u64, Arc<dyn Observer>)>>>,
+    observers: Arc<RwLock<Observers>>,
 }
+
+/// Each observer with the id [`Events::watch`] gave it (0: added by [`Events::with`]).
+type Observers = Vec<(u64, Arc<dyn Observer>)>;
 
 impl fmt::Debug for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,6 +9,7 @@
 //! checks that the import graph has no cycle):
 //!
 //! - [`error`]: failure classes and exit codes, classified where they happen.
+//! - [`backoff`]: the pauses between retries, one named policy each.
 //! - [`tcp`]: pure TCP knowledge: the socket table parser (states, timers) and the data 4-tuple.
 //! - [`ftp`]: the FTP control protocol over any byte stream: commands, replies, PASV/EPSV,
 //!   the dialect (U-1 or U), what FEAT lists, the server's hash of a file (HASH,
@@ -49,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod cli;
 pub mod credentials;
 pub mod dataport;

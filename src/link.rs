@@ -39,13 +39,11 @@ use crate::tcp::DataTuple;
 use crate::throttle::Throttle;
 
 mod arrival;
-mod early;
+mod early_bytes;
 mod fallback;
 mod pipeline;
 mod reclaim;
-pub use early::Early;
-use pipeline::Pending;
-use reclaim::{Reclaiming, Started};
+pub use early_bytes::Early;
 
 /// How long a default-port transfer command may go without both its
 /// preliminary reply and its data connection, on a nearby FTP server. A
@@ -320,8 +318,42 @@ impl<'s> Link<'s> {
     }
 }
 
+/// A transfer command on its way ([`Link::send_transfer`]).
+struct Pending {
+    cmd: Command,
+    /// Sent with it, before and after, in one write.
+    before: Vec<Command>,
+    after: Vec<Command>,
+    /// On the wire (the default port); passive commands wait for [`Link::receive`].
+    sent: bool,
+}
+
+/// What a reclaim under way brings back: the forward it cancelled (none when
+/// it sent from the stock), the tuple, and the helper with its answer (true:
+/// the SYN went out) and the stock left.
+struct Reclaiming {
+    forward: Option<ReverseForward>,
+    tuple: DataTuple,
+    asked: Result<(Reclaimer, bool, usize)>,
+}
+
+/// A future polled once already, so that what it sends first is on its way
+/// ([`start_now`]), to be awaited later.
+type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Poll `f` once now (its first messages go out, in order, behind whatever
+/// was sent before), and hand it back to be awaited later.
+async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
+    let mut f: Started<'a, T> = Box::pin(f);
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+        std::task::Poll::Pending => f,
+    }
+}
+
 /// The server could not connect back because the data connection's 4-tuple
-/// is still in TIME_WAIT from the previous transfer (FIELD-NOTES section 4).
+/// is still in TIME_WAIT from the previous transfer
+/// (docs/real-systems.md#time_wait-and-incarnations).
 #[derive(Debug, thiserror::Error)]
 #[error("TIME_WAIT collision: the server replied {reply}")]
 pub struct Collision {

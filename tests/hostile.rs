@@ -1,4 +1,4 @@
-//! Issue 14, part 4: the hostile-server matrix. The lab's scripted server
+//! The hostile-server matrix. The lab's scripted server
 //! (`tests/servers/hostile_ftpd.py`, behind the lab's sshd like the others) misbehaves on cue:
 //! the USER name picks a session-level case, the path `CASE/bad.bin` a transfer-level one, and
 //! `CASE/good.bin` is served normally. Every row checks that the tool fails with one clear line

@@ -1,6 +1,6 @@
 //! The lab's FTP servers, probed directly: what each does with `RETR` sent with neither `PORT`
-//! nor `PASV` (the RFC 959 default data port; FIELD-NOTES section 1). The tool's design rests
-//! on these facts, so a server that changes its mind fails here, not deep inside a transfer.
+//! nor `PASV` (the RFC 959 default data port; docs/real-systems.md#ftp-servers-and-the-default-data-port).
+//! The tool's design rests on these facts, so a server that changes its mind fails here, not deep inside a transfer.
 //!
 //! Every probe runs in the server namespace and talks to `127.0.0.1:PORT`. Its control socket
 //! sets `SO_REUSEADDR` before `connect`, so the probe can also listen on its own port U (where

@@ -123,7 +123,7 @@ fn a_download_never_writes_through_a_planted_part_file_link() {
     let (tool, shared) = (Tool::new(), Shared::new());
     let target = shared.dir.join("small.bin");
     let part = shared.dir.join(".small.bin.ftpssh.part");
-    let attacker = Attacker::links(&shared.victim, &[part.clone()], true);
+    let attacker = Attacker::links(&shared.victim, std::slice::from_ref(&part), true);
     let out = run(tool.cmd(tool.lab.port("PROFTPD_PORT")).arg("get").arg("small.bin").arg(&target));
     drop(attacker);
     shared.assert_victim_intact();
@@ -142,7 +142,7 @@ fn a_download_never_writes_through_a_planted_part_file_link() {
 fn the_final_name_held_by_another_user_is_refused_and_nothing_is_lost() {
     let (tool, shared) = (Tool::new(), Shared::new());
     let target = shared.dir.join("small.bin");
-    let _attacker = Attacker::links(&shared.victim, &[target.clone()], false);
+    let _attacker = Attacker::links(&shared.victim, std::slice::from_ref(&target), false);
     let out = run(tool.cmd(tool.lab.port("PROFTPD_PORT")).arg("get").arg("small.bin").arg(&target));
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
@@ -217,7 +217,7 @@ fn the_report_never_writes_through_a_planted_link() {
 fn the_events_file_is_never_opened_through_another_users_link() {
     let (tool, shared) = (Tool::new(), Shared::new());
     let events = shared.dir.join("events.jsonl");
-    let _attacker = Attacker::links(&shared.victim, &[events.clone()], false);
+    let _attacker = Attacker::links(&shared.victim, std::slice::from_ref(&events), false);
     let out = run(tool.cmd(tool.lab.port("PROFTPD_PORT")).arg("--events").arg(&events).args(["get", "small.bin"]));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");

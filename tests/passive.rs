@@ -1,4 +1,4 @@
-//! Issue 5: servers that refuse the default data port (vsftpd, Pure-FTPd: 425; pyftpdlib: 150
+//! Servers that refuse the default data port (vsftpd, Pure-FTPd: 425; pyftpdlib: 150
 //! and silence) still work in `--data-mode auto`, through EPSV/PASV inside SSH; ProFTPD and
 //! inetutils keep the default-port path; `--data-mode passive` and `default-port` do what they
 //! say. Every transfer runs under the veth capture, and no trace ever shows PORT or EPRT.

@@ -1,4 +1,4 @@
-//! Issue 8: real peers. P is known, not guessed, whatever else runs at the same moment; SSH
+//! Real peers. P is known, not guessed, whatever else runs at the same moment; SSH
 //! servers the tool does not control (dropbear, `GatewayPorts no`, sessions without perl,
 //! python3 or socat); a server that refuses the default port with silence; an FTP server
 //! behind the SSH server (a bastion). In `auto` every default-port failure falls back to

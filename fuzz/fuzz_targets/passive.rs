@@ -1,8 +1,8 @@
-//! `ftp::passive::parse_pasv` and `parse_epsv` on any reply: the one parsed from the bytes, and
+//! `ftp::passive_reply::parse_pasv` and `parse_epsv` on any reply: the one parsed from the bytes, and
 //! the raw lines under each of the two codes, so that the text is exercised whatever the code.
 #![no_main]
 
-use ftpssh::ftp::passive::{parse_epsv, parse_pasv};
+use ftpssh::ftp::passive_reply::{parse_epsv, parse_pasv};
 use ftpssh::ftp::{parse_reply, Reply};
 use libfuzzer_sys::fuzz_target;
 

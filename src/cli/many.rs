@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::mirror::{self, Work};
+use super::work::{self, Work};
 use super::{remote_target, until_interrupted, Cli, Cmd};
 use crate::error::{classified, Kind};
 use crate::interrupt::{Interrupted, Watch};
@@ -127,7 +127,7 @@ async fn listed(
         let mut work = match &cli.command {
             Cmd::Mget { globs, dir } => expand_mget(&mut link, globs, dir.as_deref()).await?,
             Cmd::Mirror { remote, local, reverse, delete } => {
-                mirror::expand(&mut link, remote, local.as_deref(), *reverse, *delete).await?
+                work::mirror(&mut link, remote, local.as_deref(), *reverse, *delete).await?
             }
             _ => unreachable!("only mget and mirror list first"),
         };

@@ -26,8 +26,8 @@ use crate::{credentials, transfer};
 mod demo;
 mod install;
 mod many;
-mod mirror;
 pub mod output;
+mod work;
 
 const EXIT_CODES: &str = "\
 Exit codes:

@@ -9,7 +9,6 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,6 +19,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::events::{Event, Observer};
+use crate::timewait::COUNTDOWN_TICK;
 use crate::transfer::place;
 
 /// Install the stderr subscriber for the given verbosity.
@@ -114,9 +114,6 @@ impl Progress {
         Progress::default()
     }
 }
-
-/// How often a countdown is redrawn.
-const COUNTDOWN_TICK: Duration = Duration::from_secs(1);
 
 /// The byte bar: done / total, bar, rate, time left.
 const BYTES_TEMPLATE: &str = "{bytes:>10} / {total_bytes:10} {wide_bar} {binary_bytes_per_sec:>12} {eta:>4}";

@@ -1,5 +1,6 @@
 //! Finding the proxy port P: the source port of the SSH server's connection
-//! to the FTP server, as the FTP server sees it (FIELD-NOTES section 3).
+//! to the FTP server, as the FTP server sees it
+//! (docs/real-systems.md#knowing-the-proxy-port-p).
 //!
 //! Where the relay runs ([`crate::ssh::relay`]) it reports P itself. Elsewhere
 //! (no perl, python3 or socat on the SSH server) P is read off the socket
@@ -21,9 +22,6 @@ use anyhow::{bail, Context, Result};
 use crate::ssh::Session;
 use crate::tcp::table::{self, Entry, TcpState};
 
-/// The remote command: our uid, then both socket tables.
-const SNAPSHOT_COMMAND: &str = "id -u; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
-
 /// One reading of the SSH server's socket table.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -36,7 +34,8 @@ pub struct Snapshot {
 /// Read the SSH server's socket table over an exec channel.
 pub async fn snapshot(session: &Session) -> Result<Snapshot> {
     let started = std::time::Instant::now();
-    let out = session.shell(SNAPSHOT_COMMAND).await?;
+    // Our uid, then both socket tables.
+    let out = session.shell(&format!("id -u; {}", table::READ_COMMAND)).await?;
     tracing::debug!("socket table read in {:.1?}", started.elapsed());
     parse_snapshot(&out).context("could not read the SSH server's socket table")
 }
@@ -77,7 +76,7 @@ impl Turn {
     }
 }
 
-/// Parse the output of `SNAPSHOT_COMMAND`.
+/// Parse the output of [`snapshot`]'s command: `id -u`, then the tables.
 pub fn parse_snapshot(text: &str) -> Result<Snapshot> {
     let (uid, tables) = text.split_once('\n').context("empty output")?;
     let uid = uid.trim().parse().with_context(|| format!("`id -u` said {uid:?}"))?;
@@ -161,11 +160,11 @@ pub fn check_listener(entries: &[Entry], want: SocketAddr, sshd_uid: u32) -> Lis
 }
 
 /// A TIME_WAIT row that a data connection from the FTP server (whose control
-/// port is `ftp_port`) to `port` could collide with (FIELD-NOTES section 4):
-/// one end is `port`, the other a port such a server sends data from. A
-/// server that sends from a fixed port uses L-1 (ProFTPD, BSD ftpd, wu-ftpd)
-/// or a privileged one (vsftpd's 20); one whose source port the kernel picks
-/// never collides, since connect() skips 4-tuples in TIME_WAIT. Other rows
+/// port is `ftp_port`) to `port` could collide with
+/// (docs/real-systems.md#time_wait-and-incarnations): one end is `port`,
+/// the other a port such a server sends data from. A server that sends
+/// from a fixed port uses L-1 (ProFTPD, BSD ftpd, wu-ftpd) or a privileged
+/// one (vsftpd's 20); one whose source port the kernel picks never collides, since connect() skips 4-tuples in TIME_WAIT. Other rows
 /// that merely end in `port` are no obstacle: on a busy server they are
 /// common (the FTP server's passive port for another client was `port`, as
 /// ProFTPD picks them anywhere in 1024-65535), and their 4-tuple is not ours.
@@ -192,8 +191,10 @@ pub fn port_busy(entries: &[Entry], port: u16, ftp_port: u16) -> Option<&'static
 /// Another socket on `port` of `wanted` (where sshd was asked to listen),
 /// bound to the same address or the wildcard, TIME_WAIT included, other than
 /// our own control connection `ours` -> `peer`. sshd can listen there only if
-/// every such socket set SO_REUSEADDR (FIELD-NOTES section 2); the table
-/// cannot show which did, so any one of them may be why a forward was refused.
+/// every such socket set SO_REUSEADDR
+/// (docs/real-systems.md#the-bind-rule-behind-the-reverse-forward); the
+/// table cannot show which did, so any one of them may be why a forward was
+/// refused.
 pub fn held_by_another(entries: &[Entry], wanted: SocketAddr, ours: SocketAddr, peer: SocketAddr) -> Option<&Entry> {
     entries.iter().find(|e| {
         e.local.port() == wanted.port()

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::discovery::{self, Listener};
 use super::forward::ReverseForward;
-use super::Fallback;
+use super::passive::Fallback;
 
 /// What a forward request and the table read after it add up to.
 pub(super) enum Judged {

@@ -23,13 +23,16 @@ pub mod forward;
 mod judge;
 pub mod passive;
 
+pub use passive::Fallback;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use backon::BackoffBuilder;
 
+use crate::backoff;
 use crate::credentials::Login;
-use crate::error::Kind;
 use crate::events::{Event, Via};
 use crate::ftp::control::{Control, Line, Transcript};
 use crate::ftp::{Dialect, Reply};
@@ -48,60 +51,11 @@ const MAX_PROXY_TRIES: usize = 4;
 /// at the same moment as ours (another run of the same user, or any program
 /// of the user's or root's).
 const MAX_DIFF_TRIES: u32 = 10;
-/// Random pauses between diffs, so that runs started together drift apart:
-/// up to 50 ms before the second try, doubling each time, at most 2 s.
-const DIFF_JITTER_FIRST: Duration = Duration::from_millis(50);
-const DIFF_JITTER_MAX: Duration = Duration::from_secs(2);
 
 /// Whether another control connection may be tried, `held` being those whose
 /// port would not do (kept open, so that the next one gets another P).
 fn may_rotate(held: &[Control]) -> bool {
     held.len() + 1 < MAX_PROXY_TRIES
-}
-
-/// Why the default-port path is not used: in `auto`, the reason to go passive.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Fallback {
-    /// Neither perl, python3 nor socat on the SSH server, and the socket
-    /// table could not stand in.
-    #[error("no relay interpreter on the SSH server ({0})")]
-    NoRelay(String),
-    /// An interpreter exists but the relay did not start.
-    #[error("the relay on the SSH server failed ({0})")]
-    RelayFailed(String),
-    /// The socket table did not show P.
-    #[error("could not find the proxy port P in the SSH server's socket table ({0})")]
-    Discovery(String),
-    /// An RFC 959 server connects back to P itself, which only the relay's
-    /// SO_REUSEADDR makes possible.
-    #[error("the FTP server connects back to the control connection's own port, which needs the relay ({0})")]
-    NeedsRelay(String),
-    /// sshd said no to the tcpip-forward.
-    #[error("the SSH server refused the reverse forward ({0})")]
-    ForwardRefused(String),
-    /// sshd said yes, but its socket table shows no listener where the FTP
-    /// server will connect.
-    #[error("{0}")]
-    BoundElsewhere(String),
-    /// The server refused a transfer with neither PORT nor PASV.
-    #[error("the FTP server refuses default-port transfers: it replied {0}")]
-    Refused(Reply),
-    /// Neither a reply nor a data connection within the bound.
-    #[error("the FTP server {0}")]
-    Silent(String),
-    /// A data connection came that nothing can prove is the FTP server's (why).
-    #[error("a data connection's origin cannot be proven: {0}")]
-    Unprovable(String),
-}
-
-impl Fallback {
-    /// The exit code class when there is no passive mode to fall back to.
-    pub fn kind(&self) -> Kind {
-        match self {
-            Fallback::Refused(_) | Fallback::Silent(_) | Fallback::Unprovable(_) => Kind::Transfer,
-            _ => Kind::Ssh,
-        }
-    }
 }
 
 /// A logged-in-ready control connection and its data path.
@@ -259,6 +213,7 @@ async fn by_socket_table(
     // control connections whose P-1 would not do against MAX_PROXY_TRIES.
     let mut held = Vec::new();
     let mut attempt = 0u32;
+    let mut diff_pauses = backoff::racing_diff().build();
     loop {
         attempt += 1;
         let mut turn = discovery::Turn::take().await;
@@ -285,7 +240,7 @@ async fn by_socket_table(
             Err(e @ NotFound::Ambiguous(..)) if attempt < MAX_DIFF_TRIES => {
                 turn.leave(None);
                 control.quit().await;
-                let pause = jitter(attempt);
+                let pause = backoff::next_pause(&mut diff_pauses);
                 events.emit(Event::Detour { what: format!("{e}; trying again in {pause:.0?}") });
                 tokio::time::sleep(pause).await;
                 continue;
@@ -401,25 +356,4 @@ fn transcript(session: &Session) -> Transcript {
             Line::Received(l) => Event::Received { line: l.into() },
         })
     })
-}
-
-/// A random pause before diff number `attempt + 1` (std's randomly keyed
-/// hasher is random enough to make racing runs drift apart).
-fn jitter(attempt: u32) -> Duration {
-    use std::hash::BuildHasher;
-    let ceiling = DIFF_JITTER_FIRST.saturating_mul(1 << attempt.min(16)).min(DIFF_JITTER_MAX);
-    let r = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
-    ceiling.mul_f64((r % 1000) as f64 / 1000.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_grows_within_its_bounds() {
-        assert!((0..100).map(|_| jitter(1)).all(|j| j <= DIFF_JITTER_FIRST * 2));
-        assert!((0..100).map(|_| jitter(30)).all(|j| j <= DIFF_JITTER_MAX));
-        assert!((0..100).map(|_| jitter(30)).any(|j| j > DIFF_JITTER_FIRST * 2), "it does grow");
-    }
 }

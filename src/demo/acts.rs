@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::demo::facts::{ordinal, Tuple};
-use crate::demo::lesson::{Lesson, COUNTDOWN_TICK};
+use crate::demo::run_facts::{ordinal, Tuple};
+use crate::demo::lesson::Lesson;
 use crate::demo::narration;
 use crate::events::Event;
 use crate::link::{Collision, Link, Spec};
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
-use crate::timewait::{self, Collisions, Next, Pace};
+use crate::timewait::{self, Collisions, Next, Pace, COUNTDOWN_TICK};
 use crate::transfer;
 
 /// What the demo does.

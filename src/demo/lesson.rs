@@ -7,17 +7,15 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::demo::facts::{Facts, Tuple};
+use crate::demo::run_facts::{Facts, Tuple};
 use crate::demo::journal::Journal;
 use crate::demo::narration;
-use crate::demo::pacing::{Pacer, Style};
+use crate::demo::terminal::{Pacer, Style};
 use crate::demo::sockets;
 use crate::demo::tables::{self, Table};
 use crate::demo::timeline::{self, Reading};
 use crate::ssh::Session;
-
-/// How often the countdown reads the server's timer.
-pub const COUNTDOWN_TICK: Duration = Duration::from_secs(1);
+use crate::timewait::COUNTDOWN_TICK;
 
 /// What the lesson has said and seen.
 pub struct Lesson {
@@ -122,7 +120,7 @@ impl Lesson {
         self.readings.extend(timeline::readings(at, &server.rows, clk, &tuples));
     }
 
-    /// Wait for Enter, if pacing.
+    /// Wait for Enter, with `--step`.
     pub async fn pause(&self) {
         self.pacer.next().await;
     }

@@ -5,22 +5,22 @@
 //! two hosts' socket tables, and nothing else:
 //!
 //! - [`journal`]: the observer that stamps and keeps every event;
-//! - [`facts`]: C, P, U-1 (or U), the 4-tuples, folded from the events;
+//! - [`run_facts`]: C, P, U-1 (or U), the 4-tuples, folded from the events;
 //! - [`narration`]: a plain-words paragraph per event, with the real values;
 //! - [`tables`]: both socket tables side by side, rows labelled; [`sockets`] reads them;
 //! - [`timeline`] and [`svg`]: one lane per 4-tuple, one bar per incarnation, as SVG and HTML;
-//! - [`pacing`]: `--step`, colours, `NO_COLOR`;
+//! - [`terminal`]: the classroom's pace (`--step`) and looks (colours, `NO_COLOR`);
 //! - [`lesson`]: steps, tables and the live TIME_WAIT countdown; [`acts`]: what the run does.
 
 pub mod acts;
-pub mod facts;
 pub mod journal;
 pub mod lesson;
 pub mod narration;
-pub mod pacing;
+pub mod run_facts;
 pub mod sockets;
 pub mod svg;
 pub mod tables;
+pub mod terminal;
 pub mod timeline;
 
 use std::path::PathBuf;
@@ -33,7 +33,7 @@ use crate::ssh::Session;
 use acts::Script;
 use journal::Journal;
 use lesson::Lesson;
-use pacing::{Pacer, Style};
+use terminal::{Pacer, Style};
 
 /// Where the timeline goes.
 #[derive(Debug, Clone)]

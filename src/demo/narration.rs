@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::demo::facts::{ordinal, Facts, Tuple};
+use crate::demo::run_facts::{ordinal, Facts, Tuple};
 use crate::events::{Event, Via};
 use crate::ftp::Dialect;
 

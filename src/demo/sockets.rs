@@ -9,10 +9,9 @@ use anyhow::{Context, Result};
 use crate::demo::tables::Table;
 use crate::ssh::Session;
 use crate::tcp::table::{Entry, TcpState};
-use crate::timewait::measure::parse_measure_output;
+use crate::timewait::measure::{measure_command, parse_measure_output};
 
-/// USER_HZ, then both tables; and whether TCP timestamps are on there.
-const SERVER_READ: &str = "getconf CLK_TCK; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
+/// Whether TCP timestamps are on there.
 const TIMESTAMPS_READ: &str = "cat /proc/sys/net/ipv4/tcp_timestamps 2>/dev/null";
 
 /// The client's own table (this process's network namespace). No timers:
@@ -37,7 +36,7 @@ pub fn client(title: &str) -> Result<Table> {
 
 /// The SSH server's table, read over the session.
 pub async fn server(session: &Session, title: &str) -> Result<Table> {
-    let out = session.shell(SERVER_READ).await.context("could not read the SSH server's socket table")?;
+    let out = session.shell(&measure_command()).await.context("could not read the SSH server's socket table")?;
     let (clk_tck, rows) = parse_measure_output(&out);
     Ok(Table { title: title.to_string(), rows, clk_tck: Some(clk_tck) })
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::demo::facts::ordinal;
+use crate::demo::run_facts::ordinal;
 use crate::demo::timeline::{Bar, End, MarkKind, Timeline};
 
 const WIDTH: f64 = 1200.0;
@@ -220,7 +220,7 @@ pub fn html(svg: &str, title: &str, narration: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::facts::Tuple;
+    use crate::demo::run_facts::Tuple;
     use crate::demo::timeline::{Lane, Mark};
 
     fn s(secs: f64) -> Duration {

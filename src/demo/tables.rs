@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 
-use crate::demo::facts::Facts;
-use crate::demo::pacing::Style;
+use crate::demo::run_facts::Facts;
+use crate::demo::terminal::Style;
 use crate::tcp::table::{Entry, TcpState};
 
 /// One host's table as read at one moment.

@@ -6,14 +6,12 @@
 
 use std::time::Duration;
 
-use crate::demo::facts::{canon, Tuple};
+use crate::demo::run_facts::{canon, Tuple};
 use crate::demo::journal::Stamped;
 use crate::events::Event;
 use crate::tcp::table::Entry;
-use crate::tcp::DataTuple;
+use crate::tcp::{DataTuple, TIME_WAIT_LEN};
 
-/// Linux's TIME_WAIT, for an entry whose timer was never read.
-pub const TIME_WAIT: Duration = Duration::from_secs(60);
 
 /// A reading of one 4-tuple's TIME_WAIT in the server's socket table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -223,7 +221,7 @@ impl Timeline {
                 None => {}
             }
         }
-        end.map_or((bar.done + TIME_WAIT, End::Assumed), |e| (e, End::Expired))
+        end.map_or((bar.done + TIME_WAIT_LEN, End::Assumed), |e| (e, End::Expired))
     }
 
     /// The last moment drawn: the run's end or the last TIME_WAIT's, whichever is later.
@@ -282,7 +280,7 @@ mod tests {
             t.lanes.iter().map(|l| l.bars.iter().map(|b| (b.n, b.how)).collect()).collect();
         assert_eq!(ends, [vec![(1, End::Expired), (2, End::Assumed)], vec![(1, End::Reclaimed), (2, End::Assumed)]]);
         assert_eq!(t.lanes[0].bars[0].end, s(60.5)); // min(1.5 + 59, 61.0)
-        assert_eq!(t.lanes[0].bars[1].end, s(61.8) + TIME_WAIT);
+        assert_eq!(t.lanes[0].bars[1].end, s(61.8) + TIME_WAIT_LEN);
         assert_eq!(t.lanes[1].bars[0].end, s(63.0));
         let kinds: Vec<(usize, &MarkKind)> = t.marks.iter().map(|m| (m.lane, &m.kind)).collect();
         assert_eq!(
@@ -295,7 +293,7 @@ mod tests {
                 (1, &MarkKind::Reclaim)
             ]
         );
-        assert_eq!(t.horizon(), s(63.2) + TIME_WAIT);
+        assert_eq!(t.horizon(), s(63.2) + TIME_WAIT_LEN);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! - [`command`]: what the client sends; [`Command`]'s `Display` is the wire line.
 //! - [`reply`]: what the server answers; [`parse_reply`] returns `Ok(None)` for "need more input".
-//! - [`passive`]: the data port a `227` (PASV) or `229` (EPSV) reply announces.
+//! - [`passive_reply`]: the data port a `227` (PASV) or `229` (EPSV) reply announces.
 //! - [`dialect`]: where a server sends a default-port data connection (U-1 or U).
 //! - [`features`]: what FEAT lists; [`digest`]: the server's hash of a file
 //!   (HASH, XSHA256, ...) for `--verify`; [`facts`]: MLSD lines and MDTM times for `mirror`.
@@ -18,7 +18,7 @@ pub mod dialect;
 pub mod digest;
 pub mod facts;
 pub mod features;
-pub mod passive;
+pub mod passive_reply;
 pub mod reply;
 pub mod shown;
 

@@ -6,14 +6,29 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use backon::{BackoffBuilder, ExponentialBackoff};
 
+use crate::backoff;
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events, Recorder};
 use crate::jobs::batch::Op;
 use crate::jobs::report::Record;
-use crate::jobs::{next_delay, retry_backoff, Item};
 use crate::link::Link;
 use crate::timewait::Collisions;
 use crate::transfer::{self, PartFile};
+
+/// One transfer to make.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Get or put.
+    pub op: Op,
+    /// Remote name (get) or local path (put).
+    pub source: String,
+    /// Local path (get) or remote name (put).
+    pub target: String,
+    /// Its line in the batch file, named when it fails.
+    pub line: Option<usize>,
+    /// For a download by `mirror`: the server's modification time, given to the copy.
+    pub mtime: Option<std::time::SystemTime>,
+}
 
 /// One item, as far as it got.
 pub struct Attempt {
@@ -33,7 +48,7 @@ impl Attempt {
     /// The first attempt at `item`.
     pub fn new(index: usize, item: Item) -> Attempt {
         let record = Record::new(item.op, &item.source, &item.target);
-        let delays = retry_backoff().build();
+        let delays = backoff::passing_failure().build();
         Attempt { index, item, record, part: None, delays, collisions: Collisions::default() }
     }
 
@@ -52,7 +67,7 @@ impl Attempt {
 
     /// Count a retry and sleep its backoff delay.
     pub async fn retry_later(&mut self, events: &Events, e: &anyhow::Error) {
-        let delay = next_delay(&mut self.delays);
+        let delay = backoff::next_pause(&mut self.delays);
         let what = format!("{} {}", self.item.op.as_str(), self.item.source);
         let retry = self.record.retries + 1;
         self.tell(events, Event::Retrying { what, error: format!("{e:#}"), retry, delay });

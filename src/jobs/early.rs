@@ -1,9 +1,9 @@
 //! Workers started while an `mget` (or `mirror`) still lists: with `--jobs N`,
 //! the other N-1 workers connect their SSH sessions and open their links
 //! meanwhile, instead of after the listing. Each link takes an SSH handshake,
-//! the relay's start, an FTP login and a forward: about 0.15 s on the lab,
-//! and the first worker did a third of 200 small files alone before (0.54 s
-//! for `--jobs 4`).
+//! the relay's start, an FTP login and a forward, long enough for the first
+//! worker to do a good part of a short run alone
+//! (docs/benchmarks.md#measured-effects).
 //!
 //! They follow the listing link, so that nothing is tried N times that fails
 //! once: they are started only once the first SSH session has connected (its
@@ -11,8 +11,7 @@
 //! once but send the FTP password only once the listing link's was accepted
 //! (a wrong one is sent once; [`PasswordGate`]). Everything before PASS (the
 //! relay, the greeting, USER, the forward) overlaps the listing link's login
-//! where their SSH sessions are up in time: 10-20 ms of a 0.45 s `--jobs 4`
-//! run on the lab; none at 20 ms, where the handshakes took longer.
+//! where their SSH sessions are up in time.
 //! A connection or link they could not make is made again, and its failure
 //! reported, by the worker's usual path once the items come.
 
@@ -22,7 +21,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::credentials::PasswordGate;
-use crate::jobs::{worker, Options, Plan, Shared};
+use crate::jobs::shared::{Options, Plan, Shared};
+use crate::jobs::worker;
 use crate::link::Link;
 use crate::ssh::Session;
 
@@ -86,10 +86,9 @@ pub(super) struct Running {
 impl Running {
     /// Wait for them. Once the run has settled (every item ended, or a failure
     /// stopped it), one still connecting or logging in is told to stop: it
-    /// would find nothing to do, and the run would wait for its login (0.2 s
-    /// at the end of a 0.4 s `--jobs 4` mget on the lab, where ProFTPD greeted
-    /// a fourth connection late; as long as the FTP timeout where a server
-    /// never greets it).
+    /// would find nothing to do, and the run would wait for its login (ProFTPD
+    /// greets a connection late right after a session ends; a server that
+    /// never greets it would hold the run for the whole FTP timeout).
     pub(super) async fn join(self, shared: &Shared) {
         let mut settled = shared.settled.subscribe();
         let all = async {

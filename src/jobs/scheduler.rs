@@ -11,7 +11,7 @@ use crate::error::{find, is_permanent};
 use crate::events::{Event, Recorder};
 use crate::jobs::attempt::Attempt;
 use crate::jobs::batch::Op;
-use crate::jobs::{finish, next, Options, Plan, Shared};
+use crate::jobs::shared::{finish, next, Options, Plan, Shared};
 use crate::link::{Collision, DataMode, Link};
 use crate::ssh::Session;
 use crate::timewait::{self, Next, Pace};
@@ -274,8 +274,9 @@ async fn park<'s>(idle: &mut Vec<Idle<'s>>, mut link: Link<'s>, ready_at: Instan
 }
 
 /// Past [`MAX_IDLE_LINKS`], close the longest-resting at once: ProFTPD
-/// answers a new connection late (~0.4 s) right after a session ends, so one
-/// such pause for many closes beats one for each.
+/// answers a new connection late right after a session ends
+/// (docs/real-systems.md#other-peers-and-settings), so one such pause for
+/// many closes beats one for each.
 async fn trim(idle: &mut Vec<Idle<'_>>) {
     if idle.len() <= MAX_IDLE_LINKS {
         return;

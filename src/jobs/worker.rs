@@ -8,9 +8,10 @@ use backon::BackoffBuilder;
 
 use crate::error::is_permanent;
 use crate::events::Event;
+use crate::backoff;
 use crate::jobs::attempt::Attempt;
 use crate::jobs::scheduler::{serve, Idle};
-use crate::jobs::{finish, next, next_delay, retry_backoff, Options, Plan, Shared};
+use crate::jobs::shared::{finish, next, Options, Plan, Shared};
 use crate::link::Link;
 use crate::ssh::Session;
 
@@ -22,7 +23,7 @@ pub(super) async fn worker(
     mut first: Option<(&Session, Link<'_>)>,
 ) {
     let mut current: Option<Attempt> = None;
-    let mut connect_delays = retry_backoff().build();
+    let mut connect_delays = backoff::passing_failure().build();
     let mut connect_failures = 0;
     loop {
         if current.is_none() {
@@ -49,7 +50,7 @@ pub(super) async fn worker(
                     finish(&plan, &shared, &opts, attempt, Some(e));
                     continue;
                 }
-                let delay = next_delay(&mut connect_delays);
+                let delay = backoff::next_pause(&mut connect_delays);
                 attempt.tell(&plan.events, Event::Reconnecting { error: format!("{e:#}"), delay });
                 if interruptible(&shared, tokio::time::sleep(delay)).await.is_none() {
                     return;

@@ -5,21 +5,10 @@
 
 use anyhow::{Context, Result};
 
-use super::reclaim::start_now;
-use super::{Data, Link};
+use super::{start_now, Data, Link, Pending};
 use crate::dataport::Fallback;
 use crate::error::classified;
 use crate::ftp::{Command, Reply};
-
-/// A transfer command on its way ([`Link::send_transfer`]).
-pub(super) struct Pending {
-    cmd: Command,
-    /// Sent with it, before and after, in one write.
-    before: Vec<Command>,
-    after: Vec<Command>,
-    /// On the wire (the default port); passive commands wait for [`Link::receive`].
-    sent: bool,
-}
 
 impl Link<'_> {
     /// Put transfer command `cmd` on the wire, with `before` (commands that
@@ -89,11 +78,11 @@ impl Link<'_> {
     /// come from a new port each time, or else our relay holds the next
     /// commands ([`Link::send_transfer`]). From a fixed port (20, or L-1) every
     /// transfer reuses one 4-tuple, and a server that reconnects within
-    /// microseconds of the last close races its own final ACK: seen on one
-    /// host, the new SYN overtook that ACK (two CPUs' loopback queues), met
-    /// sshd's end still in LAST_ACK, and waited out a 1 s SYN retransmit
-    /// (TcpExtTCPSYNChallenge, TCPSynRetrans). `collides`: the server is known
-    /// to collide with TIME_WAIT.
+    /// microseconds of the last close races its own final ACK: the new SYN can
+    /// overtake that ACK (two CPUs' loopback queues), meet sshd's end still in
+    /// LAST_ACK, and wait out a 1 s SYN retransmit
+    /// (docs/real-systems.md#time_wait-and-incarnations). `collides`: the
+    /// server is known to collide with TIME_WAIT.
     pub fn can_send_ahead(&self, collides: bool) -> bool {
         if self.passive || self.forward.is_none() || self.nothing_ahead || self.session.gate.saw_unproven(&self.data_ports) {
             return false;

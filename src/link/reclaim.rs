@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::Link;
+use super::{start_now, Link, Reclaiming};
 use crate::dataport::forward::ReverseForward;
 use crate::error::{classified, Kind};
 use crate::events::Event;
@@ -151,15 +151,6 @@ impl Link<'_> {
     }
 }
 
-/// What a reclaim under way brings back: the forward it cancelled (none when
-/// it sent from the stock), the tuple, and the helper with its answer (true:
-/// the SYN went out) and the stock left.
-pub(super) struct Reclaiming {
-    forward: Option<ReverseForward>,
-    tuple: DataTuple,
-    asked: Result<(Reclaimer, bool, usize)>,
-}
-
 /// How long the reclaiming helper may wait for sshd's end of a download's
 /// connection to close: the download may still be running when it is asked.
 const RECLAIM_FREE: Duration = Duration::from_secs(600);
@@ -168,17 +159,3 @@ const RECLAIM_FREE: Duration = Duration::from_secs(600);
 /// cancelled for a reclaim: one cancel and renew per this many downloads.
 /// Well under the 1024 descriptors a process is usually allowed.
 const RECLAIM_STOCK: usize = 200;
-
-/// A future polled once already, so that what it sends first is on its way
-/// ([`start_now`]), to be awaited later.
-pub(super) type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// Poll `f` once now (its first messages go out, in order, behind whatever
-/// was sent before), and hand it back to be awaited later.
-pub(super) async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
-    let mut f: Started<'a, T> = Box::pin(f);
-    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
-        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
-        std::task::Poll::Pending => f,
-    }
-}

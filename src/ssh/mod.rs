@@ -36,9 +36,8 @@ use hostkeys::{Offered, Policy};
 
 /// Each channel's receive window: what the server may send before we
 /// acknowledge. russh's 2 MiB (OpenSSH's too) caps a transfer at 2 MiB per
-/// round trip; measured through the lab's 100 ms WAN proxy, a 100 MiB get took
-/// 11.6 s with 2 MiB, 4.1 s with 8 MiB, 2.8 s with 16 MiB (scp: 7.3 s), and on
-/// loopback the same with either (peak RSS 14-16 MiB).
+/// round trip, which a distant server feels; on loopback the size makes no
+/// difference (docs/benchmarks.md#measured-effects).
 const WINDOW_SIZE: u32 = 16 << 20;
 
 /// How long to wait for the SSH server to answer at all.

@@ -132,7 +132,7 @@ impl Origin {
             }
             Way::Shell(shell) => {
                 // Only the rows of the forwarded port: a busy host's table is megabytes.
-                let rows = format!("grep -h ':{:04X} ' /proc/net/tcp /proc/net/tcp6 2>/dev/null; true", to.port());
+                let rows = table::read_rows_with_port(to.port());
                 Ok(seen_in_table(&shell.run(&rows).await?, from, to))
             }
         }

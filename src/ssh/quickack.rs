@@ -7,9 +7,9 @@
 //! sends its host keys (`hostkeys-00@openssh.com`); Nagle then held our session
 //! channel's confirmation until those were acknowledged, and Linux delayed that
 //! ACK by its 40 ms minimum, since we had nothing to send while we waited for
-//! the confirmation. Seen with tcpdump on every run: 40 ms of every SSH
-//! session's start (and of every `--jobs` worker's). Other servers may write
-//! with Nagle on all the time.
+//! the confirmation: 40 ms at the start of every SSH session, and of every
+//! `--jobs` worker's (docs/benchmarks.md#measured-effects). Other servers may
+//! write with Nagle on all the time.
 //!
 //! The ACK goes when a read finds the socket empty, not after every read:
 //! russh reads each packet in two exact reads, and a setsockopt per read would

@@ -10,8 +10,8 @@
 //! number TIME_WAIT expects. Linux then drops the TIME_WAIT entry (unless
 //! `net.ipv4.tcp_rfc1337=1`). Nothing else is disturbed: the tuple contains
 //! our own port T, and the connection it belonged to has ended cleanly
-//! (226 received, size checked). Seen on Linux 6.18, timestamps off: the next
-//! RETR on the same control connection succeeds 2 ms later.
+//! (226 received, size checked). The next RETR on the same control
+//! connection succeeds at once.
 //!
 //! sshd's listener on T must be cancelled first (a listener shares its port
 //! with nothing), and requested again after. The SYN is sent by a small perl
@@ -50,7 +50,7 @@ use crate::tcp::DataTuple;
 /// race so: the FTP server cannot connect while it holds one. And while that end shows a live
 /// connection other than the one first seen (the next file's: the kernel's socket cookie tells),
 /// this line is over: `busy`. Waiting for that one to close would wait for us, who must accept it
-/// first (the stall this fixed: 50 s in one 200-file collide `mget` in twenty).
+/// first, and the run would stall until the server gave up.
 ///
 /// The stock: a socket bound to the local end *before* sshd listens there stays bound after (both
 /// set SO_REUSEADDR, and a bound socket is not a listener), and can connect from it later, while

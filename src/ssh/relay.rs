@@ -1,4 +1,5 @@
-//! The SO_REUSEADDR relay (FIELD-NOTES section 2): how P is known, not guessed.
+//! The SO_REUSEADDR relay: how P is known, not guessed
+//! (docs/real-systems.md#the-bind-rule-behind-the-reverse-forward).
 //!
 //! The control connection is made by a small relay started over an exec
 //! channel instead of by sshd (direct-tcpip). The relay sets SO_REUSEADDR,

@@ -1,6 +1,7 @@
 //! A shell kept open on the SSH server for the socket-table readings.
 //!
-//! Each exec channel costs sshd a fork and a login shell (~20 ms); a bulk run
+//! Each exec channel costs sshd a fork and a login shell
+//! (docs/real-systems.md#other-peers-and-settings); a bulk run
 //! that rotates control connections reads the socket table once per
 //! connection. One `sh` started once and fed commands on its stdin answers in
 //! the time `cat` takes. Each answer ends with a marker line made unique by a

@@ -10,10 +10,11 @@
 //! socket's owner (uid) and inode, 0 once no process holds it ([`super::origin`] reads them).
 //!
 //! It asks the kernel for that one socket (netlink sock_diag, an exact lookup, as `ss` does for
-//! one socket): about 7 us. Reading `/proc/net/tcp` instead walks the whole established-socket
-//! hash, shared by every network namespace and sized by the host's memory: 3.4 ms a read on the
-//! lab's 24 GiB machine, which made the relay's hold (one read a file) cost more CPU than
-//! anything else in an `mget`. Where netlink is refused (a sandbox), it reads the table as before.
+//! one socket). Reading `/proc/net/tcp` instead walks the whole established-socket hash, shared by
+//! every network namespace and sized by the host's memory (docs/real-systems.md#knowing-the-proxy-port-p),
+//! which would make the relay's hold (one lookup a file) cost more CPU than anything else in an
+//! `mget` (docs/benchmarks.md#measured-effects). Where netlink is refused (a sandbox), it reads
+//! the table.
 
 /// The perl (`sub tuple_state`); needs Socket's inet_aton, inet_pton and AF_INET6. A macro, so
 /// that `concat!` takes it into a script. No single quotes: the scripts travel inside '...'.

@@ -5,4 +5,10 @@
 pub mod table;
 pub mod tuple;
 
+use std::time::Duration;
+
 pub use tuple::DataTuple;
+
+/// How long Linux keeps a closed connection's 4-tuple in TIME_WAIT, on the side that closed
+/// first (`TCP_TIMEWAIT_LEN`, not tunable; docs/real-systems.md#time_wait-and-incarnations).
+pub const TIME_WAIT_LEN: Duration = Duration::from_secs(60);

@@ -79,10 +79,20 @@ pub struct Entry {
     pub inode: u64,
 }
 
-/// The most TIME_WAIT time left that is believed: Linux holds TIME_WAIT 60 s (TCP_TIMEWAIT_LEN),
-/// plus a margin. The table is read on the SSH server, so a larger timer is a lie or a misread
-/// CLK_TCK, and the pacing that waits for it would wait up to 10^19 s.
-pub const MAX_TIME_WAIT: Duration = Duration::from_secs(65);
+/// The shell command that prints a Linux host's socket tables, IPv4 then IPv6, as [`parse`]
+/// reads them (a kernel without IPv6 has no `tcp6`: that error is dropped).
+pub const READ_COMMAND: &str = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
+
+/// [`READ_COMMAND`] for only the rows with `port` at either end: a busy host's table is
+/// megabytes. It succeeds with no rows too.
+pub fn read_rows_with_port(port: u16) -> String {
+    format!("grep -h ':{port:04X} ' /proc/net/tcp /proc/net/tcp6 2>/dev/null; true")
+}
+
+/// The most TIME_WAIT time left that is believed: [`super::TIME_WAIT_LEN`] plus a margin. The
+/// table is read on the SSH server, so a larger timer is a lie or a misread CLK_TCK, and the
+/// pacing that waits for it would wait up to 10^19 s.
+pub const MAX_TIME_WAIT: Duration = super::TIME_WAIT_LEN.saturating_add(Duration::from_secs(5));
 
 impl Entry {
     /// Time left in TIME_WAIT, at most [`MAX_TIME_WAIT`]; `None` for any other state (or

@@ -1,4 +1,5 @@
-//! Pacing default-port transfers around TIME_WAIT (FIELD-NOTES section 4).
+//! Pacing default-port transfers around TIME_WAIT
+//! (docs/real-systems.md#time_wait-and-incarnations).
 //!
 //! In default-port mode every data connection of one control connection has the same 4-tuple:
 //! (FTP server's data source port S, proxy port T on the SSH server host). After a download the
@@ -7,13 +8,13 @@
 //! address`. This module recognises that reply. The bulk commands then end the entry
 //! ([`crate::ssh::reclaimer`], the default), use another control connection, or wait. A wait lasts
 //! exactly as long as the kernel says when the SSH server can see the row ([`measure`], then
-//! [`wait_out`] for the figure plus [`MARGIN`]), or follows [`collision_backoff`] when it cannot
-//! (FTP server on another host, SSH server not Linux).
+//! [`wait_out`] for the figure plus [`MARGIN`]), or follows [`crate::backoff::unseen_time_wait`]
+//! when it cannot (FTP server on another host, SSH server not Linux).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backon::{ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events};
@@ -23,8 +24,8 @@ use crate::tcp::tuple::{time_wait_left, DataTuple};
 
 /// Added to the measured time left. `tm->when` counts down to the TIME_WAIT's scheduled end, but
 /// the kernel's timer wheel fires a 60 s timer late by up to one bucket (2 s at HZ=250, 4 s at
-/// HZ=1000), and the row stays, showing 0 ticks, until it fires (seen on Linux 6.18, HZ=250: rows
-/// gone 0.3 s, 1.1 s and 1.5 s after reaching 0). So the margin only covers the common case;
+/// HZ=1000), and the row stays, showing 0 ticks, until it fires (docs/benchmarks.md#measured-effects
+/// has how late). So the margin only covers the common case;
 /// after a wait, measure again: `Some(0)` means "still there, any moment now".
 pub const MARGIN: Duration = Duration::from_millis(500);
 
@@ -32,9 +33,11 @@ pub const MARGIN: Duration = Duration::from_millis(500);
 const DEFAULT_CLK_TCK: u64 = 100;
 
 /// The remote command of [`measure`]: USER_HZ, then both socket tables.
-const MEASURE_COMMAND: &str = "getconf CLK_TCK; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
+pub fn measure_command() -> String {
+    format!("getconf CLK_TCK; {}", table::READ_COMMAND)
+}
 
-/// Parses the output of [`measure`]'s command: USER_HZ from the first line (100 if that line is
+/// Parses the output of [`measure_command`]: USER_HZ from the first line (100 if that line is
 /// not a positive number, e.g. `getconf` is missing), and every socket table row.
 pub fn parse_measure_output(text: &str) -> (u64, Vec<Entry>) {
     let first = text.lines().next().unwrap_or("");
@@ -45,29 +48,13 @@ pub fn parse_measure_output(text: &str) -> (u64, Vec<Entry>) {
 
 /// How long the tuple's TIME_WAIT has left, read on the SSH server with one exec. `Ok(None)` means
 /// no such row is visible: gone already, or the FTP server's host is another machine (or not
-/// Linux), in which case [`collision_backoff`] is the fallback.
+/// Linux), in which case [`crate::backoff::unseen_time_wait`] is the fallback.
 pub async fn measure(session: &Session, tuple: &DataTuple) -> Result<Option<Duration>> {
-    let out = session.shell(MEASURE_COMMAND).await.context("could not read the SSH server's socket table")?;
+    let out = session.shell(&measure_command()).await.context("could not read the SSH server's socket table")?;
     let (clk_tck, entries) = parse_measure_output(&out);
     let left = time_wait_left(&entries, tuple, clk_tck);
     tracing::debug!("TIME_WAIT of {tuple}: {left:?} ({} rows, CLK_TCK {clk_tck})", entries.len());
     Ok(left)
-}
-
-/// Retry delays for a collision whose TIME_WAIT cannot be seen. Schedule before jitter:
-/// 1 s, 2 s, 4 s, 8 s, 16 s, 30 s, 30 s, 30 s (8 retries, 121 s in all: more than twice the
-/// 60 s of Linux's TIME_WAIT, so the last retry comes after any 2MSL up to 60 s). Jitter adds a
-/// random 0-100 % to each delay, so the real waits are 1-2 s, 2-4 s, ... 30-60 s (121-242 s).
-/// Log each retry with its delay.
-pub fn collision_backoff() -> ExponentialBuilder {
-    const BLIND_FIRST: Duration = Duration::from_secs(1);
-    const BLIND_MAX: Duration = Duration::from_secs(30);
-    const BLIND_TIMES: usize = 8;
-    ExponentialBuilder::new()
-        .with_min_delay(BLIND_FIRST)
-        .with_max_delay(BLIND_MAX)
-        .with_max_times(BLIND_TIMES)
-        .with_jitter()
 }
 
 /// Sleeps `total`, told as [`Event::Waiting`] at the start (the `-v` line, and a countdown on a
@@ -130,18 +117,6 @@ mod tests {
         assert_eq!(parse_measure_output(&format!("0\n{ROWS}")).0, 100);
         assert_eq!(parse_measure_output("undefined\n").0, 100);
         assert_eq!(parse_measure_output(""), (100, vec![]));
-    }
-
-    #[test]
-    fn backoff_schedule() {
-        use backon::BackoffBuilder;
-        let delays: Vec<Duration> = collision_backoff().build().collect();
-        let base = [1, 2, 4, 8, 16, 30, 30, 30].map(Duration::from_secs);
-        assert_eq!(delays.len(), base.len());
-        for (d, b) in delays.iter().zip(base) {
-            assert!(*d >= b && *d <= b * 2, "{d:?} vs {b:?}");
-        }
-        assert!(base.iter().sum::<Duration>() > Duration::from_secs(120));
     }
 
     #[tokio::test]

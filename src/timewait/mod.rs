@@ -1,5 +1,6 @@
 //! The book's last step: pacing consecutive default-port transfers around
-//! the 2MSL TIME_WAIT of their shared 4-tuple (FIELD-NOTES section 4).
+//! the 2MSL TIME_WAIT of their shared 4-tuple
+//! (docs/real-systems.md#time_wait-and-incarnations).
 //!
 //! After a download the FTP server holds the data connection's 4-tuple in
 //! TIME_WAIT for 60 s, and where that collides (fixed data source port, TCP
@@ -28,8 +29,12 @@ use crate::link::Link;
 use crate::tcp::DataTuple;
 
 /// How long a link rests after a TIME_WAIT collision: Linux's TIME_WAIT
-/// (60 s) and a margin.
-pub const REST_AFTER_DOWNLOAD: Duration = Duration::from_secs(62);
+/// ([`crate::tcp::TIME_WAIT_LEN`]) and a margin.
+pub const REST_AFTER_DOWNLOAD: Duration = crate::tcp::TIME_WAIT_LEN.saturating_add(Duration::from_secs(2));
+
+/// How often a TIME_WAIT countdown is redrawn (the `-v` line, a progress bar), and how often
+/// the demo reads the server's timer again while it counts down.
+pub const COUNTDOWN_TICK: Duration = Duration::from_secs(1);
 
 /// What to do about TIME_WAIT collisions (`--pace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,7 +58,7 @@ pub struct Collisions {
 
 impl Default for Collisions {
     fn default() -> Self {
-        Collisions { reclaimed: 0, blind: measure::collision_backoff().build() }
+        Collisions { reclaimed: 0, blind: crate::backoff::unseen_time_wait().build() }
     }
 }
 

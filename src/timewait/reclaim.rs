@@ -10,8 +10,8 @@
 //! number TIME_WAIT expects. Linux then drops the TIME_WAIT entry (unless
 //! `net.ipv4.tcp_rfc1337=1`). Nothing else is disturbed: the tuple contains
 //! our own port T, and the connection it belonged to has ended cleanly
-//! (226 received, size checked). Seen on Linux 6.18, timestamps off: the next
-//! RETR on the same control connection succeeds 2 ms later. The SYN is sent
+//! (226 received, size checked). The next RETR on the same control
+//! connection succeeds at once. The SYN is sent
 //! by a helper on the SSH server ([`crate::ssh::reclaimer`]).
 
 use std::time::Duration;

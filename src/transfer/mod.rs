@@ -42,9 +42,8 @@ const CHUNK: usize = 64 * 1024;
 /// itself at 64 KiB.
 const READ_CHUNK: usize = 1 << 20;
 /// A download writes this much at a time. Not 1 MiB: the kernel's copy into
-/// the page cache then took 45% of the client's CPU samples instead of 11%
-/// (a buffer too big for the CPU's cache, we think), and a 1 GiB get took
-/// 3.1-4.5 s instead of 2.5-2.9 s.
+/// the page cache then takes far more of the client's CPU (a buffer too big
+/// for the CPU's cache, we think; docs/benchmarks.md#measured-effects).
 const WRITE_CHUNK: usize = 256 << 10;
 /// A hostile server could send an endless name listing.
 const MAX_LISTING: usize = 16 << 20;

@@ -88,7 +88,8 @@ pub struct Control {
 impl Control {
     /// Connects from an ephemeral port of the address that routes to `server` (the loopback
     /// address for a loopback server), with `SO_REUSEADDR` set before `connect` so that a
-    /// listener may later share the local port (FIELD-NOTES section 2), then reads the greeting.
+    /// listener may later share the local port
+    /// (docs/real-systems.md#the-bind-rule-behind-the-reverse-forward), then reads the greeting.
     pub fn connect_reuseaddr(server: SocketAddr) -> io::Result<Control> {
         let socket = Socket::new(Domain::for_address(server), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
@@ -185,7 +186,7 @@ pub fn accept_any(listeners: &[&TcpListener], within: Duration) -> io::Result<Op
 }
 
 /// Reads a data connection to its end and closes it at once: ProFTPD sends `226` only once
-/// the client has closed (FIELD-NOTES section 1).
+/// the client has closed (docs/real-systems.md#ftp-servers-and-the-default-data-port).
 pub fn read_all_and_close(mut stream: TcpStream) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes)?;

@@ -6,12 +6,12 @@
 //! Both acknowledge what the server sends at once (TCP_QUICKACK again after
 //! each read: Linux clears it): a server that writes its 150 and 226 back to
 //! back holds the 226 (Nagle) until the 150 is acknowledged, and a delayed
-//! ACK made that 40 ms per transfer (200 files from inetutils ftpd: 9.3 s
-//! before, 0.3 s after). TCP_NODELAY sends our commands at once too.
+//! ACK would make that 40 ms per transfer (docs/benchmarks.md#measured-effects).
+//! TCP_NODELAY sends our commands at once too.
 
 // No single quotes inside: the scripts travel inside '...' on a shell line.
-// perl: Socket only (IO::Socket::IP and IO::Select cost ~20 ms more to load, on every control
-// connection); the select loop watches the FTP server always and our stdin until its end.
+// perl: Socket only (IO::Socket::IP and IO::Select take measurably longer to load, on every
+// control connection); the select loop watches the FTP server always and our stdin until its end.
 //
 // The perl relay also holds (HOLD below): a line `FTPSSH-HOLD LA LP RA RP STRICT` from us is not
 // passed on; what follows it waits until (1) every command passed before it has its final reply
@@ -28,9 +28,8 @@
 // also waits for the next millisecond of CLOCK_MONOTONIC, the clock of TCP's timestamps: a SYN in
 // the same millisecond as the last segment carries no newer timestamp, and where its sequence
 // number is behind too (after a connection that reused a TIME_WAIT) that entry refuses it, the
-// server resets it and sends the SYN again 10 ms later (seen with tcpdump: 9 of 200 files, where
-// sshd closed first a quarter of the time; 303 such stalls in 10,000 files). Waiting costs at
-// most 1 ms, and only then.
+// server resets it and sends the SYN again 10 ms later (docs/real-systems.md#time_wait-and-incarnations;
+// how often: docs/benchmarks.md#measured-effects). Waiting costs at most 1 ms, and only then.
 // An FTP server on another host stamps by its own clock: there the relay waits 1 ms instead, which
 // moves any clock on by a tick since that server's last segment (sent before we saw the TIME_WAIT).
 pub(super) const PERL: &str = concat!(

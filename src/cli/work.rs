@@ -1,5 +1,5 @@
 //! What a bulk run will do once listed ([`Work`]), and `mirror`'s listing
-//! of both sides turned into work ([`crate::jobs::mirror`] judges).
+//! of both sides turned into work ([`mirror()`]; [`crate::jobs::mirror`] judges).
 
 use std::path::{Path, PathBuf};
 
@@ -76,7 +76,7 @@ impl Work {
             std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
         }
         // Downloads below the top: their directories (the part file is made beside the target),
-        // each once (10,000 files in one directory made 20,000 system calls here).
+        // each once, not once per file.
         let parents: std::collections::BTreeSet<&Path> = (self.items.iter().filter(|i| i.op == Op::Get))
             .filter_map(|i| Path::new(&i.target).parent().filter(|p| !p.as_os_str().is_empty()))
             .collect();
@@ -125,7 +125,7 @@ impl Work {
 }
 
 /// `mirror REMOTE [LOCAL]` (`--reverse`: LOCAL to REMOTE): list both, judge, make the work.
-pub(super) async fn expand(
+pub(super) async fn mirror(
     link: &mut Link<'_>,
     remote: &str,
     local: Option<&Path>,

@@ -1,6 +1,7 @@
-//! Classroom pacing and looks: `--step` waits for Enter between steps, but
-//! only when someone can press it (stdin is a terminal); colours only on a
-//! terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
+//! The terminal the class watches, its pace and its looks: `--step` waits for
+//! Enter between steps, but only when someone can press it (stdin is a
+//! terminal); colours only on a terminal, and never when `NO_COLOR` is set
+//! (<https://no-color.org>).
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -76,7 +77,7 @@ impl Pacer {
         self.wait
     }
 
-    /// After a step: wait for Enter (if pacing), off the async threads.
+    /// After a step: wait for Enter (with `--step`), off the async threads.
     pub async fn next(&self) {
         if !self.wait {
             return;

@@ -1,7 +1,7 @@
 //! Bytes that arrive on a data connection before its transfer command's
 //! preliminary reply. russh hands each channel's messages over on a bounded
 //! queue, and one full queue stalls the whole session, the control
-//! connection's channel included (FIELD-NOTES section 5): a server that
+//! connection's channel included (docs/real-systems.md#ssh-in-rust-russh): a server that
 //! starts sending before its 150 has reached us (the 150 takes the relay's
 //! extra hop) would otherwise wait forever for us to read a reply we cannot
 //! receive. So while a reply is awaited the data channel keeps being read,
