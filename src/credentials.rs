@@ -18,6 +18,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::error::{classified, Kind};
+use crate::ftp::command::TransferType;
 
 /// Who logs in.
 #[derive(Clone)]
@@ -28,6 +29,8 @@ pub struct Login {
     pub password: String,
     /// Send the password only once this opens (None: at once).
     pub gate: Option<PasswordGate>,
+    /// The TYPE sent after the login: I, or A for `--ascii`.
+    pub representation: TransferType,
 }
 
 /// A password held back until another connection's login was accepted: the
@@ -109,7 +112,7 @@ pub fn resolve(
             ))
         }
     };
-    Ok(Login { user, password, gate: None })
+    Ok(Login { user, password, gate: None, representation: TransferType::Binary })
 }
 
 /// The parsed netrc, and why its passwords must not be used, if they must
