@@ -18,7 +18,6 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::error::{classified, Kind};
-use crate::ftp::command::TransferType;
 
 /// Who logs in.
 #[derive(Clone)]
@@ -29,8 +28,8 @@ pub struct Login {
     pub password: String,
     /// Send the password only once this opens (None: at once).
     pub gate: Option<PasswordGate>,
-    /// The TYPE sent after the login: I, or A for `--ascii`.
-    pub representation: TransferType,
+    /// `--ascii`: the login ends with TYPE A (text), not TYPE I.
+    pub ascii: bool,
 }
 
 /// A password held back until another connection's login was accepted: the
@@ -112,7 +111,7 @@ pub fn resolve(
             ))
         }
     };
-    Ok(Login { user, password, gate: None, representation: TransferType::Binary })
+    Ok(Login { user, password, gate: None, ascii: false })
 }
 
 /// The parsed netrc, and why its passwords must not be used, if they must

@@ -116,14 +116,22 @@ fn both_ways(expected: &Expected) {
     let out = traced(&tool, port, &args);
     assert!(out.status.success(), "mget --ascii: {}", stderr(&out));
     for (name, want) in names.iter().zip(expected.got) {
-        assert_bytes(&std::fs::read(into.join(name)).unwrap(), want, &format!("{}: mget --ascii {name}", expected.port_key));
+        assert_bytes(
+            &std::fs::read(into.join(name)).unwrap(),
+            want,
+            &format!("{}: mget --ascii {name}", expected.port_key),
+        );
     }
     let sources: Vec<String> =
         names.iter().map(|n| tool.work.path().join(format!("up-{n}")).to_string_lossy().into_owned()).collect();
     let mput_dir = format!("{}/mput", dir.name);
     std::fs::create_dir(tool.remote_path(&mput_dir)).unwrap();
     let user = tool.lab.var("SSH_USER");
-    std::process::Command::new("chown").arg(format!("{user}:{user}")).arg(tool.remote_path(&mput_dir)).status().unwrap();
+    std::process::Command::new("chown")
+        .arg(format!("{user}:{user}"))
+        .arg(tool.remote_path(&mput_dir))
+        .status()
+        .unwrap();
     let mut args = vec!["--ascii", "mput", "-d", &mput_dir];
     args.extend(sources.iter().map(String::as_str));
     let out = traced(&tool, port, &args);

@@ -61,7 +61,11 @@ fn interrupted_then_continued(port_key: &str) {
     let mut child = first.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while size(&on_server) < 256 << 10 {
-        assert!(child.try_wait().unwrap().is_none(), "the upload ended early: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the upload ended early: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
         assert!(Instant::now() < deadline, "the upload never reached 256 KiB");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -168,7 +172,8 @@ fn bulk_uploads_continue_after_a_failure() {
     let src = tool.work.path().join("src");
     std::fs::create_dir(&src).unwrap();
     let names = ["a.bin", "b.bin"];
-    let wants: Vec<Vec<u8>> = names.iter().enumerate().map(|(i, _)| content(200_000 + i * 777, 40 + i as u64)).collect();
+    let wants: Vec<Vec<u8>> =
+        names.iter().enumerate().map(|(i, _)| content(200_000 + i * 777, 40 + i as u64)).collect();
     let broken = |tool: &Tool| {
         for (name, want) in names.iter().zip(&wants) {
             std::fs::write(src.join(name), want).unwrap();
@@ -181,7 +186,8 @@ fn bulk_uploads_continue_after_a_failure() {
     let lines: String = names.iter().zip(&sources).map(|(n, s)| format!("put {s} {remote_dir}/{n}\n")).collect();
     std::fs::write(&batch, lines).unwrap();
     let runs: [Vec<&str>; 3] = [
-        [&["mput", "--continue", "-d", &remote_dir][..], &sources.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+        [&["mput", "--continue", "-d", &remote_dir][..], &sources.iter().map(String::as_str).collect::<Vec<_>>()]
+            .concat(),
         vec!["batch", "--continue", batch.to_str().unwrap()],
         vec!["mirror", "--reverse", "--continue", &remote_dir, src.to_str().unwrap()],
     ];

@@ -154,7 +154,7 @@ pub(super) async fn expand(
         true => (&local_files, &remote_files, Direction::Up),
     };
     // In ASCII the two sides' sizes differ by their line endings: times judge alone.
-    let by_size = link.spec().login.representation != crate::ftp::command::TransferType::Ascii;
+    let by_size = !link.spec().login.ascii;
     let mut plan = mirror::plan_by(source, target, direction, delete, by_size);
     if direction == Direction::Down {
         mirror::spare_unlisted(&mut plan.delete, &unlisted.iter().map(|u| u.below.clone()).collect::<Vec<_>>());

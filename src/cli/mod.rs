@@ -336,7 +336,7 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::io::stdin().is_terminal(),
     )?;
     let mut login = login;
-    login.representation = modes::representation(cli)?;
+    login.ascii = modes::representation(cli)? == crate::ftp::command::TransferType::Ascii;
     let verify = modes::verify(cli);
     let throttle = cli.bwlimit.map(|rate| Arc::new(crate::throttle::Throttle::new(rate)));
     let timeout = Duration::from_secs(cli.timeout);

@@ -84,7 +84,11 @@ mod tests {
     #[test]
     fn continue_is_for_uploads() {
         assert!(!checked(&["put", "f", "--continue"]).unwrap().1);
-        for ok in [&["mput", "f", "--continue"][..], &["batch", "b", "--continue"], &["mirror", "d", "--reverse", "--continue"]] {
+        for ok in [
+            &["mput", "f", "--continue"][..],
+            &["batch", "b", "--continue"],
+            &["mirror", "d", "--reverse", "--continue"],
+        ] {
             assert_eq!(checked(ok).unwrap().0, TransferType::Binary, "{ok:?}");
         }
         for bad in [&["get", "f", "--continue"][..], &["mget", "f", "--continue"], &["mirror", "d", "--continue"]] {

@@ -161,7 +161,11 @@ pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duratio
         held = since.elapsed();
         opened
     };
-    control.login(&login.user, &login.password, login.representation, gate).await?;
+    let representation = match login.ascii {
+        true => crate::ftp::command::TransferType::Ascii,
+        false => crate::ftp::command::TransferType::Binary,
+    };
+    control.login(&login.user, &login.password, representation, gate).await?;
     Ok(started.elapsed().saturating_sub(held))
 }
 

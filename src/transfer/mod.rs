@@ -16,7 +16,7 @@ pub mod listing;
 pub mod part;
 pub mod place;
 mod sink;
-mod upload;
+pub mod upload;
 pub mod verify;
 
 use std::io::Write;
@@ -29,7 +29,6 @@ use russh::ChannelMsg;
 use crate::error::{classified, Kind};
 use crate::events::Event;
 use crate::ftp::digest::Method;
-use crate::ftp::command::TransferType;
 use crate::ftp::{Command, Reply};
 use crate::link::{Data, Link};
 pub use crate::transfer::part::PartFile;
@@ -263,7 +262,7 @@ impl<B: AsRef<[u8]>> AsRef<[u8]> for Chunk<B> {
 
 /// The session is in TYPE A (`--ascii`): line endings are converted ([`ascii`]).
 fn ascii(link: &Link<'_>) -> bool {
-    link.spec().login.representation == TransferType::Ascii
+    link.spec().login.ascii
 }
 
 /// Twice the reply timeout (`--timeout`): how long a data connection has to

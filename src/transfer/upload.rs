@@ -23,7 +23,6 @@ use super::ascii::Encoder;
 use super::{remote_size, stall_window, verify, CHUNK, READ_CHUNK};
 use crate::error::{classified, Kind};
 use crate::events::Event;
-use crate::ftp::command::TransferType;
 use crate::ftp::Command;
 use crate::link::Link;
 
@@ -31,7 +30,7 @@ use crate::link::Link;
 pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64> {
     let mut file = tokio::fs::File::open(local).await.with_context(|| format!("could not open {}", local.display()))?;
     let size = file.metadata().await?.len();
-    let ascii = link.spec().login.representation == TransferType::Ascii;
+    let ascii = link.spec().login.ascii;
     let method = verify::method(link).await?;
     let offset = match link.spec().continue_uploads {
         true => resume_point(link, local, remote, size).await?,
