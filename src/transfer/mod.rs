@@ -99,10 +99,11 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
                 h.update(bytes);
             }
             received += bytes.len() as u64;
-            events.emit(Event::Progress { bytes: wire.len() as u64 });
+            // Counted once the limit let it through: the shown rate is the limited one.
             if let Some(t) = &throttle {
                 t.take(wire.len()).await;
             }
+            events.emit(Event::Progress { bytes: wire.len() as u64 });
         }
         Ok::<_, anyhow::Error>(())
     };

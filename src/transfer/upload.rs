@@ -143,10 +143,11 @@ async fn send(
                         )
                     })?
                     .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
-                events.emit(Event::Progress { bytes: piece.len() as u64 });
+                // Counted once the limit let it through: the shown rate is the limited one.
                 if let Some(t) = &throttle {
                     t.take(piece.len()).await;
                 }
+                events.emit(Event::Progress { bytes: piece.len() as u64 });
             }
         }
     };
