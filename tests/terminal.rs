@@ -111,7 +111,8 @@ fn bulk_progress_line_under_a_limit() {
         // From the first second on: the limit, not a burst above it.
         assert!(rate <= 21.0, "{line:?} at {at:?}: more than the 20 MiB/s limit");
     }
-    let late: Vec<f64> = shown.iter().filter(|(at, _)| *at > Duration::from_secs(2)).filter_map(|(_, l)| rate_in(l)).collect();
+    let late: Vec<f64> =
+        shown.iter().filter(|(at, _)| *at > Duration::from_secs(2)).filter_map(|(_, l)| rate_in(l)).collect();
     assert!(late.iter().any(|r| *r > 17.0), "the rate never came near the limit: {late:?}");
     // 100 MiB at 20 MiB/s: about five seconds, counted down.
     let first_left = &shown[0].1;

@@ -53,9 +53,7 @@ impl BulkLine {
         // The first sample stays where the run began; later ones are merged within SAMPLE_EVERY.
         let several = self.samples.len() > 1;
         match self.samples.back_mut() {
-            Some((at, total)) if several && now.duration_since(*at) < SAMPLE_EVERY => {
-                (*at, *total) = (now, self.moved)
-            }
+            Some((at, total)) if several && now.duration_since(*at) < SAMPLE_EVERY => (*at, *total) = (now, self.moved),
             _ => self.samples.push_back((now, self.moved)),
         }
         while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= RATE_WINDOW {
