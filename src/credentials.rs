@@ -28,6 +28,8 @@ pub struct Login {
     pub password: String,
     /// Send the password only once this opens (None: at once).
     pub gate: Option<PasswordGate>,
+    /// `--ascii`: the login ends with TYPE A (text), not TYPE I.
+    pub ascii: bool,
 }
 
 /// A password held back until another connection's login was accepted: the
@@ -109,7 +111,7 @@ pub fn resolve(
             ))
         }
     };
-    Ok(Login { user, password, gate: None })
+    Ok(Login { user, password, gate: None, ascii: false })
 }
 
 /// The parsed netrc, and why its passwords must not be used, if they must

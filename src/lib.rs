@@ -28,7 +28,8 @@
 //! - [`throttle`]: `--bwlimit`, one token bucket for every data connection of a run.
 //! - [`link`]: one FTP session inside SSH, its data path default-port or passive.
 //! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files;
-//!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]).
+//!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]);
+//!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]).
 //! - [`timewait`] — **step 6**: pacing around TIME_WAIT: collision policy, reclaim,
 //!   rotate, the measured wait.
 //! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock,

@@ -83,6 +83,8 @@ pub struct Spec {
     pub verify: bool,
     /// `--bwlimit`: one bucket shared by every link of the run.
     pub throttle: Option<Arc<Throttle>>,
+    /// `--continue`: an upload goes on after what the server holds of it (APPE).
+    pub continue_uploads: bool,
 }
 
 /// A data connection whose transfer command the server has accepted.

@@ -16,8 +16,12 @@ use tokio::time::Instant;
 pub struct Throttle {
     rate: f64,
     /// Bytes that may go at once after a pause: a tenth of a second's worth.
+    /// Not at the start: the bucket is empty at the first byte, so the first
+    /// second moves the rate and no more (a bucket filled while the run
+    /// connected showed 24.9 MiB/s under a 20M limit).
     burst: f64,
-    state: Mutex<(f64, Instant)>,
+    /// Tokens left, and when; None before the first byte.
+    state: Mutex<Option<(f64, Instant)>>,
 }
 
 impl Throttle {
@@ -25,7 +29,7 @@ impl Throttle {
     pub fn new(rate: u64) -> Throttle {
         let rate = rate.max(1) as f64;
         let burst = rate / 10.0;
-        Throttle { rate, burst, state: Mutex::new((burst, Instant::now())) }
+        Throttle { rate, burst, state: Mutex::new(None) }
     }
 
     /// Bytes per second.
@@ -44,10 +48,10 @@ impl Throttle {
     /// Take `n` bytes at `now`; how long the taker must wait.
     fn debit(&self, n: usize, now: Instant) -> Duration {
         let mut state = self.state.lock().unwrap();
-        let (tokens, last) = *state;
+        let (tokens, last) = state.unwrap_or((0.0, now));
         let refilled = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
         let left = refilled - n as f64;
-        *state = (left, now);
+        *state = Some((left, now));
         if left >= 0.0 {
             Duration::ZERO
         } else {
@@ -100,9 +104,9 @@ mod tests {
     fn the_bucket_pays_debts_at_the_rate() {
         let t = Throttle::new(1000);
         let now = Instant::now();
-        // A tenth of a second's worth goes at once; the rest waits its time.
-        assert_eq!(t.debit(100, now), Duration::ZERO);
-        assert_eq!(t.debit(500, now), Duration::from_millis(500));
+        // Nothing goes at once at the start, however long ago the bucket was made.
+        assert_eq!(t.debit(100, now), Duration::from_millis(100));
+        assert_eq!(t.debit(400, now), Duration::from_millis(500));
         // Half a second later the debt is paid; another 100 bytes wait 0.1 s.
         assert_eq!(t.debit(100, now + Duration::from_millis(500)), Duration::from_millis(100));
         // After a long pause only the burst is available.

@@ -23,11 +23,10 @@ fn pane(session: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn progress_bar_on_a_terminal_only() {
-    let tool = Tool::new();
+/// `args` run by a shell inside a new tmux pane, 120 columns wide; the session's name.
+fn in_tmux(tool: &Tool, args: &[&str]) -> Tmux {
     let mut cmd = tool.cmd(tool.lab.port("PROFTPD_PORT"));
-    cmd.args(["get", "big.bin"]);
+    cmd.args(args);
     // The same command line, run by a shell inside a tmux pane.
     let mut line = format!(
         "cd {:?} && HOME={:?} FTPSSH_PASSWORD={:?}",
@@ -51,7 +50,14 @@ fn progress_bar_on_a_terminal_only() {
         .status()
         .unwrap();
     assert!(ok.success(), "tmux could not start");
-    let _session = Tmux(name.clone());
+    Tmux(name)
+}
+
+#[test]
+fn progress_bar_on_a_terminal_only() {
+    let tool = Tool::new();
+    let session = in_tmux(&tool, &["get", "big.bin"]);
+    let name = session.0.clone();
     let (mut saw_bar, started) = (false, Instant::now());
     let screen = loop {
         let screen = pane(&name);
@@ -73,4 +79,68 @@ fn progress_bar_on_a_terminal_only() {
     assert!(out.status.success());
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("big.bin -> big.bin: 104857600 bytes"), "{err}");
+}
+
+/// The rate a line of the pane shows (`19.9 MiB/s`), in MiB/s.
+fn rate_in(line: &str) -> Option<f64> {
+    let at = line.find(" MiB/s")?;
+    line[..at].rsplit(' ').next()?.parse().ok()
+}
+
+/// A bulk run on a terminal says which file moves, at what rate, and how long is left; under
+/// `--bwlimit` the rate holds the limit from the first second.
+#[test]
+fn bulk_progress_line_under_a_limit() {
+    let tool = Tool::new();
+    let session = in_tmux(&tool, &["--bwlimit", "20M", "mget", "big.bin", "small.bin", "-d", "."]);
+    let started = Instant::now();
+    let (mut lines, mut screen) = (Vec::new(), String::new());
+    while !screen.contains("EXIT=") && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+        screen = pane(&session.0);
+        if let Some(line) = screen.lines().find(|l| l.contains("files  ")) {
+            lines.push((started.elapsed(), line.trim().to_string()));
+        }
+    }
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let shown: Vec<&(Duration, String)> =
+        lines.iter().filter(|(_, l)| l.starts_with("0/2 files  big.bin  ") && l.ends_with(" left")).collect();
+    assert!(shown.len() >= 10, "the line never said file, rate and time left for long:\n{lines:#?}");
+    for (at, line) in &shown {
+        let rate = rate_in(line).unwrap_or_else(|| panic!("no rate in {line:?}"));
+        // From the first second on: the limit, not a burst above it.
+        assert!(rate <= 21.0, "{line:?} at {at:?}: more than the 20 MiB/s limit");
+    }
+    let late: Vec<f64> =
+        shown.iter().filter(|(at, _)| *at > Duration::from_secs(2)).filter_map(|(_, l)| rate_in(l)).collect();
+    assert!(late.iter().any(|r| *r > 17.0), "the rate never came near the limit: {late:?}");
+    // 100 MiB at 20 MiB/s: about five seconds, counted down.
+    let first_left = &shown[0].1;
+    assert!(first_left.ends_with("0:05 left") || first_left.ends_with("0:04 left"), "{first_left}");
+    assert!(started.elapsed() >= Duration::from_millis(4800), "100 MiB in {:?} under a 20M limit", started.elapsed());
+    assert!(!screen.contains("files  "), "the line is cleared at the end:\n{screen}");
+    eprintln!("{lines:#?}");
+}
+
+/// One transfer's bar under `--bwlimit`: the limit from the first second too.
+#[test]
+fn byte_bar_under_a_limit() {
+    let tool = Tool::new();
+    let session = in_tmux(&tool, &["--bwlimit", "20M", "get", "big.bin"]);
+    let started = Instant::now();
+    let (mut rates, mut screen) = (Vec::new(), String::new());
+    while !screen.contains("EXIT=") && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+        screen = pane(&session.0);
+        if let Some(line) = screen.lines().find(|l| l.contains("/ 100.00 MiB")) {
+            rates.push((started.elapsed(), line.trim().to_string()));
+        }
+    }
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    eprintln!("{rates:#?}");
+    assert!(rates.len() >= 10, "no bar seen for long: {rates:#?}");
+    for (at, line) in &rates {
+        let rate = rate_in(line).unwrap_or(0.0);
+        assert!(rate <= 21.0, "{line:?} at {at:?}: more than the 20 MiB/s limit");
+    }
 }

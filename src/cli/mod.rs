@@ -26,6 +26,7 @@ use crate::{credentials, transfer};
 mod demo;
 mod install;
 mod many;
+mod modes;
 pub mod output;
 mod work;
 
@@ -93,6 +94,12 @@ pub struct Cli {
     /// Check sizes only, never ask for the server's hash
     #[arg(long = "no-verify", global = true, overrides_with = "verify")]
     pub no_verify: bool,
+    /// Text transfers (TYPE A): downloads turn CRLF into LF, uploads send LF as CRLF; never resumed, no --verify
+    #[arg(long = "ascii", global = true)]
+    pub ascii: bool,
+    /// put, mput, batch, mirror --reverse: go on after what the server holds of each file (SIZE, then APPE)
+    #[arg(long = "continue", global = true)]
+    pub continue_uploads: bool,
     /// Limit the data rate of the whole run, in bytes per second, 1024-based: 500K, 2M (a bare number is KiB/s)
     #[arg(long = "bwlimit", global = true, value_name = "RATE", value_parser = crate::throttle::parse_rate)]
     pub bwlimit: Option<u64>,
@@ -328,10 +335,13 @@ fn plan(cli: &Cli) -> Result<Plan> {
         std::env::var(credentials::PASSWORD_ENV).ok(),
         std::io::stdin().is_terminal(),
     )?;
-    let verify = cli.verify || (is_bulk(&cli.command) && !cli.no_verify);
+    let mut login = login;
+    login.ascii = modes::representation(cli)? == crate::ftp::command::TransferType::Ascii;
+    let verify = modes::verify(cli);
     let throttle = cli.bwlimit.map(|rate| Arc::new(crate::throttle::Throttle::new(rate)));
     let timeout = Duration::from_secs(cli.timeout);
-    let spec = Spec { ftp, login, mode: cli.data_mode, timeout, verify, throttle };
+    let continue_uploads = cli.continue_uploads;
+    let spec = Spec { ftp, login, mode: cli.data_mode, timeout, verify, throttle, continue_uploads };
     Ok(Plan { target, spec, events: observers(cli)? })
 }
 

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -21,6 +22,9 @@ use tracing_subscriber::EnvFilter;
 use crate::events::{Event, Observer};
 use crate::timewait::COUNTDOWN_TICK;
 use crate::transfer::place;
+
+mod bulk_line;
+use bulk_line::BulkLine;
 
 /// Install the stderr subscriber for the given verbosity.
 pub fn init(verbose: u8, quiet: bool) {
@@ -100,6 +104,8 @@ pub struct Progress {
     per_transfer: bool,
     bytes: Mutex<Option<ProgressBar>>,
     items: Mutex<Option<ProgressBar>>,
+    /// What the bulk line says.
+    line: Mutex<BulkLine>,
     wait: Mutex<Option<ProgressBar>>,
 }
 
@@ -127,15 +133,30 @@ impl Observer for Progress {
                 bar.set_position(*offset);
                 replace(&self.bytes, Some(bar));
             }
-            Event::Progress { bytes } => {
+            Event::TransferStarted { name, offset, size } => {
+                let now = Instant::now();
+                let mut line = self.line.lock().unwrap();
+                line.started(name, *offset, *size, now);
+                self.bulk_bar().set_message(line.message(now));
+            }
+            Event::Progress { bytes } if self.per_transfer => {
                 if let Some(bar) = self.bytes.lock().unwrap().as_ref() {
                     bar.inc(*bytes);
                 }
             }
+            Event::Progress { bytes } => {
+                let now = Instant::now();
+                let mut line = self.line.lock().unwrap();
+                line.moved(*bytes, now);
+                if let Some(bar) = self.items.lock().unwrap().as_ref() {
+                    bar.set_message(line.message(now));
+                }
+            }
             Event::TransferDone { .. } if self.per_transfer => replace(&self.bytes, None),
-            Event::JobDone { done, total } if !self.per_transfer => {
-                let mut items = self.items.lock().unwrap();
-                let bar = items.get_or_insert_with(|| ProgressBar::new(*total as u64));
+            Event::TransferDone { name, .. } => self.line.lock().unwrap().done(name),
+            Event::JobDone { done, total } => {
+                let bar = self.bulk_bar();
+                bar.set_length(*total as u64);
                 bar.set_position(*done as u64);
                 if done == total {
                     bar.finish_and_clear();
@@ -154,6 +175,22 @@ impl Observer for Progress {
         }
     }
 }
+
+impl Progress {
+    /// The bulk run's line: `3/10 files`, then what [`BulkLine`] says.
+    fn bulk_bar(&self) -> ProgressBar {
+        let mut items = self.items.lock().unwrap();
+        let bar = items.get_or_insert_with(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(ProgressStyle::with_template(BULK_TEMPLATE).expect("a valid template"));
+            bar
+        });
+        bar.clone()
+    }
+}
+
+/// The bulk line: files done of all, then the current file, the rate and the time left.
+const BULK_TEMPLATE: &str = "{pos}/{len} files  {wide_msg}";
 
 /// Put `bar` in `slot`, clearing the one that was there.
 fn replace(slot: &Mutex<Option<ProgressBar>>, bar: Option<ProgressBar>) {

@@ -153,7 +153,9 @@ pub(super) async fn mirror(
         false => (&remote_files, &local_files, Direction::Down),
         true => (&local_files, &remote_files, Direction::Up),
     };
-    let mut plan = mirror::plan(source, target, direction, delete);
+    // In ASCII the two sides' sizes differ by their line endings: times judge alone.
+    let by_size = !link.spec().login.ascii;
+    let mut plan = mirror::plan_by(source, target, direction, delete, by_size);
     if direction == Direction::Down {
         mirror::spare_unlisted(&mut plan.delete, &unlisted.iter().map(|u| u.below.clone()).collect::<Vec<_>>());
     }

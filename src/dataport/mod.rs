@@ -101,7 +101,7 @@ pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, logi
     prepared?.logged_in(login).await
 }
 
-/// USER, PASS, TYPE I; how long they took (their round trips: not the
+/// USER, PASS, TYPE; how long they took (their round trips: not the
 /// time PASS was held at the login's gate).
 pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duration> {
     let started = std::time::Instant::now();
@@ -115,7 +115,11 @@ pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duratio
         held = since.elapsed();
         opened
     };
-    control.login(&login.user, &login.password, gate).await?;
+    let representation = match login.ascii {
+        true => crate::ftp::command::TransferType::Ascii,
+        false => crate::ftp::command::TransferType::Binary,
+    };
+    control.login(&login.user, &login.password, representation, gate).await?;
     Ok(started.elapsed().saturating_sub(held))
 }
 

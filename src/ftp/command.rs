@@ -9,8 +9,10 @@ use std::fmt;
 /// The representation type sent with `TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferType {
-    /// `TYPE I`: bytes as they are (the only type this tool uses).
+    /// `TYPE I`: bytes as they are (the default).
     Binary,
+    /// `TYPE A`: text, lines ending in CRLF on the wire (`--ascii`).
+    Ascii,
 }
 
 /// One command. `Display` writes the wire line without CRLF; `Debug` hides the password.
@@ -20,7 +22,7 @@ pub enum Command {
     User(String),
     /// `PASS secret`: shown as `PASS ****` by [`Command::redacted`] and `Debug`.
     Pass(String),
-    /// `TYPE I`
+    /// `TYPE I` or `TYPE A`
     Type(TransferType),
     /// `SIZE path`
     Size(String),
@@ -28,6 +30,8 @@ pub enum Command {
     Retr(String),
     /// `STOR path`
     Stor(String),
+    /// `APPE path`: append to the file (an upload's continuation).
+    Appe(String),
     /// `LIST [path]`
     List(Option<String>),
     /// `NLST [path]`
@@ -82,6 +86,7 @@ impl Command {
             Size(_) => "SIZE",
             Retr(_) => "RETR",
             Stor(_) => "STOR",
+            Appe(_) => "APPE",
             List(_) => "LIST",
             Nlst(_) => "NLST",
             Rest(_) => "REST",
@@ -103,10 +108,11 @@ impl Command {
     fn arg(&self) -> Option<String> {
         use Command::*;
         match self {
-            User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) => Some(a.clone()),
+            User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) | Appe(a) => Some(a.clone()),
             Opts(a) | Hash(a) | XHash(_, a) | Mdtm(a) | Dele(a) | Mkd(a) => Some(a.clone()),
             List(a) | Nlst(a) | Mlsd(a) => a.clone(),
             Type(TransferType::Binary) => Some("I".into()),
+            Type(TransferType::Ascii) => Some("A".into()),
             Rest(n) => Some(n.to_string()),
             Pasv | Epsv | Quit | Abor | Feat => None,
         }
@@ -153,6 +159,8 @@ mod tests {
     fn display_is_the_wire_line() {
         assert_eq!(Command::Retr("name with spaces.bin".into()).to_string(), "RETR name with spaces.bin");
         assert_eq!(Command::Type(TransferType::Binary).to_string(), "TYPE I");
+        assert_eq!(Command::Type(TransferType::Ascii).to_string(), "TYPE A");
+        assert_eq!(Command::Appe("x".into()).to_string(), "APPE x");
         assert_eq!(Command::Rest(10876).to_string(), "REST 10876");
         assert_eq!(Command::List(None).to_string(), "LIST");
         assert_eq!(Command::Nlst(Some("/pub".into())).to_string(), "NLST /pub");

@@ -374,15 +374,21 @@ impl Control {
         }
     }
 
-    /// USER, PASS (if asked for, once `ready` is), then TYPE I: every
-    /// transfer is binary.
-    pub async fn login(&mut self, user: &str, password: &str, ready: impl Future<Output = Result<()>>) -> Result<()> {
+    /// USER, PASS (if asked for, once `ready` is), then TYPE: I (every
+    /// transfer binary) unless `--ascii` asked for A for the whole session.
+    pub async fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+        representation: super::command::TransferType,
+        ready: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
         let reply = self.expect(&Command::User(user.into()), |r| r.code == 230 || r.code == 331).await?;
         if reply.code == 331 {
             ready.await?;
             self.expect(&Command::Pass(password.into()), |r| r.code == 230 || r.code == 202).await?;
         }
-        self.expect(&Command::Type(super::command::TransferType::Binary), |r| r.is_completion()).await?;
+        self.expect(&Command::Type(representation), |r| r.is_completion()).await?;
         Ok(())
     }
 

@@ -52,11 +52,17 @@ pub struct Plan {
 
 /// What to copy from `source` to `target`, and with `delete`, what to remove from `target`.
 pub fn plan(source: &[File], target: &[File], direction: Direction, delete: bool) -> Plan {
+    plan_by(source, target, direction, delete, true)
+}
+
+/// [`plan`], judged by time alone unless `sizes`: a text file copied in
+/// ASCII (`--ascii`) has the other side's line endings, hence its own size.
+pub fn plan_by(source: &[File], target: &[File], direction: Direction, delete: bool, sizes: bool) -> Plan {
     let mut plan = Plan::default();
     for file in source {
         let why = match target.iter().find(|t| t.name == file.name) {
             None => Some("new"),
-            Some(t) if t.size != file.size => Some("size differs"),
+            Some(t) if sizes && t.size != file.size => Some("size differs"),
             Some(t) => match (direction, seconds(file.modified), seconds(t.modified)) {
                 (Direction::Down, Some(s), Some(t)) if s != t => Some("time differs"),
                 (Direction::Up, Some(s), Some(t)) if s > t => Some("newer"),
@@ -154,6 +160,9 @@ mod tests {
         assert_eq!(p.copy, [("b".into(), "size differs"), ("c".into(), "time differs"), ("d".into(), "new")]);
         assert_eq!((p.unchanged, p.delete.len()), (1, 0));
         assert_eq!(plan(&remote, &local, Direction::Down, true).delete, ["old"]);
+        // In ASCII, times alone.
+        let p = plan_by(&remote, &local, Direction::Down, false, false);
+        assert_eq!(p.copy, [("c".into(), "time differs"), ("d".into(), "new")]);
         // A second run after the copies: nothing.
         let p = plan(&remote, &remote, Direction::Down, true);
         assert_eq!(p, Plan { copy: vec![], delete: vec![], unchanged: 4 });

@@ -72,6 +72,10 @@ pub async fn run(
         settled: tokio::sync::watch::Sender::new(items_len == 0), // a mirror with nothing new
         interrupt: interrupt.clone(),
     });
+    if items_len > 0 {
+        // The progress line counts "0/N files" from the start, not from the first file done.
+        plan.events.emit(crate::events::Event::JobDone { done: 0, total: items_len });
+    }
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
     // The first worker runs here, since it may borrow `first`; the others are tasks.
     let spawn = |_| tokio::spawn(worker::worker(plan.clone(), opts.clone(), shared.clone(), None));

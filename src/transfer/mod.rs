@@ -11,10 +11,12 @@
 //! server ends the transfer and the control connection can be brought back
 //! in step ([`crate::ftp::control::Control::resync`]).
 
+pub mod ascii;
 pub mod listing;
 pub mod part;
 pub mod place;
 mod sink;
+pub mod upload;
 pub mod verify;
 
 use std::io::Write;
@@ -23,7 +25,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use russh::ChannelMsg;
-use tokio::io::AsyncReadExt;
 
 use crate::error::{classified, Kind};
 use crate::events::Event;
@@ -31,6 +32,7 @@ use crate::ftp::digest::Method;
 use crate::ftp::{Command, Reply};
 use crate::link::{Data, Link};
 pub use crate::transfer::part::PartFile;
+pub use crate::transfer::upload::put;
 
 /// A data connection that moves less than this in a stall window (twice
 /// `--timeout`: 60 s by default) is dead, silent or trickling: a hostile
@@ -66,24 +68,41 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     let (expected, offset, data, mut hasher, hash_sent) = begin(link, &cmd, part, method).await?;
     let events = link.events().clone();
     let throttle = link.spec().throttle.clone();
-    events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected });
+    // In ASCII the server's size is not what arrives: no total to show.
+    events.emit(Event::TransferStarted { name: remote.into(), offset, size: expected.filter(|_| !ascii(link)) });
     let mut out = sink::Sink::new(part.append()?, WRITE_CHUNK);
     let announced = data.announced;
     let mut incoming = Incoming::new(data, stall_window(link), format!("downloading {remote}"));
     let mut received = offset;
+    let mut text = ascii(link).then(|| (ascii::Decoder::default(), Vec::new()));
     let copied = async {
-        while let Some(chunk) = incoming.next().await? {
-            let bytes = chunk.as_ref();
+        let mut ended = false;
+        while !ended {
+            let chunk = incoming.next().await?;
+            ended = chunk.is_none();
+            let wire = chunk.as_ref().map_or(&[][..], |c| c.as_ref());
+            let bytes = match text.as_mut() {
+                Some((decoder, lines)) => {
+                    lines.clear();
+                    match ended {
+                        true => decoder.finish(lines),
+                        false => decoder.decode(wire, lines),
+                    }
+                    &lines[..]
+                }
+                None => wire,
+            };
             out.write(bytes).await.with_context(|| format!("could not write {}", part.path.display()))?;
             // The hash of the bytes as written: no second read of the file.
             if let Some(h) = hasher.as_mut() {
                 h.update(bytes);
             }
             received += bytes.len() as u64;
-            events.emit(Event::Progress { bytes: bytes.len() as u64 });
+            // Counted once the limit let it through: the shown rate is the limited one.
             if let Some(t) = &throttle {
-                t.take(bytes.len()).await;
+                t.take(wire.len()).await;
             }
+            events.emit(Event::Progress { bytes: wire.len() as u64 });
         }
         Ok::<_, anyhow::Error>(())
     };
@@ -96,7 +115,8 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     link.finish(&cmd).await?;
     // The 150 announces what remains after REST; SIZE the whole file. Checked: the server's number
     // (`file_size` keeps both below 2^63, this holds if that ever changes).
-    let want = expected.or_else(|| announced.and_then(|n| n.checked_add(offset)));
+    // In ASCII both count the server's bytes, not the converted ones: no check.
+    let want = expected.or_else(|| announced.and_then(|n| n.checked_add(offset))).filter(|_| !ascii(link));
     if let Some(want) = want.filter(|w| *w != received) {
         part.restart()?; // not the file the server has: nothing to resume
         return Err(classified(
@@ -157,11 +177,15 @@ async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Opti
     }
     let expected = remote_size(link, remote).await?;
     let mut offset = held;
-    if expected.is_none_or(|n| n < offset) {
-        let what = format!(
-            "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
-            part.path.display()
-        );
+    // An offset in converted text is not one in the server's file: ASCII never resumes.
+    if ascii(link) || expected.is_none_or(|n| n < offset) {
+        let what = match ascii(link) {
+            true => format!("{} holds {offset} bytes, but an ASCII download starts over", part.path.display()),
+            false => format!(
+                "{} holds {offset} bytes but the server gives {remote}'s size as {expected:?}: starting over",
+                part.path.display()
+            ),
+        };
         link.events().emit(Event::Detour { what });
         part.restart()?;
         offset = 0;
@@ -203,82 +227,6 @@ pub(crate) async fn read_listing(link: &mut Link<'_>, cmd: Command) -> Result<Ve
     Ok(raw)
 }
 
-/// Upload `local` to `remote`. Returns the byte count.
-pub async fn put(link: &mut Link<'_>, local: &Path, remote: &str) -> Result<u64> {
-    let mut file = tokio::fs::File::open(local).await.with_context(|| format!("could not open {}", local.display()))?;
-    let size = file.metadata().await?.len();
-    let method = verify::method(link).await?;
-    let mut hasher = method.map(|m| verify::Hasher::new(m.algorithm()));
-    let cmd = Command::Stor(remote.into());
-    let data = link.start(&cmd).await?;
-    let events = link.events().clone();
-    let throttle = link.spec().throttle.clone();
-    events.emit(Event::TransferStarted { name: remote.into(), offset: 0, size: Some(size) });
-    // Nothing comes back on an upload's channel but window adjustments and
-    // EOF/close; still, someone must read them, or the channel's bounded queue
-    // fills and stalls the whole SSH session, control connection included.
-    let (mut incoming, channel) = data.channel.split();
-    let drain = tokio::spawn(async move { while incoming.wait().await.is_some() {} });
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut sent = 0u64;
-    let window = stall_window(link);
-    let sending = async {
-        loop {
-            let n = file.read(&mut buf).await.with_context(|| format!("could not read {}", local.display()))?;
-            if n == 0 {
-                return Ok(());
-            }
-            for piece in buf[..n].chunks(CHUNK) {
-                // A server that takes less than a chunk (64 KiB) in a window is stalled too.
-                tokio::time::timeout(window, channel.data(piece))
-                    .await
-                    .map_err(|_| {
-                        classified(
-                            Kind::Transfer,
-                            format!("the server took no data for {window:?} while uploading {remote}"),
-                        )
-                    })?
-                    .map_err(|e| classified(Kind::Transfer, format!("the data connection for {remote} broke: {e}")))?;
-                if let Some(h) = hasher.as_mut() {
-                    h.update(piece); // the bytes as read and sent
-                }
-                sent += piece.len() as u64;
-                events.emit(Event::Progress { bytes: piece.len() as u64 });
-                if let Some(t) = &throttle {
-                    t.take(piece.len()).await;
-                }
-            }
-        }
-    };
-    let sent_all: Result<()> = sending.await;
-    if let Err(e) = sent_all {
-        let _ = channel.close().await;
-        drain.abort();
-        return Err(e);
-    }
-    let _ = channel.eof().await;
-    let finished = link.finish(&cmd).await;
-    let _ = channel.close().await;
-    drain.abort();
-    finished?;
-    let stored = remote_size(link, remote).await?;
-    if let Some(stored) = stored.filter(|s| *s != sent) {
-        bail!(classified(Kind::Transfer, format!("{remote}: sent {sent} bytes but the server holds {stored}")));
-    }
-    if let (Some(m), Some(h)) = (method, hasher) {
-        if let Err(e) = verify::compare(link, remote, m, &h.finish()).await {
-            // Not the bytes we sent: a bad copy is not left under the name (as rclone does).
-            let deleted = link.control.expect(&Command::Dele(remote.into()), |r| r.is_completion()).await;
-            return Err(match deleted {
-                Ok(_) => e.context(format!("the server's copy of {remote} was deleted")),
-                Err(why) => e.context(format!("the server's bad copy of {remote} could not be deleted ({why:#})")),
-            });
-        }
-    }
-    events.emit(Event::TransferDone { name: remote.into(), bytes: sent, verified: stored.is_some() });
-    Ok(sent)
-}
-
 /// List `path` (LIST) into `out`.
 pub async fn list(link: &mut Link<'_>, path: Option<&str>, out: &mut impl Write) -> Result<()> {
     let cmd = Command::List(path.map(str::to_string));
@@ -310,6 +258,11 @@ impl<B: AsRef<[u8]>> AsRef<[u8]> for Chunk<B> {
             Chunk::Wire(b) => b.as_ref(),
         }
     }
+}
+
+/// The session is in TYPE A (`--ascii`): line endings are converted ([`ascii`]).
+fn ascii(link: &Link<'_>) -> bool {
+    link.spec().login.ascii
 }
 
 /// Twice the reply timeout (`--timeout`): how long a data connection has to

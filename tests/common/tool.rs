@@ -61,9 +61,19 @@ impl Tool {
     }
 
     fn command(&self, ftp_host: &str, ssh_port: u16, ftp_port: u16, key: &Path) -> Command {
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_ftpssh-fullsecure")), ftp_host, ssh_port, ftp_port, key)
+    }
+
+    /// [`Tool::cmd`] with another build of the tool: `bin` (an installed one).
+    pub fn cmd_of(&self, bin: &Path, ftp_port: u16) -> Command {
+        self.command_of(bin, "127.0.0.1", self.lab.port("SSH_PORT"), ftp_port, &self.lab.path("SSH_KEY"))
+    }
+
+    fn command_of(&self, bin: &Path, ftp_host: &str, ssh_port: u16, ftp_port: u16, key: &Path) -> Command {
         let lab = &self.lab;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", lab.var("CLIENT_NS"), env!("CARGO_BIN_EXE_ftpssh-fullsecure")])
+        cmd.args(["netns", "exec", lab.var("CLIENT_NS")])
+            .arg(bin)
             .arg("-s")
             .arg(format!("{}@{}:{ssh_port}", lab.var("SSH_USER"), lab.var("SERVER_ADDR")))
             .arg("-f")

@@ -1,6 +1,7 @@
 //! The control connection against scripted servers on in-memory streams.
 
 use super::*;
+use crate::ftp::command::TransferType;
 
 #[tokio::test]
 async fn login_hides_the_password_and_sets_binary() {
@@ -18,7 +19,7 @@ async fn login_hides_the_password_and_sets_binary() {
         seen
     });
     control.greeting().await.unwrap();
-    control.login("u", "s3cret", async { Ok(()) }).await.unwrap();
+    control.login("u", "s3cret", TransferType::Binary, async { Ok(()) }).await.unwrap();
     assert_eq!(script.await.unwrap(), "USER u\r\nPASS s3cret\r\nTYPE I\r\n");
 }
 
@@ -29,7 +30,7 @@ async fn a_held_password_waits_for_its_gate_and_is_never_sent_if_it_stays_shut()
     let (mut control, mut server) = greeted().await;
     server.write_all(b"331 Password required\r\n").await.unwrap();
     let (open, gate) = crate::credentials::PasswordGate::new();
-    let login = control.login("u", "s3cret", gate.opened());
+    let login = control.login("u", "s3cret", TransferType::Binary, gate.opened());
     let script = async {
         let mut buf = [0u8; 256];
         let n = server.read(&mut buf).await.unwrap();
@@ -50,7 +51,7 @@ async fn a_held_password_waits_for_its_gate_and_is_never_sent_if_it_stays_shut()
     server.write_all(b"331 Password required\r\n").await.unwrap();
     let (open, gate) = crate::credentials::PasswordGate::new();
     drop(open); // the first login failed
-    let err = control.login("u", "s3cret", gate.opened()).await.unwrap_err();
+    let err = control.login("u", "s3cret", TransferType::Binary, gate.opened()).await.unwrap_err();
     assert!(err.to_string().contains("first login did not succeed"), "{err:#}");
     drop(control);
     let mut sent = String::new();
@@ -87,7 +88,7 @@ async fn wrong_password_is_a_typed_refusal() {
     let mut control = Control::new(client, REPLY_TIMEOUT);
     server.write_all(b"220 hi\r\n331 Password required\r\n530 Login incorrect.\r\n").await.unwrap();
     control.greeting().await.unwrap();
-    let err = control.login("u", "bad", async { Ok(()) }).await.unwrap_err();
+    let err = control.login("u", "bad", TransferType::Binary, async { Ok(()) }).await.unwrap_err();
     let ftp = crate::error::find::<FtpError>(&err).unwrap();
     assert_eq!((ftp.reply.code, ftp.kind()), (530, Kind::FtpRefused));
     assert_eq!(ftp.command, "PASS ****");
