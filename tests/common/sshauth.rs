@@ -24,6 +24,7 @@ impl Askpass {
     pub fn new(tool: &Tool, answers: &[(&str, &str)]) -> Askpass {
         let dir = tool.home.path();
         let (program, log) = (dir.join("askpass"), dir.join("askpass.log"));
+        let _ = std::fs::remove_file(&log); // a new program, a new log
         let mut script = format!("#!/bin/sh\nprintf '%s\\n--\\n' \"$1\" >>'{}'\ncase \"$1\" in\n", log.display());
         for (pattern, answer) in answers {
             script.push_str(&format!("  {pattern}) printf '%s\\n' '{answer}' ;;\n"));
