@@ -302,4 +302,78 @@ mod tests {
         assert_eq!(t.known_hosts.user_files, [PathBuf::from("/k/ignored")]);
         assert_eq!(t.known_hosts.strict, crate::ssh::hostkeys::Strict::Yes);
     }
+    fn resolver(config: &str, options: &[&str]) -> (tempfile::TempDir, Resolver) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        std::fs::write(&cfg, config).unwrap();
+        let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+        let settings = Settings::new(Some(&cfg), None, &options).unwrap();
+        (dir, Resolver { settings, ..Default::default() })
+    }
+
+    fn hop(t: &SshTarget) -> &SshTarget {
+        match &t.proxy {
+            Proxy::Jump(h) => h,
+            other => panic!("no jump host: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn jump_chains_as_openssh() {
+        let text = "Host far\n  HostName 10.1.0.7\n  ProxyJump bastion\nHost bastion\n  HostName 10.0.0.1\n  User jim\n  Port 2200\n\
+                    Host inner\n  ProxyJump outer\n";
+        let (_dir, r) = resolver(text, &[]);
+        // From ssh_config: far through bastion (its own User and Port).
+        let t = r.target("u@far", None).unwrap();
+        let b = hop(&t);
+        assert_eq!((t.host.as_str(), b.host.as_str(), b.user.as_str(), b.port), ("10.1.0.7", "10.0.0.1", "jim", 2200));
+        assert_eq!(b.proxy, Proxy::Direct);
+        // -J a,b: b is reached through a, a as ssh_config says; -J wins over ProxyJump.
+        let t = r.target("u@far", Some("x@one:22,inner")).unwrap();
+        let inner = hop(&t);
+        assert_eq!(inner.host, "inner");
+        let one = hop(inner);
+        assert_eq!((one.user.as_str(), one.host.as_str()), ("x", "one"));
+        assert_eq!(one.proxy, Proxy::Direct);
+        // The last hop alone follows its own ProxyJump.
+        let t = r.target("u@far", Some("inner")).unwrap();
+        assert_eq!(hop(hop(&t)).host, "outer");
+        // -o ProxyJump=none turns it off.
+        let (_dir, r) = resolver(text, &["ProxyJump=none"]);
+        assert_eq!(r.target("u@far", None).unwrap().proxy, Proxy::Direct);
+    }
+
+    #[test]
+    fn jump_loops_end() {
+        let (_dir, r) = resolver("Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n", &[]);
+        let e = r.target("u@a", None).unwrap_err();
+        assert!(format!("{e:#}").contains("hops deep"), "{e:#}");
+        assert!(r.target("u@a", Some("")).is_err());
+    }
+
+    #[test]
+    fn proxy_command_tokens() {
+        let (_dir, r) = resolver("Host far\n  HostName 10.1.0.7\n  Port 2022\n  ProxyCommand ssh -W %h:%p %r@gw # 100%%\n", &[]);
+        let t = r.target("bob@far", None).unwrap();
+        assert_eq!(t.proxy, Proxy::Command("ssh -W 10.1.0.7:2022 bob@gw".into()));
+        let (_dir, r) = resolver("Host far\n  ProxyCommand nc %x\n", &[]);
+        assert!(format!("{:#}", r.target("bob@far", None).unwrap_err()).contains("unknown %x"));
+        let (_dir, r) = resolver("Host far\n  ProxyCommand none\n", &[]);
+        assert_eq!(r.target("bob@far", None).unwrap().proxy, Proxy::Direct);
+    }
+
+    #[test]
+    fn authentication_options() {
+        let text = "Host *\n  BatchMode yes\n  PasswordAuthentication no\n  NumberOfPasswordPrompts 1\n  \
+                    AddKeysToAgent yes\n  CertificateFile /k/c-cert.pub\n";
+        let (_dir, r) = resolver(text, &[]);
+        let a = r.target("u@h", None).unwrap().auth;
+        assert!(a.batch_mode && !a.password && a.kbd_interactive && a.pubkey && a.add_keys_to_agent);
+        assert_eq!((a.password_prompts, a.certificates), (1, vec![PathBuf::from("/k/c-cert.pub")]));
+        let (_dir, r) = resolver("BatchMode maybe\n", &[]);
+        assert!(r.target("u@h", None).is_err());
+        let (_dir, r) = resolver("", &[]);
+        let a = r.target("u@h", None).unwrap().auth;
+        assert!(!a.batch_mode && a.password && a.kbd_interactive && a.password_prompts == 3);
+    }
 }
