@@ -45,6 +45,12 @@ fn password_only(port_key: &str, tag: &str) {
     let prompts = askpass.prompts();
     // Once a run: get, put, and mget (whose listing and transfer sessions share the answer).
     assert_eq!(prompts.len(), 3, "{prompts:?}");
+    // Three sessions at once wait for one question.
+    let dir = format!("mget-j3-{tag}");
+    captured(&tool, &|| make(), &["mget", "-j", "3", "many/f01*.txt", "-d", &dir], b"", &client_wire(port));
+    common::tool::assert_many(&tool, &dir, 10..=19);
+    let prompts = askpass.prompts();
+    assert_eq!(prompts.len(), 4, "{prompts:?}");
     let want = format!("{}@{}'s password: ", tool.lab.var("SSH_USER"), tool.lab.var("SERVER_ADDR"));
     assert!(prompts.iter().all(|p| *p == want), "{prompts:?}");
 }

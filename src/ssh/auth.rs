@@ -222,13 +222,14 @@ impl<H: client::Handler> Run<'_, H> {
 
     async fn password(&mut self) -> Result<Outcome> {
         let (user, account) = (self.user(), self.account());
+        // Taken first: a session that waited for another's question finds its answer.
+        let _turn = ASKING.lock().await;
         if let Some(known) = remembered(&account).and_then(|a| a.into_iter().next()) {
             let r = self.handle.authenticate_password(&user, known.as_str()).await.context("SSH authentication")?;
             if !matches!(r, AuthResult::Failure { partial_success: false, .. }) {
                 return Ok(r.into());
             }
         }
-        let _turn = ASKING.lock().await;
         let tries = self.target.auth.password_prompts.max(1);
         let question = format!("{}@{}'s password: ", shown(&user), shown(&self.target.host));
         for _ in 0..tries {
@@ -252,8 +253,8 @@ impl<H: client::Handler> Run<'_, H> {
 
     async fn keyboard_interactive(&mut self) -> Result<Outcome> {
         let account = self.account();
-        let mut known = remembered(&account);
         let _turn = ASKING.lock().await;
+        let mut known = remembered(&account);
         let tries = self.target.auth.password_prompts.max(1);
         for _ in 0..tries {
             let mut answers_given = Vec::new();

@@ -48,7 +48,8 @@ pub fn choose(batch: bool, tty: bool, display: bool, askpass: Option<PathBuf>, r
     }
     match (require, askpass) {
         ("force", Some(program)) => Asker::Program(program),
-        ("prefer", Some(program)) => Asker::Program(program),
+        // As OpenSSH: `prefer` still wants a display.
+        ("prefer", Some(program)) if display => Asker::Program(program),
         ("never", _) | ("force" | "prefer", None) if tty => Asker::Terminal,
         ("never", _) => Asker::Nobody("there is no terminal and SSH_ASKPASS_REQUIRE is never"),
         (_, Some(program)) if !tty && display => Asker::Program(program),
@@ -124,7 +125,8 @@ mod tests {
         assert_eq!(choose(false, false, true, p(), ""), program);
         assert!(matches!(choose(false, false, false, p(), ""), Asker::Nobody(_)));
         assert_eq!(choose(false, true, false, p(), "force"), program);
-        assert_eq!(choose(false, false, false, p(), "prefer"), program);
+        assert_eq!(choose(false, true, true, p(), "prefer"), program);
+        assert_eq!(choose(false, true, false, p(), "prefer"), Asker::Terminal);
         assert_eq!(choose(false, true, true, p(), "never"), Asker::Terminal);
         assert!(matches!(choose(false, false, true, p(), "never"), Asker::Nobody(_)));
         assert!(matches!(choose(false, false, true, None, ""), Asker::Nobody(_)));
