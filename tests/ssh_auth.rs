@@ -75,17 +75,20 @@ fn keyboard_interactive_two_questions_through_pam() {
 fn wrong_answers_are_asked_again_then_exit_3() {
     let tool = Tool::new();
     let lab = &tool.lab;
-    // Password: three wrong tries.
-    let askpass = Askpass::new(&tool, &[("*password*", "not-the-password")]);
-    let mut c = cmd(&tool, &at(&tool, "SERVER_ADDR", lab.port("PASSWORD_SSH_PORT")), &ftp(&tool), Some(&askpass));
-    let (out, _) = timed({
-        c.args(["get", "small.bin"]);
-        c
-    });
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("password: refused 3 times"), "{err}");
-    assert_eq!(askpass.prompts().len(), 3);
+    // Password: three wrong tries, on OpenSSH and on dropbear.
+    for port_key in ["PASSWORD_SSH_PORT", "DROPBEAR_PASSWORD_PORT"] {
+        let askpass = Askpass::new(&tool, &[("*password*", "not-the-password")]);
+        let mut c = cmd(&tool, &at(&tool, "SERVER_ADDR", lab.port(port_key)), &ftp(&tool), Some(&askpass));
+        let (out, _) = timed({
+            c.args(["get", "small.bin"]);
+            c
+        });
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{port_key}: {err}");
+        assert!(err.contains("password: refused 3 times"), "{port_key}: {err}");
+        assert!(!err.contains("not-the-password"), "{err}");
+        assert_eq!(askpass.prompts().len(), 3, "{port_key}");
+    }
     // Keyboard-interactive: a wrong code, three rounds.
     let askpass = Askpass::new(&tool, &[("*code*", "000000"), ("*assword*", lab.var("FTP_PASSWORD"))]);
     let mut c = cmd(&tool, &at(&tool, "SERVER_ADDR", lab.port("KBDINT_SSH_PORT")), &ftp(&tool), Some(&askpass));
@@ -120,6 +123,7 @@ fn batch_mode_fails_at_once_and_asks_nothing() {
     for (port_key, key, option) in [
         ("PASSWORD_SSH_PORT", None, "BatchMode=yes"),
         ("KBDINT_SSH_PORT", None, "batchmode yes"),
+        ("DROPBEAR_PASSWORD_PORT", None, "BatchMode=yes"),
         ("SSH_PORT", Some(lab.path("ENCRYPTED_KEY")), "BatchMode yes"),
     ] {
         let mut c = cmd(&tool, &at(&tool, "SERVER_ADDR", lab.port(port_key)), &ftp(&tool), Some(&askpass));
@@ -236,4 +240,50 @@ fn user_certificate_from_a_trusted_ca() {
         c
     };
     captured(&tool, &make, &["get", "empty.bin"], &want, &client_wire(port));
+}
+
+/// `AddKeysToAgent yes`: the key decrypted with its passphrase goes to the agent, and the
+/// next run logs in through the agent with nobody to ask.
+#[test]
+fn add_keys_to_agent_after_the_passphrase() {
+    let tool = Tool::new();
+    let lab = &tool.lab;
+    let sock = tool.home.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let started = std::time::Instant::now();
+    while !sock.exists() {
+        assert!(started.elapsed() < AT_ONCE, "ssh-agent did not start");
+        assert!(agent.try_wait().unwrap().is_none(), "ssh-agent exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _agent = Kill(agent);
+    let port = lab.port("SSH_PORT");
+    let ssh = at(&tool, "SERVER_ADDR", port);
+    let askpass = Askpass::new(&tool, &[("*passphrase*", lab.var("KEY_PASSPHRASE"))]);
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let make = || {
+        let mut c = cmd(&tool, &ssh, &ftp(&tool), Some(&askpass));
+        c.env("SSH_AUTH_SOCK", &sock).arg("-i").arg(lab.path("ENCRYPTED_KEY")).args(["-o", "AddKeysToAgent=yes"]);
+        c
+    };
+    captured(&tool, &make, &["get", "small.bin"], &want, &client_wire(port));
+    assert_eq!(askpass.prompts().len(), 1);
+    let listed = std::process::Command::new("ssh-add").arg("-l").env("SSH_AUTH_SOCK", &sock).output().unwrap();
+    let fingerprint = std::process::Command::new("ssh-keygen").arg("-lf").arg(lab.path("ENCRYPTED_KEY")).output().unwrap();
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout).split_whitespace().nth(1).unwrap().to_string();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&fingerprint), "the agent does not hold the key");
+    // No askpass, no key file: the agent alone.
+    let make = || {
+        let mut c = cmd(&tool, &ssh, &ftp(&tool), None);
+        c.env("SSH_AUTH_SOCK", &sock).args(["-o", "BatchMode=yes"]);
+        c
+    };
+    captured(&tool, &make, &["get", "small.bin", "again.bin"], &want, &client_wire(port));
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use super::capture::{assert_encrypted, file_samples, Capture};
-use super::tool::{assert_same, stderr, traced_cmd, RemoveOnDrop, Tool};
+use super::tool::{assert_default_port, assert_same, stderr, traced_cmd, RemoveOnDrop, Tool};
 
 /// An askpass program: the answer for the first pattern found in the prompt (shell `case`
 /// patterns), the prompts it saw in its log.
@@ -95,21 +95,25 @@ pub fn captured(tool: &Tool, make: &dyn Fn() -> Command, args: &[&str], content:
     out
 }
 
-/// get, put and mget through `make()`, each byte-identical and under the captures.
+/// get, put and mget through `make()`, each byte-identical and under the captures, each by
+/// the default port (the reverse forward on the last SSH server, not passive).
 pub fn get_put_mget(tool: &Tool, make: &dyn Fn() -> Command, wires: &[(&str, &str, u16)], tag: &str) {
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
-    captured(tool, make, &["get", "small.bin"], &want, wires);
+    let out = captured(tool, make, &["get", "small.bin"], &want, wires);
+    assert_default_port(&stderr(&out));
     assert_same(&std::fs::read(tool.work.path().join("small.bin")).unwrap(), &want, "small.bin");
 
     let remote = format!("upload/sshauth-{tag}-{}.bin", std::process::id());
     let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
     let source = tool.remote_path("name with spaces.bin");
     let want = std::fs::read(&source).unwrap();
-    captured(tool, make, &["put", source.to_str().unwrap(), &remote], &want, wires);
+    let out = captured(tool, make, &["put", source.to_str().unwrap(), &remote], &want, wires);
+    assert_default_port(&stderr(&out));
     assert_same(&std::fs::read(tool.remote_path(&remote)).unwrap(), &want, "the uploaded copy");
 
     let dir = format!("mget-{tag}");
-    captured(tool, make, &["mget", "many/f00*.txt", "-d", &dir], b"", wires);
+    let out = captured(tool, make, &["mget", "many/f00*.txt", "-d", &dir], b"", wires);
+    assert_default_port(&stderr(&out));
     super::tool::assert_many(tool, &dir, 1..=9);
 }
 
