@@ -134,6 +134,7 @@ fn unknown_jump_host_key_is_refused() {
     let (out, _) = timed(c);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("2022"), "the error names the jump host: {err}");
+    assert!(err.contains(&format!("jump host {}:2022", lab.var("SERVER_ADDR"))), "the error names the jump host: {err}");
+    assert!(err.contains("is not in"), "{err}");
     assert!(!tool.work.path().join("small.bin").exists());
 }

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -181,8 +181,9 @@ pub fn open(target: &SshTarget) -> Opening<'_> {
             Proxy::Jump(hop) => {
                 let mut way = open(hop).await?;
                 let check = HostKeyCheck::new(hop);
-                let mut handle = connect(hop, way.stream, check.clone(), &check).await?;
-                auth::authenticate(&mut handle, hop).await?;
+                let name = || format!("jump host {}:{}", hop.host, hop.port);
+                let mut handle = connect(hop, way.stream, check.clone(), &check).await.with_context(name)?;
+                auth::authenticate(&mut handle, hop).await.with_context(name)?;
                 tracing::info!("jump host {}@{}:{} is up", hop.user, hop.host, hop.port);
                 let channel = handle
                     .channel_open_direct_tcpip(target.host.as_str(), target.port as u32, "127.0.0.1", 0)
