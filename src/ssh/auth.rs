@@ -45,8 +45,16 @@ impl From<AuthResult> for Outcome {
     }
 }
 
-/// Authenticate `handle` as `target.user`; the error says what was tried and why it failed.
+/// Authenticate `handle` as `target.user`; the error says what was tried and why it failed
+/// (a connection lost on the way is [`Kind::SshLost`]).
 pub async fn authenticate<H: client::Handler>(handle: &mut Handle<H>, target: &SshTarget) -> Result<()> {
+    methods(handle, target).await.map_err(|e| match crate::error::kind(&e) {
+        Some(_) => e,
+        None => classified(Kind::SshLost, format!("SSH authentication with {}:{} broke off: {e:#}", target.host, target.port)),
+    })
+}
+
+async fn methods<H: client::Handler>(handle: &mut Handle<H>, target: &SshTarget) -> Result<()> {
     let mut run = Run { handle, target, asker: prompt::asker(target.auth.batch_mode), tried: Vec::new() };
     let user = target.user.clone();
     // "none" makes the server tell its methods, in its order.
