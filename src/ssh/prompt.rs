@@ -145,9 +145,12 @@ mod tests {
         let script = dir.path().join("askpass");
         std::fs::write(&script, "#!/bin/sh\nprintf 'answer to %s\\n' \"$1\"\n").unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-        let got = Asker::Program(script.clone()).ask("Q?", false).unwrap();
+        let got = Asker::Program(script).ask("Q?", false).unwrap();
         assert_eq!(got.as_str(), "answer to Q?");
-        std::fs::write(&script, "#!/bin/sh\nexit 1\n").unwrap();
-        assert!(Asker::Program(script).ask("Q?", false).is_err());
+        // Another file (rewriting one just run can meet ETXTBSY): a cancelled question.
+        let cancel = dir.path().join("cancel");
+        std::fs::write(&cancel, "#!/bin/sh\nexit 1\n").unwrap();
+        std::fs::set_permissions(&cancel, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        assert!(Asker::Program(cancel).ask("Q?", false).is_err());
     }
 }
