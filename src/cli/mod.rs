@@ -74,8 +74,8 @@ pub struct Cli {
     /// SSH private key file (repeatable; the ssh-agent is tried first)
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub identity: Vec<PathBuf>,
-    /// Jump hosts to reach the SSH server through, as ssh -J (each with its own host key check and login)
-    #[arg(short = 'J', long = "jump", overrides_with = "jump", global = true, value_name = "[USER@]HOST[:PORT][,...]")]
+    /// Jump hosts to reach the SSH server through, each [USER@]HOST[:PORT], as ssh -J (each with its own host key check and login)
+    #[arg(short = 'J', long = "jump", overrides_with = "jump", global = true, value_name = "JUMP[,JUMP...]")]
     pub jump: Option<String>,
     /// An ssh_config option, as ssh -o (repeatable; only the options the tool reads, listed in the README)
     #[arg(short = 'o', long = "ssh-option", global = true, value_name = "OPTION=VALUE", action = clap::ArgAction::Append)]
