@@ -69,6 +69,11 @@ fn keyboard_interactive_two_questions_through_pam() {
     // The server's text, as it sent it: PAM's message before its first prompt.
     assert!(prompts[0].contains("Two questions: your password, then the lab token.") && prompts[0].ends_with("Password: "), "{prompts:?}");
     assert_eq!(prompts[1], "Verification code: ");
+    // The fullest trace shows neither answer.
+    let want = std::fs::read(tool.remote_path("empty.bin")).unwrap();
+    let out = captured(&tool, &make, &["-vvv", "get", "empty.bin"], &want, &client_wire(port));
+    let err = stderr(&out);
+    assert!(!err.contains(lab.var("KBDINT_TOKEN")) && !err.contains(lab.var("FTP_PASSWORD")), "an answer is in the trace");
 }
 
 #[test]
