@@ -138,3 +138,24 @@ fn unknown_jump_host_key_is_refused() {
     assert!(err.contains("is not in"), "{err}");
     assert!(!tool.work.path().join("small.bin").exists());
 }
+
+/// A ProxyCommand that cannot run ends the handshake: exit 3, with its exit status; an `-o`
+/// option the tool does not read is a usage error, not silently ignored.
+#[test]
+fn a_failing_proxy_command_and_an_unread_option() {
+    let tool = Tool::new();
+    let (ssh, ftp) = far(&tool);
+    let mut c = cmd(&tool, &ssh, &ftp, None);
+    c.args(["-o", "ProxyCommand=exec no-such-proxy-command %h %p", "get", "small.bin"]);
+    let (out, took) = timed(c);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("the ProxyCommand ended (exit status: 127)"), "{err}");
+    assert!(took.as_secs() < 10, "took {took:?}");
+    let mut c = cmd(&tool, &ssh, &ftp, None);
+    c.args(["-o", "Compression=yes", "get", "small.bin"]);
+    let (out, _) = timed(c);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("-o Compression: not an option this tool reads"), "{err}");
+}

@@ -115,8 +115,11 @@ impl Session {
         let gate = Arc::new(Gate::new(events.clone(), tx));
         let host_key = HostKeyCheck::new(target);
         let client = Client { host_key: host_key.clone(), gate: gate.clone(), checking: gate.start_checking() };
-        let way = transport::open(target).await?;
-        let mut handle = transport::connect(target, way.stream, client, &host_key).await?;
+        let mut way = transport::open(target).await?;
+        let mut handle = match transport::connect(target, way.stream, client, &host_key).await {
+            Ok(handle) => handle,
+            Err(e) => return Err(way.via.explain(e).await),
+        };
         auth::authenticate(&mut handle, target).await?;
         match way.ends {
             Some((client, server)) => events.emit(Event::SshConnected { client, server }),

@@ -54,10 +54,28 @@ pub struct Transport {
 pub struct Via {
     hops: Vec<Handle<HostKeyCheck>>,
     /// Killed on drop (tokio's `kill_on_drop`).
-    _command: Option<tokio::process::Child>,
+    command: Option<tokio::process::Child>,
 }
 
+/// How long a proxy command that broke the handshake is given to report its exit.
+const COMMAND_EXIT_WAIT: Duration = Duration::from_millis(500);
+
 impl Via {
+    /// Why the connection broke, where the proxy command has ended (its exit status).
+    pub async fn ended(&mut self) -> Option<String> {
+        let child = self.command.as_mut()?;
+        let status = tokio::time::timeout(COMMAND_EXIT_WAIT, child.wait()).await.ok()?.ok()?;
+        Some(format!("the ProxyCommand ended ({status})"))
+    }
+
+    /// `e`, with the proxy command's end if it has ended.
+    pub async fn explain(&mut self, e: anyhow::Error) -> anyhow::Error {
+        match self.ended().await {
+            Some(why) => e.context(why),
+            None => e,
+        }
+    }
+
     /// Say goodbye to each jump host, the last one first.
     pub async fn close(&self) {
         for hop in self.hops.iter().rev() {
@@ -175,14 +193,17 @@ pub fn open(target: &SshTarget) -> Opening<'_> {
                     .spawn()
                     .map_err(|e| classified(Kind::Ssh, format!("could not start ProxyCommand {command}: {e}")))?;
                 let (input, output) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
-                let via = Via { hops: Vec::new(), _command: Some(child) };
+                let via = Via { hops: Vec::new(), command: Some(child) };
                 Ok(Transport { stream: Box::new(tokio::io::join(output, input)), ends: None, via })
             }
             Proxy::Jump(hop) => {
                 let mut way = open(hop).await?;
                 let check = HostKeyCheck::new(hop);
                 let name = || format!("jump host {}:{}", hop.host, hop.port);
-                let mut handle = connect(hop, way.stream, check.clone(), &check).await.with_context(name)?;
+                let mut handle = match connect(hop, way.stream, check.clone(), &check).await {
+                    Ok(handle) => handle,
+                    Err(e) => return Err(way.via.explain(e).await.context(name())),
+                };
                 auth::authenticate(&mut handle, hop).await.with_context(name)?;
                 tracing::info!("jump host {}@{}:{} is up", hop.user, hop.host, hop.port);
                 let channel = handle
