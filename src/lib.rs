@@ -16,8 +16,10 @@
 //!   XSHA256), MLSD and MDTM facts; the control connection's I/O in [`ftp::control`].
 //! - [`events`]: the one stream of typed events the procedure emits, and what observes it.
 //! - [`credentials`], [`interrupt`]: the FTP login; SIGINT, SIGTERM, SIGHUP.
-//! - [`ssh`] — **step 1**, the SSH session: `[USER@]HOST[:PORT]` and `~/.ssh/config`
-//!   ([`ssh::endpoint`]), host keys, ciphers, channels, the [`ssh::gate`] in front of
+//! - [`ssh`] — **step 1**, the SSH session: `[USER@]HOST[:PORT]` and ssh_config, `-o`, `-F`
+//!   ([`ssh::endpoint`], [`ssh::config`]), the way there, direct, ProxyCommand or jump hosts
+//!   ([`ssh::transport`]), host keys, the login ([`ssh::auth`]) and its questions
+//!   ([`ssh::prompt`]), ciphers, channels, the [`ssh::gate`] in front of
 //!   the reverse forward, and the helpers run on the SSH server: the SO_REUSEADDR
 //!   [`ssh::relay`] that carries the control connection, the [`ssh::shell`], the
 //!   [`ssh::reclaimer`].

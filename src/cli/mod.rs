@@ -1,34 +1,33 @@
 //! The command line: parse, set up output, run one command, map errors to exit codes.
 
 use std::future::Future;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::error::Classify;
 use crate::error::{classified, Kind};
-use crate::events::Events;
 use crate::ftp::control::REPLY_TIMEOUT;
 use crate::ftp::shown::shown_lines;
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::shard::{self, Shard};
-use crate::jobs::Plan;
-use crate::link::{DataMode, Link, Spec};
-use crate::ssh::endpoint::{self, DEFAULT_FTP};
+use crate::link::{DataMode, Link};
+use crate::ssh::endpoint::DEFAULT_FTP;
 use crate::ssh::Session;
 use crate::timewait::Pace;
-use crate::{credentials, transfer};
+use crate::transfer;
 
 mod demo;
 mod install;
 mod many;
 mod modes;
 pub mod output;
+mod plan;
 mod work;
+
+use plan::plan;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -76,6 +75,15 @@ pub struct Cli {
     /// SSH private key file (repeatable; the ssh-agent is tried first)
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub identity: Vec<PathBuf>,
+    /// Jump hosts to reach the SSH server through, each [USER@]HOST[:PORT], as ssh -J (each with its own host key check and login)
+    #[arg(short = 'J', long = "jump", overrides_with = "jump", global = true, value_name = "JUMP[,JUMP...]")]
+    pub jump: Option<String>,
+    /// An ssh_config option, as ssh -o (repeatable; only the options the tool reads, listed in docs/ssh.md)
+    #[arg(short = 'o', long = "ssh-option", global = true, value_name = "OPTION=VALUE", action = clap::ArgAction::Append)]
+    pub ssh_options: Vec<String>,
+    /// The ssh_config file to read instead of ~/.ssh/config (`none`: none), as ssh -F
+    #[arg(short = 'F', long = "ssh-config", overrides_with = "ssh_config", global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
     /// known_hosts file to check the SSH host key against [default: UserKnownHostsFile, else ~/.ssh/known_hosts and known_hosts2]
     #[arg(long = "known-hosts", overrides_with = "known_hosts", global = true, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
@@ -302,49 +310,6 @@ pub(crate) async fn until_interrupted<T>(interrupt: &Watch, work: impl Future<Ou
     }
 }
 
-/// Resolve the SSH server, known_hosts and the FTP login from the command line and the files.
-fn plan(cli: &Cli) -> Result<Plan> {
-    let spec = cli
-        .ssh
-        .as_deref()
-        .ok_or_else(|| classified(Kind::Usage, "no SSH server: give --ssh [USER@]HOST[:PORT] or set FTPSSH_SSH"))?;
-    let home = endpoint::home();
-    let config = home.as_ref().map(|h| h.join(".ssh/config"));
-    let mut target = endpoint::ssh_target(spec, config.as_deref(), &cli.identity)
-        .map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
-    let ftp = endpoint::ftp_target(&cli.ftp).map_err(|e| classified(Kind::Usage, format!("{e:#}")))?;
-    if let Some(list) = &cli.cipher {
-        target.ciphers = crate::ssh::ciphers::parse(list).map_err(|e| classified(Kind::Usage, format!("-c: {e:#}")))?;
-    }
-    match (&cli.known_hosts, &home) {
-        (Some(k), _) => target.known_hosts.user_files = vec![k.clone()],
-        (None, None) if target.known_hosts.user_files.is_empty() => {
-            return Err(classified(Kind::Usage, "no HOME: give --known-hosts"))
-        }
-        (None, _) => {}
-    }
-    let netrc = home.as_ref().map(|h| h.join(".netrc"));
-    // The SSH host as typed (an alias), then as reached: what a loopback FTP server's netrc entry is under.
-    let typed = endpoint::split_spec(spec).map(|(_, host, _)| host).unwrap_or_default();
-    let login = credentials::resolve(
-        cli.ftp_user.as_deref(),
-        &target.user,
-        &ftp.host,
-        &[typed.as_str(), target.host.as_str()],
-        netrc.as_deref(),
-        std::env::var(credentials::PASSWORD_ENV).ok(),
-        std::io::stdin().is_terminal(),
-    )?;
-    let mut login = login;
-    login.ascii = modes::representation(cli)? == crate::ftp::command::TransferType::Ascii;
-    let verify = modes::verify(cli);
-    let throttle = cli.bwlimit.map(|rate| Arc::new(crate::throttle::Throttle::new(rate)));
-    let timeout = Duration::from_secs(cli.timeout);
-    let continue_uploads = cli.continue_uploads;
-    let spec = Spec { ftp, login, mode: cli.data_mode, timeout, verify, throttle, continue_uploads };
-    Ok(Plan { target, spec, events: observers(cli)? })
-}
-
 async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
     let started = Instant::now();
     let (what, bytes) = match &cli.command {
@@ -387,22 +352,6 @@ pub(crate) fn remote_target(local: &Path, remote: Option<&str>) -> Result<String
         Some(r) => r.to_string(),
         None => base,
     })
-}
-
-/// Who watches this run: the `-v` trace always (its level filter decides
-/// what shows), the `--events` file, bars and countdowns on a terminal unless `-q` (or the demo).
-fn observers(cli: &Cli) -> Result<Events> {
-    let mut events = Events::none().with(Arc::new(output::Trace));
-    if let Some(file) = &cli.events {
-        let lines = output::JsonLines::create(file).map_err(|e| classified(Kind::Usage, format!("--events: {e:#}")))?;
-        events = events.with(Arc::new(lines));
-    }
-    // The demo draws its own countdowns on stdout: no bars beside them.
-    if cli.quiet || !std::io::stderr().is_terminal() || matches!(cli.command, Cmd::Demo(_)) {
-        return Ok(events);
-    }
-    let bulk = is_bulk(&cli.command);
-    Ok(events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() })))
 }
 
 /// The commands that run many transfers through [`crate::jobs`].

@@ -5,25 +5,28 @@
 //! through the reverse forward) are judged by the [`Gate`] inside the russh
 //! event loop, and the admitted ones are handed over on a queue.
 
+pub mod auth;
 pub mod ciphers;
+pub mod config;
 pub mod endpoint;
 pub mod gate;
 pub mod helper;
 pub mod hostkeys;
 pub mod origin;
+pub mod prompt;
 pub mod quickack;
 pub mod reclaimer;
 pub mod relay;
 pub mod shell;
+pub mod transport;
 pub mod tuple_state;
 
-use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use russh::client::{self, Handle, Msg};
-use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::PublicKeyOrCertificate;
 use russh::{Channel, ChannelOpenFailure};
 use tokio::sync::mpsc;
 
@@ -32,19 +35,10 @@ use crate::events::{Event, Events};
 use crate::ssh::endpoint::SshTarget;
 use gate::{Arrival, Checked, DataChannel, Gate};
 use helper::Lazy;
-use hostkeys::{Offered, Policy};
+use transport::HostKeyCheck;
 
-/// Each channel's receive window: what the server may send before we
-/// acknowledge. russh's 2 MiB (OpenSSH's too) caps a transfer at 2 MiB per
-/// round trip, which a distant server feels; on loopback the size makes no
-/// difference (docs/benchmarks.md#measured-effects).
-const WINDOW_SIZE: u32 = 16 << 20;
+pub use transport::CONNECT_TIMEOUT;
 
-/// How long to wait for the SSH server to answer at all.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Keepalives notice a dead SSH connection: 3 unanswered, 10 s apart.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_MAX: usize = 3;
 /// How often [`Session::attribute`] looks whether the session has closed yet.
 const LOSS_POLL: Duration = Duration::from_millis(20);
 /// How long a remote helper (the relay, the remote shell) may take to answer.
@@ -69,14 +63,12 @@ pub struct Session {
     pub gate: Arc<Gate>,
     /// Where we are connected.
     pub target: SshTarget,
+    /// The jump hosts' sessions or the proxy command that carry this one.
+    via: transport::Via,
 }
 
 struct Client {
-    host: String,
-    port: u16,
-    known_hosts: Policy,
-    /// Why the host key was refused, for the error `connect` returns.
-    refusal: Arc<Mutex<Option<String>>>,
+    host_key: HostKeyCheck,
     gate: Arc<Gate>,
     /// Connections past the gate's quick checks, to the task that proves their origin.
     checking: mpsc::UnboundedSender<Checked>,
@@ -86,17 +78,7 @@ impl client::Handler for Client {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let offered = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => Offered::Key(key),
-            PublicKeyOrCertificate::Certificate(cert) => Offered::Certificate(cert),
-        };
-        match self.known_hosts.check(&self.host, self.port, offered, hostkeys::policy::now()) {
-            Ok(()) => Ok(true),
-            Err(why) => {
-                *self.refusal.lock().unwrap() = Some(why);
-                Ok(false)
-            }
-        }
+        Ok(self.host_key.judge(key))
     }
 
     async fn server_channel_open_forwarded_tcpip(
@@ -124,65 +106,27 @@ impl client::Handler for Client {
 }
 
 impl Session {
-    /// Connect, check the host key against the target's known_hosts files, and
-    /// authenticate with the ssh-agent and the target's key files. What happens
-    /// in this session is told to `events`.
+    /// Connect (directly, through ProxyCommand, or through jump hosts), check the host
+    /// key against the target's known_hosts files, and authenticate ([`auth`]). What
+    /// happens in this session is told to `events`.
     pub async fn connect(target: &SshTarget, events: Events) -> Result<Session> {
         let events = events.fork(); // what is watched on this session stays with it
-        let endpoint = format!("{}:{}", target.host, target.port);
-        let wanted = target.known_hosts.wanted(&target.host, target.port, &russh::Preferred::DEFAULT.key);
-        let preferred = russh::Preferred {
-            key: Cow::Owned(wanted.keys),
-            host_key_certificates: Cow::Owned(wanted.certificates),
-            cipher: Cow::Owned(target.ciphers.clone()),
-            ..Default::default()
-        };
-        let config = Arc::new(client::Config {
-            nodelay: true,
-            window_size: WINDOW_SIZE,
-            keepalive_interval: Some(KEEPALIVE_INTERVAL),
-            keepalive_max: KEEPALIVE_MAX,
-            preferred,
-            ..Default::default()
-        });
         let (tx, rx) = mpsc::unbounded_channel();
         let gate = Arc::new(Gate::new(events.clone(), tx));
-        let refusal = Arc::new(Mutex::new(None));
-        let client = Client {
-            host: target.host.clone(),
-            port: target.port,
-            known_hosts: target.known_hosts.clone(),
-            refusal: refusal.clone(),
-            gate: gate.clone(),
-            checking: gate.start_checking(),
+        let host_key = HostKeyCheck::new(target);
+        let client = Client { host_key: host_key.clone(), gate: gate.clone(), checking: gate.start_checking() };
+        let mut way = transport::open(target).await?;
+        let mut handle = match transport::connect(target, way.stream, client, &host_key).await {
+            Ok(handle) => handle,
+            Err(e) => return Err(way.via.explain(e).await),
         };
-        let connecting = async {
-            let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
-            tcp.set_nodelay(true)?;
-            let ends = (tcp.local_addr()?, tcp.peer_addr()?);
-            Ok::<_, russh::Error>((client::connect_stream(config, quickack::QuickAck::new(tcp), client).await?, ends))
-        };
-        let (handle, (ours, theirs)) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Err(_) => {
-                return Err(classified(
-                    Kind::SshLost,
-                    format!("SSH server {endpoint} did not answer within {CONNECT_TIMEOUT:?}"),
-                ))
-            }
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => {
-                let why = refusal.lock().unwrap().take();
-                return Err(match why {
-                    Some(why) => classified(Kind::Ssh, why),
-                    // No cipher (or other algorithm) in common: trying again cannot help.
-                    None if matches!(e, russh::Error::NoCommonAlgo { .. }) => {
-                        classified(Kind::Ssh, format!("could not connect to SSH server {endpoint}: {e}"))
-                    }
-                    None => classified(Kind::SshLost, format!("could not connect to SSH server {endpoint}: {e}")),
-                });
-            }
-        };
-        let mut session = Session {
+        auth::authenticate(&mut handle, target).await?;
+        match way.ends {
+            Some((client, server)) => events.emit(Event::SshConnected { client, server }),
+            // The last SSH server sees the jump host (or whatever the command reached) as its client.
+            None => tracing::info!("SSH connection to {}:{} is up, through {}", target.host, target.port, via_name(target)),
+        }
+        Ok(Session {
             handle,
             shell: Lazy::default(),
             reclaimer: Lazy::default(),
@@ -191,67 +135,8 @@ impl Session {
             incoming: tokio::sync::Mutex::new(rx),
             gate,
             target: target.clone(),
-        };
-        session.authenticate().await?;
-        session.events.emit(Event::SshConnected { client: ours, server: theirs });
-        Ok(session)
-    }
-
-    async fn authenticate(&mut self) -> Result<()> {
-        let user = self.target.user.clone();
-        let mut tried = Vec::new();
-        if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await {
-            for identity in agent.request_identities().await.unwrap_or_default() {
-                let keys::agent::AgentIdentity::PublicKey { key, comment } = identity else { continue };
-                let hash = self.rsa_hash(&key).await;
-                let ok = self.handle.authenticate_publickey_with(&user, key, hash, &mut agent).await;
-                tracing::debug!("agent key {comment}: {ok:?}");
-                if matches!(ok, Ok(client::AuthResult::Success)) {
-                    return Ok(());
-                }
-                tried.push(format!("agent key {comment}"));
-            }
-        }
-        for path in self.target.identities.clone() {
-            if !path.exists() {
-                continue;
-            }
-            let key = match keys::load_secret_key(&path, None) {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::warn!("skipping key {}: {e}", path.display());
-                    continue;
-                }
-            };
-            let hash = self.rsa_hash(key.public_key()).await;
-            let result = self
-                .handle
-                .authenticate_publickey(&user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-                .await
-                .with_context(|| format!("SSH authentication with {} failed", path.display()))?;
-            tracing::debug!("key {}: {result:?}", path.display());
-            if matches!(result, client::AuthResult::Success) {
-                return Ok(());
-            }
-            tried.push(path.display().to_string());
-        }
-        let tried = if tried.is_empty() {
-            "no usable key found (give one with -i)".to_string()
-        } else {
-            format!("tried {}", tried.join(", "))
-        };
-        Err(classified(
-            Kind::Ssh,
-            format!("SSH server {}:{} refused authentication as {user}: {tried}", self.target.host, self.target.port),
-        ))
-    }
-
-    async fn rsa_hash(&self, key: &keys::PublicKey) -> Option<HashAlg> {
-        if key.algorithm().is_rsa() {
-            self.handle.best_supported_rsa_hash().await.ok().flatten().flatten()
-        } else {
-            None
-        }
+            via: way.via,
+        })
     }
 
     /// Where this session's events go.
@@ -404,5 +289,15 @@ impl Session {
     /// Say goodbye to the SSH server.
     pub async fn close(&self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "bye", "en").await;
+        self.via.close().await;
+    }
+}
+
+/// How a proxied session travels, for the trace.
+fn via_name(target: &SshTarget) -> String {
+    match &target.proxy {
+        endpoint::Proxy::Direct => "a direct connection".to_string(),
+        endpoint::Proxy::Command(c) => format!("ProxyCommand {c}"),
+        endpoint::Proxy::Jump(hop) => format!("jump host {}:{}", hop.host, hop.port),
     }
 }

@@ -75,7 +75,8 @@ pub struct Capture {
     stderr: Receiver<String>,
     stderr_seen: Vec<String>,
     pcap: Option<TempPath>,
-    _lock: MutexGuard<'static, ()>,
+    /// None for a capture started beside another one ([`Capture::also`]), which holds it.
+    _lock: Option<MutexGuard<'static, ()>>,
 }
 
 impl Capture {
@@ -83,7 +84,16 @@ impl Capture {
     /// reports "listening on". `-Z root` keeps tcpdump from dropping to a user that cannot
     /// write the temporary file; `-B` enlarges the kernel buffer so fast transfers are not dropped.
     pub fn start(netns: &str, iface: &str) -> Capture {
-        let lock = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        Capture::begin(netns, iface, Some(LOCK.lock().unwrap_or_else(PoisonError::into_inner)))
+    }
+
+    /// A second capture at the same time as this one (another wire of the same run), under
+    /// the lock this one holds.
+    pub fn also(&self, netns: &str, iface: &str) -> Capture {
+        Capture::begin(netns, iface, None)
+    }
+
+    fn begin(netns: &str, iface: &str, lock: Option<MutexGuard<'static, ()>>) -> Capture {
         let addr = ipv4_of(netns, iface);
         let pcap = tempfile::Builder::new()
             .prefix("ftpssh-capture-")
