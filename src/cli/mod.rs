@@ -173,6 +173,12 @@ pub enum Cmd {
         #[arg(long = "delete")]
         delete: bool,
     },
+    /// Serve any FTP client on a loopback port: its control and data connections all travel inside SSH
+    Tunnel {
+        /// Where FTP clients connect (a loopback address only)
+        #[arg(long = "listen", value_name = "ADDR:PORT", default_value = crate::tunnel::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+    },
     /// Print a shell completion script: `source <(ftpssh-fullsecure completions bash)`
     Completions {
         /// The shell
@@ -283,6 +289,9 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             many::run(cli, plan, interrupt).await
         }
         Cmd::Demo(args) => until_interrupted(interrupt, demo::run(&plan, args)).await,
+        Cmd::Tunnel { listen } => {
+            crate::tunnel::run(plan.target, plan.spec, plan.events, *listen, interrupt).await.map(|()| 0)
+        }
         Cmd::Completions { .. } | Cmd::Man => unreachable!("generated in main, without a runtime"),
     }
 }
@@ -319,15 +328,21 @@ fn plan(cli: &Cli) -> Result<Plan> {
     let netrc = home.as_ref().map(|h| h.join(".netrc"));
     // The SSH host as typed (an alias), then as reached: what a loopback FTP server's netrc entry is under.
     let typed = endpoint::split_spec(spec).map(|(_, host, _)| host).unwrap_or_default();
-    let login = credentials::resolve(
+    // The tunnel's clients log in themselves, each with its own USER and PASS.
+    let tunnel = matches!(cli.command, Cmd::Tunnel { .. });
+    let login = if tunnel {
+        credentials::Login { user: String::new(), password: String::new(), gate: None }
+    } else {
+        credentials::resolve(
         cli.ftp_user.as_deref(),
         &target.user,
         &ftp.host,
         &[typed.as_str(), target.host.as_str()],
         netrc.as_deref(),
         std::env::var(credentials::PASSWORD_ENV).ok(),
-        std::io::stdin().is_terminal(),
-    )?;
+            std::io::stdin().is_terminal(),
+        )?
+    };
     let verify = cli.verify || (is_bulk(&cli.command) && !cli.no_verify);
     let throttle = cli.bwlimit.map(|rate| Arc::new(crate::throttle::Throttle::new(rate)));
     let timeout = Duration::from_secs(cli.timeout);

@@ -31,7 +31,7 @@ impl Link<'_> {
         self.last_origin = origin;
         self.last_proxy_port = Some(data.connected.1 as u16);
         self.last_tuple = self.data_tuple().filter(|t| t.server_port.is_some());
-        self.time_wait_held = !matches!(cmd, Command::Stor(_));
+        self.time_wait_held = !matches!(cmd, Command::Stor(_) | Command::Appe(_));
         if let Some((from, to)) = data.ends() {
             self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
         }

@@ -1,0 +1,111 @@
+//! One transfer of an outside client: the server's data connection through the
+//! built-in data paths (default port, else passive, inside SSH), the client's on
+//! this host ([`super::local`]), the bytes between them, and TIME_WAIT paced behind
+//! the client's back: a collision's 4-tuple is reclaimed, else its timer waited out,
+//! and the command sent again, so the client never sees the 425.
+
+use anyhow::Result;
+
+use super::client::ClientControl;
+use super::local::{self, LocalEnd};
+use super::pipe::{self, Aborted};
+use super::verbs::Direction;
+use crate::error::{find, kind, Kind};
+use crate::ftp::Command;
+use crate::link::{Collision, Data, Link};
+use crate::timewait::{self, Collisions, Next, Pace};
+
+/// How many times one command is sent again after TIME_WAIT collisions.
+const COLLISION_RETRIES: u32 = 3;
+
+/// What a client's transfers have learnt about the server.
+#[derive(Default)]
+pub struct Transfer {
+    /// The server's data connections have collided with TIME_WAIT: reclaim ahead.
+    collides: bool,
+}
+
+impl Transfer {
+    /// Carry `cmd` for the client: its data connection at `end`.
+    pub async fn run(&mut self, client: &mut ClientControl, link: &mut Link<'_>, end: LocalEnd, cmd: &Command, direction: Direction) -> Result<()> {
+        let Some(data) = self.start(client, link, cmd).await? else { return Ok(()) };
+        let what = cmd.redacted();
+        let announced = data.announced.map_or(String::new(), |n| format!(" ({n} bytes)"));
+        client.say(&format!("150 Opening data connection for {what}{announced}.")).await?;
+        let mut stream = match local::connect(end, client.uid, link.control.timeout).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let _ = data.channel.close().await;
+                tracing::warn!("tunnel: {what}: {e:#}");
+                link.resync().await?;
+                return client.say(&format!("425 Cannot open the data connection: {}", crate::ftp::shown::shown_lines(&format!("{e:#}")))).await;
+            }
+        };
+        let (moved, writer) = match direction {
+            Direction::Down => (pipe::down(data, &mut stream, client.until_abort()).await, None),
+            Direction::Up => {
+                let (moved, writer) = pipe::up(data, &mut stream, client.until_abort()).await;
+                (moved, Some(writer))
+            }
+        };
+        drop(stream);
+        if let Err(e) = moved {
+            if let Some(w) = &writer {
+                let _ = w.close().await;
+            }
+            link.resync().await?;
+            if find::<Aborted>(&e).is_some() || e.is::<Aborted>() {
+                return client.say("426 Transfer aborted.\r\n226 ABOR command successful.").await;
+            }
+            tracing::warn!("tunnel: {what}: {e:#}");
+            return client.say("426 The data connection broke.").await;
+        }
+        let finished = link.finish(cmd).await;
+        if let Some(w) = writer {
+            let _ = w.close().await;
+        }
+        match finished {
+            Ok(reply) => client.relay(&reply).await,
+            Err(e) => {
+                client.fail(&e, 451).await?;
+                link.resync().await
+            }
+        }
+    }
+
+    /// The server's data connection for `cmd`, collisions paced; None when the server refused
+    /// (its reply has gone to the client). An error ends the client's session.
+    async fn start(&mut self, client: &mut ClientControl, link: &mut Link<'_>, cmd: &Command) -> Result<Option<Data>> {
+        let mut so_far = Collisions::default();
+        let _ = timewait::ahead(Pace::Reclaim, self.collides, link, &mut so_far).await;
+        let mut retries = 0;
+        loop {
+            let e = match link.start(cmd).await {
+                Ok(data) => return Ok(Some(data)),
+                Err(e) => e,
+            };
+            if let Some(collision) = find::<Collision>(&e).filter(|_| retries < COLLISION_RETRIES) {
+                retries += 1;
+                self.collides = true;
+                let (tuple, said) = (collision.tuple, format!("{e:#}"));
+                link.resync().await?;
+                let mut next = timewait::after_collision(Pace::Reclaim, link, tuple, &mut so_far, &said).await;
+                if !matches!(next, Next::Reuse) {
+                    // The tunnel cannot rotate behind the client (a new control connection would lose
+                    // its working directory and settings): it waits the measured timer out instead.
+                    next = timewait::after_collision(Pace::Wait, link, tuple, &mut so_far, &said).await;
+                }
+                if matches!(next, Next::Reuse) {
+                    continue;
+                }
+            }
+            if matches!(kind(&e), Some(Kind::SshLost | Kind::Ssh)) {
+                client.fail(&e, 421).await?;
+                return Err(e);
+            }
+            client.fail(&e, 425).await?;
+            link.resync().await?;
+            return Ok(None);
+        }
+    }
+}
