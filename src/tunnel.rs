@@ -45,11 +45,13 @@ use client::ClientControl;
 
 /// The default `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
-/// Control connections per SSH session. Each takes a session channel for its relay and may
-/// take one for its reclaiming helper, beside the session's own three helpers (shell, origin
-/// check, reclaimer): OpenSSH's default `MaxSessions 10` allows three. More clients get
-/// another SSH session.
-const LINKS_PER_SESSION: usize = 3;
+/// Control connections per SSH session: one. russh hands each channel's messages over on a
+/// bounded queue, and a full one stalls the whole session (FIELD-NOTES section 5). The
+/// built-in client always reads on (into a file); a client of the tunnel may stop reading its
+/// data connection (lftp's `pget` stops each piece so before its ABOR), and with its channel
+/// unread every other client of the same session would stall too. So each client's control
+/// connection has an SSH session of its own, and a stalled client stalls only itself.
+const LINKS_PER_SESSION: usize = 1;
 /// After Ctrl-C, how long the clients' sessions have to end (421, QUIT to the servers).
 const STOP_BOUND: Duration = Duration::from_secs(5);
 
@@ -93,6 +95,24 @@ impl Tunnel {
         };
         links.set(links.get() + 1);
         Ok((session, Slot(links)))
+    }
+
+    /// Give back a client's place in `session`; an idle session is kept for the next client,
+    /// a second idle one is closed (sshd ends its helpers).
+    async fn release(&self, session: Rc<Session>, slot: Slot) {
+        drop(slot);
+        let idle = |(s, n): &(Rc<Session>, Rc<Cell<usize>>)| n.get() == 0 && !s.is_closed();
+        let closing = {
+            let mut sessions = self.sessions.borrow_mut();
+            sessions.retain(|(s, _)| !s.is_closed());
+            match sessions.iter().filter(|p| idle(p)).count() > 1 {
+                true => sessions.iter().position(|(s, _)| Rc::ptr_eq(s, &session)).filter(|&i| idle(&sessions[i])).map(|i| sessions.remove(i)),
+                false => None,
+            }
+        };
+        if let Some((session, _)) = closing {
+            session.close().await;
+        }
     }
 }
 
@@ -161,15 +181,20 @@ async fn serve(tunnel: Rc<Tunnel>, stream: TcpStream, peer: SocketAddr, mut stop
 async fn serve_logged(tunnel: &Tunnel, client: &mut ClientControl, stop: &mut watch::Receiver<bool>) -> Result<()> {
     let greeting = format!("220 ftpssh-fullsecure tunnel to {}:{}, inside SSH to {}", tunnel.spec.ftp.host, tunnel.spec.ftp.port, tunnel.target.host);
     client.say(&greeting).await?;
-    let (session, _slot) = match tunnel.session().await {
+    let (session, slot) = match tunnel.session().await {
         Ok(found) => found,
         Err(e) => {
             client.fail(&e, 421).await?;
             return Err(e);
         }
     };
-    let Some(mut link) = client::login(tunnel, client, &session).await? else { return Ok(()) };
-    let talked = client::converse(client, &mut link, stop).await;
-    link.close().await;
+    let talked = async {
+        let Some(mut link) = client::login(tunnel, client, &session).await? else { return Ok(()) };
+        let talked = client::converse(client, &mut link, stop).await;
+        link.close().await;
+        talked
+    };
+    let talked = talked.await;
+    tunnel.release(session.clone(), slot).await;
     talked
 }

@@ -36,13 +36,19 @@ pub struct ClientControl {
     partial: Vec<u8>,
     /// Lines the client sent during a transfer, to be answered after it.
     pending: std::collections::VecDeque<String>,
+    /// The client said ABOR during the transfer (answered when it has ended, either way).
+    pub aborted: bool,
 }
 
 impl ClientControl {
     /// Wrap an accepted control connection made by `uid`.
     pub fn new(stream: tokio::net::TcpStream, peer: SocketAddr, ours: SocketAddr, uid: u32) -> ClientControl {
+        // A client's ABOR comes behind telnet's IAC DM sent as TCP urgent data (lftp, BSD ftp).
+        // Out of line, Linux stops reads at that mark and epoll may not say readable again:
+        // the ABOR then sat unread. Inline, the DM is one more byte that `strip_telnet` drops.
+        let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
         let (read, out) = stream.into_split();
-        ClientControl { lines: BufReader::new(read), out, peer, ours, uid, partial: Vec::new(), pending: Default::default() }
+        ClientControl { lines: BufReader::new(read), out, peer, ours, uid, partial: Vec::new(), pending: Default::default(), aborted: false }
     }
 
     /// The next command line, telnet sequences removed; None when the client has gone.
@@ -63,6 +69,8 @@ impl ClientControl {
         }
         let line = std::mem::take(&mut self.partial);
         let line = String::from_utf8_lossy(&verbs::strip_telnet(&line)).trim_end_matches(['\r', '\n']).to_string();
+        let shown = if matches!(verbs::parse(&line), Verb::Pass(_)) { "PASS ****" } else { &line };
+        tracing::debug!("tunnel: client {} ---> {}", self.peer, crate::ftp::shown::shown_lines(shown));
         Ok(Some(line))
     }
 
@@ -71,7 +79,11 @@ impl ClientControl {
     pub async fn until_abort(&mut self) {
         loop {
             match self.read_line().await {
-                Ok(Some(line)) if verbs::parse(&line) == Verb::Abor => return,
+                Ok(Some(line)) if verbs::parse(&line) == Verb::Abor => {
+                    // Noted before returning: the transfer may end at the same moment, and win.
+                    self.aborted = true;
+                    return;
+                }
                 Ok(Some(line)) => self.pending.push_back(line),
                 Ok(None) | Err(_) => return,
             }
@@ -134,10 +146,6 @@ pub async fn login<'s>(tunnel: &'s Tunnel, client: &mut ClientControl, session: 
             Verb::Quit => {
                 client.say("221 Goodbye.").await?;
                 return Ok(None);
-            }
-            Verb::Other(cmd) if cmd.eq_ignore_ascii_case("FEAT") => {
-                // The server's own list comes after login; before it, nothing to offer (no AUTH).
-                client.say("211-Features (the FTP server's own are listed after login):\r\n UTF8\r\n211 End").await?;
             }
             _ => client.say("530 Please login with USER and PASS.").await?,
         }

@@ -18,21 +18,17 @@ const CHUNK: usize = 64 * 1024;
 /// server that holds its 226 until the connection ends (ProFTPD) sends it. Returns the count.
 /// `abort` ends it early (the client's ABOR): then the channel is closed too.
 pub async fn down(data: Data, client: &mut TcpStream, abort: impl Future<Output = ()>) -> Result<u64> {
-    let Data { mut channel, early, eof_sent, .. } = data;
+    let Data { channel, early, eof_sent, .. } = data;
+    let (mut incoming, channel) = channel.split();
     let mut moved = 0u64;
     for chunk in &early.chunks {
         client.write_all(chunk).await.context("writing to the client's data connection")?;
         moved += chunk.len() as u64;
     }
     let mut ended = early.ended;
-    tokio::pin!(abort);
-    let copied = async {
+    let copying = async {
         while !ended {
-            let msg = tokio::select! {
-                msg = channel.wait() => msg,
-                () = &mut abort => anyhow::bail!(Aborted),
-            };
-            match msg {
+            match incoming.wait().await {
                 Some(ChannelMsg::Data { data }) => {
                     client.write_all(&data).await.context("writing to the client's data connection")?;
                     moved += data.len() as u64;
@@ -43,7 +39,14 @@ pub async fn down(data: Data, client: &mut TcpStream, abort: impl Future<Output 
         }
         client.shutdown().await.context("closing the client's data connection")
     };
-    let copied = copied.await;
+    // The abort wins even while a write waits for a client that stopped reading (lftp's
+    // pget stops each piece's connection so, and then says ABOR).
+    let copied = tokio::select! {
+        copied = copying => copied,
+        () = abort => Err(Aborted.into()),
+    };
+    // Unread, the channel's queue would stall the session, and with it our EOF and close.
+    drop(incoming);
     if !eof_sent {
         let _ = channel.eof().await;
     }

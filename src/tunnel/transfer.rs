@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use super::client::ClientControl;
 use super::local::{self, LocalEnd};
-use super::pipe::{self, Aborted};
+use super::pipe;
 use super::verbs::Direction;
 use crate::error::{find, kind, Kind};
 use crate::ftp::Command;
@@ -54,7 +54,7 @@ impl Transfer {
                 let _ = w.close().await;
             }
             link.resync().await?;
-            if find::<Aborted>(&e).is_some() || e.is::<Aborted>() {
+            if std::mem::take(&mut client.aborted) {
                 return client.say("426 Transfer aborted.\r\n226 ABOR command successful.").await;
             }
             tracing::warn!("tunnel: {what}: {e:#}");
@@ -65,12 +65,17 @@ impl Transfer {
             let _ = w.close().await;
         }
         match finished {
-            Ok(reply) => client.relay(&reply).await,
+            Ok(reply) => client.relay(&reply).await?,
             Err(e) => {
                 client.fail(&e, 451).await?;
-                link.resync().await
+                link.resync().await?;
             }
         }
+        // An ABOR that came as the transfer ended: RFC 959 answers it with 226 alone.
+        if std::mem::take(&mut client.aborted) {
+            client.say("226 ABOR command successful.").await?;
+        }
+        Ok(())
     }
 
     /// The server's data connection for `cmd`, collisions paced; None when the server refused

@@ -44,13 +44,14 @@ pub enum Verb {
 }
 
 /// Telnet's IAC sequences (RFC 959 4.1.3: a client sends IAC IP, IAC DM before ABOR) are not
-/// part of the command.
+/// part of the command. The DM goes as TCP urgent data, which the socket takes out of the
+/// stream: an IAC may be followed by the command's first letter, which stays.
 pub fn strip_telnet(line: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(line.len());
-    let mut bytes = line.iter();
+    let mut bytes = line.iter().peekable();
     while let Some(&b) = bytes.next() {
         if b == 0xff {
-            bytes.next(); // the command byte after IAC
+            bytes.next_if(|&&command| command >= 0xf0); // telnet's command bytes are 240-255
         } else {
             out.push(b);
         }
@@ -171,5 +172,7 @@ mod tests {
     fn telnet_interrupt_before_abor() {
         assert_eq!(strip_telnet(b"\xff\xf4\xff\xf2ABOR"), b"ABOR");
         assert_eq!(strip_telnet(b"RETR x"), b"RETR x");
+        // lftp's ABOR: IAC IP IAC, with the DM taken out of the stream as urgent data.
+        assert_eq!(strip_telnet(b"\xff\xf4\xffABOR\r\n"), b"ABOR\r\n");
     }
 }
