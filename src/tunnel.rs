@@ -127,7 +127,15 @@ pub async fn run(target: SshTarget, spec: Spec, events: Events, listen: SocketAd
     // The first session now: a refused host key or login shows at once, not at a client's.
     let first = tunnel.session().await?;
     drop(first.1);
-    eprintln!("ftpssh-fullsecure: tunnel on {listen} to {} through {}: e.g. lftp -p {} {}", tunnel.spec.ftp.host, tunnel.target.host, listen.port(), listen.ip());
+    let listen = listener.local_addr().unwrap_or(listen); // the port itself, for `--listen 127.0.0.1:0`
+    eprintln!(
+        "ftpssh-fullsecure: tunnel on {listen} to FTP {}:{} through SSH {}: e.g. lftp -p {} {}",
+        tunnel.spec.ftp.host,
+        tunnel.spec.ftp.port,
+        tunnel.target.host,
+        listen.port(),
+        listen.ip()
+    );
     let (stop, stopping) = watch::channel(false);
     let local = tokio::task::LocalSet::new();
     let signal = local

@@ -5,3 +5,4 @@ pub mod hostkeys;
 pub mod lab;
 pub mod sockets;
 pub mod tool;
+pub mod tunnel;
