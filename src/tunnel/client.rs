@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Result;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpListener;
 
@@ -20,11 +20,11 @@ use crate::ftp::{Command, Reply};
 use crate::link::Link;
 
 /// Longest command line taken from a client.
-const MAX_LINE: u64 = 8 * 1024;
+const MAX_LINE: usize = 8 * 1024;
 
 /// The client's side of the control connection.
 pub struct ClientControl {
-    lines: BufReader<OwnedReadHalf>,
+    read: OwnedReadHalf,
     out: OwnedWriteHalf,
     /// The client's end of it: the default data port C.
     pub peer: SocketAddr,
@@ -43,12 +43,8 @@ pub struct ClientControl {
 impl ClientControl {
     /// Wrap an accepted control connection made by `uid`.
     pub fn new(stream: tokio::net::TcpStream, peer: SocketAddr, ours: SocketAddr, uid: u32) -> ClientControl {
-        // A client's ABOR comes behind telnet's IAC DM sent as TCP urgent data (lftp, BSD ftp).
-        // Out of line, Linux stops reads at that mark and epoll may not say readable again:
-        // the ABOR then sat unread. Inline, the DM is one more byte that `strip_telnet` drops.
-        let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
         let (read, out) = stream.into_split();
-        ClientControl { lines: BufReader::new(read), out, peer, ours, uid, partial: Vec::new(), pending: Default::default(), aborted: false }
+        ClientControl { read, out, peer, ours, uid, partial: Vec::new(), pending: Default::default(), aborted: false }
     }
 
     /// The next command line, telnet sequences removed; None when the client has gone.
@@ -59,19 +55,32 @@ impl ClientControl {
         }
     }
 
-    /// Cancel-safe: a line read in part stays in `partial` for the next call.
+    /// Cancel-safe: what was read of a line stays in `partial` for the next call.
+    ///
+    /// Read with `try_read` until the socket says WouldBlock, not through `AsyncRead`: tokio
+    /// takes a short read for a drained socket and waits for the next edge, but Linux ends a
+    /// read at TCP's urgent mark, and a client's ABOR comes right behind one (telnet's DM, sent
+    /// as urgent data by lftp and BSD ftp): the ABOR then sat unread for as long as the
+    /// transfer it was meant to stop.
     async fn read_line(&mut self) -> Result<Option<String>> {
-        let room = MAX_LINE.saturating_sub(self.partial.len() as u64);
-        let n = (&mut self.lines).take(room).read_until(b'\n', &mut self.partial).await?;
-        if !self.partial.ends_with(b"\n") {
-            anyhow::ensure!(n == 0, "the client sent a command line longer than {MAX_LINE} bytes");
-            return Ok(None); // the client's end (a line cut short by it is dropped)
+        loop {
+            if let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&verbs::strip_telnet(&line)).trim_end_matches(['\r', '\n']).to_string();
+                let shown = if matches!(verbs::parse(&line), Verb::Pass(_)) { "PASS ****" } else { &line };
+                tracing::debug!("tunnel: client {} ---> {}", self.peer, crate::ftp::shown::shown_lines(shown));
+                return Ok(Some(line));
+            }
+            anyhow::ensure!(self.partial.len() < MAX_LINE, "the client sent a command line longer than {MAX_LINE} bytes");
+            self.read.readable().await?;
+            let mut chunk = [0u8; 4096];
+            match self.read.try_read(&mut chunk) {
+                Ok(0) => return Ok(None), // the client's end (a line cut short by it is dropped)
+                Ok(n) => self.partial.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let line = std::mem::take(&mut self.partial);
-        let line = String::from_utf8_lossy(&verbs::strip_telnet(&line)).trim_end_matches(['\r', '\n']).to_string();
-        let shown = if matches!(verbs::parse(&line), Verb::Pass(_)) { "PASS ****" } else { &line };
-        tracing::debug!("tunnel: client {} ---> {}", self.peer, crate::ftp::shown::shown_lines(shown));
-        Ok(Some(line))
     }
 
     /// Until the client says ABOR (or goes away), during a transfer: other commands wait

@@ -49,6 +49,7 @@ impl Transfer {
             }
         };
         drop(stream);
+        tracing::debug!("tunnel: {what}: the data connection ended ({})", if moved.is_ok() { "done" } else { "cut short" });
         if let Err(e) = moved {
             if let Some(w) = &writer {
                 let _ = w.close().await;
