@@ -173,8 +173,8 @@ async fn serve(tunnel: Rc<Tunnel>, stream: TcpStream, peer: SocketAddr, mut stop
     let Ok(ours) = stream.local_addr() else { return };
     let owner = local::owner(peer, ours);
     let mut client = ClientControl::new(stream, peer, ours, tunnel.uid);
-    if owner != Some(tunnel.uid) {
-        let whose = owner.map_or("of no process".to_string(), |o| format!("uid {o}'s"));
+    if owner != Some(local::Owner { uid: tunnel.uid, held: true }) {
+        let whose = local::whose(owner);
         tracing::warn!("tunnel: refused a client at {peer}: its socket is {whose}, not the tunnel's (uid {})", tunnel.uid);
         let _ = client.say("421 This tunnel serves its own user only.").await;
         return;

@@ -28,11 +28,31 @@ pub struct Transfer {
 impl Transfer {
     /// Carry `cmd` for the client: its data connection at `end`.
     pub async fn run(&mut self, client: &mut ClientControl, link: &mut Link<'_>, end: LocalEnd, cmd: &Command, direction: Direction) -> Result<()> {
-        let Some(data) = self.start(client, link, cmd).await? else { return Ok(()) };
+        // The client's connection to our passive port is taken, and its owner read, at once,
+        // while the server's is made: a client uploading a small file would send it and close
+        // as soon as it has our 150, and a closed socket names no owner.
+        let bound = link.control.timeout;
+        let (uid, mut later) = (client.uid, None);
+        let accepting = match end {
+            LocalEnd::Listening(_) => Some(tokio::task::spawn_local(local::connect(end, uid, bound))),
+            end => {
+                later = Some(end);
+                None
+            }
+        };
+        let Some(data) = self.start(client, link, cmd).await? else {
+            accepting.inspect(|a| a.abort());
+            return Ok(());
+        };
         let what = cmd.redacted();
         let announced = data.announced.map_or(String::new(), |n| format!(" ({n} bytes)"));
         client.say(&format!("150 Opening data connection for {what}{announced}.")).await?;
-        let mut stream = match local::connect(end, client.uid, link.control.timeout).await {
+        let connected = match (accepting, later) {
+            (Some(accepting), _) => accepting.await.unwrap_or_else(|e| Err(anyhow::anyhow!("accepting: {e}"))),
+            (None, Some(end)) => local::connect(end, uid, bound).await,
+            (None, None) => unreachable!("one end or the other"),
+        };
+        let mut stream = match connected {
             Ok(stream) => stream,
             Err(e) => {
                 let _ = data.channel.close().await;

@@ -18,6 +18,11 @@ class Slow(ftplib.FTP):
         time.sleep(0.3)
         return answer
 
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = super().ntransfercmd(cmd, rest)
+        print(f"{cmd}: data connection from port {conn.getsockname()[1]}", flush=True)
+        return conn, size
+
 
 ftp = Slow()
 ftp.connect(host, int(port))
