@@ -106,7 +106,11 @@ impl Tunnel {
             let mut sessions = self.sessions.borrow_mut();
             sessions.retain(|(s, _)| !s.is_closed());
             match sessions.iter().filter(|p| idle(p)).count() > 1 {
-                true => sessions.iter().position(|(s, _)| Rc::ptr_eq(s, &session)).filter(|&i| idle(&sessions[i])).map(|i| sessions.remove(i)),
+                true => sessions
+                    .iter()
+                    .position(|(s, _)| Rc::ptr_eq(s, &session))
+                    .filter(|&i| idle(&sessions[i]))
+                    .map(|i| sessions.remove(i)),
                 false => None,
             }
         };
@@ -119,10 +123,15 @@ impl Tunnel {
 /// Serve FTP clients on `listen` (loopback only) until a signal; the signal is the error.
 pub async fn run(target: SshTarget, spec: Spec, events: Events, listen: SocketAddr, interrupt: &Watch) -> Result<()> {
     if !listen.ip().is_loopback() {
-        return Err(classified(Kind::Usage, format!("--listen {listen}: only a loopback address (the FTP conversation is plaintext on this host)")));
+        return Err(classified(
+            Kind::Usage,
+            format!("--listen {listen}: only a loopback address (the FTP conversation is plaintext on this host)"),
+        ));
     }
     let uid = std::fs::metadata("/proc/self").context("reading /proc/self")?.uid();
-    let listener = TcpListener::bind(listen).await.map_err(|e| classified(Kind::Usage, format!("cannot listen on {listen}: {e}")))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| classified(Kind::Usage, format!("cannot listen on {listen}: {e}")))?;
     let tunnel = Rc::new(Tunnel { target, spec, events, uid, sessions: RefCell::new(Vec::new()) });
     // The first session now: a refused host key or login shows at once, not at a client's.
     let first = tunnel.session().await?;
@@ -175,7 +184,10 @@ async fn serve(tunnel: Rc<Tunnel>, stream: TcpStream, peer: SocketAddr, mut stop
     let mut client = ClientControl::new(stream, peer, ours, tunnel.uid);
     if owner != Some(local::Owner { uid: tunnel.uid, held: true }) {
         let whose = local::whose(owner);
-        tracing::warn!("tunnel: refused a client at {peer}: its socket is {whose}, not the tunnel's (uid {})", tunnel.uid);
+        tracing::warn!(
+            "tunnel: refused a client at {peer}: its socket is {whose}, not the tunnel's (uid {})",
+            tunnel.uid
+        );
         let _ = client.say("421 This tunnel serves its own user only.").await;
         return;
     }
@@ -187,7 +199,10 @@ async fn serve(tunnel: Rc<Tunnel>, stream: TcpStream, peer: SocketAddr, mut stop
 }
 
 async fn serve_logged(tunnel: &Tunnel, client: &mut ClientControl, stop: &mut watch::Receiver<bool>) -> Result<()> {
-    let greeting = format!("220 ftpssh-fullsecure tunnel to {}:{}, inside SSH to {}", tunnel.spec.ftp.host, tunnel.spec.ftp.port, tunnel.target.host);
+    let greeting = format!(
+        "220 ftpssh-fullsecure tunnel to {}:{}, inside SSH to {}",
+        tunnel.spec.ftp.host, tunnel.spec.ftp.port, tunnel.target.host
+    );
     client.say(&greeting).await?;
     let (session, slot) = match tunnel.session().await {
         Ok(found) => found,

@@ -26,9 +26,23 @@ fn curl_downloads_uploads_and_lists() {
         let trace = captured(&tool, "127.0.0.1", tool.lab.port(key), &[&small, &big, &small], |port| {
             let url = |p: &str| format!("ftp://127.0.0.1:{port}/{p}");
             ok(&client(&tool, dir, "curl", &["-sSn", &url("big.bin"), "-o", "pasv.bin"]), "curl (EPSV)");
-            ok(&client(&tool, dir, "curl", &["-sSn", "--disable-epsv", &url("small.bin"), "-o", "pasv2.bin"]), "curl (PASV)");
-            ok(&client(&tool, dir, "curl", &["-sSn", "-P", "-", &url("small.bin"), "-o", "port.bin"]), "curl -P - (EPRT)");
-            ok(&client(&tool, dir, "curl", &["-sSn", "-P", "-", "--disable-eprt", &url("small.bin"), "-o", "port2.bin"]), "curl (PORT)");
+            ok(
+                &client(&tool, dir, "curl", &["-sSn", "--disable-epsv", &url("small.bin"), "-o", "pasv2.bin"]),
+                "curl (PASV)",
+            );
+            ok(
+                &client(&tool, dir, "curl", &["-sSn", "-P", "-", &url("small.bin"), "-o", "port.bin"]),
+                "curl -P - (EPRT)",
+            );
+            ok(
+                &client(
+                    &tool,
+                    dir,
+                    "curl",
+                    &["-sSn", "-P", "-", "--disable-eprt", &url("small.bin"), "-o", "port2.bin"],
+                ),
+                "curl (PORT)",
+            );
             let source = tool.remote_path("small.bin");
             ok(&client(&tool, dir, "curl", &["-sSn", "-T", source.to_str().unwrap(), &url(&remote)]), "curl -T");
             let listing = client(&tool, dir, "curl", &["-sSn", &url("many/")]);
@@ -54,7 +68,8 @@ fn lftp_get_put_mirror() {
         let small = read(&tool.remote_path("small.bin"));
         let pid = std::process::id();
         let (up, mirrored) = (format!("upload/tunnel-lftp-{pid}-{key}.bin"), format!("upload/tunnel-lftp-{pid}-{key}"));
-        let _cleanup = (RemoveOnDrop(tool.remote_path(&up)), RemoveOnDrop(tool.remote_path(&format!("{mirrored}/small.bin"))));
+        let _cleanup =
+            (RemoveOnDrop(tool.remote_path(&up)), RemoveOnDrop(tool.remote_path(&format!("{mirrored}/small.bin"))));
         let dir = tool.work.path();
         std::fs::create_dir(dir.join("out")).unwrap();
         std::fs::write(dir.join("out/small.bin"), &small).unwrap();
@@ -91,7 +106,15 @@ fn lftp_pget_in_four_pieces() {
     let big = read(&tool.remote_path("big.bin"));
     let dir = tool.work.path();
     captured(&tool, "127.0.0.1", tool.lab.port("PROFTPD_PORT"), &[&big], |port| {
-        ok(&client(&tool, dir, "lftp", &["-p", &port.to_string(), "-e", "pget -n 4 big.bin -o got.bin; quit", "127.0.0.1"]), "lftp pget");
+        ok(
+            &client(
+                &tool,
+                dir,
+                "lftp",
+                &["-p", &port.to_string(), "-e", "pget -n 4 big.bin -o got.bin; quit", "127.0.0.1"],
+            ),
+            "lftp pget",
+        );
     });
     assert_same(&read(&dir.join("got.bin")), &big, "pget -n 4");
 }

@@ -70,7 +70,8 @@ fn sendport_off_the_client_listens_on_its_control_port() {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sendport_off.py");
         let user = tool.lab.var("FTP_USER").to_string();
         let trace = captured(&tool, &host, tool.lab.port(port_key), &[&small], |port| {
-            let args = [script, "127.0.0.1", &port.to_string(), &user, "ls", "ls", "repeat", "30", "get", "small.bin", "got-"];
+            let args =
+                [script, "127.0.0.1", &port.to_string(), &user, "ls", "ls", "repeat", "30", "get", "small.bin", "got-"];
             let out = client(&tool, dir, "python3", &args);
             ok(&out, "the sendport-off client");
             assert!(!String::from_utf8_lossy(&out.stdout).contains("425"));
@@ -101,14 +102,28 @@ fn a_second_local_user_racing_the_data_ports_gets_nothing() {
         let mut attacker = Command::new("ip")
             .args(["netns", "exec", tool.lab.var("CLIENT_NS"), "setpriv"])
             .args([format!("--reuid={ATTACKER}"), format!("--regid={ATTACKER}"), "--clear-groups".into()])
-            .args(["/usr/bin/python3", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/racer.py"), &port.to_string()])
+            .args([
+                "/usr/bin/python3",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/racer.py"),
+                &port.to_string(),
+            ])
             .stdout(std::fs::File::create(&attacker_out).unwrap())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/slow_pasv.py");
         let source = tool.remote_path("small.bin");
-        let args = [script, "127.0.0.1", &port.to_string(), &user, "10", "small.bin", "got-", source.to_str().unwrap(), &remote];
+        let args = [
+            script,
+            "127.0.0.1",
+            &port.to_string(),
+            &user,
+            "10",
+            "small.bin",
+            "got-",
+            source.to_str().unwrap(),
+            &remote,
+        ];
         let out = client(&tool, dir, "python3", &args);
         let _ = attacker.kill();
         let _ = attacker.wait();

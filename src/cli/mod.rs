@@ -334,12 +334,12 @@ fn plan(cli: &Cli) -> Result<Plan> {
         credentials::Login { user: String::new(), password: String::new(), gate: None }
     } else {
         credentials::resolve(
-        cli.ftp_user.as_deref(),
-        &target.user,
-        &ftp.host,
-        &[typed.as_str(), target.host.as_str()],
-        netrc.as_deref(),
-        std::env::var(credentials::PASSWORD_ENV).ok(),
+            cli.ftp_user.as_deref(),
+            &target.user,
+            &ftp.host,
+            &[typed.as_str(), target.host.as_str()],
+            netrc.as_deref(),
+            std::env::var(credentials::PASSWORD_ENV).ok(),
             std::io::stdin().is_terminal(),
         )?
     };

@@ -133,7 +133,9 @@ impl Command {
         match self {
             Command::Pass(_) => "PASS ****".into(),
             // ACCT (RFC 959) carries a secret as PASS does; the tunnel never passes PASS on.
-            Command::Verbatim(line) if line.get(..4).is_some_and(|v| v.eq_ignore_ascii_case("ACCT")) => "ACCT ****".into(),
+            Command::Verbatim(line) if line.get(..4).is_some_and(|v| v.eq_ignore_ascii_case("ACCT")) => {
+                "ACCT ****".into()
+            }
             other => other.to_string(),
         }
     }

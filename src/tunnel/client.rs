@@ -66,12 +66,16 @@ impl ClientControl {
         loop {
             if let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.partial.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&verbs::strip_telnet(&line)).trim_end_matches(['\r', '\n']).to_string();
+                let line =
+                    String::from_utf8_lossy(&verbs::strip_telnet(&line)).trim_end_matches(['\r', '\n']).to_string();
                 let shown = if matches!(verbs::parse(&line), Verb::Pass(_)) { "PASS ****" } else { &line };
                 tracing::debug!("tunnel: client {} ---> {}", self.peer, crate::ftp::shown::shown_lines(shown));
                 return Ok(Some(line));
             }
-            anyhow::ensure!(self.partial.len() < MAX_LINE, "the client sent a command line longer than {MAX_LINE} bytes");
+            anyhow::ensure!(
+                self.partial.len() < MAX_LINE,
+                "the client sent a command line longer than {MAX_LINE} bytes"
+            );
             self.read.readable().await?;
             let mut chunk = [0u8; 4096];
             match self.read.try_read(&mut chunk) {
@@ -124,7 +128,11 @@ impl ClientControl {
 }
 
 /// Until the client has logged in: USER and PASS open the link with its login.
-pub async fn login<'s>(tunnel: &'s Tunnel, client: &mut ClientControl, session: &'s crate::ssh::Session) -> Result<Option<Link<'s>>> {
+pub async fn login<'s>(
+    tunnel: &'s Tunnel,
+    client: &mut ClientControl,
+    session: &'s crate::ssh::Session,
+) -> Result<Option<Link<'s>>> {
     let mut user = None;
     while let Some(line) = client.next().await? {
         match verbs::parse(&line) {
@@ -137,7 +145,10 @@ pub async fn login<'s>(tunnel: &'s Tunnel, client: &mut ClientControl, session: 
                     client.say("503 Login with USER first.").await?;
                     continue;
                 };
-                tracing::info!("tunnel: ---> PASS **** (client {}, FTP user {name}): logging in through SSH", client.peer);
+                tracing::info!(
+                    "tunnel: ---> PASS **** (client {}, FTP user {name}): logging in through SSH",
+                    client.peer
+                );
                 let spec = tunnel.spec_for(Login { user: name, password, gate: None });
                 match Link::open(session, &spec).await {
                     Ok(link) => {
@@ -169,7 +180,11 @@ async fn auth(client: &mut ClientControl) -> Result<()> {
 }
 
 /// After login: the conversation, until QUIT or the client's end; `stop` ends it with a 421.
-pub async fn converse(client: &mut ClientControl, link: &mut Link<'_>, stop: &mut tokio::sync::watch::Receiver<bool>) -> Result<()> {
+pub async fn converse(
+    client: &mut ClientControl,
+    link: &mut Link<'_>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
     let mut end = LocalEnd::DefaultPort(client.peer);
     let mut transfer = Transfer::default();
     loop {
@@ -185,13 +200,22 @@ pub async fn converse(client: &mut ClientControl, link: &mut Link<'_>, stop: &mu
             Verb::Pasv | Verb::Epsv => {
                 let listener = TcpListener::bind(SocketAddr::new(client.ours.ip(), 0)).await?;
                 let at = listener.local_addr()?;
-                let reply = if verbs::parse(&line) == Verb::Pasv && at.is_ipv4() { verbs::pasv_reply(at) } else { verbs::epsv_reply(at.port()) };
-                tracing::info!("tunnel: the client's {} is answered by the tunnel's own listener {at}", line.to_ascii_uppercase());
+                let reply = if verbs::parse(&line) == Verb::Pasv && at.is_ipv4() {
+                    verbs::pasv_reply(at)
+                } else {
+                    verbs::epsv_reply(at.port())
+                };
+                tracing::info!(
+                    "tunnel: the client's {} is answered by the tunnel's own listener {at}",
+                    line.to_ascii_uppercase()
+                );
                 client.say(&reply).await?;
                 end = LocalEnd::Listening(listener);
             }
             Verb::Active(Ok(at)) if at.ip().is_loopback() => {
-                tracing::info!("tunnel: the client listens on {at}: the tunnel connects there, the server is told nothing");
+                tracing::info!(
+                    "tunnel: the client listens on {at}: the tunnel connects there, the server is told nothing"
+                );
                 client.say("200 PORT command successful (the tunnel connects; nothing leaves this host).").await?;
                 end = LocalEnd::Port(at);
             }

@@ -43,7 +43,8 @@ pub struct Owner {
 /// the live socket.
 pub fn owner_in(entries: &[Entry], local: SocketAddr, remote: SocketAddr) -> Option<Owner> {
     let same = |a: SocketAddr, b: SocketAddr| a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical();
-    let rows = entries.iter().filter(|e| e.state != TcpState::TimeWait && same(e.local, local) && same(e.remote, remote));
+    let rows =
+        entries.iter().filter(|e| e.state != TcpState::TimeWait && same(e.local, local) && same(e.remote, remote));
     let row = rows.max_by_key(|e| e.inode != 0)?;
     Some(Owner { uid: row.uid, held: row.inode != 0 })
 }
@@ -138,9 +139,16 @@ mod tests {
         let held = |uid| Some(Owner { uid, held: true });
         assert_eq!(owner_in(&entries, addr("127.0.0.1:45768"), addr("127.0.0.1:2121")), held(0));
         assert_eq!(owner_in(&entries, addr("127.0.0.1:40001"), addr("127.0.0.1:40000")), held(1001));
-        assert_eq!(owner_in(&entries, addr("127.0.0.1:40002"), addr("127.0.0.1:40000")), None, "TIME_WAIT names no one");
+        assert_eq!(
+            owner_in(&entries, addr("127.0.0.1:40002"), addr("127.0.0.1:40000")),
+            None,
+            "TIME_WAIT names no one"
+        );
         // The second user connected and closed at once: its FIN_WAIT2 row says uid 0, held by no one.
-        assert_eq!(owner_in(&entries, addr("127.0.0.1:40003"), addr("127.0.0.1:40000")), Some(Owner { uid: 0, held: false }));
+        assert_eq!(
+            owner_in(&entries, addr("127.0.0.1:40003"), addr("127.0.0.1:40000")),
+            Some(Owner { uid: 0, held: false })
+        );
         assert_eq!(owner_in(&entries, addr("[::ffff:127.0.0.1]:45768"), addr("127.0.0.1:2121")), held(0));
         // The client's new connection from the port of a closed one of the attacker's.
         assert_eq!(owner_in(&entries, addr("127.0.0.1:40004"), addr("127.0.0.1:40000")), held(0));

@@ -59,7 +59,11 @@ pub async fn down(data: Data, client: &mut TcpStream, abort: impl Future<Output 
 /// The client's bytes to the server until the client's EOF, then our EOF. The channel's
 /// other half is read meanwhile (an unread channel stalls the whole session). The caller
 /// closes the returned half once the server's final reply has come.
-pub async fn up(data: Data, client: &mut TcpStream, abort: impl Future<Output = ()>) -> (Result<u64>, ChannelWriteHalf<Msg>) {
+pub async fn up(
+    data: Data,
+    client: &mut TcpStream,
+    abort: impl Future<Output = ()>,
+) -> (Result<u64>, ChannelWriteHalf<Msg>) {
     let (mut incoming, writer) = data.channel.split();
     let mut buf = vec![0u8; CHUNK];
     let mut moved = 0u64;

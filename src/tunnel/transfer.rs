@@ -27,7 +27,14 @@ pub struct Transfer {
 
 impl Transfer {
     /// Carry `cmd` for the client: its data connection at `end`.
-    pub async fn run(&mut self, client: &mut ClientControl, link: &mut Link<'_>, end: LocalEnd, cmd: &Command, direction: Direction) -> Result<()> {
+    pub async fn run(
+        &mut self,
+        client: &mut ClientControl,
+        link: &mut Link<'_>,
+        end: LocalEnd,
+        cmd: &Command,
+        direction: Direction,
+    ) -> Result<()> {
         // The client's connection to our passive port is taken, and its owner read, at once,
         // while the server's is made: a client uploading a small file would send it and close
         // as soon as it has our 150, and a closed socket names no owner.
@@ -58,7 +65,12 @@ impl Transfer {
                 let _ = data.channel.close().await;
                 tracing::warn!("tunnel: {what}: {e:#}");
                 link.resync().await?;
-                return client.say(&format!("425 Cannot open the data connection: {}", crate::ftp::shown::shown_lines(&format!("{e:#}")))).await;
+                return client
+                    .say(&format!(
+                        "425 Cannot open the data connection: {}",
+                        crate::ftp::shown::shown_lines(&format!("{e:#}"))
+                    ))
+                    .await;
             }
         };
         let (moved, writer) = match direction {
@@ -69,7 +81,10 @@ impl Transfer {
             }
         };
         drop(stream);
-        tracing::debug!("tunnel: {what}: the data connection ended ({})", if moved.is_ok() { "done" } else { "cut short" });
+        tracing::debug!(
+            "tunnel: {what}: the data connection ended ({})",
+            if moved.is_ok() { "done" } else { "cut short" }
+        );
         if let Err(e) = moved {
             if let Some(w) = &writer {
                 let _ = w.close().await;

@@ -90,7 +90,11 @@ pub fn parse(line: &str) -> Verb {
 
 /// `PORT h1,h2,h3,h4,p1,p2` (RFC 959).
 pub fn parse_port(arg: &str) -> Result<SocketAddr, String> {
-    let numbers: Vec<u8> = arg.split(',').map(|n| n.trim().parse::<u8>()).collect::<Result<_, _>>().map_err(|_| format!("bad PORT argument {arg:?}"))?;
+    let numbers: Vec<u8> = arg
+        .split(',')
+        .map(|n| n.trim().parse::<u8>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad PORT argument {arg:?}"))?;
     let [a, b, c, d, hi, lo] = numbers[..] else { return Err(format!("bad PORT argument {arg:?}")) };
     Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), u16::from_be_bytes([hi, lo])))
 }
@@ -139,7 +143,10 @@ mod tests {
         assert_eq!(parse("epsv ALL"), Verb::Epsv);
         assert_eq!(parse("LIST"), Verb::Transfer(Command::List(None), Direction::Down));
         assert_eq!(parse("LIST -la"), Verb::Transfer(Command::List(Some("-la".into())), Direction::Down));
-        assert_eq!(parse("RETR name with spaces.bin"), Verb::Transfer(Command::Retr("name with spaces.bin".into()), Direction::Down));
+        assert_eq!(
+            parse("RETR name with spaces.bin"),
+            Verb::Transfer(Command::Retr("name with spaces.bin".into()), Direction::Down)
+        );
         assert_eq!(parse("STOR up.bin"), Verb::Transfer(Command::Stor("up.bin".into()), Direction::Up));
         assert_eq!(parse("MLSD"), Verb::Transfer(Command::Mlsd(None), Direction::Down));
         assert_eq!(parse("REST 100"), Verb::Other("REST 100".into()));

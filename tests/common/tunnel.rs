@@ -43,9 +43,10 @@ impl Tunnel {
         });
         let mut tunnel = Tunnel { child: Some(child), port: 0, lines, seen: Vec::new() };
         loop {
-            let line = tunnel.lines.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
-                panic!("the tunnel did not say where it listens:\n{}", tunnel.seen.join("\n"))
-            });
+            let line = tunnel
+                .lines
+                .recv_timeout(START_TIMEOUT)
+                .unwrap_or_else(|_| panic!("the tunnel did not say where it listens:\n{}", tunnel.seen.join("\n")));
             let port = line.split("tunnel on 127.0.0.1:").nth(1).and_then(|r| r.split(' ').next()?.parse().ok());
             tunnel.seen.push(line);
             if let Some(port) = port {
@@ -94,7 +95,12 @@ pub fn client(tool: &Tool, dir: &Path, program: &str, args: &[&str]) -> Output {
     cmd.current_dir(dir).env("FTP_PASSWORD", tool.lab.var("FTP_PASSWORD")).env("HOME", tool.home.path());
     let out = cmd.stdin(Stdio::null()).output().expect("could not run the client");
     let text = |b: &[u8]| String::from_utf8_lossy(b).replace(tool.lab.var("FTP_PASSWORD"), "****");
-    eprintln!("--- {program} {args:?}\nexit {:?}\nstdout:\n{}\nstderr:\n{}", out.status.code(), text(&out.stdout), text(&out.stderr));
+    eprintln!(
+        "--- {program} {args:?}\nexit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     out
 }
 
@@ -102,13 +108,22 @@ pub fn client(tool: &Tool, dir: &Path, program: &str, args: &[&str]) -> Output {
 pub fn client_script(tool: &Tool, dir: &Path, program: &str, args: &[&str], script: &str) -> Output {
     let mut cmd = Command::new("timeout");
     cmd.args(["300", "ip", "netns", "exec", tool.lab.var("CLIENT_NS"), program]).args(args);
-    cmd.current_dir(dir).env("HOME", tool.home.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(dir)
+        .env("HOME", tool.home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("could not run the client");
     use std::io::Write;
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).replace(tool.lab.var("FTP_PASSWORD"), "****");
-    eprintln!("--- {program} {args:?}\nexit {:?}\nstdout:\n{}\nstderr:\n{}", out.status.code(), text(&out.stdout), text(&out.stderr));
+    eprintln!(
+        "--- {program} {args:?}\nexit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     out
 }
 
@@ -153,4 +168,3 @@ pub fn read(path: &Path) -> Vec<u8> {
 pub fn ok(out: &std::process::Output, what: &str) {
     assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
-
