@@ -33,7 +33,9 @@ pub enum Verb {
     Active(Result<SocketAddr, String>),
     /// A transfer command, as it goes to the server.
     Transfer(Command, Direction),
-    /// A command this tunnel does not carry (STOU names its file in a reply, REIN logs out).
+    /// A command this tunnel does not carry: STOU (names its file in a reply), REIN (logs out),
+    /// LPRT and LPSV (RFC 1639's long addresses: passed on, they would move the data outside
+    /// SSH; clients fall back to EPRT/EPSV or PORT/PASV).
     Unsupported(String),
     /// `QUIT`
     Quit,
@@ -81,7 +83,7 @@ pub fn parse(line: &str) -> Verb {
         "MLSD" => Verb::Transfer(Command::Mlsd(arg), Direction::Down),
         "STOR" => Verb::Transfer(Command::Stor(path()), Direction::Up),
         "APPE" => Verb::Transfer(Command::Appe(path()), Direction::Up),
-        "STOU" | "REIN" => Verb::Unsupported(verb),
+        "STOU" | "REIN" | "LPRT" | "LPSV" => Verb::Unsupported(verb),
         "QUIT" => Verb::Quit,
         "ABOR" => Verb::Abor,
         _ => Verb::Other(line.to_string()),
@@ -152,6 +154,8 @@ mod tests {
         assert_eq!(parse("REST 100"), Verb::Other("REST 100".into()));
         assert_eq!(parse("TYPE A"), Verb::Other("TYPE A".into()));
         assert_eq!(parse("STOU"), Verb::Unsupported("STOU".into()));
+        assert_eq!(parse("LPRT 4,4,127,0,0,1,2,4,1"), Verb::Unsupported("LPRT".into()));
+        assert_eq!(parse("lpsv"), Verb::Unsupported("LPSV".into()));
         assert_eq!(parse("QUIT"), Verb::Quit);
     }
 
