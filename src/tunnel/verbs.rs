@@ -63,8 +63,10 @@ pub fn strip_telnet(line: &[u8]) -> Vec<u8> {
 
 /// Sort one line (without its CRLF).
 pub fn parse(line: &str) -> Verb {
-    let line = line.trim_end_matches(['\r', '\n']);
-    let (verb, arg) = match line.split_once(' ') {
+    // Whatever a server might take for the verb's end (a tab too) ends it here: a `PORT` must
+    // never pass as some other command.
+    let line = line.trim_end_matches(['\r', '\n']).trim_start();
+    let (verb, arg) = match line.split_once(|c: char| c.is_ascii_whitespace()) {
         Some((v, a)) => (v.to_ascii_uppercase(), Some(a.to_string())),
         None => (line.to_ascii_uppercase(), None),
     };
@@ -156,6 +158,7 @@ mod tests {
         assert_eq!(parse("STOU"), Verb::Unsupported("STOU".into()));
         assert_eq!(parse("LPRT 4,4,127,0,0,1,2,4,1"), Verb::Unsupported("LPRT".into()));
         assert_eq!(parse("lpsv"), Verb::Unsupported("LPSV".into()));
+        assert_eq!(parse(" port\t127,0,0,1,156,64"), Verb::Active(Ok("127.0.0.1:40000".parse().unwrap())));
         assert_eq!(parse("QUIT"), Verb::Quit);
     }
 
