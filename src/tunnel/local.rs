@@ -74,6 +74,7 @@ pub async fn connect(end: LocalEnd, uid: u32, bound: Duration) -> Result<TcpStre
             match owner(peer, ours) {
                 Some(Owner { uid: owner, held: true }) if owner == uid => {
                     tracing::info!("tunnel: the client's data connection {peer} -> {ours} (uid {uid})");
+                    let _ = stream.set_nodelay(true);
                     return Ok(stream);
                 }
                 owner => tracing::warn!(
@@ -93,6 +94,7 @@ pub async fn connect(end: LocalEnd, uid: u32, bound: Duration) -> Result<TcpStre
             match owner(at, ours) {
                 Some(Owner { uid: owner, .. }) if owner == uid => {
                     tracing::info!("tunnel: data connection {ours} -> the client's {at} (uid {uid})");
+                    let _ = stream.set_nodelay(true);
                     Ok(stream)
                 }
                 owner => Err(classified(
