@@ -38,6 +38,8 @@
 //!   what `mirror` copies ([`jobs::mirror`]), `--shard` ([`jobs::shard`]).
 //! - [`demo`]: the teaching demo: the procedure narrated from its events, both socket
 //!   tables side by side, the TIME_WAIT countdown, the timeline (SVG, HTML).
+//! - [`tunnel`]: any FTP client through the tool: a loopback FTP endpoint whose clients'
+//!   control and data connections all travel inside SSH, on the paths above.
 //! - [`cli`]: the command line; [`cli::output`] renders the events on stderr (`-v`,
 //!   progress) and to `--events FILE`.
 //!
@@ -69,3 +71,4 @@ pub mod tcp;
 pub mod throttle;
 pub mod timewait;
 pub mod transfer;
+pub mod tunnel;

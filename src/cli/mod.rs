@@ -188,6 +188,12 @@ pub enum Cmd {
         #[arg(long = "delete")]
         delete: bool,
     },
+    /// Serve any FTP client on a loopback port: its control and data connections all travel inside SSH
+    Tunnel {
+        /// Where FTP clients connect (a loopback address only)
+        #[arg(long = "listen", value_name = "ADDR:PORT", default_value = crate::tunnel::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+    },
     /// Print a shell completion script: `source <(ftpssh-fullsecure completions bash)`
     Completions {
         /// The shell
@@ -298,6 +304,9 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             many::run(cli, plan, interrupt).await
         }
         Cmd::Demo(args) => until_interrupted(interrupt, demo::run(&plan, args)).await,
+        Cmd::Tunnel { listen } => {
+            crate::tunnel::run(plan.target, plan.spec, plan.events, *listen, interrupt).await.map(|()| 0)
+        }
         Cmd::Completions { .. } | Cmd::Man => unreachable!("generated in main, without a runtime"),
     }
 }

@@ -40,15 +40,20 @@ pub(super) fn plan(cli: &Cli) -> Result<Plan> {
     let netrc = home.as_ref().map(|h| h.join(".netrc"));
     // The SSH host as typed (an alias), then as reached: what a loopback FTP server's netrc entry is under.
     let typed = endpoint::split_spec(spec).map(|(_, host, _)| host).unwrap_or_default();
-    let login = credentials::resolve(
-        cli.ftp_user.as_deref(),
-        &target.user,
-        &ftp.host,
-        &[typed.as_str(), target.host.as_str()],
-        netrc.as_deref(),
-        std::env::var(credentials::PASSWORD_ENV).ok(),
-        std::io::stdin().is_terminal(),
-    )?;
+    // The tunnel's clients log in themselves, each with its own USER and PASS.
+    let login = if matches!(cli.command, Cmd::Tunnel { .. }) {
+        credentials::Login { user: String::new(), password: String::new(), gate: None, ascii: false }
+    } else {
+        credentials::resolve(
+            cli.ftp_user.as_deref(),
+            &target.user,
+            &ftp.host,
+            &[typed.as_str(), target.host.as_str()],
+            netrc.as_deref(),
+            std::env::var(credentials::PASSWORD_ENV).ok(),
+            std::io::stdin().is_terminal(),
+        )?
+    };
     let mut login = login;
     login.ascii = super::modes::representation(cli)? == crate::ftp::command::TransferType::Ascii;
     let verify = super::modes::verify(cli);

@@ -30,7 +30,8 @@ pub enum Command {
     Retr(String),
     /// `STOR path`
     Stor(String),
-    /// `APPE path`: append to the file (an upload's continuation).
+    /// `APPE path`: append to the file (an upload's continuation; an outside client's,
+    /// through [`crate::tunnel`]).
     Appe(String),
     /// `LIST [path]`
     List(Option<String>),
@@ -62,6 +63,9 @@ pub enum Command {
     Dele(String),
     /// `MKD path`
     Mkd(String),
+    /// An outside client's command line, passed on as it came (verb and argument):
+    /// never PORT, EPRT, PASV, EPSV, USER or PASS, which the tunnel answers itself.
+    Verbatim(String),
 }
 
 /// A command that must not be sent.
@@ -102,6 +106,7 @@ impl Command {
             Mlsd(_) => "MLSD",
             Dele(_) => "DELE",
             Mkd(_) => "MKD",
+            Verbatim(_) => "(client's command)",
         }
     }
 
@@ -110,6 +115,7 @@ impl Command {
         match self {
             User(a) | Pass(a) | Size(a) | Retr(a) | Stor(a) | Appe(a) => Some(a.clone()),
             Opts(a) | Hash(a) | XHash(_, a) | Mdtm(a) | Dele(a) | Mkd(a) => Some(a.clone()),
+            Verbatim(line) => Some(line.clone()),
             List(a) | Nlst(a) | Mlsd(a) => a.clone(),
             Type(TransferType::Binary) => Some("I".into()),
             Type(TransferType::Ascii) => Some("A".into()),
@@ -130,6 +136,10 @@ impl Command {
     pub fn redacted(&self) -> String {
         match self {
             Command::Pass(_) => "PASS ****".into(),
+            // ACCT (RFC 959) carries a secret as PASS does; the tunnel never passes PASS on.
+            Command::Verbatim(line) if line.get(..4).is_some_and(|v| v.eq_ignore_ascii_case("ACCT")) => {
+                "ACCT ****".into()
+            }
             other => other.to_string(),
         }
     }
@@ -138,6 +148,7 @@ impl Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.arg() {
+            Some(line) if matches!(self, Command::Verbatim(_)) => f.write_str(&line),
             Some(arg) => write!(f, "{} {arg}", self.verb()),
             None => f.write_str(self.verb()),
         }
@@ -193,5 +204,13 @@ mod tests {
         assert!(!format!("{pass:?}").contains("hunter2"));
         assert_eq!(pass.to_string(), "PASS hunter2"); // the wire still carries it
         assert_eq!(Command::User("alice".into()).redacted(), "USER alice");
+        assert_eq!(Command::Verbatim("acct hunter2".into()).redacted(), "ACCT ****");
+    }
+
+    #[test]
+    fn verbatim_lines_go_as_they_came() {
+        assert_eq!(Command::Verbatim("SITE CHMOD 644 x".into()).to_wire().unwrap(), b"SITE CHMOD 644 x\r\n");
+        assert!(Command::Verbatim("NOOP\r\nDELE x".into()).to_wire().is_err());
+        assert_eq!(Command::Appe("log".into()).to_string(), "APPE log");
     }
 }

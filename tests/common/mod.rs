@@ -6,3 +6,4 @@ pub mod lab;
 pub mod sockets;
 pub mod tool;
 pub mod sshauth;
+pub mod tunnel;

@@ -1,0 +1,227 @@
+//! `tunnel`: any FTP client, unchanged, through the tool. A loopback FTP endpoint
+//! whose every client gets a control connection of its own inside SSH (a
+//! [`Link`], as the built-in client's), and whose data connections take the
+//! built-in data paths: the default port through the reverse forward, else
+//! passive through SSH. Nothing reaches the network but SSH.
+//!
+//! What the client says about its data connections is answered here and never
+//! sent on: PASV and EPSV get a loopback listener of the tunnel's, PORT and EPRT
+//! (loopback only: anything else is the FTP bounce attack) and the default data
+//! port (the client's own control port C, the book's `sendport` off) are
+//! connected to by the tunnel. Every local socket the tunnel takes from, or gives
+//! to, must be owned by the uid of the client's control connection, itself the
+//! tunnel's uid ([`local`]).
+//!
+//! - [`verbs`]: the client's command lines, sorted (pure).
+//! - [`client`]: one client's conversation: login, answers, pass-through.
+//! - [`transfer`]: one transfer: the server's data connection, the client's, TIME_WAIT paced.
+//! - [`local`]: the client's end of a data connection, and the owner check.
+//! - [`pipe`]: the bytes between the two.
+
+pub mod client;
+pub mod local;
+pub mod pipe;
+pub mod transfer;
+pub mod verbs;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::credentials::Login;
+use crate::error::{classified, Classify, Kind};
+use crate::events::Events;
+use crate::interrupt::{Interrupted, Watch};
+use crate::link::Spec;
+use crate::ssh::endpoint::SshTarget;
+use crate::ssh::Session;
+use client::ClientControl;
+
+/// The default `--listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
+/// Control connections per SSH session: one. russh hands each channel's messages over on a
+/// bounded queue, and a full one stalls the whole session (docs/real-systems.md#ssh-in-rust-russh). The
+/// built-in client always reads on (into a file); a client of the tunnel may stop reading its
+/// data connection (lftp's `pget` stops each piece so before its ABOR), and with its channel
+/// unread every other client of the same session would stall too. So each client's control
+/// connection has an SSH session of its own, and a stalled client stalls only itself.
+const LINKS_PER_SESSION: usize = 1;
+/// After Ctrl-C, how long the clients' sessions have to end (421, QUIT to the servers).
+const STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// The tunnel's shared state: where to, and the SSH sessions its clients' links run in.
+pub struct Tunnel {
+    target: SshTarget,
+    spec: Spec,
+    events: Events,
+    /// Only this uid's sockets are served (the tunnel's own).
+    uid: u32,
+    sessions: RefCell<Vec<Pooled>>,
+}
+
+/// A session of the pool, and how many control connections run in it.
+type Pooled = (Rc<Session>, Rc<Cell<usize>>);
+
+/// A control connection's place in a session; given back when dropped.
+struct Slot(Rc<Cell<usize>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+impl Tunnel {
+    /// The link spec for a client's login.
+    pub fn spec_for(&self, login: Login) -> Spec {
+        Spec { login, ..self.spec.clone() }
+    }
+
+    /// A session with room for one more control connection: an open one, else a new one.
+    async fn session(&self) -> Result<(Rc<Session>, Slot)> {
+        let room = self.sessions.borrow().iter().find(|(s, n)| n.get() < LINKS_PER_SESSION && !s.is_closed()).cloned();
+        let (session, links) = match room {
+            Some(found) => found,
+            None => {
+                tracing::info!("tunnel: a new SSH session to {}:{}", self.target.host, self.target.port);
+                let session = Rc::new(Session::connect(&self.target, self.events.clone()).await?);
+                let pooled = (session, Rc::new(Cell::new(0)));
+                self.sessions.borrow_mut().push(pooled.clone());
+                pooled
+            }
+        };
+        links.set(links.get() + 1);
+        Ok((session, Slot(links)))
+    }
+
+    /// Give back a client's place in `session`; an idle session is kept for the next client,
+    /// a second idle one is closed (sshd ends its helpers).
+    async fn release(&self, session: Rc<Session>, slot: Slot) {
+        drop(slot);
+        let idle = |(s, n): &(Rc<Session>, Rc<Cell<usize>>)| n.get() == 0 && !s.is_closed();
+        let closing = {
+            let mut sessions = self.sessions.borrow_mut();
+            sessions.retain(|(s, _)| !s.is_closed());
+            match sessions.iter().filter(|p| idle(p)).count() > 1 {
+                true => sessions
+                    .iter()
+                    .position(|(s, _)| Rc::ptr_eq(s, &session))
+                    .filter(|&i| idle(&sessions[i]))
+                    .map(|i| sessions.remove(i)),
+                false => None,
+            }
+        };
+        if let Some((session, _)) = closing {
+            session.close().await;
+        }
+    }
+}
+
+/// Serve FTP clients on `listen` (loopback only) until a signal; the signal is the error.
+pub async fn run(target: SshTarget, spec: Spec, events: Events, listen: SocketAddr, interrupt: &Watch) -> Result<()> {
+    if !listen.ip().is_loopback() {
+        return Err(classified(
+            Kind::Usage,
+            format!("--listen {listen}: only a loopback address (the FTP conversation is plaintext on this host)"),
+        ));
+    }
+    let uid = std::fs::metadata("/proc/self").context("reading /proc/self")?.uid();
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| classified(Kind::Usage, format!("cannot listen on {listen}: {e}")))?;
+    let tunnel = Rc::new(Tunnel { target, spec, events, uid, sessions: RefCell::new(Vec::new()) });
+    // The first session now: a refused host key or login shows at once, not at a client's.
+    let first = tunnel.session().await?;
+    drop(first.1);
+    let listen = listener.local_addr().unwrap_or(listen); // the port itself, for `--listen 127.0.0.1:0`
+    eprintln!(
+        "ftpssh-fullsecure: tunnel on {listen} to FTP {}:{} through SSH {}: e.g. lftp -p {} {}",
+        tunnel.spec.ftp.host,
+        tunnel.spec.ftp.port,
+        tunnel.target.host,
+        listen.port(),
+        listen.ip()
+    );
+    let (stop, stopping) = watch::channel(false);
+    let local = tokio::task::LocalSet::new();
+    let signal = local
+        .run_until(async {
+            let mut clients = tokio::task::JoinSet::new();
+            let signal = loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let (tunnel, stopping) = (tunnel.clone(), stopping.clone());
+                            clients.spawn_local(async move { serve(tunnel, stream, peer, stopping).await });
+                        }
+                        Err(e) => tracing::warn!("tunnel: accept failed: {e}"),
+                    },
+                    Some(_) = clients.join_next(), if !clients.is_empty() => {}
+                    signal = interrupt.wait() => break signal,
+                }
+            };
+            let _ = stop.send(true);
+            let ending = async { while clients.join_next().await.is_some() {} };
+            if tokio::time::timeout(STOP_BOUND, ending).await.is_err() {
+                clients.abort_all();
+            }
+            signal
+        })
+        .await;
+    let sessions = std::mem::take(&mut *tunnel.sessions.borrow_mut());
+    for (session, _) in sessions {
+        session.close().await;
+    }
+    Err(Interrupted(signal).classified())
+}
+
+/// One client, from its connection to its end.
+async fn serve(tunnel: Rc<Tunnel>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+    let Ok(ours) = stream.local_addr() else { return };
+    let owner = local::owner(peer, ours);
+    let mut client = ClientControl::new(stream, peer, ours, tunnel.uid);
+    if owner != Some(local::Owner { uid: tunnel.uid, held: true }) {
+        let whose = local::whose(owner);
+        tracing::warn!(
+            "tunnel: refused a client at {peer}: its socket is {whose}, not the tunnel's (uid {})",
+            tunnel.uid
+        );
+        let _ = client.say("421 This tunnel serves its own user only.").await;
+        return;
+    }
+    tracing::info!("tunnel: client {peer} (uid {}): C = {}", tunnel.uid, peer.port());
+    if let Err(e) = serve_logged(&tunnel, &mut client, &mut stop).await {
+        tracing::warn!("tunnel: client {peer}: {e:#}");
+    }
+    tracing::info!("tunnel: client {peer} has gone");
+}
+
+async fn serve_logged(tunnel: &Tunnel, client: &mut ClientControl, stop: &mut watch::Receiver<bool>) -> Result<()> {
+    let greeting = format!(
+        "220 ftpssh-fullsecure tunnel to {}:{}, inside SSH to {}",
+        tunnel.spec.ftp.host, tunnel.spec.ftp.port, tunnel.target.host
+    );
+    client.say(&greeting).await?;
+    let (session, slot) = match tunnel.session().await {
+        Ok(found) => found,
+        Err(e) => {
+            client.fail(&e, 421).await?;
+            return Err(e);
+        }
+    };
+    let talked = async {
+        let Some(mut link) = client::login(tunnel, client, &session).await? else { return Ok(()) };
+        let talked = client::converse(client, &mut link, stop).await;
+        link.close().await;
+        talked
+    };
+    let talked = talked.await;
+    tunnel.release(session.clone(), slot).await;
+    talked
+}

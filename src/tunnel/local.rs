@@ -1,0 +1,159 @@
+//! The client's side of a data connection, on this host: the tunnel's own
+//! loopback listener (the client said PASV or EPSV), or the client's listener
+//! (PORT, EPRT, or the default data port: its control connection's own port C).
+//!
+//! Other users of this host are adversaries: one could connect to our passive
+//! listener first, or listen where the client said it would. A connection is
+//! used only when the local socket table names the client's uid as the owner of
+//! its other end (the uid of the client's control connection).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::error::{classified, Kind};
+use crate::tcp::table::{self, Entry, TcpState};
+
+/// Where the client's end of the next data connection is.
+pub enum LocalEnd {
+    /// The tunnel listens (PASV, EPSV); the client connects.
+    Listening(TcpListener),
+    /// The client listens there (PORT, EPRT); the tunnel connects.
+    Port(SocketAddr),
+    /// Neither was said: RFC 959's default, the client listens on its control port C.
+    DefaultPort(SocketAddr),
+}
+
+/// Who holds a socket, as its row in the socket table says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The uid column.
+    pub uid: u32,
+    /// A process holds it (a file of its): the inode column is not 0. A socket its process
+    /// closed already (FIN_WAIT2, TIME_WAIT: a kernel minisock) shows uid 0, root's, whoever
+    /// made it, so its uid proves nothing.
+    pub held: bool,
+}
+
+/// The owner of the socket whose own end is `local` and whose peer is `remote`, in
+/// `entries`. TIME_WAIT rows name no owner. The same ends may show twice, a closed
+/// connection's leftover (FIN_WAIT2) beside a new one on the same ports: the held row is
+/// the live socket.
+pub fn owner_in(entries: &[Entry], local: SocketAddr, remote: SocketAddr) -> Option<Owner> {
+    let same = |a: SocketAddr, b: SocketAddr| a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical();
+    let rows =
+        entries.iter().filter(|e| e.state != TcpState::TimeWait && same(e.local, local) && same(e.remote, remote));
+    let row = rows.max_by_key(|e| e.inode != 0)?;
+    Some(Owner { uid: row.uid, held: row.inode != 0 })
+}
+
+/// [`owner_in`] this host's socket table (this network namespace's `/proc/net/tcp` and `tcp6`).
+pub fn owner(local: SocketAddr, remote: SocketAddr) -> Option<Owner> {
+    let mut entries = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            entries.extend(table::parse(&text));
+        }
+    }
+    owner_in(&entries, local, remote)
+}
+
+/// The client's data connection, from `end`, proven to be made by `uid` within `bound`.
+pub async fn connect(end: LocalEnd, uid: u32, bound: Duration) -> Result<TcpStream> {
+    let deadline = tokio::time::Instant::now() + bound;
+    match end {
+        LocalEnd::Listening(listener) => loop {
+            let accepted = tokio::time::timeout_at(deadline, listener.accept()).await.map_err(|_| {
+                classified(Kind::Transfer, format!("the client did not connect to the passive port within {bound:?}"))
+            })?;
+            let (stream, peer) = accepted.context("accepting the client's data connection")?;
+            let ours = stream.local_addr()?;
+            // Held by a process: one that connected and closed at once leaves a row of uid 0.
+            match owner(peer, ours) {
+                Some(Owner { uid: owner, held: true }) if owner == uid => {
+                    tracing::info!("tunnel: the client's data connection {peer} -> {ours} (uid {uid})");
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                owner => tracing::warn!(
+                    "tunnel: refused a data connection from {peer} to the passive port {ours}: its socket is {}, not the client's (uid {uid})",
+                    whose(owner)
+                ),
+            }
+        },
+        LocalEnd::Port(at) | LocalEnd::DefaultPort(at) => {
+            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(at))
+                .await
+                .map_err(|_| classified(Kind::Transfer, format!("no answer from the client's data port {at}")))?
+                .with_context(|| format!("could not connect to the client's data port {at}"))?;
+            let ours = stream.local_addr()?;
+            // The client's listener's connection, not yet accepted: no process holds it yet, and
+            // its uid is the listener's.
+            match owner(at, ours) {
+                Some(Owner { uid: owner, .. }) if owner == uid => {
+                    tracing::info!("tunnel: data connection {ours} -> the client's {at} (uid {uid})");
+                    let _ = stream.set_nodelay(true);
+                    Ok(stream)
+                }
+                owner => Err(classified(
+                    Kind::Transfer,
+                    format!(
+                        "the listener on {at} is {}, not the client's (uid {uid}): nothing sent to it",
+                        whose(owner)
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// An owner in words, for the warnings.
+pub fn whose(owner: Option<Owner>) -> String {
+    match owner {
+        Some(Owner { uid, held: true }) => format!("uid {uid}'s"),
+        Some(Owner { held: false, .. }) | None => "held by no process".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from a client namespace: lftp (uid 0) connected to the tunnel on 2121, a
+    /// second user's socket (uid 1001) racing it to the passive port 40000, a TIME_WAIT.
+    const TABLE: &str = "\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0849 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41001 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:B2C8 0100007F:0849 01 00000000:00000000 00:00000000 00000000     0        0 41002 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:9C41 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1001        0 41003 1 0000000000000000 20 4 30 10 -1
+   3: 0100007F:9C42 0100007F:9C40 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
+   4: 0100007F:9C43 0100007F:9C40 05 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
+   5: 0100007F:9C44 0100007F:9C40 05 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
+   6: 0100007F:9C44 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 41004 1 0000000000000000 20 4 30 10 -1
+";
+
+    #[test]
+    fn owners_from_the_table() {
+        let entries = table::parse(TABLE);
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let held = |uid| Some(Owner { uid, held: true });
+        assert_eq!(owner_in(&entries, addr("127.0.0.1:45768"), addr("127.0.0.1:2121")), held(0));
+        assert_eq!(owner_in(&entries, addr("127.0.0.1:40001"), addr("127.0.0.1:40000")), held(1001));
+        assert_eq!(
+            owner_in(&entries, addr("127.0.0.1:40002"), addr("127.0.0.1:40000")),
+            None,
+            "TIME_WAIT names no one"
+        );
+        // The second user connected and closed at once: its FIN_WAIT2 row says uid 0, held by no one.
+        assert_eq!(
+            owner_in(&entries, addr("127.0.0.1:40003"), addr("127.0.0.1:40000")),
+            Some(Owner { uid: 0, held: false })
+        );
+        assert_eq!(owner_in(&entries, addr("[::ffff:127.0.0.1]:45768"), addr("127.0.0.1:2121")), held(0));
+        // The client's new connection from the port of a closed one of the attacker's.
+        assert_eq!(owner_in(&entries, addr("127.0.0.1:40004"), addr("127.0.0.1:40000")), held(0));
+        assert_eq!(owner_in(&entries, addr("127.0.0.1:1"), addr("127.0.0.1:2121")), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! One transfer of an outside client: the server's data connection through the
+//! built-in data paths (default port, else passive, inside SSH), the client's on
+//! this host ([`super::local`]), the bytes between them, and TIME_WAIT paced behind
+//! the client's back: a collision's 4-tuple is reclaimed, else its timer waited out,
+//! and the command sent again, so the client never sees the 425.
+
+use anyhow::Result;
+
+use super::client::ClientControl;
+use super::local::{self, LocalEnd};
+use super::pipe;
+use super::verbs::Direction;
+use crate::error::{find, kind, Kind};
+use crate::ftp::Command;
+use crate::link::{Collision, Data, Link};
+use crate::timewait::{self, Collisions, Next, Pace};
+
+/// How many times one command is sent again after TIME_WAIT collisions.
+const COLLISION_RETRIES: u32 = 3;
+
+/// What a client's transfers have learnt about the server.
+#[derive(Default)]
+pub struct Transfer {
+    /// The server's data connections have collided with TIME_WAIT: reclaim ahead.
+    collides: bool,
+}
+
+impl Transfer {
+    /// Carry `cmd` for the client: its data connection at `end`.
+    pub async fn run(
+        &mut self,
+        client: &mut ClientControl,
+        link: &mut Link<'_>,
+        end: LocalEnd,
+        cmd: &Command,
+        direction: Direction,
+    ) -> Result<()> {
+        // The client's connection to our passive port is taken, and its owner read, at once,
+        // while the server's is made: a client uploading a small file would send it and close
+        // as soon as it has our 150, and a closed socket names no owner.
+        let bound = link.control.timeout;
+        let (uid, mut later) = (client.uid, None);
+        let accepting = match end {
+            LocalEnd::Listening(_) => Some(tokio::task::spawn_local(local::connect(end, uid, bound))),
+            end => {
+                later = Some(end);
+                None
+            }
+        };
+        let Some(data) = self.start(client, link, cmd).await? else {
+            accepting.inspect(|a| a.abort());
+            return Ok(());
+        };
+        let what = cmd.redacted();
+        let announced = data.announced.map_or(String::new(), |n| format!(" ({n} bytes)"));
+        client.say(&format!("150 Opening data connection for {what}{announced}.")).await?;
+        let connected = match (accepting, later) {
+            (Some(accepting), _) => accepting.await.unwrap_or_else(|e| Err(anyhow::anyhow!("accepting: {e}"))),
+            (None, Some(end)) => local::connect(end, uid, bound).await,
+            (None, None) => unreachable!("one end or the other"),
+        };
+        let mut stream = match connected {
+            Ok(stream) => stream,
+            Err(e) => {
+                let _ = data.channel.close().await;
+                tracing::warn!("tunnel: {what}: {e:#}");
+                link.resync().await?;
+                return client
+                    .say(&format!(
+                        "425 Cannot open the data connection: {}",
+                        crate::ftp::shown::shown_lines(&format!("{e:#}"))
+                    ))
+                    .await;
+            }
+        };
+        let (moved, writer) = match direction {
+            Direction::Down => (pipe::down(data, &mut stream, client.until_abort()).await, None),
+            Direction::Up => {
+                let (moved, writer) = pipe::up(data, &mut stream, client.until_abort()).await;
+                (moved, Some(writer))
+            }
+        };
+        drop(stream);
+        tracing::debug!(
+            "tunnel: {what}: the data connection ended ({})",
+            if moved.is_ok() { "done" } else { "cut short" }
+        );
+        if let Err(e) = moved {
+            if let Some(w) = &writer {
+                let _ = w.close().await;
+            }
+            link.resync().await?;
+            if std::mem::take(&mut client.aborted) {
+                return client.say("426 Transfer aborted.\r\n226 ABOR command successful.").await;
+            }
+            tracing::warn!("tunnel: {what}: {e:#}");
+            return client.say("426 The data connection broke.").await;
+        }
+        let finished = link.finish(cmd).await;
+        if let Some(w) = writer {
+            let _ = w.close().await;
+        }
+        match finished {
+            Ok(reply) => client.relay(&reply).await?,
+            Err(e) => {
+                client.fail(&e, 451).await?;
+                link.resync().await?;
+            }
+        }
+        // An ABOR that came as the transfer ended: RFC 959 answers it with 226 alone.
+        if std::mem::take(&mut client.aborted) {
+            client.say("226 ABOR command successful.").await?;
+        }
+        Ok(())
+    }
+
+    /// The server's data connection for `cmd`, collisions paced; None when the server refused
+    /// (its reply has gone to the client). An error ends the client's session.
+    async fn start(&mut self, client: &mut ClientControl, link: &mut Link<'_>, cmd: &Command) -> Result<Option<Data>> {
+        let mut so_far = Collisions::default();
+        let _ = timewait::ahead(Pace::Reclaim, self.collides, link, &mut so_far).await;
+        let mut retries = 0;
+        loop {
+            let e = match link.start(cmd).await {
+                Ok(data) => return Ok(Some(data)),
+                Err(e) => e,
+            };
+            if let Some(collision) = find::<Collision>(&e).filter(|_| retries < COLLISION_RETRIES) {
+                retries += 1;
+                self.collides = true;
+                let (tuple, said) = (collision.tuple, format!("{e:#}"));
+                link.resync().await?;
+                let mut next = timewait::after_collision(Pace::Reclaim, link, tuple, &mut so_far, &said).await;
+                if !matches!(next, Next::Reuse) {
+                    // The tunnel cannot rotate behind the client (a new control connection would lose
+                    // its working directory and settings): it waits the measured timer out instead.
+                    next = timewait::after_collision(Pace::Wait, link, tuple, &mut so_far, &said).await;
+                }
+                if matches!(next, Next::Reuse) {
+                    continue;
+                }
+            }
+            if matches!(kind(&e), Some(Kind::SshLost | Kind::Ssh)) {
+                client.fail(&e, 421).await?;
+                return Err(e);
+            }
+            client.fail(&e, 425).await?;
+            link.resync().await?;
+            return Ok(None);
+        }
+    }
+}

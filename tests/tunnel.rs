@@ -1,0 +1,138 @@
+//! `tunnel`: Debian's own FTP clients (curl, lftp, tnftp, inetutils ftp, and the book's
+//! `sendport`-off client as a script) through the tool, against the lab's servers, under the
+//! veth capture: nothing but SSH on the wire, no byte of a file or the password in clear, every
+//! file byte-identical. Each client logs in from `~/.netrc`.
+//!
+//! Needs root and `scripts/lab up`; run with `--test-threads=1` (shared veth).
+
+mod common;
+
+use common::tool::{assert_same, RemoveOnDrop, Tool};
+use common::tunnel::{captured, client, client_script, ok, read};
+
+/// The ways a data connection reaches each kind of lab server, by its `lab.env` port key.
+const SERVERS: [&str; 4] = ["PROFTPD_PORT", "PROFTPD_FIXED_PORT", "INETUTILS_PORT", "VSFTPD_PORT"];
+
+/// curl: a passive download (EPSV, and PASV), an active one (`-P -`: EPRT, and PORT), an upload
+/// (`-T`) and a listing, against every kind of server.
+#[test]
+fn curl_downloads_uploads_and_lists() {
+    for key in SERVERS {
+        let tool = Tool::new();
+        let (small, big) = (read(&tool.remote_path("small.bin")), read(&tool.remote_path("big.bin")));
+        let remote = format!("upload/tunnel-curl-{}-{key}.bin", std::process::id());
+        let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
+        let dir = tool.work.path();
+        let trace = captured(&tool, "127.0.0.1", tool.lab.port(key), &[&small, &big, &small], |port| {
+            let url = |p: &str| format!("ftp://127.0.0.1:{port}/{p}");
+            ok(&client(&tool, dir, "curl", &["-sSn", &url("big.bin"), "-o", "pasv.bin"]), "curl (EPSV)");
+            ok(
+                &client(&tool, dir, "curl", &["-sSn", "--disable-epsv", &url("small.bin"), "-o", "pasv2.bin"]),
+                "curl (PASV)",
+            );
+            ok(
+                &client(&tool, dir, "curl", &["-sSn", "-P", "-", &url("small.bin"), "-o", "port.bin"]),
+                "curl -P - (EPRT)",
+            );
+            ok(
+                &client(
+                    &tool,
+                    dir,
+                    "curl",
+                    &["-sSn", "-P", "-", "--disable-eprt", &url("small.bin"), "-o", "port2.bin"],
+                ),
+                "curl (PORT)",
+            );
+            let source = tool.remote_path("small.bin");
+            ok(&client(&tool, dir, "curl", &["-sSn", "-T", source.to_str().unwrap(), &url(&remote)]), "curl -T");
+            let listing = client(&tool, dir, "curl", &["-sSn", &url("many/")]);
+            ok(&listing, "curl listing");
+            assert_eq!(String::from_utf8_lossy(&listing.stdout).lines().filter(|l| l.contains(".txt")).count(), 200);
+        });
+        assert_same(&read(&dir.join("pasv.bin")), &big, &format!("{key}: big.bin (EPSV)"));
+        for name in ["pasv2.bin", "port.bin", "port2.bin"] {
+            assert_same(&read(&dir.join(name)), &small, &format!("{key}: {name}"));
+        }
+        assert_same(&read(&tool.remote_path(&remote)), &small, &format!("{key}: the upload"));
+        assert!(trace.contains("answered by the tunnel's own listener"), "{trace}");
+        assert!(trace.contains("the tunnel connects there"), "{trace}");
+    }
+}
+
+/// lftp with its default settings: it tries AUTH TLS first (refused: it goes on in plain FTP
+/// inside SSH), then get, put, mirror, mirror -R and mirror --parallel=4.
+#[test]
+fn lftp_get_put_mirror() {
+    for key in SERVERS {
+        let tool = Tool::new();
+        let small = read(&tool.remote_path("small.bin"));
+        let pid = std::process::id();
+        let (up, mirrored) = (format!("upload/tunnel-lftp-{pid}-{key}.bin"), format!("upload/tunnel-lftp-{pid}-{key}"));
+        let _cleanup =
+            (RemoveOnDrop(tool.remote_path(&up)), RemoveOnDrop(tool.remote_path(&format!("{mirrored}/small.bin"))));
+        let dir = tool.work.path();
+        std::fs::create_dir(dir.join("out")).unwrap();
+        std::fs::write(dir.join("out/small.bin"), &small).unwrap();
+        let log = dir.join("lftp.log");
+        let script = format!(
+            "debug -o {} 5; get small.bin -o got.bin; put out/small.bin -o {up}; mirror many m1; \
+             mirror --parallel=4 many m2; mirror -R out {mirrored}; quit",
+            log.display()
+        );
+        let trace = captured(&tool, "127.0.0.1", tool.lab.port(key), &[&small, &small], |port| {
+            ok(&client(&tool, dir, "lftp", &["-p", &port.to_string(), "-e", &script, "127.0.0.1"]), "lftp");
+        });
+        let conversation = String::from_utf8_lossy(&read(&log)).replace(tool.lab.var("FTP_PASSWORD"), "****");
+        assert!(conversation.contains("---> AUTH TLS") && conversation.contains("<--- 534"), "{conversation}");
+        assert_same(&read(&dir.join("got.bin")), &small, "get");
+        assert_same(&read(&tool.remote_path(&up)), &small, "put");
+        assert_same(&read(&tool.remote_path(&format!("{mirrored}/small.bin"))), &small, "mirror -R");
+        for m in ["m1", "m2"] {
+            for i in 1..=200 {
+                let name = format!("f{i:03}.txt");
+                assert_same(&read(&dir.join(m).join(&name)), &read(&tool.remote_path("many").join(&name)), &name);
+            }
+        }
+        assert!(trace.contains("refused the client's AUTH"), "{trace}");
+        let _ = std::fs::remove_dir(tool.remote_path(&mirrored));
+    }
+}
+
+/// lftp's `pget -n 4`: four control connections, each reading one piece and then saying ABOR
+/// while its data still flows.
+#[test]
+fn lftp_pget_in_four_pieces() {
+    let tool = Tool::new();
+    let big = read(&tool.remote_path("big.bin"));
+    let dir = tool.work.path();
+    captured(&tool, "127.0.0.1", tool.lab.port("PROFTPD_PORT"), &[&big], |port| {
+        ok(
+            &client(
+                &tool,
+                dir,
+                "lftp",
+                &["-p", &port.to_string(), "-e", "pget -n 4 big.bin -o got.bin; quit", "127.0.0.1"],
+            ),
+            "lftp pget",
+        );
+    });
+    assert_same(&read(&dir.join("got.bin")), &big, "pget -n 4");
+}
+
+/// tnftp in passive mode (`-p`: EPSV) and in active mode (`-A`: EPRT).
+#[test]
+fn tnftp_active_and_passive() {
+    for key in SERVERS {
+        let tool = Tool::new();
+        let small = read(&tool.remote_path("small.bin"));
+        let dir = tool.work.path();
+        captured(&tool, "127.0.0.1", tool.lab.port(key), &[&small, &small], |port| {
+            for (flag, name) in [("-p", "passive.bin"), ("-A", "active.bin")] {
+                let script = format!("binary\nls\nget small.bin {name}\nquit\n");
+                ok(&client_script(&tool, dir, "tnftp", &[flag, "127.0.0.1", &port.to_string()], &script), "tnftp");
+            }
+        });
+        assert_same(&read(&dir.join("passive.bin")), &small, &format!("{key}: tnftp -p"));
+        assert_same(&read(&dir.join("active.bin")), &small, &format!("{key}: tnftp -A"));
+    }
+}

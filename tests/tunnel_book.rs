@@ -1,0 +1,143 @@
+//! `tunnel`, the book's case: the classic `ftp` client's transcript (login, `ls`, `ls` again,
+//! `get`, a hundred `get`s) through the tool against the server that sends from port 20 with
+//! TCP timestamps off, where the book's second `ls` got a 425: the tunnel paces TIME_WAIT
+//! behind the client's back, and the client sees no 425. Then the client with `sendport` off,
+//! listening on its own control port C; and a second local user racing the client's data
+//! connections. All under the veth capture.
+//!
+//! Needs root and `scripts/lab up`; run with `--test-threads=1` (shared veth).
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::lab::ServerSysctl;
+use common::tool::{assert_same, Tool};
+use common::tunnel::{captured, client, client_script, ok, read};
+
+/// The second user of the client host.
+const ATTACKER: u32 = 65534;
+
+/// The book's transcript with inetutils `ftp` (PORT, its default), then 100 gets in a row.
+fn transcript(host_key: Option<&str>, port_key: &str) {
+    let tool = Tool::new();
+    let _timestamps = ServerSysctl::set(&tool.lab, "net.ipv4.tcp_timestamps", "0", Some("1"));
+    let small = read(&tool.remote_path("small.bin"));
+    let dir = tool.work.path();
+    let host = host_key.map_or("127.0.0.1", |k| tool.lab.var(k)).to_string();
+    let mut script = String::from("binary\nls\nls\nget small.bin first.bin\n");
+    for i in 0..100 {
+        script.push_str(&format!("get small.bin got-{i}.bin\n"));
+    }
+    script.push_str("quit\n");
+    let mut said = String::new();
+    let trace = captured(&tool, &host, tool.lab.port(port_key), &[&small], |port| {
+        let out = client_script(&tool, dir, "inetutils-ftp", &["-v", "127.0.0.1", &port.to_string()], &script);
+        ok(&out, "inetutils-ftp");
+        said = String::from_utf8_lossy(&out.stdout).into_owned();
+    });
+    assert!(!said.contains("425"), "the client saw a 425:\n{said}");
+    let finals = said.lines().filter(|l| l.starts_with("226 ")).count();
+    assert_eq!(finals, 103, "two listings and 101 gets, each with its 226:\n{said}");
+    for name in std::iter::once("first.bin".to_string()).chain((0..100).map(|i| format!("got-{i}.bin"))) {
+        assert_same(&read(&dir.join(&name)), &small, &name);
+    }
+    assert!(trace.contains("the tunnel connects there"), "{trace}");
+}
+
+#[test]
+fn the_books_transcript_against_proftpd_from_port_20() {
+    transcript(Some("PROFTPD20_ADDR"), "PROFTPD20_PORT");
+}
+
+#[test]
+fn the_books_transcript_against_inetutils_ftpd() {
+    transcript(None, "INETUTILS_PORT");
+}
+
+/// `sendport` off: the client listens on its control connection's own port C and sends
+/// neither PORT nor PASV; the tunnel forwards each data connection to C. (inetutils ftp and
+/// tnftp cannot do this on Linux, whose bind rule wants SO_REUSEADDR on their control socket
+/// too; the script sets it.)
+#[test]
+fn sendport_off_the_client_listens_on_its_control_port() {
+    for (host_key, port_key) in [(Some("PROFTPD20_ADDR"), "PROFTPD20_PORT"), (None, "INETUTILS_PORT")] {
+        let tool = Tool::new();
+        let _timestamps = ServerSysctl::set(&tool.lab, "net.ipv4.tcp_timestamps", "0", Some("1"));
+        let small = read(&tool.remote_path("small.bin"));
+        let dir = tool.work.path();
+        let host = host_key.map_or("127.0.0.1", |k| tool.lab.var(k)).to_string();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sendport_off.py");
+        let user = tool.lab.var("FTP_USER").to_string();
+        let trace = captured(&tool, &host, tool.lab.port(port_key), &[&small], |port| {
+            let args =
+                [script, "127.0.0.1", &port.to_string(), &user, "ls", "ls", "repeat", "30", "get", "small.bin", "got-"];
+            let out = client(&tool, dir, "python3", &args);
+            ok(&out, "the sendport-off client");
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("425"));
+        });
+        for i in 0..30 {
+            assert_same(&read(&dir.join(format!("got-{i}"))), &small, &format!("{port_key}: get {i}"));
+        }
+        assert!(!trace.contains("answered by the tunnel's own listener"), "{trace}");
+        assert!(!trace.contains("the client listens on"), "{trace}");
+    }
+}
+
+/// A second local user connects, as fast as it can, to every loopback listener of another uid
+/// it sees in the socket table (the tunnel's passive ports among them), and to the tunnel
+/// itself, while a passive client that is slow to connect (a third of a second after the 227)
+/// downloads and uploads: the attacker's connections are refused, it gets nothing, and no byte
+/// of its lands in a file.
+#[test]
+fn a_second_local_user_racing_the_data_ports_gets_nothing() {
+    let tool = Tool::new();
+    let small = read(&tool.remote_path("small.bin"));
+    let dir = tool.work.path();
+    let remote = format!("upload/tunnel-race-{}.bin", std::process::id());
+    let _cleanup = common::tool::RemoveOnDrop(tool.remote_path(&remote));
+    let attacker_out = dir.join("attacker.txt");
+    let user = tool.lab.var("FTP_USER").to_string();
+    let trace = captured(&tool, "127.0.0.1", tool.lab.port("PROFTPD_PORT"), &[&small], |port| {
+        let mut attacker = Command::new("ip")
+            .args(["netns", "exec", tool.lab.var("CLIENT_NS"), "setpriv"])
+            .args([format!("--reuid={ATTACKER}"), format!("--regid={ATTACKER}"), "--clear-groups".into()])
+            .args([
+                "/usr/bin/python3",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/racer.py"),
+                &port.to_string(),
+            ])
+            .stdout(std::fs::File::create(&attacker_out).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/slow_pasv.py");
+        let source = tool.remote_path("small.bin");
+        let args = [
+            script,
+            "127.0.0.1",
+            &port.to_string(),
+            &user,
+            "10",
+            "small.bin",
+            "got-",
+            source.to_str().unwrap(),
+            &remote,
+        ];
+        let out = client(&tool, dir, "python3", &args);
+        let _ = attacker.kill();
+        let _ = attacker.wait();
+        ok(&out, "the slow passive client");
+    });
+    for i in 0..10 {
+        assert_same(&read(&dir.join(format!("got-{i}"))), &small, &format!("get {i}"));
+    }
+    assert_same(&read(&tool.remote_path(&remote)), &small, "the last upload");
+    let attacker = String::from_utf8_lossy(&read(&attacker_out)).into_owned();
+    // The tunnel's one word to a foreign uid is its refusal; nothing else may reach it.
+    for line in attacker.lines().filter(|l| l.starts_with("GOT ")) {
+        assert!(line.contains("421 This tunnel serves its own user only"), "the attacker received bytes: {line}");
+    }
+    assert!(trace.contains("refused a data connection from"), "the attacker never reached a passive port:\n{trace}");
+    assert!(trace.contains("refused a client at"), "the attacker never reached the tunnel:\n{trace}");
+}
