@@ -107,6 +107,14 @@ pub fn listen() -> Result<Watch> {
     Ok(Watch { rx, _tx: None })
 }
 
+/// `work`'s result, or [`Interrupted`] if a signal comes first (`work` is then dropped where it is).
+pub async fn until_interrupted<T>(interrupt: &Watch, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        out = work => out,
+        signal = interrupt.wait() => Err(Interrupted(signal).classified()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,17 +14,20 @@
 //!
 //! - [`verbs`]: the client's command lines, sorted (pure).
 //! - [`client`]: one client's conversation: login, answers, pass-through.
+//! - [`client_control`]: the client's control connection, lines in and replies out.
+//! - [`pool`]: the SSH sessions the clients' links run in.
 //! - [`transfer`]: one transfer: the server's data connection, the client's, TIME_WAIT paced.
 //! - [`local`]: the client's end of a data connection, and the owner check.
 //! - [`pipe`]: the bytes between the two.
 
 pub mod client;
+pub mod client_control;
 pub mod local;
 pub mod pipe;
+pub mod pool;
 pub mod transfer;
 pub mod verbs;
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
@@ -34,94 +37,18 @@ use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::credentials::Login;
 use crate::error::{classified, Classify, Kind};
 use crate::events::Events;
 use crate::interrupt::{Interrupted, Watch};
 use crate::link::Spec;
 use crate::ssh::endpoint::SshTarget;
-use crate::ssh::Session;
-use client::ClientControl;
+use client_control::ClientControl;
+use pool::Tunnel;
 
 /// The default `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
-/// Control connections per SSH session: one. russh hands each channel's messages over on a
-/// bounded queue, and a full one stalls the whole session (docs/real-systems.md#ssh-in-rust-russh). The
-/// built-in client always reads on (into a file); a client of the tunnel may stop reading its
-/// data connection (lftp's `pget` stops each piece so before its ABOR), and with its channel
-/// unread every other client of the same session would stall too. So each client's control
-/// connection has an SSH session of its own, and a stalled client stalls only itself.
-const LINKS_PER_SESSION: usize = 1;
 /// After Ctrl-C, how long the clients' sessions have to end (421, QUIT to the servers).
 const STOP_BOUND: Duration = Duration::from_secs(5);
-
-/// The tunnel's shared state: where to, and the SSH sessions its clients' links run in.
-pub struct Tunnel {
-    target: SshTarget,
-    spec: Spec,
-    events: Events,
-    /// Only this uid's sockets are served (the tunnel's own).
-    uid: u32,
-    sessions: RefCell<Vec<Pooled>>,
-}
-
-/// A session of the pool, and how many control connections run in it.
-type Pooled = (Rc<Session>, Rc<Cell<usize>>);
-
-/// A control connection's place in a session; given back when dropped.
-struct Slot(Rc<Cell<usize>>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
-impl Tunnel {
-    /// The link spec for a client's login.
-    pub fn spec_for(&self, login: Login) -> Spec {
-        Spec { login, ..self.spec.clone() }
-    }
-
-    /// A session with room for one more control connection: an open one, else a new one.
-    async fn session(&self) -> Result<(Rc<Session>, Slot)> {
-        let room = self.sessions.borrow().iter().find(|(s, n)| n.get() < LINKS_PER_SESSION && !s.is_closed()).cloned();
-        let (session, links) = match room {
-            Some(found) => found,
-            None => {
-                tracing::info!("tunnel: a new SSH session to {}:{}", self.target.host, self.target.port);
-                let session = Rc::new(Session::connect(&self.target, self.events.clone()).await?);
-                let pooled = (session, Rc::new(Cell::new(0)));
-                self.sessions.borrow_mut().push(pooled.clone());
-                pooled
-            }
-        };
-        links.set(links.get() + 1);
-        Ok((session, Slot(links)))
-    }
-
-    /// Give back a client's place in `session`; an idle session is kept for the next client,
-    /// a second idle one is closed (sshd ends its helpers).
-    async fn release(&self, session: Rc<Session>, slot: Slot) {
-        drop(slot);
-        let idle = |(s, n): &(Rc<Session>, Rc<Cell<usize>>)| n.get() == 0 && !s.is_closed();
-        let closing = {
-            let mut sessions = self.sessions.borrow_mut();
-            sessions.retain(|(s, _)| !s.is_closed());
-            match sessions.iter().filter(|p| idle(p)).count() > 1 {
-                true => sessions
-                    .iter()
-                    .position(|(s, _)| Rc::ptr_eq(s, &session))
-                    .filter(|&i| idle(&sessions[i]))
-                    .map(|i| sessions.remove(i)),
-                false => None,
-            }
-        };
-        if let Some((session, _)) = closing {
-            session.close().await;
-        }
-    }
-}
 
 /// Serve FTP clients on `listen` (loopback only) until a signal; the signal is the error.
 pub async fn run(target: SshTarget, spec: Spec, events: Events, listen: SocketAddr, interrupt: &Watch) -> Result<()> {
@@ -135,7 +62,7 @@ pub async fn run(target: SshTarget, spec: Spec, events: Events, listen: SocketAd
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| classified(Kind::Usage, format!("cannot listen on {listen}: {e}")))?;
-    let tunnel = Rc::new(Tunnel { target, spec, events, uid, sessions: RefCell::new(Vec::new()) });
+    let tunnel = Rc::new(Tunnel::new(target, spec, events, uid));
     // The first session now: a refused host key or login shows at once, not at a client's.
     let first = tunnel.session().await?;
     drop(first.1);
@@ -174,10 +101,7 @@ pub async fn run(target: SshTarget, spec: Spec, events: Events, listen: SocketAd
             signal
         })
         .await;
-    let sessions = std::mem::take(&mut *tunnel.sessions.borrow_mut());
-    for (session, _) in sessions {
-        session.close().await;
-    }
+    tunnel.close_all().await;
     Err(Interrupted(signal).classified())
 }
 

@@ -295,11 +295,8 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 /// - `ssh`: `Session` (`ssh/mod.rs`) holds the helpers it starts on the SSH server (origin
 ///   lookups, the reclaimer, the shell), and they open their channels through it. It goes when
 ///   the data path's helpers move out of the session.
-/// - `cli`: the clap definition (`Cli`, `Cmd`) sits in `cli/mod.rs` beside the dispatch that
-///   calls `install` and `many`, which read it.
 const KNOWN_LOOPS: &[&[&str]] = &[
     &["ssh", "ssh::gate::proof", "ssh::helper", "ssh::origin", "ssh::reclaimer", "ssh::relay", "ssh::shell"],
-    &["cli", "cli::install", "cli::many"],
 ];
 
 /// The loops of `graph`: its strongly connected components of more than one module.

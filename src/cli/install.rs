@@ -10,7 +10,7 @@ use clap_complete::Shell;
 use clap_mangen::roff::{bold, italic, roman, Inline, Roff};
 use clap_mangen::Man;
 
-use super::{Cli, EXIT_CODES};
+use super::args::{Cli, EXIT_CODES};
 use crate::credentials::PASSWORD_ENV;
 
 /// The installed name: the completion functions and the man page are named after it.

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::work::{self, Work};
-use super::{remote_target, until_interrupted, Cli, Cmd};
+use super::args::{remote_target, Cli, Cmd};
+use crate::interrupt::until_interrupted;
 use crate::error::{classified, Kind};
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::batch::{self, Op};

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 
-use super::{is_bulk, Cli, Cmd};
+use super::args::{is_bulk, Cli, Cmd};
 use crate::error::{classified, Kind};
 use crate::ftp::command::TransferType;
 

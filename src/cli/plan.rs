@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{is_bulk, output, Cli, Cmd};
+use super::args::{is_bulk, Cli, Cmd};
+use super::output;
 use crate::credentials;
 use crate::error::{classified, Kind};
 use crate::events::Events;

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 
-use super::client::ClientControl;
+use super::client_control::ClientControl;
 use super::local::{self, LocalEnd};
 use super::pipe;
 use super::verbs::Direction;
