@@ -295,9 +295,8 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 /// - `ssh`: `Session` (`ssh/mod.rs`) holds the helpers it starts on the SSH server (origin
 ///   lookups, the reclaimer, the shell), and they open their channels through it. It goes when
 ///   the data path's helpers move out of the session.
-const KNOWN_LOOPS: &[&[&str]] = &[
-    &["ssh", "ssh::gate::proof", "ssh::helper", "ssh::origin", "ssh::reclaimer", "ssh::relay", "ssh::shell"],
-];
+const KNOWN_LOOPS: &[&[&str]] =
+    &[&["ssh", "ssh::gate::proof", "ssh::helper", "ssh::origin", "ssh::reclaimer", "ssh::relay", "ssh::shell"]];
 
 /// The loops of `graph`: its strongly connected components of more than one module.
 fn loops(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {

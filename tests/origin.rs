@@ -265,7 +265,8 @@ fn an_rfc959_servers_unproven_connections_are_never_taken_for_a_race() {
     let tool = Tool::new();
     for round in 0..2 {
         let dir = format!("m{round}");
-        let out = run(tool.cmd(tool.lab.port("INETUTILS_PORT")).args(["-v", "mget", "many/*", "-d", &dir, "--jobs", "4"]));
+        let out =
+            run(tool.cmd(tool.lab.port("INETUTILS_PORT")).args(["-v", "mget", "many/*", "-d", &dir, "--jobs", "4"]));
         let err = stderr(&out);
         assert!(out.status.success(), "{err}");
         assert!(!err.contains("raced") && !err.contains("possible data port theft"), "a race with no attacker:\n{err}");

@@ -54,7 +54,8 @@ fn the_package_installs_works_and_removes_cleanly() {
 
     let out = ok(Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/package")).env("FTPSSH_INSTALL_BIN", &bin));
     let said = String::from_utf8_lossy(&out.stdout);
-    let deb = said.split_whitespace().find(|w| w.ends_with(".deb")).unwrap_or_else(|| panic!("no .deb named in {said:?}"));
+    let deb =
+        said.split_whitespace().find(|w| w.ends_with(".deb")).unwrap_or_else(|| panic!("no .deb named in {said:?}"));
     let deb = Path::new(env!("CARGO_MANIFEST_DIR")).join(deb);
 
     assert!(!installed(), "{NAME} is already installed with dpkg on this machine: `dpkg -r {NAME}` first");
@@ -97,7 +98,9 @@ fn the_package_installs_works_and_removes_cleanly() {
 
     // A download with the installed binary.
     let tool = Tool::new();
-    let got = run(tool.cmd_of(Path::new("/usr/bin/ftpssh-fullsecure"), tool.lab.port("PROFTPD_PORT")).args(["get", "small.bin"]));
+    let got = run(tool
+        .cmd_of(Path::new("/usr/bin/ftpssh-fullsecure"), tool.lab.port("PROFTPD_PORT"))
+        .args(["get", "small.bin"]));
     assert!(got.status.success(), "{}", stderr(&got));
     assert_same(
         &std::fs::read(tool.work.path().join("small.bin")).unwrap(),

@@ -67,13 +67,19 @@ fn keyboard_interactive_two_questions_through_pam() {
     let prompts = askpass.prompts();
     assert_eq!(prompts.len(), 6, "two questions a run, three runs: {prompts:?}");
     // The server's text, as it sent it: PAM's message before its first prompt.
-    assert!(prompts[0].contains("Two questions: your password, then the lab token.") && prompts[0].ends_with("Password: "), "{prompts:?}");
+    assert!(
+        prompts[0].contains("Two questions: your password, then the lab token.") && prompts[0].ends_with("Password: "),
+        "{prompts:?}"
+    );
     assert_eq!(prompts[1], "Verification code: ");
     // The fullest trace shows neither answer.
     let want = std::fs::read(tool.remote_path("empty.bin")).unwrap();
     let out = captured(&tool, &make, &["-vvv", "get", "empty.bin"], &want, &client_wire(port));
     let err = stderr(&out);
-    assert!(!err.contains(lab.var("KBDINT_TOKEN")) && !err.contains(lab.var("FTP_PASSWORD")), "an answer is in the trace");
+    assert!(
+        !err.contains(lab.var("KBDINT_TOKEN")) && !err.contains(lab.var("FTP_PASSWORD")),
+        "an answer is in the trace"
+    );
 }
 
 #[test]
@@ -254,7 +260,13 @@ fn add_keys_to_agent_after_the_passphrase() {
     let tool = Tool::new();
     let lab = &tool.lab;
     let sock = tool.home.path().join("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -281,7 +293,8 @@ fn add_keys_to_agent_after_the_passphrase() {
     captured(&tool, &make, &["get", "small.bin"], &want, &client_wire(port));
     assert_eq!(askpass.prompts().len(), 1);
     let listed = std::process::Command::new("ssh-add").arg("-l").env("SSH_AUTH_SOCK", &sock).output().unwrap();
-    let fingerprint = std::process::Command::new("ssh-keygen").arg("-lf").arg(lab.path("ENCRYPTED_KEY")).output().unwrap();
+    let fingerprint =
+        std::process::Command::new("ssh-keygen").arg("-lf").arg(lab.path("ENCRYPTED_KEY")).output().unwrap();
     let fingerprint = String::from_utf8_lossy(&fingerprint.stdout).split_whitespace().nth(1).unwrap().to_string();
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&fingerprint), "the agent does not hold the key");
     // No askpass, no key file: the agent alone.

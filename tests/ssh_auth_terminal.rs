@@ -82,7 +82,8 @@ impl Tmux {
         let load = Command::new("tmux").args(["load-buffer", "-b", &buffer]).arg(&file).status().unwrap();
         assert!(load.success());
         std::fs::remove_file(&file).unwrap();
-        let paste = Command::new("tmux").args(["paste-buffer", "-d", "-b", &buffer, "-t", &self.name]).status().unwrap();
+        let paste =
+            Command::new("tmux").args(["paste-buffer", "-d", "-b", &buffer, "-t", &self.name]).status().unwrap();
         let enter = Command::new("tmux").args(["send-keys", "-t", &self.name, "Enter"]).status().unwrap();
         assert!(paste.success() && enter.success());
     }
@@ -104,7 +105,10 @@ fn password_and_code_typed_on_the_terminal() {
     let screen = tmux.wait_for("EXIT=", 1);
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert!(!screen.contains(lab.var("FTP_PASSWORD")), "the password was echoed:\n{screen}");
-    assert!(screen.contains(&format!("Verification code: {}", lab.var("KBDINT_TOKEN"))), "echo asked, not shown:\n{screen}");
+    assert!(
+        screen.contains(&format!("Verification code: {}", lab.var("KBDINT_TOKEN"))),
+        "echo asked, not shown:\n{screen}"
+    );
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
     assert_same(&std::fs::read(tool.work.path().join("small.bin")).unwrap(), &want, "small.bin");
 }

@@ -13,7 +13,10 @@ use common::tool::{stderr, Tool};
 /// The far host's SSH server and its FTP server, as the far host itself reaches it.
 fn far(tool: &Tool) -> (String, String) {
     let lab = &tool.lab;
-    (at(tool, "BASTION_FTP_ADDR", lab.port("BASTION_SSH_PORT")), format!("{}:{}", lab.var("BASTION_FTP_ADDR"), lab.port("BASTION_PROFTPD_PORT")))
+    (
+        at(tool, "BASTION_FTP_ADDR", lab.port("BASTION_SSH_PORT")),
+        format!("{}:{}", lab.var("BASTION_FTP_ADDR"), lab.port("BASTION_PROFTPD_PORT")),
+    )
 }
 
 /// Both wires: client to jump host, jump host to the far host (the jump host's side).
@@ -41,7 +44,11 @@ fn two_jump_hosts_sshd_then_dropbear() {
     let tool = Tool::new();
     let (ssh, ftp) = far(&tool);
     let lab = &tool.lab;
-    let chain = format!("{},{}", at(&tool, "SERVER_ADDR", lab.port("SSH_PORT")), at(&tool, "SERVER_ADDR", lab.port("DROPBEAR_PORT")));
+    let chain = format!(
+        "{},{}",
+        at(&tool, "SERVER_ADDR", lab.port("SSH_PORT")),
+        at(&tool, "SERVER_ADDR", lab.port("DROPBEAR_PORT"))
+    );
     let key = lab.path("SSH_KEY");
     let make = || {
         let mut c = cmd(&tool, &ssh, &ftp, None);
@@ -126,7 +133,8 @@ fn unknown_jump_host_key_is_refused() {
     // Only the far host's line: the jump host (on port 2022 here) is unknown.
     let known = tool.home.path().join("known_hosts");
     let far_line = std::fs::read_to_string(lab.path("KNOWN_HOSTS")).unwrap();
-    let far_line: String = far_line.lines().filter(|l| l.starts_with(&format!("{} ", lab.var("BASTION_FTP_ADDR")))).collect();
+    let far_line: String =
+        far_line.lines().filter(|l| l.starts_with(&format!("{} ", lab.var("BASTION_FTP_ADDR")))).collect();
     std::fs::write(&known, far_line + "\n").unwrap();
     let jump = at(&tool, "SERVER_ADDR", lab.port("DROPBEAR_PORT"));
     let mut c = cmd(&tool, &ssh, &ftp, None);
@@ -134,7 +142,10 @@ fn unknown_jump_host_key_is_refused() {
     let (out, _) = timed(c);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains(&format!("jump host {}:2022", lab.var("SERVER_ADDR"))), "the error names the jump host: {err}");
+    assert!(
+        err.contains(&format!("jump host {}:2022", lab.var("SERVER_ADDR"))),
+        "the error names the jump host: {err}"
+    );
     assert!(err.contains("is not in"), "{err}");
     assert!(!tool.work.path().join("small.bin").exists());
 }

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::work::{self, Work};
 use super::args::{remote_target, Cli, Cmd};
-use crate::interrupt::until_interrupted;
+use super::work::{self, Work};
 use crate::error::{classified, Kind};
+use crate::interrupt::until_interrupted;
 use crate::interrupt::{Interrupted, Watch};
 use crate::jobs::batch::{self, Op};
 use crate::jobs::early::Early;

@@ -23,9 +23,9 @@ mod work;
 
 use plan::plan;
 
-pub use args::{BulkArgs, Cli, Cmd};
-use args::{is_bulk, remote_target};
 use crate::interrupt::until_interrupted;
+use args::{is_bulk, remote_target};
+pub use args::{BulkArgs, Cli, Cmd};
 
 /// The stack of the thread that runs every task (the SSH sessions, the bulk
 /// workers, the transfers: futures nested in one another), and of the blocking

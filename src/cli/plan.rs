@@ -80,4 +80,3 @@ pub(super) fn observers(cli: &Cli) -> Result<Events> {
     let bulk = is_bulk(&cli.command);
     Ok(events.with(Arc::new(if bulk { output::Progress::items() } else { output::Progress::bytes() })))
 }
-

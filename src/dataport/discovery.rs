@@ -145,7 +145,8 @@ pub enum Listener {
 /// binds loopback instead).
 pub fn check_listener(entries: &[Entry], want: SocketAddr, sshd_uid: u32) -> Listener {
     let listening = entries.iter().filter(|e| e.state == TcpState::Listen && e.local.port() == want.port());
-    let covering = |e: &&Entry| e.local.ip() == want.ip() || e.local.ip().is_unspecified() || want.ip().is_unspecified();
+    let covering =
+        |e: &&Entry| e.local.ip() == want.ip() || e.local.ip().is_unspecified() || want.ip().is_unspecified();
     if let Some(squatter) = listening.clone().filter(covering).find(|e| e.uid != sshd_uid && e.uid != 0) {
         return Listener::Squatted(squatter.clone());
     }
@@ -265,7 +266,10 @@ mod tests {
         let on = |row: &str| snap(&[row]).entries;
         let want: SocketAddr = "10.250.1.1:41921".parse().unwrap();
         let loopback = LISTEN.replace("00000000:0849", "0100007F:A3C1");
-        assert_eq!(check_listener(&on(&loopback), want, 0), Listener::Elsewhere(vec!["127.0.0.1:41921".parse().unwrap()]));
+        assert_eq!(
+            check_listener(&on(&loopback), want, 0),
+            Listener::Elsewhere(vec!["127.0.0.1:41921".parse().unwrap()])
+        );
         let exact = LISTEN.replace("00000000:0849", "0101FA0A:A3C1");
         assert_eq!(check_listener(&on(&exact), want, 1000), Listener::Exact);
         let wildcard = LISTEN.replace("00000000:0849", "00000000:A3C1");
@@ -278,7 +282,8 @@ mod tests {
     #[test]
     fn another_users_listener_is_a_squatter() {
         let want: SocketAddr = "10.250.1.1:41921".parse().unwrap();
-        let theirs = |addr: &str| LISTEN.replace("00000000:0849", addr).replacen("     0        0", " 65534        0", 1);
+        let theirs =
+            |addr: &str| LISTEN.replace("00000000:0849", addr).replacen("     0        0", " 65534        0", 1);
         let sshds = LISTEN.replace("00000000:0849", "0100007F:A3C1");
         for squat in [theirs("0101FA0A:A3C1"), theirs("00000000:A3C1")] {
             let entries = snap(&[&sshds, &squat]).entries;
@@ -288,7 +293,10 @@ mod tests {
             }
         }
         let elsewhere = snap(&[&sshds, &theirs("0200007F:A3C1")]).entries;
-        assert!(matches!(check_listener(&elsewhere, want, 1000), Listener::Elsewhere(_)), "another address does not cover it");
+        assert!(
+            matches!(check_listener(&elsewhere, want, 1000), Listener::Elsewhere(_)),
+            "another address does not cover it"
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::demo::run_facts::{ordinal, Tuple};
 use crate::demo::lesson::Lesson;
 use crate::demo::narration;
+use crate::demo::run_facts::{ordinal, Tuple};
 use crate::events::Event;
 use crate::link::{Collision, Link, Spec};
 use crate::ssh::Session;

@@ -7,12 +7,12 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::demo::run_facts::{Facts, Tuple};
 use crate::demo::journal::Journal;
 use crate::demo::narration;
-use crate::demo::terminal::{Pacer, Style};
+use crate::demo::run_facts::{Facts, Tuple};
 use crate::demo::sockets;
 use crate::demo::tables::{self, Table};
+use crate::demo::terminal::{Pacer, Style};
 use crate::demo::timeline::{self, Reading};
 use crate::ssh::Session;
 use crate::timewait::COUNTDOWN_TICK;

@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use crate::demo::run_facts::{canon, Tuple};
 use crate::demo::journal::Stamped;
+use crate::demo::run_facts::{canon, Tuple};
 use crate::events::Event;
 use crate::tcp::table::Entry;
 use crate::tcp::{DataTuple, TIME_WAIT_LEN};
-
 
 /// A reading of one 4-tuple's TIME_WAIT in the server's socket table.
 #[derive(Debug, Clone, Copy, PartialEq)]

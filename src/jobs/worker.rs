@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use backon::BackoffBuilder;
 
+use crate::backoff;
 use crate::error::is_permanent;
 use crate::events::Event;
-use crate::backoff;
 use crate::jobs::attempt::Attempt;
 use crate::jobs::scheduler::{serve, Idle};
 use crate::jobs::shared::{finish, next, Options, Plan, Shared};

@@ -14,7 +14,12 @@ use crate::ftp::{Command, Reply};
 use crate::ssh::gate::{self, DataChannel};
 
 impl Link<'_> {
-    pub(super) async fn start_default_port(&mut self, cmd: &Command, before: usize, replies: &mut Vec<Reply>) -> Result<Data> {
+    pub(super) async fn start_default_port(
+        &mut self,
+        cmd: &Command,
+        before: usize,
+        replies: &mut Vec<Reply>,
+    ) -> Result<Data> {
         let arrived = self.await_data_connection(cmd, before, replies).await;
         let (reply, data, early) = match arrived {
             Ok(both) => both,
@@ -148,7 +153,6 @@ impl Link<'_> {
             FtpError { command: cmd.redacted(), reply }.classified()
         }
     }
-
 }
 
 /// Several connections raced for one transfer's data connection, none of them provably the
@@ -156,4 +160,3 @@ impl Link<'_> {
 fn raced(who: String) -> anyhow::Error {
     crate::error::classified(Kind::Transfer, format!("the data connection was raced: {who}"))
 }
-

@@ -84,7 +84,11 @@ impl Link<'_> {
     /// (docs/real-systems.md#time_wait-and-incarnations). `collides`: the
     /// server is known to collide with TIME_WAIT.
     pub fn can_send_ahead(&self, collides: bool) -> bool {
-        if self.passive || self.forward.is_none() || self.nothing_ahead || self.session.gate.saw_unproven(&self.data_ports) {
+        if self.passive
+            || self.forward.is_none()
+            || self.nothing_ahead
+            || self.session.gate.saw_unproven(&self.data_ports)
+        {
             return false;
         }
         if self.source_port_varies {

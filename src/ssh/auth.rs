@@ -50,7 +50,10 @@ impl From<AuthResult> for Outcome {
 pub async fn authenticate<H: client::Handler>(handle: &mut Handle<H>, target: &SshTarget) -> Result<()> {
     methods(handle, target).await.map_err(|e| match crate::error::kind(&e) {
         Some(_) => e,
-        None => classified(Kind::SshLost, format!("SSH authentication with {}:{} broke off: {e:#}", target.host, target.port)),
+        None => classified(
+            Kind::SshLost,
+            format!("SSH authentication with {}:{} broke off: {e:#}", target.host, target.port),
+        ),
     })
 }
 
@@ -97,7 +100,10 @@ async fn methods<H: client::Handler>(handle: &mut Handle<H>, target: &SshTarget)
     };
     Err(classified(
         Kind::Ssh,
-        format!("SSH server {}:{} refused authentication as {user} (it offers {first_offer}): {tried}", target.host, target.port),
+        format!(
+            "SSH server {}:{} refused authentication as {user} (it offers {first_offer}): {tried}",
+            target.host, target.port
+        ),
     ))
 }
 

@@ -89,7 +89,8 @@ impl Settings {
 /// `-o Name=value` or `-o "Name value"` as a config line; the name must be one the tool reads.
 pub fn option_line(option: &str) -> Result<String> {
     let option = option.trim();
-    let at = option.find(|c: char| c == '=' || c.is_whitespace()).with_context(|| format!("-o {option:?}: no value"))?;
+    let at =
+        option.find(|c: char| c == '=' || c.is_whitespace()).with_context(|| format!("-o {option:?}: no value"))?;
     let (name, value) = option.split_at(at);
     let value = value.trim_start_matches(|c: char| c == '=' || c.is_whitespace());
     if value.is_empty() {
@@ -134,7 +135,8 @@ mod tests {
     fn command_line_options_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config");
-        std::fs::write(&cfg, "User early\nHost far\n  BatchMode no\n  ProxyJump jump\n  ProxyCommand nc %h %p\n").unwrap();
+        std::fs::write(&cfg, "User early\nHost far\n  BatchMode no\n  ProxyJump jump\n  ProxyCommand nc %h %p\n")
+            .unwrap();
         let opts = ["BatchMode=yes".to_string(), "ProxyJump none".to_string()];
         let s = Settings::new(Some(&cfg), None, &opts).unwrap();
         let p = s.query("far").unwrap();

@@ -155,7 +155,14 @@ impl Resolver {
         identities.dedup();
         let host = params.host_name.clone().unwrap_or_else(|| alias.clone());
         let port = port.or(params.port).unwrap_or(22);
-        let tokens = Tokens { home: home(), local_user: local_user().unwrap_or_default(), host: host.clone(), alias, port, user: user.clone() };
+        let tokens = Tokens {
+            home: home(),
+            local_user: local_user().unwrap_or_default(),
+            host: host.clone(),
+            alias,
+            port,
+            user: user.clone(),
+        };
         let option = |name: &str| params.unsupported_fields.get(name).map(Vec::as_slice);
         let mut known_hosts = Policy::from_config(
             option("userknownhostsfile"),
@@ -171,7 +178,8 @@ impl Resolver {
         let ciphers = match &self.ciphers {
             Some(c) => c.clone(),
             None if params.ciphers.is_default() => crate::ssh::ciphers::offer(),
-            None => crate::ssh::ciphers::known(params.ciphers.algorithms()).with_context(|| format!("Ciphers for {host}"))?,
+            None => crate::ssh::ciphers::known(params.ciphers.algorithms())
+                .with_context(|| format!("Ciphers for {host}"))?,
         };
         let auth = auth_of(&params).with_context(|| format!("authentication options for {host}"))?;
         // -J, else ProxyJump, else ProxyCommand (ssh2-config cannot tell which came first).
@@ -353,7 +361,8 @@ mod tests {
 
     #[test]
     fn proxy_command_tokens() {
-        let (_dir, r) = resolver("Host far\n  HostName 10.1.0.7\n  Port 2022\n  ProxyCommand ssh -W %h:%p %r@gw # 100%%\n", &[]);
+        let (_dir, r) =
+            resolver("Host far\n  HostName 10.1.0.7\n  Port 2022\n  ProxyCommand ssh -W %h:%p %r@gw # 100%%\n", &[]);
         let t = r.target("bob@far", None).unwrap();
         assert_eq!(t.proxy, Proxy::Command("ssh -W 10.1.0.7:2022 bob@gw".into()));
         let (_dir, r) = resolver("Host far\n  ProxyCommand nc %x\n", &[]);

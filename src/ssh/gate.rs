@@ -284,7 +284,12 @@ impl Gate {
     /// Refuse what waited for a transfer given up: most likely the server's own, late.
     fn refuse_held(&self, held: Vec<Held>, why: &str) {
         for h in held {
-            self.events.emit(Event::StrayRefused { from: h.from, to: h.to, why: format!("{why} ({})", h.why), late: true });
+            self.events.emit(Event::StrayRefused {
+                from: h.from,
+                to: h.to,
+                why: format!("{why} ({})", h.why),
+                late: true,
+            });
             let _ = h.decide.send(false);
         }
     }
@@ -296,7 +301,12 @@ impl Gate {
     /// Decide on one forwarded connection (called from the SSH event loop, which must not
     /// wait): refused at once, or passed to `checking` ([`Gate::start_checking`]), which
     /// confirms or rejects it once its origin is known.
-    pub(crate) fn arrive(&self, data: DataChannel, reply: ChannelOpenHandle, checking: &mpsc::UnboundedSender<Checked>) {
+    pub(crate) fn arrive(
+        &self,
+        data: DataChannel,
+        reply: ChannelOpenHandle,
+        checking: &mpsc::UnboundedSender<Checked>,
+    ) {
         let to_port = data.connected.1 as u16;
         if let Err(why) = self.screen(&data.originator.0, data.originator.1, to_port) {
             self.refused(&data, why, false);

@@ -124,7 +124,9 @@ impl Session {
         match way.ends {
             Some((client, server)) => events.emit(Event::SshConnected { client, server }),
             // The last SSH server sees the jump host (or whatever the command reached) as its client.
-            None => tracing::info!("SSH connection to {}:{} is up, through {}", target.host, target.port, via_name(target)),
+            None => {
+                tracing::info!("SSH connection to {}:{} is up, through {}", target.host, target.port, via_name(target))
+            }
         }
         Ok(Session {
             handle,
@@ -233,10 +235,16 @@ impl Session {
         match started.await {
             Ok((origin, ftp)) => {
                 let uids = gate::proof::Uids::new(origin.own_uid, ftp, origin.privileged_below);
-                tracing::debug!("data connections must be made by uid {:?} (or from a port below {})", uids.server, uids.privileged_below);
+                tracing::debug!(
+                    "data connections must be made by uid {:?} (or from a port below {})",
+                    uids.server,
+                    uids.privileged_below
+                );
                 self.gate.check_origins(origin, uids).await;
             }
-            Err(e) => tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}"),
+            Err(e) => {
+                tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}")
+            }
         }
         *tried = true;
     }

@@ -80,10 +80,12 @@ impl Origin {
             Err(e) => {
                 tracing::debug!("origin check without perl ({e:#}): the socket table through a shell");
                 let mut shell = Shell::start(session).await?;
-                let out = shell.run("id -u; cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024").await?;
+                let out = shell
+                    .run("id -u; cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024")
+                    .await?;
                 let line = format!("FTPSSH-ORIGIN ready {}", out.split_whitespace().collect::<Vec<_>>().join(" "));
-                let (own_uid, privileged_below) =
-                    parse_ready(&line).with_context(|| format!("unexpected answer {out:?} from the SSH server's shell"))?;
+                let (own_uid, privileged_below) = parse_ready(&line)
+                    .with_context(|| format!("unexpected answer {out:?} from the SSH server's shell"))?;
                 Ok(Origin { way: Way::Shell(shell), own_uid, privileged_below })
             }
         }

@@ -54,7 +54,9 @@ pub fn choose(batch: bool, tty: bool, display: bool, askpass: Option<PathBuf>, r
         ("never", _) => Asker::Nobody("there is no terminal and SSH_ASKPASS_REQUIRE is never"),
         (_, Some(program)) if !tty && display => Asker::Program(program),
         _ if tty => Asker::Terminal,
-        (_, Some(_)) => Asker::Nobody("there is no terminal, and SSH_ASKPASS is used only with DISPLAY set or SSH_ASKPASS_REQUIRE=force"),
+        (_, Some(_)) => Asker::Nobody(
+            "there is no terminal, and SSH_ASKPASS is used only with DISPLAY set or SSH_ASKPASS_REQUIRE=force",
+        ),
         (_, None) => Asker::Nobody("there is no terminal and SSH_ASKPASS is not set"),
     }
 }

@@ -173,7 +173,9 @@ pub fn open(target: &SshTarget) -> Opening<'_> {
                 let connecting = tokio::net::TcpStream::connect((target.host.as_str(), target.port));
                 let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
                     Err(_) => return Err(silent(target)),
-                    Ok(r) => r.map_err(|e| classified(Kind::SshLost, format!("could not connect to SSH server {endpoint}: {e}")))?,
+                    Ok(r) => r.map_err(|e| {
+                        classified(Kind::SshLost, format!("could not connect to SSH server {endpoint}: {e}"))
+                    })?,
                 };
                 tcp.set_nodelay(true)?;
                 let ends = (tcp.local_addr()?, tcp.peer_addr()?);
@@ -212,7 +214,10 @@ pub fn open(target: &SshTarget) -> Opening<'_> {
                     .map_err(|e| {
                         classified(
                             Kind::Ssh,
-                            format!("jump host {}:{} could not connect to {}:{}: {e}", hop.host, hop.port, target.host, target.port),
+                            format!(
+                                "jump host {}:{} could not connect to {}:{}: {e}",
+                                hop.host, hop.port, target.host, target.port
+                            ),
                         )
                     })?;
                 way.via.hops.push(handle);
@@ -224,7 +229,12 @@ pub fn open(target: &SshTarget) -> Opening<'_> {
 
 /// The SSH handshake over `stream`, within [`CONNECT_TIMEOUT`]; `check` is the handler's
 /// host key check (a clone), which says why a refused key was refused.
-pub async fn connect<H>(target: &SshTarget, stream: Box<dyn Stream>, handler: H, check: &HostKeyCheck) -> Result<Handle<H>>
+pub async fn connect<H>(
+    target: &SshTarget,
+    stream: Box<dyn Stream>,
+    handler: H,
+    check: &HostKeyCheck,
+) -> Result<Handle<H>>
 where
     H: client::Handler<Error = russh::Error> + Send + 'static,
 {

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use anyhow::Result;
 use tokio::net::TcpListener;
 
+use super::client_control::ClientControl;
 use super::local::LocalEnd;
+use super::pool::Tunnel;
 use super::transfer::Transfer;
 use super::verbs::{self, Verb};
-use super::client_control::ClientControl;
-use super::pool::Tunnel;
 use crate::credentials::Login;
 use crate::error::{kind, Kind};
 use crate::ftp::Command;

@@ -4,6 +4,6 @@ pub mod ftpprobe;
 pub mod hostkeys;
 pub mod lab;
 pub mod sockets;
-pub mod tool;
 pub mod sshauth;
+pub mod tool;
 pub mod tunnel;

@@ -75,10 +75,17 @@ pub fn at(tool: &Tool, addr_key: &str, port: u16) -> String {
 /// Runs `make()`'s command with `args` under a capture of every wire in `wires`
 /// (`(netns key, interface key, the SSH port its flows must use)`): the run succeeds, only
 /// SSH crossed each wire, and neither the password nor the content did.
-pub fn captured(tool: &Tool, make: &dyn Fn() -> Command, args: &[&str], content: &[u8], wires: &[(&str, &str, u16)]) -> Output {
+pub fn captured(
+    tool: &Tool,
+    make: &dyn Fn() -> Command,
+    args: &[&str],
+    content: &[u8],
+    wires: &[(&str, &str, u16)],
+) -> Output {
     let lab = &tool.lab;
     let first = Capture::start(lab.var(wires[0].0), lab.var(wires[0].1));
-    let others: Vec<Capture> = wires[1..].iter().map(|(ns, iface, _)| first.also(lab.var(ns), lab.var(iface))).collect();
+    let others: Vec<Capture> =
+        wires[1..].iter().map(|(ns, iface, _)| first.also(lab.var(ns), lab.var(iface))).collect();
     let captures: Vec<Capture> = std::iter::once(first).chain(others).collect();
     let out = traced_cmd(make(), args);
     let seen: Vec<_> = captures.into_iter().map(Capture::stop).collect();

@@ -175,7 +175,12 @@ impl Account {
 
     /// The server ended a transfer with no connection admitted for it (see
     /// [`super::Gate::release`]); the link has received `received` of those admitted.
-    pub(super) fn release(&mut self, actions: &mut Vec<Action>, events: &Events, received: u64) -> Result<bool, String> {
+    pub(super) fn release(
+        &mut self,
+        actions: &mut Vec<Action>,
+        events: &Events,
+        received: u64,
+    ) -> Result<bool, String> {
         if self.admitted > received {
             return Ok(true); // admitted already, on its way to the link
         }
