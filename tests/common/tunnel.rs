@@ -94,14 +94,7 @@ pub fn client(tool: &Tool, dir: &Path, program: &str, args: &[&str]) -> Output {
     cmd.args(["120", "ip", "netns", "exec", tool.lab.var("CLIENT_NS"), program]).args(args);
     cmd.current_dir(dir).env("FTP_PASSWORD", tool.lab.var("FTP_PASSWORD")).env("HOME", tool.home.path());
     let out = cmd.stdin(Stdio::null()).output().expect("could not run the client");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).replace(tool.lab.var("FTP_PASSWORD"), "****");
-    eprintln!(
-        "--- {program} {args:?}\nexit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
+    printed(tool, program, args, out)
 }
 
 /// [`client`] with `script` on its standard input (the classic ftp clients read commands so).
@@ -117,6 +110,11 @@ pub fn client_script(tool: &Tool, dir: &Path, program: &str, args: &[&str], scri
     use std::io::Write;
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
+    printed(tool, program, args, out)
+}
+
+/// A client's run, printed for a failing test (the password masked), and returned.
+fn printed(tool: &Tool, program: &str, args: &[&str], out: Output) -> Output {
     let text = |b: &[u8]| String::from_utf8_lossy(b).replace(tool.lab.var("FTP_PASSWORD"), "****");
     eprintln!(
         "--- {program} {args:?}\nexit {:?}\nstdout:\n{}\nstderr:\n{}",
