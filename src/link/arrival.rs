@@ -103,6 +103,17 @@ impl Link<'_> {
                 }
                 Arrival::Reply(r) if reply.is_some() && r.is_completion() => {
                     match self.session.gate.release(&self.data_ports, self.received).await {
+                        // The server ended it before anything came, and the next transfer is
+                        // already sent: the next connection may be that one's (its RETR runs
+                        // the moment this one ends), and nothing tells the two apart. This one's
+                        // went elsewhere (a socket that met the server's SYN in a simultaneous
+                        // open) or is late: either way, not a guess.
+                        Ok(false)
+                            if self.pending.iter().any(|p| p.sent)
+                                && self.session.gate.nothing_came(&self.data_ports, self.received) =>
+                        {
+                            lost(&r)
+                        }
                         Ok(_) => {
                             self.completed = Some(r);
                             continue;
@@ -153,6 +164,18 @@ impl Link<'_> {
             FtpError { command: cmd.redacted(), reply }.classified()
         }
     }
+}
+
+/// The server ended the transfer with no connection for it come, and another sent behind it.
+fn lost(reply: &Reply) -> anyhow::Error {
+    crate::error::classified(
+        Kind::Transfer,
+        format!(
+            "the FTP server ended the transfer ({}) before its data connection reached us, with the next one \
+             already sent, whose connection could not be told from it; nothing kept",
+            reply.code
+        ),
+    )
 }
 
 /// Several connections raced for one transfer's data connection, none of them provably the

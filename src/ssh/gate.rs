@@ -269,6 +269,12 @@ impl Gate {
         result
     }
 
+    /// Nothing has come to `ports` for the transfer whose link has received `received`
+    /// connections: none admitted beyond those, none being checked, none waiting.
+    pub fn nothing_came(&self, ports: &[u16], received: u64) -> bool {
+        self.with(ports, |a| a.checking == 0 && a.held.is_empty() && a.admitted <= received).unwrap_or(true)
+    }
+
     /// True once a connection to `ports` waited unproven. Such a link must not send a
     /// transfer ahead: two unproven connections waiting at once cannot be told apart, neither
     /// as the server's nor as one transfer's or the next's.
