@@ -85,7 +85,7 @@ fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
     assert!(got == want, "{what}: got \"{}\", want \"{}\"", shown(got), shown(want));
 }
 
-/// get, put, mget and mput in ASCII against one server.
+/// get, put, mget, mput, batch and mirror in ASCII against one server.
 fn both_ways(expected: &Expected) {
     let tool = Tool::new();
     let port = tool.lab.port(expected.port_key);
@@ -139,6 +139,36 @@ fn both_ways(expected: &Expected) {
     for (name, want) in names.iter().zip(expected.stored) {
         let stored = std::fs::read(tool.remote_path(&format!("{mput_dir}/up-{name}"))).unwrap();
         assert_bytes(&stored, want, &format!("{}: mput --ascii {name}", expected.port_key));
+    }
+    // batch (a get and a put a file) and mirror: the same conversions.
+    let batch_dir = format!("{}/batch", dir.name);
+    std::fs::create_dir(tool.remote_path(&batch_dir)).unwrap();
+    std::process::Command::new("chown")
+        .arg(format!("{user}:{user}"))
+        .arg(tool.remote_path(&batch_dir))
+        .status()
+        .unwrap();
+    let mut lines = String::new();
+    for (name, source) in names.iter().zip(&sources) {
+        let got = tool.work.path().join(format!("batch-{name}"));
+        lines += &format!("get {}/{name} {}\nput {source} {batch_dir}/{name}\n", dir.name, got.display());
+    }
+    let file = tool.work.path().join("ascii.batch");
+    std::fs::write(&file, lines).unwrap();
+    let out = traced(&tool, port, &["--ascii", "batch", file.to_str().unwrap()]);
+    assert!(out.status.success(), "batch --ascii: {}", stderr(&out));
+    for ((name, got), stored) in names.iter().zip(expected.got).zip(expected.stored) {
+        let local = std::fs::read(tool.work.path().join(format!("batch-{name}"))).unwrap();
+        assert_bytes(&local, got, &format!("{}: batch --ascii get {name}", expected.port_key));
+        let remote = std::fs::read(tool.remote_path(&format!("{batch_dir}/{name}"))).unwrap();
+        assert_bytes(&remote, stored, &format!("{}: batch --ascii put {name}", expected.port_key));
+    }
+    let mirror = tool.work.path().join("mirror");
+    let out = traced(&tool, port, &["--ascii", "mirror", &dir.name, mirror.to_str().unwrap()]);
+    assert!(out.status.success(), "mirror --ascii: {}", stderr(&out));
+    for (name, want) in names.iter().zip(expected.got) {
+        let local = std::fs::read(mirror.join(name)).unwrap();
+        assert_bytes(&local, want, &format!("{}: mirror --ascii {name}", expected.port_key));
     }
 }
 
