@@ -220,24 +220,7 @@ fn auth_of(params: &ssh2_config::HostParams) -> Result<Auth> {
 
 /// ProxyCommand's `%h` (host), `%p` (port), `%r` (user), `%n` (the name as typed), `%%`.
 pub fn expand(command: &str, tokens: &Tokens) -> Result<String> {
-    let mut out = String::new();
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('h') => out.push_str(&tokens.host),
-            Some('p') => out.push_str(&tokens.port.to_string()),
-            Some('r') => out.push_str(&tokens.user),
-            Some('n') => out.push_str(&tokens.alias),
-            Some('%') => out.push('%'),
-            Some(other) => bail!("ProxyCommand: unknown %{other} in {command:?} (known: %h %p %r %n %%)"),
-            None => bail!("ProxyCommand: a lone % at the end of {command:?}"),
-        }
-    }
-    Ok(out)
+    tokens.substitute(command, "hprn").context("ProxyCommand")
 }
 
 /// Resolve the SSH server spec against an ssh config file (if it exists), as OpenSSH

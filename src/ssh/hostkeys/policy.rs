@@ -112,24 +112,39 @@ impl Tokens {
             None => String::new(),
         };
         let rest = if out.is_empty() { path } else { "" };
-        let mut chars = rest.chars();
+        out += &self.substitute(rest, "dunhpr")?;
+        Ok(PathBuf::from(out))
+    }
+
+    /// `text` with each `%X` whose letter is in `known` (of `d u h n p r`) replaced by its
+    /// value, and `%%` by `%`, as ssh_config's TOKENS; any other `%` is an error.
+    pub fn substitute(&self, text: &str, known: &str) -> Result<String> {
+        let listed: Vec<String> = known.chars().chain(['%']).map(|c| format!("%{c}")).collect();
+        let mut out = String::new();
+        let mut chars = text.chars();
         while let Some(c) = chars.next() {
             if c != '%' {
                 out.push(c);
                 continue;
             }
-            match chars.next() {
-                Some('%') => out.push('%'),
-                Some('d') => out.push_str(&home()?),
-                Some('u') => out.push_str(&self.local_user),
-                Some('h') => out.push_str(&self.host),
-                Some('n') => out.push_str(&self.alias),
-                Some('p') => out.push_str(&self.port.to_string()),
-                Some('r') => out.push_str(&self.user),
-                other => bail!("{path:?}: unknown token %{}", other.map(String::from).unwrap_or_default()),
+            let Some(token) = chars.next() else { bail!("a lone % at the end of {text:?}") };
+            let value = match token {
+                '%' => Some("%".to_string()),
+                t if !known.contains(t) => None,
+                'd' => Some(self.home.as_ref().map(|h| h.display().to_string()).context("no HOME to expand %d")?),
+                'u' => Some(self.local_user.clone()),
+                'h' => Some(self.host.clone()),
+                'n' => Some(self.alias.clone()),
+                'p' => Some(self.port.to_string()),
+                'r' => Some(self.user.clone()),
+                _ => None,
+            };
+            match value {
+                Some(value) => out.push_str(&value),
+                None => bail!("unknown %{token} in {text:?} (known: {})", listed.join(" ")),
             }
         }
-        Ok(PathBuf::from(out))
+        Ok(out)
     }
 }
 
