@@ -30,6 +30,9 @@ pub struct Login {
     pub gate: Option<PasswordGate>,
     /// `--ascii`: the login ends with TYPE A (text), not TYPE I.
     pub ascii: bool,
+    /// `--ftp-uid`: the account (a uid or a name) the FTP server runs this login's session as on
+    /// the SSH server's host, where the login has none of its own (virtual users).
+    pub runs_as: Option<String>,
 }
 
 /// A password held back until another connection's login was accepted: the
@@ -111,7 +114,7 @@ pub fn resolve(
             ))
         }
     };
-    Ok(Login { user, password, gate: None, ascii: false })
+    Ok(Login { user, password, gate: None, ascii: false, runs_as: None })
 }
 
 /// The parsed netrc, and why its passwords must not be used, if they must

@@ -86,6 +86,11 @@ fn download_under_attack(ftp_key: &str, mode: &str, must_win: bool) {
 
 /// [`download_under_attack`] through the SSH server on `ssh_key`.
 fn download_under_attack_via(ssh_key: &str, ftp_key: &str, mode: &str, must_win: bool) {
+    download_under_attack_as(ssh_key, ftp_key, mode, must_win, &[]);
+}
+
+/// [`download_under_attack_via`] with `login` (options) before the command.
+fn download_under_attack_as(ssh_key: &str, ftp_key: &str, mode: &str, must_win: bool, login: &[&str]) {
     let tool = Tool::new();
     let (ssh, port) = (tool.lab.port(ssh_key), tool.lab.port(ftp_key));
     let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
@@ -96,7 +101,7 @@ fn download_under_attack_via(ssh_key: &str, ftp_key: &str, mode: &str, must_win:
             break;
         }
         let name = format!("got-{i}.bin");
-        let out = run(tool.cmd_via(ssh, port).args(["-v", "get", "small.bin", &name]));
+        let out = run(tool.cmd_via(ssh, port).args(login).args(["-v", "get", "small.bin", &name]));
         let err = stderr(&out);
         let path = tool.work.path().join(&name);
         refused += refusals_of_the_attacker(&err);
@@ -273,4 +278,35 @@ fn an_rfc959_servers_unproven_connections_are_never_taken_for_a_race() {
         assert!(err.contains("0 retries"), "{err}");
         common::tool::assert_many(&tool, &dir, 1..=200);
     }
+}
+
+/// A ProFTPD virtual user: its session runs as a uid that no account on the SSH server names.
+/// Without `--ftp-uid` its data connections can only wait unconfirmed; named with it, they are
+/// proven by their owner, and a racing attacker's are refused by theirs.
+#[test]
+fn a_virtual_users_connections_are_proven_by_the_uid_given() {
+    let tool = Tool::new();
+    let (user, uid) = (tool.lab.var("VIRTUAL_USER"), tool.lab.var("VIRTUAL_UID"));
+    let want = std::fs::read(tool.remote_path("small.bin")).unwrap();
+    let port = tool.lab.port("PROFTPD_PORT");
+    for (uid_option, says) in [
+        (None, format!("waits: it was made by uid {uid}, which may be the FTP server's")),
+        (Some(uid), format!("its socket is uid {uid}'s")),
+    ] {
+        let mut cmd = tool.cmd(port);
+        cmd.args(["-u", user]);
+        if let Some(uid) = uid_option {
+            cmd.args(["--ftp-uid", uid]);
+        }
+        let out = run(cmd.args(["-vv", "get", "small.bin", "virtual.bin"]));
+        let err = stderr(&out);
+        assert!(out.status.success(), "--ftp-uid {uid_option:?}:\n{err}");
+        assert!(err.contains(&says), "--ftp-uid {uid_option:?}: no {says:?} in:\n{err}");
+        assert_same(&std::fs::read(tool.work.path().join("virtual.bin")).unwrap(), &want, "virtual user");
+        std::fs::remove_file(tool.work.path().join("virtual.bin")).unwrap();
+    }
+    let out = run(tool.cmd(port).args(["-u", user, "--ftp-uid", user, "get", "small.bin", "virtual.bin"]));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("--ftp-uid {user}: the SSH server has no such account")), "{err}");
+    download_under_attack_as("SSH_PORT", "PROFTPD_PORT", "hold", true, &["-u", user, "--ftp-uid", uid]);
 }

@@ -47,6 +47,9 @@ pub struct Cli {
     /// FTP user name [default: the login in ~/.netrc for that host, else the SSH user]
     #[arg(short = 'u', long = "ftp-user", overrides_with = "ftp_user", global = true, value_name = "NAME")]
     pub ftp_user: Option<String>,
+    /// The account the FTP server runs this login's session as on the SSH server, where the login has none of its own (virtual users): its data connections are then proven by their owner [default: the login's own account]
+    #[arg(long = "ftp-uid", overrides_with = "ftp_uid", global = true, value_name = "UID|NAME")]
+    pub ftp_uid: Option<String>,
     /// SSH private key file (repeatable; the ssh-agent is tried first)
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub identity: Vec<PathBuf>,

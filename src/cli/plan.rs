@@ -43,7 +43,7 @@ pub(super) fn plan(cli: &Cli) -> Result<Plan> {
     let typed = endpoint::split_spec(spec).map(|(_, host, _)| host).unwrap_or_default();
     // The tunnel's clients log in themselves, each with its own USER and PASS.
     let login = if matches!(cli.command, Cmd::Tunnel { .. }) {
-        credentials::Login { user: String::new(), password: String::new(), gate: None, ascii: false }
+        credentials::Login { user: String::new(), password: String::new(), gate: None, ascii: false, runs_as: None }
     } else {
         credentials::resolve(
             cli.ftp_user.as_deref(),
@@ -57,6 +57,7 @@ pub(super) fn plan(cli: &Cli) -> Result<Plan> {
     };
     let mut login = login;
     login.ascii = super::modes::representation(cli)? == crate::ftp::command::TransferType::Ascii;
+    login.runs_as = cli.ftp_uid.clone();
     let verify = super::modes::verify(cli);
     let throttle = cli.bwlimit.map(|rate| Arc::new(crate::throttle::Throttle::new(rate)));
     let timeout = Duration::from_secs(cli.timeout);

@@ -301,7 +301,7 @@ async fn forward_and_login(
     // The origin check starts meanwhile too, where it has not yet (once a session); a login
     // that fails leaves it unstarted (its exec would race the session's end).
     let login_and_origin = async {
-        let origin = session.check_origins(&login.user);
+        let origin = session.check_origins(&login.user, login.runs_as.as_deref());
         let logging_in = timed_login(control, login);
         tokio::pin!(origin, logging_in);
         let mut origin_done = false;

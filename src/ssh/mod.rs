@@ -218,9 +218,10 @@ impl Session {
 
     /// Have the gate prove each data connection's origin by its owner in the SSH server's
     /// socket table ([`origin`]), the FTP server's sockets being root's, ours, or those of
-    /// `ftp_user`'s account there. Once per session; where no perl runs there, connections
-    /// are judged by address and port alone, as said at `-v`.
-    pub async fn check_origins(&self, ftp_user: &str) {
+    /// the account the FTP session runs as there: `runs_as` (`--ftp-uid`, a uid or a name),
+    /// else `ftp_user`'s own. Once per session; where no perl runs there, connections are
+    /// judged by address and port alone, as said at `-v`.
+    pub async fn check_origins(&self, ftp_user: &str, runs_as: Option<&str>) {
         // Held while it starts: another link of the session waits rather than go unchecked.
         // Set once it ended, either way: a start cancelled half-way is tried again.
         let mut tried = self.origin_tried.lock().await;
@@ -229,7 +230,17 @@ impl Session {
         }
         let started = async {
             let mut origin = origin::Origin::start(self).await?;
-            let ftp = origin.uid_of(if ftp_user == "anonymous" { "ftp" } else { ftp_user }).await?;
+            let ftp = match runs_as {
+                Some(uid) if uid.parse::<u32>().is_ok() => uid.parse().ok(),
+                Some(name) => {
+                    let uid = origin.uid_of(name).await?;
+                    if uid.is_none() {
+                        tracing::warn!("--ftp-uid {name}: the SSH server has no such account; the FTP server's uid stays unknown");
+                    }
+                    uid
+                }
+                None => origin.uid_of(if ftp_user == "anonymous" { "ftp" } else { ftp_user }).await?,
+            };
             anyhow::Ok((origin, ftp))
         };
         match started.await {

@@ -39,7 +39,7 @@ pub async fn login<'s>(
                     "tunnel: ---> PASS **** (client {}, FTP user {name}): logging in through SSH",
                     client.peer
                 );
-                let spec = tunnel.spec_for(Login { user: name, password, gate: None, ascii: false });
+                let spec = tunnel.spec_for(Login { user: name, password, gate: None, ascii: false, runs_as: None });
                 match Link::open(session, &spec).await {
                     Ok(link) => {
                         client.say("230 Logged in: control and data connections travel inside SSH.").await?;

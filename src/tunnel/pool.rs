@@ -48,6 +48,8 @@ impl Tunnel {
 
     /// The link spec for a client's login.
     pub fn spec_for(&self, login: Login) -> Spec {
+        // `--ftp-uid` names the account every client's session runs as.
+        let login = Login { runs_as: self.spec.login.runs_as.clone(), ..login };
         Spec { login, ..self.spec.clone() }
     }
 
