@@ -152,6 +152,8 @@ pub struct Control {
     /// The stream ends in our relay, which takes hold lines ([`Control::pipeline_held`]).
     holds: bool,
     made: made::Made,
+    /// The next [`Control::resync`] sends ABOR at once ([`Control::abort_on_resync`]).
+    abort_first: bool,
 }
 
 impl Control {
@@ -161,7 +163,16 @@ impl Control {
         let transcript = Box::new(|_: Line<'_>| {});
         let state = State::owed("connect".into());
         let made = made::Made::default();
-        Control { stream: Box::new(stream), buf: Vec::new(), state, timeout, transcript, holds: false, made }
+        Control {
+            stream: Box::new(stream),
+            buf: Vec::new(),
+            state,
+            timeout,
+            transcript,
+            holds: false,
+            made,
+            abort_first: false,
+        }
     }
 
     /// The data connections the server has said it made ([`made`]).
@@ -205,19 +216,25 @@ impl Control {
     /// ABOR and read both final replies it brings (the transfer's, then
     /// ABOR's; RFC 959 4.1.3). On error the connection is broken: close it.
     pub async fn resync(&mut self, bound: Duration) -> Result<()> {
+        let abort_first = std::mem::take(&mut self.abort_first);
         let (owed, n) = match &self.state {
             State::InStep => return Ok(()),
             State::Broken(why) => return Err(OutOfStep::Broken(why.clone()).classified()),
             State::Owed(owed) => (owed.iter().cloned().collect::<Vec<_>>().join(", "), owed.len()),
         };
-        tracing::debug!("bringing the control connection back in step: reading on to the final replies to {owed}");
-        if self.read_finals(n, bound).await.is_ok() {
-            return Ok(());
+        if !abort_first {
+            tracing::debug!("bringing the control connection back in step: reading on to the final replies to {owed}");
+            if self.read_finals(n, bound).await.is_ok() {
+                return Ok(());
+            }
         }
         if !matches!(self.state, State::Owed(_)) {
             return Err(OutOfStep::Broken(format!("no final reply to {owed}")).classified());
         }
-        tracing::debug!("no final reply to {owed} within {bound:?}: sending ABOR");
+        tracing::debug!(
+            "{}: sending ABOR",
+            if abort_first { "aborting".to_string() } else { format!("no final reply to {owed} within {bound:?}") }
+        );
         let aborting = async {
             // Our relay lets go of the commands it holds (see `pipeline_held`), so ABOR reaches the server.
             let release: &[u8] = if self.holds { b"FTPSSH-RELEASE\r\n" } else { b"" };
@@ -235,6 +252,13 @@ impl Control {
             self.state = State::Broken(format!("ABOR after {owed} was not answered in step"));
         }
         result.with_context(|| format!("could not bring the FTP control connection back in step after {owed}"))
+    }
+
+    /// Have the next [`Control::resync`] send ABOR at once, without first waiting for the
+    /// transfer to end by itself: its data connection was raced, and whatever the server still
+    /// sends or awaits for it must stop now (RFC 2577).
+    pub fn abort_on_resync(&mut self) {
+        self.abort_first = true;
     }
 
     /// Read replies until `n` final ones have come, within `bound` in all.

@@ -118,7 +118,10 @@ impl Link<'_> {
                             self.completed = Some(r);
                             continue;
                         }
-                        Err(who) => raced(who),
+                        Err(who) => {
+                            self.control.abort_on_resync();
+                            raced(who)
+                        }
                     }
                 }
                 Arrival::Gate(gate::Arrival::Data(mut d)) => {
@@ -130,7 +133,10 @@ impl Link<'_> {
                     continue;
                 }
                 Arrival::Gate(gate::Arrival::Unprovable(why)) => Fallback::Unprovable(why).into(),
-                Arrival::Gate(gate::Arrival::Raced(who)) => raced(who),
+                Arrival::Gate(gate::Arrival::Raced(who)) => {
+                    self.control.abort_on_resync();
+                    raced(who)
+                }
                 Arrival::Early => continue,
                 Arrival::Reply(r) => self.refusal(cmd, r),
                 Arrival::Lost(e) => e,

@@ -235,7 +235,9 @@ impl Session {
                 Some(name) => {
                     let uid = origin.uid_of(name).await?;
                     if uid.is_none() {
-                        tracing::warn!("--ftp-uid {name}: the SSH server has no such account; the FTP server's uid stays unknown");
+                        tracing::warn!(
+                            "--ftp-uid {name}: the SSH server has no such account; the FTP server's uid stays unknown"
+                        );
                     }
                     uid
                 }

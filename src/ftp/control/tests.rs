@@ -160,6 +160,27 @@ async fn a_transfer_that_does_not_end_is_aborted_and_read_through() {
 }
 
 #[tokio::test]
+async fn a_raced_transfer_is_aborted_at_once() {
+    let (mut control, mut server) = owing_retr().await;
+    let script = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64];
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"ABOR\r\n") {
+            let n = server.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+        }
+        server.write_all(b"426 Transfer aborted\r\n226 Abort successful\r\n").await.unwrap();
+        server
+    });
+    control.abort_on_resync();
+    let started = std::time::Instant::now();
+    control.resync(Duration::from_secs(30)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "ABOR waited for the transfer first");
+    assert!(control.in_step());
+    drop(script.await.unwrap());
+}
+
+#[tokio::test]
 async fn a_connection_that_cannot_be_brought_back_is_broken() {
     let (mut control, server) = owing_retr().await;
     // Silent: neither the transfer's end nor ABOR's answer comes.
