@@ -19,12 +19,14 @@
 //! - [`transfer`]: one transfer: the server's data connection, the client's, TIME_WAIT paced.
 //! - [`local`]: the client's end of a data connection, and the owner check.
 //! - [`pipe`]: the bytes between the two.
+//! - [`reuse`]: SO_REUSEADDR set on the client's control socket, for `sendport` off.
 
 pub mod client;
 pub mod client_control;
 pub mod local;
 pub mod pipe;
 pub mod pool;
+pub mod reuse;
 pub mod transfer;
 pub mod verbs;
 
@@ -120,6 +122,17 @@ async fn serve(tunnel: Rc<Tunnel>, stream: TcpStream, peer: SocketAddr, mut stop
         return;
     }
     tracing::info!("tunnel: client {peer} (uid {}): C = {}", tunnel.uid, peer.port());
+    // Before the greeting: a classic client binds its `sendport` off listener to C only later.
+    match reuse::client_socket(peer, ours, tunnel.uid) {
+        reuse::Reuse::Set { pid, fd } => tracing::info!(
+            "tunnel: SO_REUSEADDR set on the client's control socket (process {pid}, descriptor {fd}), so that it can listen on C = {} with sendport off",
+            peer.port()
+        ),
+        reuse::Reuse::NotSet(why) => tracing::warn!(
+            "tunnel: could not set SO_REUSEADDR on the client's control socket ({why}): a classic ftp with sendport off will fail to listen on C = {} (bind: Address already in use); use passive mode there",
+            peer.port()
+        ),
+    }
     if let Err(e) = serve_logged(&tunnel, &mut client, &mut stop).await {
         tracing::warn!("tunnel: client {peer}: {e:#}");
     }
