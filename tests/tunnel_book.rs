@@ -191,3 +191,70 @@ fn a_second_local_user_racing_the_data_ports_gets_nothing() {
     assert!(trace.contains("refused a data connection from"), "the attacker never reached a passive port:\n{trace}");
     assert!(trace.contains("refused a client at"), "the attacker never reached the tunnel:\n{trace}");
 }
+
+/// The same second user racing the classic client's own listeners: its PORT listener, and with
+/// `sendport` off its listener on C, for downloads and uploads. The tunnel connects to the
+/// client's listener as soon as it is named (PORT) or used (the transfer command), and before
+/// its 150 makes sure that no other connection waits there ahead of its own, else answers 425
+/// (as the threat model has it, a race the attacker wins fails the transfer, nothing written):
+/// the attacker gets nothing, no byte of its lands in a file, and no transfer breaks.
+#[test]
+fn a_second_local_user_racing_the_clients_listeners_gets_nothing() {
+    for sendport in [true, false] {
+        let tool = Tool::new();
+        let small = read(&tool.remote_path("small.bin"));
+        let dir = tool.work.path();
+        std::fs::write(dir.join("up.bin"), &small).unwrap();
+        let remote = format!("upload/tunnel-race-{}-{sendport}.bin", std::process::id());
+        let _cleanup = common::tool::RemoveOnDrop(tool.remote_path(&remote));
+        let attacker_out = dir.join("attacker.txt");
+        let mut script = String::from(if sendport { "binary\n" } else { "sendport\nbinary\n" });
+        for i in 0..20 {
+            script.push_str(&format!("get small.bin got-{i}.bin\nput up.bin {remote}\n"));
+        }
+        script.push_str("quit\n");
+        let mut said = String::new();
+        let trace = captured(&tool, "127.0.0.1", tool.lab.port("PROFTPD_PORT"), &[&small], |port| {
+            let mut attacker = Command::new("ip")
+                .args(["netns", "exec", tool.lab.var("CLIENT_NS"), "setpriv"])
+                .args([format!("--reuid={ATTACKER}"), format!("--regid={ATTACKER}"), "--clear-groups".into()])
+                .args([
+                    "/usr/bin/python3",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/racer.py"),
+                    &port.to_string(),
+                ])
+                .stdout(std::fs::File::create(&attacker_out).unwrap())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let out = client_script(&tool, dir, "inetutils-ftp", &["-v", "127.0.0.1", &port.to_string()], &script);
+            let _ = attacker.kill();
+            let _ = attacker.wait();
+            ok(&out, "inetutils-ftp");
+            said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        });
+        let attacker = String::from_utf8_lossy(&read(&attacker_out)).into_owned();
+        for line in attacker.lines().filter(|l| l.starts_with("GOT ")) {
+            assert!(line.contains("421 This tunnel serves its own user only"), "the attacker received bytes: {line}");
+        }
+        // Each transfer's final reply, in order (get, put, get, ...): 226, or 425 where the
+        // attacker's connection was seen waiting at the client's listener (never a 426: a
+        // transfer that started was the client's own to the end).
+        let finals: Vec<&str> =
+            said.lines().filter(|l| ["226 ", "425 ", "426 "].iter().any(|c| l.starts_with(c))).collect();
+        assert_eq!(finals.len(), 40, "sendport {sendport}: 20 gets and 20 puts, each with one final reply:\n{said}");
+        assert!(!finals.iter().any(|l| l.starts_with("426")), "sendport {sendport}: a transfer broke:\n{said}");
+        let refused = finals.iter().filter(|l| l.starts_with("425")).count();
+        eprintln!("sendport {sendport}: {refused} of 40 transfers refused for another user's connection");
+        if refused > 0 {
+            assert!(trace.contains("another connection"), "{trace}");
+        }
+        for i in (0..20).filter(|i| finals[2 * i].starts_with("226")) {
+            assert_same(&read(&dir.join(format!("got-{i}.bin"))), &small, &format!("sendport {sendport}: get {i}"));
+        }
+        if finals.iter().skip(1).step_by(2).any(|l| l.starts_with("226")) {
+            assert_same(&read(&tool.remote_path(&remote)), &small, &format!("sendport {sendport}: the put"));
+        }
+        assert!(!trace.contains("answered by the tunnel's own listener"), "{trace}");
+    }
+}

@@ -8,7 +8,7 @@ use anyhow::Result;
 use tokio::net::TcpListener;
 
 use super::client_control::ClientControl;
-use super::local::LocalEnd;
+use super::local::{self, LocalEnd};
 use super::pool::Tunnel;
 use super::transfer::Transfer;
 use super::verbs::{self, Verb};
@@ -16,6 +16,10 @@ use crate::credentials::Login;
 use crate::error::{kind, Kind};
 use crate::ftp::Command;
 use crate::link::Link;
+
+/// How long the connection to a client's PORT listener may take when it is named (a
+/// loopback connect: the kernel answers at once, or refuses).
+const EARLY_CONNECT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Until the client has logged in: USER and PASS open the link with its login.
 pub async fn login<'s>(
@@ -106,8 +110,16 @@ pub async fn converse(
                 tracing::info!(
                     "tunnel: the client listens on {at}: the tunnel connects there, the server is told nothing"
                 );
+                // Now, before our 200: the client listens already, and another local user who
+                // saw its listener must find our connection first in its queue.
+                end = match local::connect(LocalEnd::Port(at), client.uid, client.ours, EARLY_CONNECT).await {
+                    Ok(stream) => LocalEnd::Connected(stream),
+                    Err(e) => {
+                        tracing::debug!("tunnel: {e:#}: connecting again at the transfer");
+                        LocalEnd::Port(at)
+                    }
+                };
                 client.say("200 PORT command successful (the tunnel connects; nothing leaves this host).").await?;
-                end = LocalEnd::Port(at);
             }
             Verb::Active(Ok(at)) => {
                 tracing::warn!("tunnel: refused the client's PORT to {at}: only this host's loopback (anything else is the FTP bounce attack)");
