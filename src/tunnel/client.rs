@@ -14,6 +14,7 @@ use super::transfer::Transfer;
 use super::verbs::{self, Verb};
 use crate::credentials::Login;
 use crate::error::{kind, Kind};
+use crate::events::tunnel::Fact;
 use crate::ftp::Command;
 use crate::link::Link;
 
@@ -69,7 +70,7 @@ pub async fn login<'s>(
 
 /// AUTH TLS or SSL: refused, so that the client goes on in plain FTP, which travels inside SSH.
 async fn auth(client: &mut ClientControl) -> Result<()> {
-    tracing::info!("tunnel: refused the client's AUTH: its control and data connections are inside SSH already, so it goes on in plain FTP");
+    client.fact(Fact::AuthRefused);
     client.say("534 AUTH refused: this FTP connection travels inside SSH already.").await
 }
 
@@ -99,20 +100,16 @@ pub async fn converse(
                 } else {
                     verbs::epsv_reply(at.port())
                 };
-                tracing::info!(
-                    "tunnel: the client's {} is answered by the tunnel's own listener {at}",
-                    line.to_ascii_uppercase()
-                );
+                let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                client.fact(Fact::PassiveListener { verb, listen: at });
                 client.say(&reply).await?;
                 end = LocalEnd::Listening(listener);
             }
             Verb::Active(Ok(at)) if at.ip().is_loopback() => {
-                tracing::info!(
-                    "tunnel: the client listens on {at}: the tunnel connects there, the server is told nothing"
-                );
+                client.fact(Fact::ClientListens { listen: at });
                 // Now, before our 200: the client listens already, and another local user who
                 // saw its listener must find our connection first in its queue.
-                end = match local::connect(LocalEnd::Port(at), client.uid, client.ours, EARLY_CONNECT).await {
+                end = match local::connect(LocalEnd::Port(at), client.local(), EARLY_CONNECT).await {
                     Ok(stream) => LocalEnd::Connected(stream),
                     Err(e) => {
                         tracing::debug!("tunnel: {e:#}: connecting again at the transfer");
@@ -122,7 +119,7 @@ pub async fn converse(
                 client.say("200 PORT command successful (the tunnel connects; nothing leaves this host).").await?;
             }
             Verb::Active(Ok(at)) => {
-                tracing::warn!("tunnel: refused the client's PORT to {at}: only this host's loopback (anything else is the FTP bounce attack)");
+                client.fact(Fact::PortRefused { to: at });
                 client.say("500 PORT refused: only a loopback address of this host.").await?;
             }
             Verb::Active(Err(why)) => client.say(&format!("501 {why}")).await?,

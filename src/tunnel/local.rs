@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::error::{classified, Kind};
+use crate::events::tunnel::Fact;
+use crate::events::{Event, Events};
 use crate::tcp::table::{self, Entry, TcpState};
 
 /// While a connection to the client's listener waits for its answer, how often its queue is
@@ -74,10 +76,22 @@ pub fn table() -> Vec<Entry> {
     entries
 }
 
-/// The client's data connection, from `end`, proven to be made by `uid` within `bound`; at the
-/// client's listener, proven to be the first in its queue ([`alone`]). `control` is the tunnel's
-/// end of the client's control connection.
-pub async fn connect(end: LocalEnd, uid: u32, control: SocketAddr, bound: Duration) -> Result<TcpStream> {
+/// The client a data connection is for.
+#[derive(Clone)]
+pub struct Client {
+    /// Its uid: the owner of its control connection's socket.
+    pub uid: u32,
+    /// The tunnel's end of its control connection.
+    pub control: SocketAddr,
+    /// Where the facts go.
+    pub events: Events,
+}
+
+/// The client's data connection, from `end`, proven to be made by the client's uid within
+/// `bound`; at the client's listener, proven to be the first in its queue ([`alone`]).
+pub async fn connect(end: LocalEnd, client: Client, bound: Duration) -> Result<TcpStream> {
+    let Client { uid, control, events } = client;
+    let fact = |fact| events.emit(Event::Tunnel(fact));
     let deadline = tokio::time::Instant::now() + bound;
     match end {
         LocalEnd::Connected(stream) => Ok(stream),
@@ -90,14 +104,16 @@ pub async fn connect(end: LocalEnd, uid: u32, control: SocketAddr, bound: Durati
             // Held by a process: one that connected and closed at once leaves a row of uid 0.
             match owner(peer, ours) {
                 Some(Owner { uid: owner, held: true }) if owner == uid => {
-                    tracing::info!("tunnel: the client's data connection {peer} -> {ours} (uid {uid})");
+                    fact(Fact::ClientData { from: peer, to: ours });
                     let _ = stream.set_nodelay(true);
                     return Ok(stream);
                 }
-                owner => tracing::warn!(
-                    "tunnel: refused a data connection from {peer} to the passive port {ours}: its socket is {}, not the client's (uid {uid})",
-                    whose(owner)
-                ),
+                owner => fact(Fact::DataRefused {
+                    why: format!(
+                        "refused a data connection from {peer} to the passive port {ours}: its socket is {}, not the client's (uid {uid})",
+                        whose(owner)
+                    ),
+                }),
             }
         },
         LocalEnd::Port(at) | LocalEnd::DefaultPort(at) => {
@@ -109,7 +125,7 @@ pub async fn connect(end: LocalEnd, uid: u32, control: SocketAddr, bound: Durati
                 Some(Owner { uid: owner, .. }) if owner == uid => {
                     // At once: a connection that comes after ours waits behind it, harmless.
                     alone(&stream, control)?;
-                    tracing::info!("tunnel: data connection {ours} -> the client's {at} (uid {uid})");
+                    fact(Fact::ClientData { from: ours, to: at });
                     let _ = stream.set_nodelay(true);
                     Ok(stream)
                 }

@@ -12,6 +12,7 @@ use super::local::{self, LocalEnd};
 use super::pipe;
 use super::verbs::Direction;
 use crate::error::{find, kind, Kind};
+use crate::events::tunnel::Fact;
 use crate::ftp::Command;
 use crate::link::{Collision, Data, Link};
 use crate::timewait::{self, Collisions, Next, Pace};
@@ -43,16 +44,16 @@ impl Transfer {
         // STOR begun and dropped would leave an empty file). To our passive port, while the
         // server's is made: a client uploading a small file would send it and close as soon as
         // it has our 150, and a closed socket names no owner.
-        let (uid, bound, control) = (client.uid, link.control.timeout, client.ours);
+        let bound = link.control.timeout;
         let what = cmd.redacted();
         let listening = matches!(end, LocalEnd::Listening(_));
-        let mut connecting = Some(tokio::task::spawn_local(local::connect(end, uid, control, bound)));
+        let mut connecting = Some(tokio::task::spawn_local(local::connect(end, client.local(), bound)));
         let ready = match listening {
             true => None,
             false => match joined(connecting.take()).await {
                 Ok(stream) => Some(stream),
                 Err(e) => {
-                    tracing::warn!("tunnel: {what}: {e:#}");
+                    client.fact(Fact::DataRefused { why: format!("{what}: {e:#}") });
                     let why = format!("{e:#}");
                     let why = crate::ftp::shown::shown_lines(&why);
                     return client.say(&format!("425 Cannot open the data connection: {why}")).await;
@@ -166,7 +167,7 @@ async fn refuse(
     e: anyhow::Error,
 ) -> Result<()> {
     let _ = data.channel.close().await;
-    tracing::warn!("tunnel: {what}: {e:#}");
+    client.fact(Fact::DataRefused { why: format!("{what}: {e:#}") });
     link.resync().await?;
     let why = format!("{e:#}");
     client.say(&format!("425 Cannot open the data connection: {}", crate::ftp::shown::shown_lines(&why))).await
