@@ -74,10 +74,12 @@ impl Transfer {
             Ok(stream) => stream,
             Err(e) => return refuse(client, link, data, &what, e).await,
         };
+        // As the built-in transfers: the run's `--bwlimit`, and a stall window of twice `--timeout`.
+        let pace = pipe::Pace { throttle: link.spec().throttle.clone(), window: bound * 2 };
         let (moved, writer) = match direction {
-            Direction::Down => (pipe::down(data, &mut stream, client.until_abort()).await, None),
+            Direction::Down => (pipe::down(data, &mut stream, &pace, client.until_abort()).await, None),
             Direction::Up => {
-                let (moved, writer) = pipe::up(data, &mut stream, client.until_abort()).await;
+                let (moved, writer) = pipe::up(data, &mut stream, &pace, client.until_abort()).await;
                 (moved, Some(writer))
             }
         };
