@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::ftp::Dialect;
 use crate::tcp::DataTuple;
+pub mod tunnel;
 
 /// How the control connection was made, which decides how P is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -223,6 +224,8 @@ pub enum Event {
         /// After how long.
         delay: Duration,
     },
+    /// The tunnel's own facts about an outside client, on this host.
+    Tunnel(tunnel::Fact),
 }
 
 impl fmt::Display for Event {
@@ -292,6 +295,7 @@ impl fmt::Display for Event {
             Event::JobDone { done, total } => write!(f, "{done} of {total} done"),
             Event::Reconnecting { error, delay } => write!(f, "SSH connection failed ({error}); retrying in {delay:.1?}"),
             Event::Retrying { what, error, retry, delay } => write!(f, "{what}: {error}; retry {retry} in {delay:.1?}"),
+            Event::Tunnel(fact) => fact.fmt(f),
         }
     }
 }

@@ -50,7 +50,8 @@
 //! incarnation), `PassiveData`, `Sent`/`Received` (the control conversation),
 //! `TransferStarted`/`Progress`/`TransferDone`, `Verified`/`Unverified` (the server's hash), `Collision`, `TimeWaitLeft`, `Reclaimed`,
 //! `Rotated`, `ReclaimFailed`, `Waiting`/`Waited`, `FellBack` (to passive, and why),
-//! `Detour`, `StrayRefused`, `Retrying`, `JobDone`. Observers: the `-v` trace, the progress
+//! `Detour`, `StrayRefused`, `Retrying`, `JobDone`; `Tunnel` (the tunnel's facts about an
+//! outside client: its C, its listeners, each data connection's ends, refusals). Observers: the `-v` trace, the progress
 //! bars, the bulk report's records, `--events FILE` (JSON lines), and the teaching demo.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -19,12 +19,14 @@
 //! - [`transfer`]: one transfer: the server's data connection, the client's, TIME_WAIT paced.
 //! - [`local`]: the client's end of a data connection, and the owner check.
 //! - [`pipe`]: the bytes between the two.
+//! - [`reuse`]: SO_REUSEADDR set on the client's control socket, for `sendport` off.
 
 pub mod client;
 pub mod client_control;
 pub mod local;
 pub mod pipe;
 pub mod pool;
+pub mod reuse;
 pub mod transfer;
 pub mod verbs;
 
@@ -38,6 +40,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::error::{classified, Classify, Kind};
+use crate::events::tunnel::Fact;
 use crate::events::Events;
 use crate::interrupt::{Interrupted, Watch};
 use crate::link::Spec;
@@ -109,21 +112,22 @@ pub async fn run(target: SshTarget, spec: Spec, events: Events, listen: SocketAd
 async fn serve(tunnel: Rc<Tunnel>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
     let Ok(ours) = stream.local_addr() else { return };
     let owner = local::owner(peer, ours);
-    let mut client = ClientControl::new(stream, peer, ours, tunnel.uid);
+    let mut client = ClientControl::new(stream, peer, ours, tunnel.uid, tunnel.events.clone());
     if owner != Some(local::Owner { uid: tunnel.uid, held: true }) {
-        let whose = local::whose(owner);
-        tracing::warn!(
-            "tunnel: refused a client at {peer}: its socket is {whose}, not the tunnel's (uid {})",
-            tunnel.uid
-        );
+        client.fact(Fact::ClientRefused { client: peer, whose: local::whose(owner) });
         let _ = client.say("421 This tunnel serves its own user only.").await;
         return;
     }
-    tracing::info!("tunnel: client {peer} (uid {}): C = {}", tunnel.uid, peer.port());
+    client.fact(Fact::Client { client: peer, uid: tunnel.uid });
+    // Before the greeting: a classic client binds its `sendport` off listener to C only later.
+    client.fact(match reuse::client_socket(peer, ours, tunnel.uid) {
+        reuse::Reuse::Set { pid, fd } => Fact::ReuseSet { client: peer, pid, fd },
+        reuse::Reuse::NotSet(why) => Fact::ReuseNotSet { client: peer, why },
+    });
     if let Err(e) = serve_logged(&tunnel, &mut client, &mut stop).await {
         tracing::warn!("tunnel: client {peer}: {e:#}");
     }
-    tracing::info!("tunnel: client {peer} has gone");
+    client.fact(Fact::ClientGone { client: peer });
 }
 
 async fn serve_logged(tunnel: &Tunnel, client: &mut ClientControl, stop: &mut watch::Receiver<bool>) -> Result<()> {

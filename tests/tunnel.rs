@@ -8,7 +8,7 @@
 mod common;
 
 use common::tool::{assert_same, RemoveOnDrop, Tool};
-use common::tunnel::{captured, client, client_script, ok, read};
+use common::tunnel::{captured, captured_with, client, client_script, ok, read};
 
 /// The ways a data connection reaches each kind of lab server, by its `lab.env` port key.
 const SERVERS: [&str; 4] = ["PROFTPD_PORT", "PROFTPD_FIXED_PORT", "INETUTILS_PORT", "VSFTPD_PORT"];
@@ -135,4 +135,48 @@ fn tnftp_active_and_passive() {
         assert_same(&read(&dir.join("passive.bin")), &small, &format!("{key}: tnftp -p"));
         assert_same(&read(&dir.join("active.bin")), &small, &format!("{key}: tnftp -A"));
     }
+}
+
+/// `--bwlimit` holds a client's transfers to the run's rate (100 MiB at 20 MiB/s: 5 s each way).
+#[test]
+fn bwlimit_paces_a_clients_transfers() {
+    let tool = Tool::new();
+    let big = read(&tool.remote_path("big.bin"));
+    let remote = format!("upload/tunnel-bwlimit-{}.bin", std::process::id());
+    let _cleanup = RemoveOnDrop(tool.remote_path(&remote));
+    let dir = tool.work.path();
+    let mut took = Vec::new();
+    captured_with(&tool, "127.0.0.1", tool.lab.port("PROFTPD_PORT"), &["--bwlimit", "20M"], &[&big, &big], |port| {
+        let url = |p: &str| format!("ftp://127.0.0.1:{port}/{p}");
+        let start = std::time::Instant::now();
+        ok(&client(&tool, dir, "curl", &["-sSn", &url("big.bin"), "-o", "got.bin"]), "curl");
+        took.push(start.elapsed());
+        let start = std::time::Instant::now();
+        let source = tool.remote_path("big.bin");
+        ok(&client(&tool, dir, "curl", &["-sSn", "-T", source.to_str().unwrap(), &url(&remote)]), "curl -T");
+        took.push(start.elapsed());
+    });
+    assert_same(&read(&dir.join("got.bin")), &big, "the download");
+    assert_same(&read(&tool.remote_path(&remote)), &big, "the upload");
+    for t in took {
+        assert!(t.as_secs_f64() >= 4.8, "100 MiB under --bwlimit 20M took {t:?}");
+    }
+}
+
+/// A client that stops reading its data connection: the stall detector (less than 1 KiB in
+/// twice `--timeout`) ends the transfer with 426, as it ends a built-in one.
+#[test]
+fn a_stalled_transfer_is_ended() {
+    let tool = Tool::new();
+    let user = tool.lab.var("FTP_USER").to_string();
+    let mut said = String::new();
+    let trace = captured_with(&tool, "127.0.0.1", tool.lab.port("PROFTPD_PORT"), &["--timeout", "2"], &[], |port| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/stops_reading.py");
+        let out =
+            client(&tool, tool.work.path(), "python3", &[script, "127.0.0.1", &port.to_string(), &user, "big.bin"]);
+        ok(&out, "the client that stops reading");
+        said = String::from_utf8_lossy(&out.stdout).into_owned();
+    });
+    assert!(said.contains("FINAL 426"), "{said}");
+    assert!(trace.contains("the data connection stalled"), "{trace}");
 }

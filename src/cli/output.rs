@@ -83,6 +83,7 @@ impl Observer for Trace {
                 tracing::warn!("{event}")
             }
             Event::StrayRefused { late: false, .. } => tracing::warn!("{event}"),
+            Event::Tunnel(fact) if fact.is_warning() => tracing::warn!("{event}"),
             Event::StrayRefused { late: true, .. }
             | Event::Waited { .. }
             | Event::TransferDone { .. }

@@ -8,14 +8,19 @@ use anyhow::Result;
 use tokio::net::TcpListener;
 
 use super::client_control::ClientControl;
-use super::local::LocalEnd;
+use super::local::{self, LocalEnd};
 use super::pool::Tunnel;
 use super::transfer::Transfer;
 use super::verbs::{self, Verb};
 use crate::credentials::Login;
 use crate::error::{kind, Kind};
+use crate::events::tunnel::Fact;
 use crate::ftp::Command;
 use crate::link::Link;
+
+/// How long the connection to a client's PORT listener may take when it is named (a
+/// loopback connect: the kernel answers at once, or refuses).
+const EARLY_CONNECT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Until the client has logged in: USER and PASS open the link with its login.
 pub async fn login<'s>(
@@ -65,7 +70,7 @@ pub async fn login<'s>(
 
 /// AUTH TLS or SSL: refused, so that the client goes on in plain FTP, which travels inside SSH.
 async fn auth(client: &mut ClientControl) -> Result<()> {
-    tracing::info!("tunnel: refused the client's AUTH: its control and data connections are inside SSH already, so it goes on in plain FTP");
+    client.fact(Fact::AuthRefused);
     client.say("534 AUTH refused: this FTP connection travels inside SSH already.").await
 }
 
@@ -95,22 +100,26 @@ pub async fn converse(
                 } else {
                     verbs::epsv_reply(at.port())
                 };
-                tracing::info!(
-                    "tunnel: the client's {} is answered by the tunnel's own listener {at}",
-                    line.to_ascii_uppercase()
-                );
+                let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                client.fact(Fact::PassiveListener { verb, listen: at });
                 client.say(&reply).await?;
                 end = LocalEnd::Listening(listener);
             }
             Verb::Active(Ok(at)) if at.ip().is_loopback() => {
-                tracing::info!(
-                    "tunnel: the client listens on {at}: the tunnel connects there, the server is told nothing"
-                );
+                client.fact(Fact::ClientListens { listen: at });
+                // Now, before our 200: the client listens already, and another local user who
+                // saw its listener must find our connection first in its queue.
+                end = match local::connect(LocalEnd::Port(at), client.local(), EARLY_CONNECT).await {
+                    Ok(stream) => LocalEnd::Connected(stream),
+                    Err(e) => {
+                        tracing::debug!("tunnel: {e:#}: connecting again at the transfer");
+                        LocalEnd::Port(at)
+                    }
+                };
                 client.say("200 PORT command successful (the tunnel connects; nothing leaves this host).").await?;
-                end = LocalEnd::Port(at);
             }
             Verb::Active(Ok(at)) => {
-                tracing::warn!("tunnel: refused the client's PORT to {at}: only this host's loopback (anything else is the FTP bounce attack)");
+                client.fact(Fact::PortRefused { to: at });
                 client.say("500 PORT refused: only a loopback address of this host.").await?;
             }
             Verb::Active(Err(why)) => client.say(&format!("501 {why}")).await?,

@@ -7,8 +7,11 @@ use anyhow::Result;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::local;
 use super::verbs::{self, Verb};
 use crate::error::find;
+use crate::events::tunnel::Fact;
+use crate::events::{Event, Events};
 use crate::ftp::control::FtpError;
 use crate::ftp::Reply;
 
@@ -31,16 +34,35 @@ pub struct ClientControl {
     pending: std::collections::VecDeque<String>,
     /// The client said ABOR during the transfer (answered when it has ended, either way).
     pub aborted: bool,
+    /// Where the tunnel's facts about it go.
+    pub events: Events,
 }
 
 impl ClientControl {
     /// Wrap an accepted control connection made by `uid`.
-    pub fn new(stream: tokio::net::TcpStream, peer: SocketAddr, ours: SocketAddr, uid: u32) -> ClientControl {
+    pub fn new(
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        ours: SocketAddr,
+        uid: u32,
+        events: Events,
+    ) -> ClientControl {
         // Replies go as they are written: with Nagle, a 226 written right after its 150 waited
         // for the client's delayed ACK of the 150 (40 ms a file in a mirror of small files).
         let _ = stream.set_nodelay(true);
         let (read, out) = stream.into_split();
-        ClientControl { read, out, peer, ours, uid, partial: Vec::new(), pending: Default::default(), aborted: false }
+        let (partial, pending) = (Vec::new(), Default::default());
+        ClientControl { read, out, peer, ours, uid, partial, pending, aborted: false, events }
+    }
+
+    /// Who its data connections are for.
+    pub fn local(&self) -> local::Client {
+        local::Client { uid: self.uid, control: self.ours, events: self.events.clone() }
+    }
+
+    /// Emit a fact of the tunnel's about this client.
+    pub fn fact(&self, fact: Fact) {
+        self.events.emit(Event::Tunnel(fact));
     }
 
     /// The next command line, telnet sequences removed; None when the client has gone.

@@ -22,7 +22,7 @@ const LINKS_PER_SESSION: usize = 1;
 pub struct Tunnel {
     pub(super) target: SshTarget,
     pub(super) spec: Spec,
-    events: Events,
+    pub(super) events: Events,
     /// Only this uid's sockets are served (the tunnel's own).
     pub(super) uid: u32,
     sessions: RefCell<Vec<Pooled>>,

@@ -5,12 +5,14 @@
 //! and the command sent again, so the client never sees the 425.
 
 use anyhow::Result;
+use tokio::net::TcpStream;
 
 use super::client_control::ClientControl;
 use super::local::{self, LocalEnd};
 use super::pipe;
 use super::verbs::Direction;
 use crate::error::{find, kind, Kind};
+use crate::events::tunnel::Fact;
 use crate::ftp::Command;
 use crate::link::{Collision, Data, Link};
 use crate::timewait::{self, Collisions, Next, Pace};
@@ -35,48 +37,49 @@ impl Transfer {
         cmd: &Command,
         direction: Direction,
     ) -> Result<()> {
-        // The client's connection to our passive port is taken, and its owner read, at once,
-        // while the server's is made: a client uploading a small file would send it and close
-        // as soon as it has our 150, and a closed socket names no owner.
+        // The client's data connection is made first. To the client's own listener (PORT, EPRT,
+        // its C with `sendport` off), before the server is asked: the listener accepts after our
+        // 150 whichever connection waits first in its queue, so with another local user's there
+        // the client gets our 425 and closes it unaccepted, and the server is told nothing (a
+        // STOR begun and dropped would leave an empty file). To our passive port, while the
+        // server's is made: a client uploading a small file would send it and close as soon as
+        // it has our 150, and a closed socket names no owner.
         let bound = link.control.timeout;
-        let (uid, mut later) = (client.uid, None);
-        let accepting = match end {
-            LocalEnd::Listening(_) => Some(tokio::task::spawn_local(local::connect(end, uid, bound))),
-            end => {
-                later = Some(end);
-                None
-            }
+        let what = cmd.redacted();
+        let listening = matches!(end, LocalEnd::Listening(_));
+        let mut connecting = Some(tokio::task::spawn_local(local::connect(end, client.local(), bound)));
+        let ready = match listening {
+            true => None,
+            false => match joined(connecting.take()).await {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    client.fact(Fact::DataRefused { why: format!("{what}: {e:#}") });
+                    let why = format!("{e:#}");
+                    let why = crate::ftp::shown::shown_lines(&why);
+                    return client.say(&format!("425 Cannot open the data connection: {why}")).await;
+                }
+            },
         };
         let Some(data) = self.start(client, link, cmd).await? else {
-            accepting.inspect(|a| a.abort());
+            connecting.inspect(|c| c.abort());
             return Ok(());
         };
-        let what = cmd.redacted();
         let announced = data.announced.map_or(String::new(), |n| format!(" ({n} bytes)"));
         client.say(&format!("150 Opening data connection for {what}{announced}.")).await?;
-        let connected = match (accepting, later) {
-            (Some(accepting), _) => accepting.await.unwrap_or_else(|e| Err(anyhow::anyhow!("accepting: {e}"))),
-            (None, Some(end)) => local::connect(end, uid, bound).await,
-            (None, None) => unreachable!("one end or the other"),
+        let connected = match ready {
+            Some(ready) => Ok(ready),
+            None => joined(connecting.take()).await,
         };
         let mut stream = match connected {
             Ok(stream) => stream,
-            Err(e) => {
-                let _ = data.channel.close().await;
-                tracing::warn!("tunnel: {what}: {e:#}");
-                link.resync().await?;
-                return client
-                    .say(&format!(
-                        "425 Cannot open the data connection: {}",
-                        crate::ftp::shown::shown_lines(&format!("{e:#}"))
-                    ))
-                    .await;
-            }
+            Err(e) => return refuse(client, link, data, &what, e).await,
         };
+        // As the built-in transfers: the run's `--bwlimit`, and a stall window of twice `--timeout`.
+        let pace = pipe::Pace { throttle: link.spec().throttle.clone(), window: bound * 2 };
         let (moved, writer) = match direction {
-            Direction::Down => (pipe::down(data, &mut stream, client.until_abort()).await, None),
+            Direction::Down => (pipe::down(data, &mut stream, &pace, client.until_abort()).await, None),
             Direction::Up => {
-                let (moved, writer) = pipe::up(data, &mut stream, client.until_abort()).await;
+                let (moved, writer) = pipe::up(data, &mut stream, &pace, client.until_abort()).await;
                 (moved, Some(writer))
             }
         };
@@ -149,4 +152,25 @@ impl Transfer {
             return Ok(None);
         }
     }
+}
+
+/// The client's data connection, from its task.
+async fn joined(task: Option<tokio::task::JoinHandle<Result<TcpStream>>>) -> Result<TcpStream> {
+    let task = task.ok_or_else(|| anyhow::anyhow!("the client's data connection was taken already"))?;
+    task.await.unwrap_or_else(|e| Err(anyhow::anyhow!("connecting: {e}")))
+}
+
+/// No data connection for the client: the server's is closed, and the client told 425.
+async fn refuse(
+    client: &mut ClientControl,
+    link: &mut Link<'_>,
+    data: Data,
+    what: &str,
+    e: anyhow::Error,
+) -> Result<()> {
+    let _ = data.channel.close().await;
+    client.fact(Fact::DataRefused { why: format!("{what}: {e:#}") });
+    link.resync().await?;
+    let why = format!("{e:#}");
+    client.say(&format!("425 Cannot open the data connection: {}", crate::ftp::shown::shown_lines(&why))).await
 }

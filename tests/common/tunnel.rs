@@ -27,9 +27,9 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// `tunnel --listen 127.0.0.1:0 -v` to FTP `ftp_host:ftp_port` through the lab's sshd.
-    pub fn start(tool: &Tool, ftp_host: &str, ftp_port: u16) -> Tunnel {
+    pub fn start(tool: &Tool, ftp_host: &str, ftp_port: u16, extra: &[&str]) -> Tunnel {
         let mut cmd = tool.cmd_to(tool.lab.port("SSH_PORT"), ftp_host, ftp_port);
-        cmd.env_remove("FTPSSH_PASSWORD").args(["-v", "tunnel", "--listen", "127.0.0.1:0"]);
+        cmd.env_remove("FTPSSH_PASSWORD").args(["-v", "tunnel", "--listen", "127.0.0.1:0"]).args(extra);
         cmd.stderr(Stdio::piped()).stdout(Stdio::null());
         let mut child = cmd.spawn().expect("could not start the tunnel");
         let (tx, lines) = mpsc::channel();
@@ -137,10 +137,22 @@ pub fn netrc(tool: &Tool) {
 /// (only SSH, none of `contents` nor the password in clear, at least their bytes carried)
 /// and returns the tunnel's -v trace.
 pub fn captured(tool: &Tool, ftp_host: &str, ftp_port: u16, contents: &[&[u8]], work: impl FnOnce(u16)) -> String {
+    captured_with(tool, ftp_host, ftp_port, &[], contents, work)
+}
+
+/// [`captured`], the tunnel started with `extra` arguments too.
+pub fn captured_with(
+    tool: &Tool,
+    ftp_host: &str,
+    ftp_port: u16,
+    extra: &[&str],
+    contents: &[&[u8]],
+    work: impl FnOnce(u16),
+) -> String {
     netrc(tool);
     let lab = &tool.lab;
     let capture = Capture::start(lab.var("CLIENT_NS"), lab.var("CLIENT_IF"));
-    let tunnel = Tunnel::start(tool, ftp_host, ftp_port);
+    let tunnel = Tunnel::start(tool, ftp_host, ftp_port, extra);
     work(tunnel.port);
     let trace = tunnel.stop();
     let captured = capture.stop();
