@@ -21,9 +21,8 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
-use crate::ssh::helper::Helper;
+use crate::ssh::helper::{Exec, Helper};
 use crate::ssh::shell::Shell;
-use crate::ssh::Session;
 use crate::tcp::table;
 
 /// Reads `user NAME` (answers its uid, or `-`) and `LA LP RA RP` lines (answers the socket's
@@ -72,14 +71,14 @@ pub struct Origin {
     pub privileged_below: u16,
 }
 
-impl Origin {
+impl Helper for Origin {
     /// Start it: perl, else a shell.
-    pub async fn start(session: &Session) -> Result<Origin> {
-        match Self::start_perl(session).await {
+    async fn start(on: &impl Exec) -> Result<Origin> {
+        match Self::start_perl(on).await {
             Ok(origin) => Ok(origin),
             Err(e) => {
                 tracing::debug!("origin check without perl ({e:#}): the socket table through a shell");
-                let mut shell = Shell::start(session).await?;
+                let mut shell = Shell::start(on).await?;
                 let out = shell
                     .run("id -u; cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024")
                     .await?;
@@ -90,9 +89,11 @@ impl Origin {
             }
         }
     }
+}
 
-    async fn start_perl(session: &Session) -> Result<Origin> {
-        let channel = session.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
+impl Origin {
+    async fn start_perl(on: &impl Exec) -> Result<Origin> {
+        let channel = on.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
         let mut stream = channel.into_stream();
         let line = read_line(&mut stream).await?;
         let (own_uid, privileged_below) = parse_ready(&line)

@@ -25,8 +25,7 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
-use crate::ssh::helper::Helper;
-use crate::ssh::Session;
+use crate::ssh::helper::{Exec, Helper};
 use crate::tcp::DataTuple;
 
 /// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS STOCK SEEN` lines; for each, binds the
@@ -102,8 +101,8 @@ pub struct Reclaimer {
 
 impl Helper for Reclaimer {
     /// Start it; fails if the SSH server has no perl.
-    async fn start(session: &Session) -> Result<Reclaimer> {
-        let channel = session.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
+    async fn start(on: &impl Exec) -> Result<Reclaimer> {
+        let channel = on.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
         let mut reclaimer = Reclaimer { stream: channel.into_stream() };
         let line = reclaimer.read_line().await?;
         if line != "FTPSSH-RECLAIM ready" {
@@ -142,7 +141,7 @@ impl Reclaimer {
         );
         self.stream.write_all(line.as_bytes()).await.context("writing to the reclaiming process")?;
         self.stream.flush().await?;
-        let answer = crate::ssh::relay::read_line(&mut self.stream).await.context("the reclaiming process exited")?;
+        let answer = crate::ssh::helper::read_line(&mut self.stream).await.context("the reclaiming process exited")?;
         if let Some(why) = answer.strip_prefix("FTPSSH-RECLAIM-ERROR ") {
             bail!("{why}");
         }
