@@ -25,6 +25,7 @@ use russh::Channel;
 
 use crate::credentials::Login;
 use crate::dataport::forward::ReverseForward;
+use crate::dataport::reclaim::{collision::Outcome, Reclaim};
 use crate::dataport::{self, Fallback};
 use crate::error::{Classify, Kind};
 use crate::events::Events;
@@ -33,7 +34,6 @@ use crate::ftp::digest::Method;
 use crate::ftp::features::Features;
 use crate::ftp::{Command, Reply};
 use crate::ssh::endpoint::FtpTarget;
-use crate::ssh::reclaimer::Reclaimer;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
 use crate::throttle::Throttle;
@@ -42,7 +42,6 @@ mod arrival;
 mod early_bytes;
 mod fallback;
 mod pipeline;
-mod reclaim;
 pub use early_bytes::Early;
 
 /// How long a default-port transfer command may go without both its
@@ -118,9 +117,6 @@ pub struct Link<'s> {
     last_proxy_port: Option<u16>,
     /// The whole 4-tuple of the last default-port data connection, kept while a reclaim holds the forward.
     last_tuple: Option<DataTuple>,
-    /// The last default-port data connection carried a download: the FTP
-    /// server closed it first, so its host holds the 4-tuple in TIME_WAIT.
-    time_wait_held: bool,
     /// [`DATA_CONNECT_BOUND`] and the measured round trips.
     bound: Duration,
     /// Why this link went passive, until its first passive data connection
@@ -135,21 +131,8 @@ pub struct Link<'s> {
     /// the TIME_WAIT lands on sshd's side, where it blocks nothing; the demo
     /// turns it off to show the book's case, the server always closing first.
     pub early_eof: bool,
-    /// Reclaim each download's 4-tuple as its data connection is accepted
-    /// (set once the server is known to collide; [`Link::begin_reclaim`]).
-    pub reclaim_behind: bool,
-    /// That reclaim, under way: the cancelled forward comes back with its answer.
-    reclaiming: Option<Started<'s, Reclaiming>>,
-    /// The link's own reclaiming helper for that: the session's is shared, and
-    /// a reclaim under way holds its helper until the next transfer.
-    reclaimer: Option<Reclaimer>,
-    /// The proxy end that helper holds bound sockets for, and how many: a
-    /// reclaim from one of them needs no cancelled forward.
-    stocked: Option<(std::net::SocketAddr, usize)>,
-    /// The SSH server could not listen beside that stock ([`Link::relisten`]).
-    stock_refused: bool,
-    /// The reclaim under way cancelled sshd's listener (not from the stock).
-    reclaim_cancelled: bool,
+    /// Freeing the data 4-tuple from the FTP server's TIME_WAIT.
+    reclaim: Reclaim<'s>,
     /// The forwarded ports: this link's account at the session's gate.
     data_ports: Vec<u16>,
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
@@ -211,18 +194,12 @@ impl<'s> Link<'s> {
             source_port_varies: false,
             last_proxy_port: None,
             last_tuple: None,
-            time_wait_held: false,
             bound: DATA_CONNECT_BOUND,
             fell_back: None,
             features: None,
             verify_method: None,
             early_eof: true,
-            reclaim_behind: false,
-            reclaiming: None,
-            reclaimer: None,
-            stocked: None,
-            stock_refused: false,
-            reclaim_cancelled: false,
+            reclaim: Reclaim::default(),
             data_ports: Vec::new(),
             pending: VecDeque::new(),
             received: 0,
@@ -307,10 +284,49 @@ impl<'s> Link<'s> {
         Ok(())
     }
 
+    /// From now on, reclaim each download's 4-tuple as its data connection is
+    /// accepted, ready for the next transfer (the server is known to collide).
+    pub fn reclaim_behind(&mut self) {
+        self.reclaim.behind = true;
+    }
+
+    /// Free the collided `tuple` (as far as known) from the FTP server's
+    /// TIME_WAIT for this link ([`crate::dataport::reclaim::collision`]).
+    pub async fn reclaim_collided(&mut self, tuple: Option<DataTuple>, reclaimed: &mut u32) -> Result<Outcome> {
+        self.reclaim.after_collision(self.session, &mut self.forward, tuple, reclaimed).await
+    }
+
+    /// Free the data connection's 4-tuple from the FTP server's TIME_WAIT now
+    /// ([`Reclaim::now`]). False: no SYN could go out. An error leaves the
+    /// link without forwards: close it.
+    pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<bool> {
+        self.reclaim.now(self.session, &mut self.forward, tuple, wait).await
+    }
+
+    /// True when the FTP server's host holds this link's data 4-tuple in
+    /// TIME_WAIT from its last download (it closed that connection first).
+    pub fn holds_time_wait(&self) -> bool {
+        self.reclaim.held && !self.passive
+    }
+
+    /// Begin reclaiming the download just accepted ([`Reclaim::begin`]),
+    /// once the last reclaim (sent from the stock, where this transfer was
+    /// sent ahead) has ended and its listener is back.
+    async fn begin_reclaim(&mut self) {
+        if let Ok(Some(cancelled)) = self.reclaim.end(self.session.events(), self.control.timeout).await {
+            let renewed = cancelled.renew(self.session).await;
+            if self.reclaim.relisten(self.session, &mut self.forward, renewed, cancelled).await.is_err() {
+                return; // no forward: the next transfer says so
+            }
+        }
+        let tuple = self.data_tuple();
+        self.reclaim.begin(self.session, &mut self.forward, tuple).await;
+    }
+
     /// QUIT and cancel the forwards.
     pub async fn close(mut self) {
         self.session.gate.retire(&self.data_ports);
-        if let Ok(Some(forward)) = self.end_reclaim().await {
+        if let Ok(Some(forward)) = self.reclaim.end(self.session.events(), self.control.timeout).await {
             self.forward = Some(forward); // cancelled already; cancelling again is harmless
         }
         self.control.quit().await;
@@ -328,29 +344,6 @@ struct Pending {
     after: Vec<Command>,
     /// On the wire (the default port); passive commands wait for [`Link::receive`].
     sent: bool,
-}
-
-/// What a reclaim under way brings back: the forward it cancelled (none when
-/// it sent from the stock), the tuple, and the helper with its answer (true:
-/// the SYN went out) and the stock left.
-struct Reclaiming {
-    forward: Option<ReverseForward>,
-    tuple: DataTuple,
-    asked: Result<(Reclaimer, bool, usize)>,
-}
-
-/// A future polled once already, so that what it sends first is on its way
-/// ([`start_now`]), to be awaited later.
-type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// Poll `f` once now (its first messages go out, in order, behind whatever
-/// was sent before), and hand it back to be awaited later.
-async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
-    let mut f: Started<'a, T> = Box::pin(f);
-    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
-        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
-        std::task::Poll::Pending => f,
-    }
 }
 
 /// The server could not connect back because the data connection's 4-tuple

@@ -36,15 +36,15 @@ impl Link<'_> {
         self.last_origin = origin;
         self.last_proxy_port = Some(data.connected.1 as u16);
         self.last_tuple = self.data_tuple().filter(|t| t.server_port.is_some());
-        self.time_wait_held = !matches!(cmd, Command::Stor(_) | Command::Appe(_));
+        self.reclaim.held = !matches!(cmd, Command::Stor(_) | Command::Appe(_));
         if let Some((from, to)) = data.ends() {
             self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
         }
         // Nothing goes to the server on a download: our EOF at once, so that a
         // server that waits for it before its 226 (ProFTPD's lingering close)
         // has it a round trip sooner.
-        let eof_sent = self.time_wait_held && self.early_eof && data.channel.eof().await.is_ok();
-        if eof_sent && self.reclaim_behind {
+        let eof_sent = self.reclaim.held && self.early_eof && data.channel.eof().await.is_ok();
+        if eof_sent && self.reclaim.behind {
             self.begin_reclaim().await;
         }
         Ok(Data { channel: data.channel, announced: reply.announced_size(), early, eof_sent })

@@ -5,7 +5,8 @@
 
 use anyhow::{Context, Result};
 
-use super::{start_now, Data, Link, Pending};
+use super::{Data, Link, Pending};
+use crate::dataport::reclaim::start_now;
 use crate::dataport::Fallback;
 use crate::error::classified;
 use crate::ftp::{Command, Reply};
@@ -24,9 +25,9 @@ impl Link<'_> {
             // A reclaim under way ends first, where it cancelled sshd's listener: sshd listens
             // again right ahead of our commands. One from the stock ends when the next begins.
             let ahead = !self.pending.is_empty();
-            let cancelled = match ahead && !self.reclaim_cancelled {
+            let cancelled = match ahead && !self.reclaim.cancelled_listener() {
                 true => None,
-                false => self.end_reclaim().await?,
+                false => self.reclaim.end(self.session.events(), self.control.timeout).await?,
             };
             let session = self.session;
             let renewing = match cancelled {
@@ -49,7 +50,7 @@ impl Link<'_> {
             let renewed = match renewing {
                 Some(renewing) => {
                     let (renewed, cancelled) = renewing.await;
-                    self.relisten(renewed, cancelled).await
+                    self.reclaim.relisten(self.session, &mut self.forward, renewed, cancelled).await
                 }
                 None => Ok(()),
             };
@@ -101,7 +102,7 @@ impl Link<'_> {
         // that must cancel sshd's listener waits for the next commands to renew it: none ahead.
         // The relay sees that TIME_WAIT only where the FTP server runs on the SSH server itself.
         let Some(tuple) = self.last_tuple else { return false };
-        self.control.holds() && (!collides || (self.reclaims_unasked() && tuple.server.is_loopback()))
+        self.control.holds() && (!collides || (self.reclaim.unasked() && tuple.server.is_loopback()))
     }
 
     /// The hold line for our relay that keeps the next transfer's commands
@@ -112,7 +113,7 @@ impl Link<'_> {
             return None;
         }
         let tuple = self.last_tuple?;
-        let strict = u8::from(self.reclaim_behind);
+        let strict = u8::from(self.reclaim.behind);
         let (proxy, server_port) = (tuple.proxy, tuple.server_port?);
         Some(format!("FTPSSH-HOLD {} {} {} {server_port} {strict}\r\n", proxy.ip(), proxy.port(), tuple.server))
     }

@@ -1,4 +1,4 @@
-//! A helper process on the SSH server (the remote shell, the reclaimer),
+//! A helper process on the SSH server (the remote shell, the origin lookup, the reclaimer),
 //! started on first use and kept for the session; one that failed is
 //! dropped, so the next use starts a fresh one.
 

@@ -12,12 +12,10 @@ pub mod hostkeys;
 pub mod origin;
 pub mod prompt;
 pub mod quickack;
-pub mod reclaimer;
 pub mod relay;
 pub mod session;
 pub mod shell;
 pub mod transport;
-pub mod tuple_state;
 
 pub use helper::EXEC_TIMEOUT;
 pub use session::Session;

@@ -7,7 +7,7 @@
 //! the connecting socket is on the SSH server's host, its row (the 4-tuple from the
 //! originator to the forwarded port) carries the uid that made it, and an inode while a
 //! process still holds it. A perl process started once per session looks each one up by
-//! netlink (sock_diag, as the relay does: [`super::tuple_state`]), one line in, one line out.
+//! netlink (sock_diag, as the relay does: [`crate::tcp::tuple_state`]), one line in, one line out.
 //! Where no perl runs, a shell of its own reads the rows of the forwarded port from
 //! `/proc/net/tcp{,6}` (slower: the kernel walks its whole socket table for each read).
 //!
@@ -31,7 +31,7 @@ use crate::tcp::table;
 const PERL: &str = concat!(
     r#"use strict; use Socket qw(AF_INET6 inet_aton inet_pton); $| = 1;
 "#,
-    crate::ssh::tuple_state::perl_tuple_state!(),
+    crate::tcp::tuple_state::perl_tuple_state!(),
     r#"my $low = 1024; if (open(my $f, "<", "/proc/sys/net/ipv4/ip_unprivileged_port_start")) { $low = 0 + <$f> }
 print "FTPSSH-ORIGIN ready $< $low\n";
 while (my $line = <STDIN>) { chomp $line;

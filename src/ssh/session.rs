@@ -18,9 +18,9 @@ use crate::error::{classified, Kind};
 use crate::events::{Event, Events};
 use crate::ssh::endpoint::{self, SshTarget};
 use crate::ssh::gate::{self, Arrival, Checked, DataChannel, Gate};
-use crate::ssh::helper::{Exec, Helper, Lazy, EXEC_TIMEOUT};
+use crate::ssh::helper::{Exec, Helper, Lazy};
 use crate::ssh::transport::{self, HostKeyCheck};
-use crate::ssh::{auth, origin, reclaimer, shell};
+use crate::ssh::{auth, origin, shell};
 
 /// How often [`Session::attribute`] looks whether the session has closed yet.
 const LOSS_POLL: Duration = Duration::from_millis(20);
@@ -35,7 +35,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Session {
     handle: Handle<Client>,
     shell: Lazy<shell::Shell>,
-    reclaimer: Lazy<reclaimer::Reclaimer>,
     /// [`Session::check_origins`] has run (once a session, whatever it found).
     origin_tried: tokio::sync::Mutex<bool>,
     events: Events,
@@ -112,7 +111,6 @@ impl Session {
         Ok(Session {
             handle,
             shell: Lazy::default(),
-            reclaimer: Lazy::default(),
             origin_tried: Default::default(),
             events,
             incoming: tokio::sync::Mutex::new(rx),
@@ -133,21 +131,6 @@ impl Session {
         let mut shell = self.shell.get(self).await?;
         let result = shell.as_mut().unwrap().run(command).await;
         Lazy::reset_on_error(&mut shell, &result);
-        result
-    }
-
-    /// Send the SYN that ends the TIME_WAIT of `tuple` on the FTP server's host
-    /// (see [`reclaimer`]), through a helper started on first use and shared by
-    /// the session's links. False: our own end of the tuple is taken (in
-    /// TIME_WAIT itself, when both ends closed at once): no SYN can go out.
-    pub async fn reclaim(&self, tuple: &crate::tcp::DataTuple, wait: Duration) -> Result<bool> {
-        let mut reclaimer = self.reclaimer.get(self).await?;
-        let asking = reclaimer.as_mut().unwrap().ask(tuple, wait, Duration::ZERO, 0);
-        let result = match tokio::time::timeout(EXEC_TIMEOUT + wait, asking).await {
-            Ok(answer) => answer.map(|(sent, _)| sent),
-            Err(_) => Err(anyhow::anyhow!("the reclaiming process did not answer in time")),
-        };
-        Lazy::reset_on_error(&mut reclaimer, &result);
         result
     }
 
