@@ -27,11 +27,13 @@
 //! - [`dataport`] — **steps 2 to 4**, how a data connection is made: knowing P (the relay,
 //!   or the socket-table [`dataport::discovery`]), where the server connects back, the
 //!   reverse [`dataport::forward`] checked in the socket table, and the
-//!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why; freeing the
+//!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why; the link's
+//!   [`dataport::path::DataPath`] that owns all of it (default port or passive); freeing the
 //!   4-tuple from TIME_WAIT ([`dataport::reclaim`]: after a collision, or as each download
 //!   arrives, with its helper on the SSH server).
 //! - [`throttle`]: `--bwlimit`, one token bucket for every data connection of a run.
-//! - [`link`]: one FTP session inside SSH, its data path default-port or passive.
+//! - [`link`]: one FTP session inside SSH: a control connection, its data path, the
+//!   transfers in flight.
 //! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files;
 //!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]);
 //!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]).

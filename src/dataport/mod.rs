@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod forward;
 mod judge;
 pub mod passive;
+pub mod path;
 pub mod reclaim;
 
 pub use passive::Fallback;
