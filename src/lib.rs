@@ -16,16 +16,16 @@
 //!   the dialect (U-1 or U), what FEAT lists, the server's hash of a file (HASH,
 //!   XSHA256), MLSD and MDTM facts; the control connection's I/O in [`ftp::control`].
 //! - [`events`]: the one stream of typed events the procedure emits, and what observes it.
-//! - [`credentials`], [`interrupt`]: the FTP login; SIGINT, SIGTERM, SIGHUP.
+//! - [`credentials`], [`interrupt`]: who logs in ([`ftp::login`] sends it); SIGINT, SIGTERM, SIGHUP.
 //! - [`ssh`] — **step 1**, the SSH session: `[USER@]HOST[:PORT]` and ssh_config, `-o`, `-F`
 //!   ([`ssh::endpoint`], [`ssh::config`]), the way there, direct, ProxyCommand or jump hosts
 //!   ([`ssh::transport`]), host keys, the login ([`ssh::auth`]) and its questions
 //!   ([`ssh::prompt`]), ciphers, channels ([`ssh::session`]), the [`ssh::gate`] in front of
-//!   the reverse forward with its [`ssh::origin`] check, and the helpers run on the SSH server
-//!   ([`ssh::helper`]): the SO_REUSEADDR [`ssh::relay`] that carries the control connection,
-//!   the [`ssh::shell`].
-//! - [`dataport`] — **steps 2 to 4**, how a data connection is made: knowing P (the relay,
-//!   or the socket-table [`dataport::discovery`]), where the server connects back, the
+//!   the reverse forward with its [`ssh::origin`] check (in the session's event loop), and
+//!   the helpers run on the SSH server ([`ssh::helper`]), such as the [`ssh::shell`].
+//! - [`dataport`] — **steps 2 to 4**, how a data connection is made: knowing P (the
+//!   SO_REUSEADDR [`dataport::relay`] that carries the control connection, or the
+//!   socket-table [`dataport::discovery`]), where the server connects back, the
 //!   reverse [`dataport::forward`] checked in the socket table, and the
 //!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why; the link's
 //!   [`dataport::path::DataPath`] that owns all of it (default port or passive); freeing the

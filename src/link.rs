@@ -133,7 +133,7 @@ impl<'s> Link<'s> {
     pub async fn open(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
         let (mut link, login_time) = if spec.mode == DataMode::Passive {
             let (mut control, _) = dataport::connect_control(session, &spec.ftp, spec.timeout).await?;
-            let login_time = dataport::timed_login(&mut control, &spec.login).await?;
+            let login_time = crate::ftp::login::timed_login(&mut control, &spec.login).await?;
             (Link::new(session, control, spec, DataPath::passive()), login_time)
         } else {
             let prepared = dataport::prepare(session, &spec.ftp, spec.timeout, &spec.login).await?;

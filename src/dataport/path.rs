@@ -195,7 +195,7 @@ impl<'s> DefaultPort<'s> {
 
     /// The hold line for our relay that keeps the next transfer's commands
     /// from the FTP server until this path's data tuple is free again
-    /// ([`crate::ssh::relay`]); none where the source port varies.
+    /// ([`crate::dataport::relay`]); none where the source port varies.
     pub fn hold_line(&self) -> Option<String> {
         if self.last.source_port_varies {
             return None;

@@ -173,7 +173,7 @@ impl Control {
     }
 
     /// Like [`Control::pipeline`], with `hold` (a line for our relay on the
-    /// SSH server, not for the FTP server: see [`crate::ssh::relay`]) in
+    /// SSH server, not for the FTP server: see [`crate::dataport::relay`]) in
     /// front, in the same write.
     pub async fn pipeline_held(&mut self, hold: &str, cmds: &[&Command]) -> Result<()> {
         anyhow::ensure!(self.holds, "this control connection does not end in a relay that holds");

@@ -78,7 +78,7 @@ impl Link<'_> {
         if reconnect {
             self.control.quit().await;
             self.control = dataport::connect_control(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
-            dataport::timed_login(&mut self.control, &self.spec.login).await?;
+            crate::ftp::login::timed_login(&mut self.control, &self.spec.login).await?;
         }
         Ok(())
     }

@@ -12,7 +12,6 @@ pub mod hostkeys;
 pub mod origin;
 pub mod prompt;
 pub mod quickack;
-pub mod relay;
 pub mod session;
 pub mod shell;
 pub mod transport;

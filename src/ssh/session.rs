@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events};
 use crate::ssh::endpoint::{self, SshTarget};
-use crate::ssh::gate::{self, Arrival, Checked, DataChannel, Gate};
-use crate::ssh::helper::{Exec, Helper, Lazy};
+use crate::ssh::gate::{Arrival, Checked, DataChannel, Gate};
+use crate::ssh::helper::{Exec, Lazy};
 use crate::ssh::transport::{self, HostKeyCheck};
-use crate::ssh::{auth, origin, shell};
+use crate::ssh::{auth, shell};
 
 /// How often [`Session::attribute`] looks whether the session has closed yet.
 const LOSS_POLL: Duration = Duration::from_millis(20);
@@ -35,8 +35,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Session {
     handle: Handle<Client>,
     shell: Lazy<shell::Shell>,
-    /// [`Session::check_origins`] has run (once a session, whatever it found).
-    origin_tried: tokio::sync::Mutex<bool>,
     events: Events,
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arrival>>,
     /// Decides which forwarded connections are admitted.
@@ -111,7 +109,6 @@ impl Session {
         Ok(Session {
             handle,
             shell: Lazy::default(),
-            origin_tried: Default::default(),
             events,
             incoming: tokio::sync::Mutex::new(rx),
             gate,
@@ -178,39 +175,6 @@ impl Session {
     pub async fn next_data_channel(&self, timeout: Duration) -> Option<Arrival> {
         let mut rx = self.incoming.lock().await;
         tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
-    }
-
-    /// Have the gate prove each data connection's origin by its owner in the SSH server's
-    /// socket table ([`origin`]), the FTP server's sockets being root's, ours, or those of
-    /// `ftp_user`'s account there. Once per session; where no perl runs there, connections
-    /// are judged by address and port alone, as said at `-v`.
-    pub async fn check_origins(&self, ftp_user: &str) {
-        // Held while it starts: another link of the session waits rather than go unchecked.
-        // Set once it ended, either way: a start cancelled half-way is tried again.
-        let mut tried = self.origin_tried.lock().await;
-        if *tried {
-            return;
-        }
-        let started = async {
-            let mut origin = origin::Origin::start(self).await?;
-            let ftp = origin.uid_of(if ftp_user == "anonymous" { "ftp" } else { ftp_user }).await?;
-            anyhow::Ok((origin, ftp))
-        };
-        match started.await {
-            Ok((origin, ftp)) => {
-                let uids = gate::proof::Uids::new(origin.own_uid, ftp, origin.privileged_below);
-                tracing::debug!(
-                    "data connections must be made by uid {:?} (or from a port below {})",
-                    uids.server,
-                    uids.privileged_below
-                );
-                self.gate.check_origins(origin, uids).await;
-            }
-            Err(e) => {
-                tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}")
-            }
-        }
-        *tried = true;
     }
 
     /// Close forwarded connections left over from an earlier transfer (a

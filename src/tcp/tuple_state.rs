@@ -1,5 +1,5 @@
 //! A data connection's 4-tuple looked up on the SSH server, in perl, by the scripts there that
-//! wait for it to close or reclaim it ([`crate::dataport::reclaim::reclaimer`], [`crate::ssh::relay`]).
+//! wait for it to close or reclaim it ([`crate::dataport::reclaim::reclaimer`], [`crate::dataport::relay`]).
 //!
 //! `tuple_state(LA, LP, RA, RP)` is the TCP state (Linux's numbers: 1 established, 6 TIME_WAIT,
 //! ...) of the socket on this host whose local end is LA:LP and whose peer is RA:RP, 0 if there is
