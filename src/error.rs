@@ -88,6 +88,19 @@ pub trait Classify: std::error::Error + Send + Sync + Sized + 'static {
     }
 }
 
+/// A peer ended a connection that was still needed (EOF). Over SSH the cause
+/// may be the SSH connection itself: the caller who knows the session says
+/// which ([`crate::ssh::Session::attribute`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Closed(pub &'static str);
+
+impl Classify for Closed {
+    fn kind(&self) -> Kind {
+        Kind::Transfer
+    }
+}
+
 /// The first error of type `T` in the chain, classified or not.
 pub fn find<T: std::error::Error + 'static>(err: &anyhow::Error) -> Option<&T> {
     err.chain().find_map(|cause| match cause.downcast_ref::<Classified>() {

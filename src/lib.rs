@@ -10,30 +10,35 @@
 //!
 //! - [`error`]: failure classes and exit codes, classified where they happen.
 //! - [`backoff`]: the pauses between retries, one named policy each.
-//! - [`tcp`]: pure TCP knowledge: the socket table parser (states, timers) and the data 4-tuple.
+//! - [`tcp`]: pure TCP knowledge: the socket table parser (states, timers), the data 4-tuple,
+//!   and the one-tuple lookup the scripts on the SSH server share ([`tcp::tuple_state`]).
 //! - [`ftp`]: the FTP control protocol over any byte stream: commands, replies, PASV/EPSV,
 //!   the dialect (U-1 or U), what FEAT lists, the server's hash of a file (HASH,
 //!   XSHA256), MLSD and MDTM facts; the control connection's I/O in [`ftp::control`].
 //! - [`events`]: the one stream of typed events the procedure emits, and what observes it.
-//! - [`credentials`], [`interrupt`]: the FTP login; SIGINT, SIGTERM, SIGHUP.
+//! - [`credentials`], [`interrupt`]: who logs in ([`ftp::login`] sends it); SIGINT, SIGTERM, SIGHUP.
 //! - [`ssh`] — **step 1**, the SSH session: `[USER@]HOST[:PORT]` and ssh_config, `-o`, `-F`
 //!   ([`ssh::endpoint`], [`ssh::config`]), the way there, direct, ProxyCommand or jump hosts
 //!   ([`ssh::transport`]), host keys, the login ([`ssh::auth`]) and its questions
-//!   ([`ssh::prompt`]), ciphers, channels, the [`ssh::gate`] in front of
-//!   the reverse forward, and the helpers run on the SSH server: the SO_REUSEADDR
-//!   [`ssh::relay`] that carries the control connection, the [`ssh::shell`], the
-//!   [`ssh::reclaimer`].
-//! - [`dataport`] — **steps 2 to 4**, how a data connection is made: knowing P (the relay,
-//!   or the socket-table [`dataport::discovery`]), where the server connects back, the
+//!   ([`ssh::prompt`]), ciphers, channels ([`ssh::session`]), the [`ssh::gate`] in front of
+//!   the reverse forward with its [`ssh::origin`] check (in the session's event loop), and
+//!   the helpers run on the SSH server ([`ssh::helper`]), such as the [`ssh::shell`].
+//! - [`dataport`] — **steps 2 to 4**, how a data connection is made: knowing P (the
+//!   SO_REUSEADDR [`dataport::relay`] that carries the control connection, or the
+//!   socket-table [`dataport::discovery`]), where the server connects back, the
 //!   reverse [`dataport::forward`] checked in the socket table, and the
-//!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why.
+//!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why; the link's
+//!   [`dataport::path::DataPath`] that owns all of it (default port or passive); freeing the
+//!   4-tuple from TIME_WAIT ([`dataport::reclaim`]: after a collision, or as each download
+//!   arrives, with its helper on the SSH server).
 //! - [`throttle`]: `--bwlimit`, one token bucket for every data connection of a run.
-//! - [`link`]: one FTP session inside SSH, its data path default-port or passive.
+//! - [`link`]: one FTP session inside SSH: a control connection, its data path, the
+//!   transfers in flight.
 //! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files;
 //!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]);
 //!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]).
-//! - [`timewait`] — **step 6**: pacing around TIME_WAIT: collision policy, reclaim,
-//!   rotate, the measured wait.
+//! - [`timewait`] — **step 6**: pacing around TIME_WAIT: the collision policy (reclaim
+//!   through [`dataport::reclaim`], rotate, the measured wait).
 //! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock,
 //!   what `mirror` copies ([`jobs::mirror`]), `--shard` ([`jobs::shard`]).
 //! - [`demo`]: the teaching demo: the procedure narrated from its events, both socket

@@ -13,19 +13,23 @@
 //!   for us (direct-tcpip). In `--data-mode auto`, every way the default port
 //!   can fail (no relay, a refused or misplaced forward, a 425, a server that
 //!   stays silent) leads here, with one line on stderr saying why.
+//!
+//! The path and all it keeps (the forward, the account at the gate, the last
+//! 4-tuple, its reclaiming) is one [`DataPath`]; a link is a control
+//! connection, that data path, and the transfers in flight on them.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use russh::client::Msg;
 use russh::Channel;
 
 use crate::credentials::Login;
-use crate::dataport::forward::ReverseForward;
-use crate::dataport::{self, Fallback};
+use crate::dataport;
+use crate::dataport::path::DataPath;
+use crate::dataport::reclaim::collision::Outcome;
 use crate::error::{Classify, Kind};
 use crate::events::Events;
 use crate::ftp::control::{Control, FtpError};
@@ -33,7 +37,6 @@ use crate::ftp::digest::Method;
 use crate::ftp::features::Features;
 use crate::ftp::{Command, Reply};
 use crate::ssh::endpoint::FtpTarget;
-use crate::ssh::reclaimer::Reclaimer;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
 use crate::throttle::Throttle;
@@ -42,7 +45,6 @@ mod arrival;
 mod early_bytes;
 mod fallback;
 mod pipeline;
-mod reclaim;
 pub use early_bytes::Early;
 
 /// How long a default-port transfer command may go without both its
@@ -105,27 +107,10 @@ pub struct Link<'s> {
     /// The control connection.
     pub control: Control,
     spec: Spec,
-    /// The FTP server's address as the SSH server reaches it: data must come from there.
-    ftp_ip: Option<IpAddr>,
-    forward: Option<ReverseForward>,
-    passive: bool,
-    /// Where the last forwarded data connection came from (its port shows
-    /// whether the server's data source port is fixed).
-    last_origin: Option<(IpAddr, u16)>,
-    /// Two data connections in a row came from different ports: each has a 4-tuple of its own.
-    source_port_varies: bool,
-    /// Which forwarded port it connected to.
-    last_proxy_port: Option<u16>,
-    /// The whole 4-tuple of the last default-port data connection, kept while a reclaim holds the forward.
-    last_tuple: Option<DataTuple>,
-    /// The last default-port data connection carried a download: the FTP
-    /// server closed it first, so its host holds the 4-tuple in TIME_WAIT.
-    time_wait_held: bool,
+    /// How the data connections reach us, and all that takes.
+    path: DataPath<'s>,
     /// [`DATA_CONNECT_BOUND`] and the measured round trips.
     bound: Duration,
-    /// Why this link went passive, until its first passive data connection
-    /// shows that passive works (then it is said on stderr).
-    fell_back: Option<Fallback>,
     /// What FEAT listed, once asked.
     features: Option<Features>,
     /// How `--verify` asks this server for hashes, once decided ([`crate::transfer::verify::method`]).
@@ -135,31 +120,9 @@ pub struct Link<'s> {
     /// the TIME_WAIT lands on sshd's side, where it blocks nothing; the demo
     /// turns it off to show the book's case, the server always closing first.
     pub early_eof: bool,
-    /// Reclaim each download's 4-tuple as its data connection is accepted
-    /// (set once the server is known to collide; [`Link::begin_reclaim`]).
-    pub reclaim_behind: bool,
-    /// That reclaim, under way: the cancelled forward comes back with its answer.
-    reclaiming: Option<Started<'s, Reclaiming>>,
-    /// The link's own reclaiming helper for that: the session's is shared, and
-    /// a reclaim under way holds its helper until the next transfer.
-    reclaimer: Option<Reclaimer>,
-    /// The proxy end that helper holds bound sockets for, and how many: a
-    /// reclaim from one of them needs no cancelled forward.
-    stocked: Option<(std::net::SocketAddr, usize)>,
-    /// The SSH server could not listen beside that stock ([`Link::relisten`]).
-    stock_refused: bool,
-    /// The reclaim under way cancelled sshd's listener (not from the stock).
-    reclaim_cancelled: bool,
-    /// The forwarded ports: this link's account at the session's gate.
-    data_ports: Vec<u16>,
     /// Transfer commands sent (or, passive, to be sent) whose data connections are still to
     /// be received, oldest first: more than one when the next file's went out early.
     pending: VecDeque<Pending>,
-    /// Default-port data connections received from the gate.
-    received: u64,
-    /// Never send a transfer ahead: its connection and the last one's could wait unproven
-    /// at once (see [`crate::ssh::gate::Gate::saw_unproven`]).
-    nothing_ahead: bool,
     /// A transfer's final reply, read before its data connection was admitted (the gate
     /// admits an unproven one once the server says it is done): [`Link::finish`] returns it.
     completed: Option<Reply>,
@@ -170,27 +133,24 @@ impl<'s> Link<'s> {
     pub async fn open(session: &'s Session, spec: &Spec) -> Result<Link<'s>> {
         let (mut link, login_time) = if spec.mode == DataMode::Passive {
             let (mut control, _) = dataport::connect_control(session, &spec.ftp, spec.timeout).await?;
-            let login_time = dataport::timed_login(&mut control, &spec.login).await?;
-            let mut link = Link::new(session, control, spec, None);
-            link.passive = true;
-            (link, login_time)
+            let login_time = crate::ftp::login::timed_login(&mut control, &spec.login).await?;
+            (Link::new(session, control, spec, DataPath::passive()), login_time)
         } else {
             let prepared = dataport::prepare(session, &spec.ftp, spec.timeout, &spec.login).await?;
-            let mut link = Link::new(session, prepared.control, spec, prepared.ftp_ip);
             // RFC 959 servers (GNU inetutils ftpd) close a small file's data connection before
             // its owner can be read: their connections may wait unproven, and two such waiting
             // at once cannot be paired with transfers. ProFTPD holds its end until we close ours.
-            link.nothing_ahead = prepared.dialect == Some(crate::ftp::Dialect::Rfc959);
-            match prepared.forward {
-                Ok(forward) => {
-                    link.data_ports = forward.ports.clone();
-                    link.forward = Some(forward);
-                }
-                Err(why) => {
-                    if let Err(e) = link.fall_back(why) {
-                        link.close().await;
-                        return Err(e);
-                    }
+            let nothing_ahead = prepared.dialect == Some(crate::ftp::Dialect::Rfc959);
+            let (forward, refused) = match prepared.forward {
+                Ok(forward) => (Some(forward), None),
+                Err(why) => (None, Some(why)),
+            };
+            let path = DataPath::default_port(prepared.ftp_ip, forward, nothing_ahead);
+            let mut link = Link::new(session, prepared.control, spec, path);
+            if let Some(why) = refused {
+                if let Err(e) = link.fall_back(why) {
+                    link.close().await;
+                    return Err(e);
                 }
             }
             (link, prepared.login_time.unwrap_or_default())
@@ -199,34 +159,17 @@ impl<'s> Link<'s> {
         Ok(link)
     }
 
-    fn new(session: &'s Session, control: Control, spec: &Spec, ftp_ip: Option<IpAddr>) -> Self {
+    fn new(session: &'s Session, control: Control, spec: &Spec, path: DataPath<'s>) -> Self {
         Link {
             session,
             control,
             spec: spec.clone(),
-            ftp_ip,
-            forward: None,
-            passive: false,
-            last_origin: None,
-            source_port_varies: false,
-            last_proxy_port: None,
-            last_tuple: None,
-            time_wait_held: false,
+            path,
             bound: DATA_CONNECT_BOUND,
-            fell_back: None,
             features: None,
             verify_method: None,
             early_eof: true,
-            reclaim_behind: false,
-            reclaiming: None,
-            reclaimer: None,
-            stocked: None,
-            stock_refused: false,
-            reclaim_cancelled: false,
-            data_ports: Vec::new(),
             pending: VecDeque::new(),
-            received: 0,
-            nothing_ahead: false,
             completed: None,
         }
     }
@@ -234,14 +177,7 @@ impl<'s> Link<'s> {
     /// The data connection's 4-tuple as far as known: the FTP server's
     /// address and last data source port, and the forwarded port.
     pub fn data_tuple(&self) -> Option<DataTuple> {
-        let forward = self.forward.as_ref()?;
-        let port = self.last_proxy_port.or(forward.ports.first().copied())?;
-        let proxy = SocketAddr::new(forward.address.parse().ok()?, port);
-        let (server, server_port) = match self.last_origin {
-            Some((ip, port)) => (ip, Some(port)),
-            None => (self.ftp_ip?, None),
-        };
-        Some(DataTuple { server, server_port, proxy })
+        self.path.data_tuple()
     }
 
     /// The SSH session this link runs in.
@@ -271,7 +207,7 @@ impl<'s> Link<'s> {
 
     /// True once this session moves data over EPSV/PASV.
     pub fn is_passive(&self) -> bool {
-        self.passive
+        self.path.is_passive()
     }
 
     /// Send a transfer command (RETR, STOR, LIST, NLST) and get its data connection.
@@ -301,22 +237,51 @@ impl<'s> Link<'s> {
         // connection the server made for them is refused when it comes (see the gate).
         self.pending.clear();
         self.completed = None;
-        self.session.gate.close(&self.data_ports);
+        self.session.gate.close(self.path.ports());
         self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await?;
-        self.session.gate.settle(&self.data_ports, self.control.connections_made());
+        self.session.gate.settle(self.path.ports(), self.control.connections_made());
         Ok(())
+    }
+
+    /// From now on, reclaim each download's 4-tuple as its data connection is
+    /// accepted, ready for the next transfer (the server is known to collide).
+    pub fn reclaim_behind(&mut self) {
+        if let Some(port) = self.path.as_default_port() {
+            port.reclaim.behind = true;
+        }
+    }
+
+    /// Free the collided `tuple` (as far as known) from the FTP server's
+    /// TIME_WAIT for this link ([`crate::dataport::reclaim::collision`]).
+    pub async fn reclaim_collided(&mut self, tuple: Option<DataTuple>, reclaimed: &mut u32) -> Result<Outcome> {
+        match self.path.as_default_port() {
+            Some(port) => port.reclaim_collided(self.session, tuple, reclaimed).await,
+            None if tuple.is_some_and(|t| t.server_port.is_some()) => {
+                anyhow::bail!("could not reclaim the 4-tuple: this link has no reverse forward")
+            }
+            None => Ok(Outcome::Unknown),
+        }
+    }
+
+    /// Free the data connection's 4-tuple from the FTP server's TIME_WAIT now
+    /// ([`crate::dataport::reclaim::Reclaim::now`]). False: no SYN could go out. An error
+    /// leaves the link without forwards: close it.
+    pub async fn reclaim(&mut self, tuple: &DataTuple, wait: Duration) -> Result<bool> {
+        let port = self.path.as_default_port().context("this link has no reverse forward")?;
+        port.reclaim_now(self.session, tuple, wait).await
+    }
+
+    /// True when the FTP server's host holds this link's data 4-tuple in
+    /// TIME_WAIT from its last download (it closed that connection first).
+    pub fn holds_time_wait(&self) -> bool {
+        matches!(&self.path, DataPath::DefaultPort(port) if port.reclaim.held)
     }
 
     /// QUIT and cancel the forwards.
     pub async fn close(mut self) {
-        self.session.gate.retire(&self.data_ports);
-        if let Ok(Some(forward)) = self.end_reclaim().await {
-            self.forward = Some(forward); // cancelled already; cancelling again is harmless
-        }
+        self.path.retire(self.session, self.control.timeout).await;
         self.control.quit().await;
-        if let Some(forward) = self.forward.take() {
-            forward.cancel(self.session).await;
-        }
+        self.path.cancel_forward(self.session).await;
     }
 }
 
@@ -328,29 +293,6 @@ struct Pending {
     after: Vec<Command>,
     /// On the wire (the default port); passive commands wait for [`Link::receive`].
     sent: bool,
-}
-
-/// What a reclaim under way brings back: the forward it cancelled (none when
-/// it sent from the stock), the tuple, and the helper with its answer (true:
-/// the SYN went out) and the stock left.
-struct Reclaiming {
-    forward: Option<ReverseForward>,
-    tuple: DataTuple,
-    asked: Result<(Reclaimer, bool, usize)>,
-}
-
-/// A future polled once already, so that what it sends first is on its way
-/// ([`start_now`]), to be awaited later.
-type Started<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// Poll `f` once now (its first messages go out, in order, behind whatever
-/// was sent before), and hand it back to be awaited later.
-async fn start_now<'a, T: Send + 'a>(f: impl std::future::Future<Output = T> + Send + 'a) -> Started<'a, T> {
-    let mut f: Started<'a, T> = Box::pin(f);
-    match std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await {
-        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
-        std::task::Poll::Pending => f,
-    }
 }
 
 /// The server could not connect back because the data connection's 4-tuple

@@ -1,11 +1,11 @@
-//! Tests of the capture helper (`tests/common/capture.rs`) itself. A check that cannot fail is
+//! Tests of the capture helper (`tests/common/capture/`) itself. A check that cannot fail is
 //! worthless, so the lab tests show that it does fail on plaintext and passes on SSH; the unit
 //! tests check the pcap parser and the reassembly on hand-made files.
 //!
 //! The lab tests need root and the lab (`scripts/lab up`), and share its veth:
 //! `cargo test --test capture -- --test-threads=1`.
 
-#[path = "common/capture.rs"]
+#[path = "common/capture/mod.rs"]
 mod capture;
 
 use std::collections::HashMap;

@@ -290,14 +290,6 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     None
 }
 
-/// File-level loops not broken yet, each as the set of its modules. A loop found outside these
-/// sets fails the test, and so does a set here that no longer loops: the list only shrinks.
-/// - `ssh`: `Session` (`ssh/mod.rs`) holds the helpers it starts on the SSH server (origin
-///   lookups, the reclaimer, the shell), and they open their channels through it. It goes when
-///   the data path's helpers move out of the session.
-const KNOWN_LOOPS: &[&[&str]] =
-    &[&["ssh", "ssh::gate::proof", "ssh::helper", "ssh::origin", "ssh::reclaimer", "ssh::relay", "ssh::shell"]];
-
 /// The loops of `graph`: its strongly connected components of more than one module.
 fn loops(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
     let reach = |start: &String| {
@@ -326,7 +318,6 @@ fn loops(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
 fn no_import_cycle_between_files() {
     let graph = graph();
     assert!(graph.len() > 30, "read {} modules", graph.len());
-    let known: Vec<BTreeSet<String>> = KNOWN_LOOPS.iter().map(|l| l.iter().map(|m| m.to_string()).collect()).collect();
     let found = loops(&graph);
     let describe = |l: &BTreeSet<String>| {
         l.iter()
@@ -334,12 +325,8 @@ fn no_import_cycle_between_files() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    for l in &found {
-        assert!(known.iter().any(|k| l.is_subset(k)), "an import loop between files:\n{}", describe(l));
-    }
-    for k in &known {
-        assert!(found.iter().any(|l| l.is_subset(k)), "{k:?} no longer loops: take it off KNOWN_LOOPS");
-    }
+    let described: Vec<String> = found.iter().map(describe).collect();
+    assert!(found.is_empty(), "import loops between files:\n{}", described.join("\n\n"));
 }
 
 #[test]

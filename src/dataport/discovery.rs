@@ -2,7 +2,7 @@
 //! to the FTP server, as the FTP server sees it
 //! (docs/real-systems.md#knowing-the-proxy-port-p).
 //!
-//! Where the relay runs ([`crate::ssh::relay`]) it reports P itself. Elsewhere
+//! Where the relay runs ([`crate::dataport::relay`]) it reports P itself. Elsewhere
 //! (no perl, python3 or socat on the SSH server) P is read off the socket
 //! table: sshd's own process is not readable by the SSH user, so we diff
 //! `/proc/net/tcp{,6}` before and after opening the control connection and

@@ -3,7 +3,7 @@
 //! listen exactly there).
 //!
 //! 1. **P is known, not guessed.** The control connection is made by the
-//!    SO_REUSEADDR relay ([`crate::ssh::relay`]), which reports its own port P.
+//!    SO_REUSEADDR relay ([`crate::dataport::relay`]), which reports its own port P.
 //!    Only where no relay can run does P come from the socket-table diff
 //!    ([`crate::dataport::discovery`]), retried with jitter when another connection
 //!    raced ours.
@@ -22,6 +22,9 @@ pub mod discovery;
 pub mod forward;
 mod judge;
 pub mod passive;
+pub mod path;
+pub mod reclaim;
+pub mod relay;
 
 pub use passive::Fallback;
 
@@ -35,9 +38,12 @@ use crate::backoff;
 use crate::credentials::Login;
 use crate::events::{Event, Via};
 use crate::ftp::control::{Control, Line, Transcript};
+use crate::ftp::login::timed_login;
 use crate::ftp::{Dialect, Reply};
 use crate::ssh::endpoint::FtpTarget;
-use crate::ssh::relay;
+use crate::ssh::gate::proof::Uids;
+use crate::ssh::helper::Helper;
+use crate::ssh::origin::Origin;
 use crate::ssh::Session;
 use discovery::NotFound;
 use forward::ReverseForward;
@@ -101,31 +107,9 @@ pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, logi
     prepared?.logged_in(login).await
 }
 
-/// USER, PASS, TYPE; how long they took (their round trips: not the
-/// time PASS was held at the login's gate).
-pub async fn timed_login(control: &mut Control, login: &Login) -> Result<Duration> {
-    let started = std::time::Instant::now();
-    let mut held = Duration::ZERO;
-    let gate = async {
-        let since = std::time::Instant::now();
-        let opened = match &login.gate {
-            Some(gate) => gate.opened().await,
-            None => Ok(()),
-        };
-        held = since.elapsed();
-        opened
-    };
-    let representation = match login.ascii {
-        true => crate::ftp::command::TransferType::Ascii,
-        false => crate::ftp::command::TransferType::Binary,
-    };
-    control.login(&login.user, &login.password, representation, gate).await?;
-    Ok(started.elapsed().saturating_sub(held))
-}
-
 /// Open a control connection for passive transfers, and read the greeting:
 /// through the relay where one runs (it acknowledges the server's replies at
-/// once, which sshd's socket does not: see [`crate::ssh::relay`]), else with
+/// once, which sshd's socket does not: see [`crate::dataport::relay`]), else with
 /// sshd's own socket.
 pub async fn connect_control(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {
     match relayed_control(session, ftp, timeout).await {
@@ -301,7 +285,7 @@ async fn forward_and_login(
     // The origin check starts meanwhile too, where it has not yet (once a session); a login
     // that fails leaves it unstarted (its exec would race the session's end).
     let login_and_origin = async {
-        let origin = session.check_origins(&login.user, login.runs_as.as_deref());
+        let origin = check_origins(session, &login.user, login.runs_as.as_deref());
         let logging_in = timed_login(control, login);
         tokio::pin!(origin, logging_in);
         let mut origin_done = false;
@@ -325,6 +309,47 @@ async fn forward_and_login(
             Err(e)
         }
     }
+}
+
+/// Have the gate prove each data connection's origin by its owner in the SSH server's
+/// socket table ([`crate::ssh::origin`]), the FTP server's sockets being root's, ours, or
+/// those of the account the FTP session runs as there: `runs_as` (`--ftp-uid`, a uid or a
+/// name), else `ftp_user`'s own. Once per session; where no perl runs there, connections are
+/// judged by address and port alone, as said at `-v`.
+async fn check_origins(session: &Session, ftp_user: &str, runs_as: Option<&str>) {
+    // Held while it starts: another link of the session waits rather than go unchecked.
+    // Set once it ended, either way: a start cancelled half-way is tried again.
+    let mut tried = session.gate.origin_tried().await;
+    if *tried {
+        return;
+    }
+    let started = async {
+        let mut origin = Origin::start(session).await?;
+        let ftp = match runs_as {
+            Some(uid) if uid.parse::<u32>().is_ok() => uid.parse().ok(),
+            Some(name) => {
+                let uid = origin.uid_of(name).await?;
+                if uid.is_none() {
+                    tracing::warn!(
+                        "--ftp-uid {name}: the SSH server has no such account; the FTP server's uid stays unknown"
+                    );
+                }
+                uid
+            }
+            None => origin.uid_of(if ftp_user == "anonymous" { "ftp" } else { ftp_user }).await?,
+        };
+        anyhow::Ok((origin, ftp))
+    };
+    match started.await {
+        Ok((origin, ftp)) => {
+            let uids = Uids::new(origin.own_uid, ftp, origin.privileged_below);
+            let (server, below) = (&uids.server, uids.privileged_below);
+            tracing::debug!("data connections must be made by uid {server:?} (or from a port below {below})");
+            session.gate.check_origins(origin, uids).await;
+        }
+        Err(e) => tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}"),
+    }
+    *tried = true;
 }
 
 /// The control connection with the forward `judged` fit to use, or without

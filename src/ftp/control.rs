@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{parse_reply_in, Command, Reply};
-use crate::error::{Classify, Kind};
+use crate::error::{Classify, Closed, Kind};
 
 /// How long to wait for any reply unless told otherwise (`--timeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,17 +55,9 @@ impl Classify for FtpError {
     }
 }
 
-/// The server ended the control connection (EOF). Over SSH the cause may be
-/// the SSH connection itself: the caller, who knows the session, says which.
-#[derive(Debug, thiserror::Error)]
-#[error("the FTP server closed the control connection")]
-pub struct ControlClosed;
-
-impl Classify for ControlClosed {
-    fn kind(&self) -> Kind {
-        Kind::Transfer
-    }
-}
+/// The server ended the control connection (EOF): an [`crate::error::Closed`], which the
+/// caller who knows the SSH session may blame on it.
+pub const CONTROL_CLOSED: Closed = Closed("the FTP server closed the control connection");
 
 /// A command was refused locally because the conversation is not in step.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +184,7 @@ impl Control {
     }
 
     /// Like [`Control::pipeline`], with `hold` (a line for our relay on the
-    /// SSH server, not for the FTP server: see [`crate::ssh::relay`]) in
+    /// SSH server, not for the FTP server: see [`crate::dataport::relay`]) in
     /// front, in the same write.
     pub async fn pipeline_held(&mut self, hold: &str, cmds: &[&Command]) -> Result<()> {
         anyhow::ensure!(self.holds, "this control connection does not end in a relay that holds");
@@ -321,7 +313,7 @@ impl Control {
             };
             if n == 0 {
                 self.state = State::Broken("closed".into());
-                return Err(ControlClosed.classified());
+                return Err(CONTROL_CLOSED.classified());
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }

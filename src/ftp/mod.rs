@@ -10,7 +10,7 @@
 //!
 //! All of these are pure: every edge case is testable on bytes. The one file
 //! with I/O is [`control`], the control connection over any async byte stream,
-//! which reads into a buffer and feeds it to [`parse_reply`].
+//! which reads into a buffer and feeds it to [`parse_reply`]; [`login`] logs in on it.
 
 pub mod command;
 pub mod control;
@@ -18,6 +18,7 @@ pub mod dialect;
 pub mod digest;
 pub mod facts;
 pub mod features;
+pub mod login;
 pub mod passive_reply;
 pub mod reply;
 pub mod shown;

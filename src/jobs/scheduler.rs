@@ -40,6 +40,7 @@ pub(super) async fn serve<'s>(
     shared: &Shared,
     current: &mut Option<Attempt>,
 ) {
+    let run = Run { plan, opts, shared };
     let recorder = std::sync::Arc::new(Recorder::default());
     let _watching = session.events().watch(recorder.clone());
     // The link that carries the current item's commands already (sent ahead).
@@ -55,19 +56,10 @@ pub(super) async fn serve<'s>(
         };
         let mut link = match taken {
             Ok(link) => link,
-            Err(e) => {
-                let e = session.attribute(e).await;
-                let passing = session.is_closed() || !is_permanent(&e);
-                if passing && attempt.record.retries < opts.retries {
-                    attempt.retry_later(&plan.events, &e).await;
-                } else {
-                    finish(plan, shared, opts, current.take().unwrap(), Some(e));
-                }
-                if session.is_closed() {
-                    break;
-                }
-                continue;
-            }
+            Err(e) => match no_link(run, session, e, current).await {
+                Then::Stop => break,
+                Then::Go => continue,
+            },
         };
         let pace = timewait::in_force(opts.pace, shared.reclaim_fails.load(Ordering::SeqCst));
         let started = Instant::now();
@@ -100,39 +92,8 @@ pub(super) async fn serve<'s>(
         if let Some(up) = upcoming {
             requeue(shared, up); // its commands are read through when the link is parked
         }
-        match result {
-            Ok(()) => {
-                let download = attempt.item.op == Op::Get && !link.is_passive();
-                let rest = timewait::rest_after(pace, download, shared.collides.load(Ordering::SeqCst));
-                finish(plan, shared, opts, current.take().unwrap(), None);
-                park(&mut idle, link, Instant::now() + rest).await;
-            }
-            Err(e) if find::<Collision>(&e).is_some() => {
-                shared.collides.store(true, Ordering::SeqCst);
-                let failed = after_collision(&e, pace, &mut link, attempt, shared, &recorder).await;
-                match failed {
-                    Ok(Some(ready_at)) => park(&mut idle, link, ready_at).await,
-                    Ok(None) => link.close().await,
-                    Err(e) => {
-                        finish(plan, shared, opts, current.take().unwrap(), Some(e));
-                        park(&mut idle, link, Instant::now()).await;
-                    }
-                }
-            }
-            Err(e) if !is_permanent(&e) && attempt.record.retries < opts.retries => {
-                attempt.retry_later(&plan.events, &e).await;
-                link.close().await;
-                if session.is_closed() {
-                    break;
-                }
-            }
-            Err(e) => {
-                finish(plan, shared, opts, current.take().unwrap(), Some(e));
-                if session.is_closed() {
-                    break;
-                }
-                park(&mut idle, link, Instant::now()).await;
-            }
+        if let Then::Stop = after_transfer(run, &mut idle, link, result, pace, current, &recorder).await {
+            break;
         }
         trim(&mut idle).await;
     }
@@ -142,6 +103,89 @@ pub(super) async fn serve<'s>(
     if let Some(link) = carried {
         link.close().await;
     }
+}
+
+/// What a worker does after an item's turn.
+enum Then {
+    /// Go on with the next item.
+    Go,
+    /// Stop: the session is gone.
+    Stop,
+}
+
+/// What a worker serves: the run's plan and options, and what all its workers share.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    plan: &'a Plan,
+    opts: &'a Options,
+    shared: &'a Shared,
+}
+
+/// No link could be had for the `current` item (`e`): it is tried again later where that
+/// may help, else it fails.
+async fn no_link(run: Run<'_>, session: &Session, e: anyhow::Error, current: &mut Option<Attempt>) -> Then {
+    let e = session.attribute(e).await;
+    let attempt = current.as_mut().expect("an item is being served");
+    let passing = session.is_closed() || !is_permanent(&e);
+    if passing && attempt.record.retries < run.opts.retries {
+        attempt.retry_later(&run.plan.events, &e).await;
+    } else {
+        finish(run.plan, run.shared, run.opts, current.take().unwrap(), Some(e));
+    }
+    match session.is_closed() {
+        true => Then::Stop,
+        false => Then::Go,
+    }
+}
+
+/// The transfer of the `current` item on `link` came to `result`: the item is finished or
+/// tried again later, and the link parked (ready again after its rest) or closed.
+async fn after_transfer<'s>(
+    run: Run<'_>,
+    idle: &mut Vec<Idle<'s>>,
+    mut link: Link<'s>,
+    result: Result<()>,
+    pace: Pace,
+    current: &mut Option<Attempt>,
+    recorder: &Recorder,
+) -> Then {
+    let session = link.session();
+    let attempt = current.as_mut().expect("an item is being served");
+    match result {
+        Ok(()) => {
+            let download = attempt.item.op == Op::Get && !link.is_passive();
+            let rest = timewait::rest_after(pace, download, run.shared.collides.load(Ordering::SeqCst));
+            finish(run.plan, run.shared, run.opts, current.take().unwrap(), None);
+            park(idle, link, Instant::now() + rest).await;
+        }
+        Err(e) if find::<Collision>(&e).is_some() => {
+            run.shared.collides.store(true, Ordering::SeqCst);
+            let failed = after_collision(&e, pace, &mut link, attempt, run.shared, recorder).await;
+            match failed {
+                Ok(Some(ready_at)) => park(idle, link, ready_at).await,
+                Ok(None) => link.close().await,
+                Err(e) => {
+                    finish(run.plan, run.shared, run.opts, current.take().unwrap(), Some(e));
+                    park(idle, link, Instant::now()).await;
+                }
+            }
+        }
+        Err(e) if !is_permanent(&e) && attempt.record.retries < run.opts.retries => {
+            attempt.retry_later(&run.plan.events, &e).await;
+            link.close().await;
+            if session.is_closed() {
+                return Then::Stop;
+            }
+        }
+        Err(e) => {
+            finish(run.plan, run.shared, run.opts, current.take().unwrap(), Some(e));
+            if session.is_closed() {
+                return Then::Stop;
+            }
+            park(idle, link, Instant::now()).await;
+        }
+    }
+    Then::Go
 }
 
 /// Once the default port has worked on `link` ([`Link::can_send_ahead`]: where

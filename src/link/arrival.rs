@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{Collision, Data, Early, Link};
 use crate::dataport::Fallback;
@@ -24,28 +24,24 @@ impl Link<'_> {
         let (reply, data, early) = match arrived {
             Ok(both) => both,
             Err(e) => {
-                self.session.gate.close(&self.data_ports);
+                self.session.gate.close(self.path.ports());
                 return Err(e);
             }
         };
         let origin = data.originator.0.parse::<IpAddr>().ok().map(|ip| (ip.to_canonical(), data.originator.1 as u16));
-        if let (Some((_, before)), Some((_, now))) = (self.last_origin, origin) {
-            self.source_port_varies = before != now;
-            self.session.gate.pin_source(&self.data_ports, (!self.source_port_varies).then_some(now));
-        }
-        self.last_origin = origin;
-        self.last_proxy_port = Some(data.connected.1 as u16);
-        self.last_tuple = self.data_tuple().filter(|t| t.server_port.is_some());
-        self.time_wait_held = !matches!(cmd, Command::Stor(_) | Command::Appe(_));
+        let download = !matches!(cmd, Command::Stor(_) | Command::Appe(_));
+        let (session, timeout, early_eof) = (self.session, self.control.timeout, self.early_eof);
+        let port = self.path.as_default_port().context("a default-port transfer on the passive path")?;
+        port.arrived(&session.gate, origin, data.connected.1 as u16, download);
         if let Some((from, to)) = data.ends() {
-            self.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
+            session.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
         }
         // Nothing goes to the server on a download: our EOF at once, so that a
         // server that waits for it before its 226 (ProFTPD's lingering close)
         // has it a round trip sooner.
-        let eof_sent = self.time_wait_held && self.early_eof && data.channel.eof().await.is_ok();
-        if eof_sent && self.reclaim_behind {
-            self.begin_reclaim().await;
+        let eof_sent = download && early_eof && data.channel.eof().await.is_ok();
+        if eof_sent && port.reclaim.behind {
+            port.begin_reclaim(session, timeout).await;
         }
         Ok(Data { channel: data.channel, announced: reply.announced_size(), early, eof_sent })
     }
@@ -102,7 +98,7 @@ impl Link<'_> {
                     continue;
                 }
                 Arrival::Reply(r) if reply.is_some() && r.is_completion() => {
-                    match self.session.gate.release(&self.data_ports, self.received).await {
+                    match self.session.gate.release(self.path.ports(), self.path.received()).await {
                         // The server ended it before anything came, and the next transfer is
                         // already sent: the next connection may be that one's (its RETR runs
                         // the moment this one ends), and nothing tells the two apart. This one's
@@ -110,7 +106,7 @@ impl Link<'_> {
                         // open) or is late: either way, not a guess.
                         Ok(false)
                             if self.pending.iter().any(|p| p.sent)
-                                && self.session.gate.nothing_came(&self.data_ports, self.received) =>
+                                && self.session.gate.nothing_came(self.path.ports(), self.path.received()) =>
                         {
                             lost(&r)
                         }
@@ -125,7 +121,9 @@ impl Link<'_> {
                     }
                 }
                 Arrival::Gate(gate::Arrival::Data(mut d)) => {
-                    self.received += 1;
+                    if let Some(port) = self.path.as_default_port() {
+                        port.received += 1;
+                    }
                     // What it brought while the gate looked up its origin comes first.
                     early.chunks.splice(0..0, std::mem::take(&mut d.early));
                     early.ended |= d.ended;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 
 use super::{Data, DataMode, Early, Link};
+use crate::dataport::path::DataPath;
 use crate::dataport::{self, Fallback};
 use crate::error::{classified, Classify};
 use crate::events::Event;
@@ -20,8 +21,7 @@ impl Link<'_> {
         if self.spec.mode != DataMode::Auto {
             return Err(classified(why.kind(), format!("{why}; try --data-mode passive")));
         }
-        self.passive = true;
-        self.fell_back.get_or_insert(why);
+        self.path.fall_back(why);
         Ok(())
     }
 
@@ -29,16 +29,24 @@ impl Link<'_> {
     /// links of a bulk run say it with -v.
     pub(super) fn announce_fallback(&mut self) {
         static SAID: AtomicBool = AtomicBool::new(false);
-        let Some(why) = self.fell_back.take() else { return };
+        let Some(why) = self.fell_back() else { return };
         let first = !SAID.swap(true, Ordering::Relaxed);
         self.events().emit(Event::FellBack { why: why.to_string(), first });
     }
 
     /// Passive could not be set up either: one error that tells both.
     pub(super) fn passive_failed_too(&mut self, e: anyhow::Error) -> anyhow::Error {
-        match self.fell_back.take() {
+        match self.fell_back() {
             Some(why) => e.context(format!("the default port did not work ({why}), and passive failed too")),
             None => e,
+        }
+    }
+
+    /// Why this link went passive, once (then passive is known to work, or failed too).
+    fn fell_back(&mut self) -> Option<Fallback> {
+        match &mut self.path {
+            DataPath::Passive(passive) => passive.fell_back.take(),
+            DataPath::DefaultPort(_) => None,
         }
     }
 
@@ -66,13 +74,11 @@ impl Link<'_> {
     /// Leave the default-port path. A server that is still busy with the last
     /// command (silent, or 150 and no connection) gets a new control connection.
     pub(super) async fn leave_default_port(&mut self, reconnect: bool) -> Result<()> {
-        if let Some(forward) = self.forward.take() {
-            forward.cancel(self.session).await;
-        }
+        self.path.cancel_forward(self.session).await;
         if reconnect {
             self.control.quit().await;
             self.control = dataport::connect_control(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
-            dataport::timed_login(&mut self.control, &self.spec.login).await?;
+            crate::ftp::login::timed_login(&mut self.control, &self.spec.login).await?;
         }
         Ok(())
     }

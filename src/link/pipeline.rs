@@ -5,7 +5,9 @@
 
 use anyhow::{Context, Result};
 
-use super::{start_now, Data, Link, Pending};
+use super::{Data, Link, Pending};
+use crate::dataport::path::DataPath;
+use crate::dataport::reclaim::start_now;
 use crate::dataport::Fallback;
 use crate::error::classified;
 use crate::ftp::{Command, Reply};
@@ -18,28 +20,30 @@ impl Link<'_> {
     /// [`Link::receive`] takes the transfers in the order sent. Passive
     /// transfers wait for it to send them (EPSV's port must be read first).
     pub async fn send_transfer(&mut self, before: &[Command], cmd: &Command, after: &[Command]) -> Result<()> {
-        let sent = !self.passive;
-        if sent {
-            let ftp_ip = self.ftp_ip.context("the FTP server's address is unknown")?;
+        let (session, timeout) = (self.session, self.control.timeout);
+        let ahead = !self.pending.is_empty();
+        let default_port = self.path.as_default_port();
+        let sent = default_port.is_some();
+        if let Some(port) = default_port {
+            let ftp_ip = port.ftp_ip.context("the FTP server's address is unknown")?;
             // A reclaim under way ends first, where it cancelled sshd's listener: sshd listens
             // again right ahead of our commands. One from the stock ends when the next begins.
-            let ahead = !self.pending.is_empty();
-            let cancelled = match ahead && !self.reclaim_cancelled {
+            let cancelled = match ahead && !port.reclaim.cancelled_listener() {
                 true => None,
-                false => self.end_reclaim().await?,
+                false => port.end_reclaim(session.events(), timeout).await?,
             };
-            let session = self.session;
+            let hold = port.hold_line().filter(|_| ahead);
             let renewing = match cancelled {
                 Some(forward) => Some(start_now(async move { (forward.renew(session).await, forward) }).await),
                 None => None,
             };
-            if self.pending.is_empty() {
-                self.session.drain_data_channels().await;
+            if !ahead {
+                session.drain_data_channels().await;
             }
             // Open before sending: on loopback the connection can beat the write's return.
-            self.session.gate.open(&self.data_ports, ftp_ip);
+            session.gate.open(&port.ports, ftp_ip);
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
-            let piped = match self.hold_line().filter(|_| ahead) {
+            let piped = match hold {
                 Some(hold) => {
                     tracing::debug!("relay: hold {} until the data tuple is free", cmd.redacted());
                     self.control.pipeline_held(&hold, &wire).await
@@ -49,12 +53,12 @@ impl Link<'_> {
             let renewed = match renewing {
                 Some(renewing) => {
                     let (renewed, cancelled) = renewing.await;
-                    self.relisten(renewed, cancelled).await
+                    port.relisten(session, renewed, cancelled).await
                 }
                 None => Ok(()),
             };
             if let Err(e) = piped.and(renewed) {
-                self.session.gate.close(&self.data_ports);
+                session.gate.close(&port.ports);
                 return Err(e);
             }
         }
@@ -84,14 +88,11 @@ impl Link<'_> {
     /// (docs/real-systems.md#time_wait-and-incarnations). `collides`: the
     /// server is known to collide with TIME_WAIT.
     pub fn can_send_ahead(&self, collides: bool) -> bool {
-        if self.passive
-            || self.forward.is_none()
-            || self.nothing_ahead
-            || self.session.gate.saw_unproven(&self.data_ports)
-        {
+        let DataPath::DefaultPort(port) = &self.path else { return false };
+        if port.forward.is_none() || port.nothing_ahead || self.session.gate.saw_unproven(&port.ports) {
             return false;
         }
-        if self.source_port_varies {
+        if port.last.source_port_varies {
             return !collides;
         }
         // A fixed source port: every transfer has the same 4-tuple, so the relay must hold the
@@ -100,21 +101,8 @@ impl Link<'_> {
         // the FTP server's TIME_WAIT, which it does from its stock of sockets, unasked. A reclaim
         // that must cancel sshd's listener waits for the next commands to renew it: none ahead.
         // The relay sees that TIME_WAIT only where the FTP server runs on the SSH server itself.
-        let Some(tuple) = self.last_tuple else { return false };
-        self.control.holds() && (!collides || (self.reclaims_unasked() && tuple.server.is_loopback()))
-    }
-
-    /// The hold line for our relay that keeps the next transfer's commands
-    /// from the FTP server until this link's data tuple is free again
-    /// ([`crate::ssh::relay`]); none where the source port varies.
-    fn hold_line(&self) -> Option<String> {
-        if self.source_port_varies {
-            return None;
-        }
-        let tuple = self.last_tuple?;
-        let strict = u8::from(self.reclaim_behind);
-        let (proxy, server_port) = (tuple.proxy, tuple.server_port?);
-        Some(format!("FTPSSH-HOLD {} {} {} {server_port} {strict}\r\n", proxy.ip(), proxy.port(), tuple.server))
+        let Some(tuple) = port.last.tuple else { return false };
+        self.control.holds() && (!collides || (port.reclaim.unasked() && tuple.server.is_loopback()))
     }
 
     /// The data connection of `cmd`, the oldest transfer sent and not yet

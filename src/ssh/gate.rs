@@ -144,6 +144,8 @@ pub struct Gate {
     origin: tokio::sync::Mutex<Option<Origin>>,
     /// The uids whose sockets are the FTP server's, as the origin check found them.
     uids: Mutex<Option<Uids>>,
+    /// The origin check was tried (once a session, whatever it found): [`Gate::origin_tried`].
+    origin_tried: tokio::sync::Mutex<bool>,
     incoming: mpsc::UnboundedSender<Arrival>,
 }
 
@@ -166,7 +168,7 @@ impl Gate {
     /// A gate that tells `events` what it refuses and hands what it admits to `incoming`.
     pub fn new(events: Events, incoming: mpsc::UnboundedSender<Arrival>) -> Gate {
         let (accounts, origin, uids) = (Mutex::default(), tokio::sync::Mutex::default(), Mutex::default());
-        Gate { events, accounts, origin, uids, incoming }
+        Gate { events, accounts, origin, uids, origin_tried: Default::default(), incoming }
     }
 
     /// Start the task that checks connections' origins one at a time, in the order they
@@ -206,6 +208,12 @@ impl Gate {
     pub async fn check_origins(&self, origin: Origin, uids: Uids) {
         *self.uids.lock().unwrap() = Some(uids);
         *self.origin.lock().await = Some(origin);
+    }
+
+    /// Whether the origin check was tried, held while it starts: another link waits
+    /// rather than go unchecked.
+    pub async fn origin_tried(&self) -> tokio::sync::MutexGuard<'_, bool> {
+        self.origin_tried.lock().await
     }
 
     /// A transfer is pending on the link whose forwarded ports are `ports`:

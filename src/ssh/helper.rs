@@ -1,26 +1,52 @@
-//! A helper process on the SSH server (the remote shell, the reclaimer),
+//! A helper process on the SSH server (the remote shell, the origin lookup, the reclaimer),
 //! started on first use and kept for the session; one that failed is
 //! dropped, so the next use starts a fresh one.
 
-use anyhow::Result;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use russh::client::Msg;
+use russh::{Channel, ChannelStream};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::ssh::Session;
+/// How long a remote helper (the relay, the remote shell) may take to answer.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The next line that `who`, a helper on the SSH server, answers on `stream`, within
-/// [`crate::ssh::EXEC_TIMEOUT`].
-pub(crate) async fn answer(stream: &mut russh::ChannelStream<russh::client::Msg>, who: &str) -> Result<String> {
-    use anyhow::Context;
-    tokio::time::timeout(crate::ssh::EXEC_TIMEOUT, crate::ssh::relay::read_line(stream))
+/// [`EXEC_TIMEOUT`].
+pub(crate) async fn answer(stream: &mut ChannelStream<Msg>, who: &str) -> Result<String> {
+    tokio::time::timeout(EXEC_TIMEOUT, read_line(stream))
         .await
         .with_context(|| format!("{who} did not answer in time"))?
         .with_context(|| format!("{who} exited"))
 }
 
+/// Read one line of a remote helper's output byte by byte: what follows it
+/// belongs to someone else.
+pub(crate) async fn read_line(stream: &mut ChannelStream<Msg>) -> Result<String> {
+    let mut line = Vec::new();
+    loop {
+        let byte = stream.read_u8().await.context("the remote process exited before ending a line")?;
+        if byte == b'\n' || line.len() > 1024 {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte);
+    }
+}
+
+/// Where helpers are started: the SSH session's exec channels. A trait, so
+/// that the helpers need not know the session that holds some of them.
+pub trait Exec: Sync {
+    /// Start `command` on the SSH server; its stdin and stdout are the channel's data.
+    fn exec_channel(&self, command: &str) -> impl Future<Output = Result<Channel<Msg>>> + Send;
+}
+
 /// What a [`Lazy`] slot holds: something started over an exec channel.
 pub trait Helper: Sized + Send {
     /// Start it on the SSH server.
-    fn start(session: &Session) -> impl std::future::Future<Output = Result<Self>> + Send;
+    fn start(on: &impl Exec) -> impl Future<Output = Result<Self>> + Send;
 }
 
 /// The slot of one helper.
@@ -35,10 +61,10 @@ impl<T> Default for Lazy<T> {
 impl<T: Helper> Lazy<T> {
     /// The helper, started if there is none; held until the guard drops
     /// (one user at a time: a helper answers one request at a time).
-    pub async fn get(&self, session: &Session) -> Result<MutexGuard<'_, Option<T>>> {
+    pub async fn get(&self, on: &impl Exec) -> Result<MutexGuard<'_, Option<T>>> {
         let mut slot = self.0.lock().await;
         if slot.is_none() {
-            *slot = Some(T::start(session).await?);
+            *slot = Some(T::start(on).await?);
         }
         Ok(slot)
     }

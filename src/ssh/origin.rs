@@ -7,7 +7,7 @@
 //! the connecting socket is on the SSH server's host, its row (the 4-tuple from the
 //! originator to the forwarded port) carries the uid that made it, and an inode while a
 //! process still holds it. A perl process started once per session looks each one up by
-//! netlink (sock_diag, as the relay does: [`super::tuple_state`]), one line in, one line out.
+//! netlink (sock_diag, as the relay does: [`crate::tcp::tuple_state`]), one line in, one line out.
 //! Where no perl runs, a shell of its own reads the rows of the forwarded port from
 //! `/proc/net/tcp{,6}` (slower: the kernel walks its whole socket table for each read).
 //!
@@ -21,9 +21,8 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
-use crate::ssh::helper::Helper;
+use crate::ssh::helper::{Exec, Helper};
 use crate::ssh::shell::Shell;
-use crate::ssh::Session;
 use crate::tcp::table;
 
 /// Reads `user NAME` (answers its uid, or `-`) and `LA LP RA RP` lines (answers the socket's
@@ -32,7 +31,7 @@ use crate::tcp::table;
 const PERL: &str = concat!(
     r#"use strict; use Socket qw(AF_INET6 inet_aton inet_pton); $| = 1;
 "#,
-    crate::ssh::tuple_state::perl_tuple_state!(),
+    crate::tcp::tuple_state::perl_tuple_state!(),
     r#"my $low = 1024; if (open(my $f, "<", "/proc/sys/net/ipv4/ip_unprivileged_port_start")) { $low = 0 + <$f> }
 print "FTPSSH-ORIGIN ready $< $low\n";
 while (my $line = <STDIN>) { chomp $line;
@@ -72,14 +71,14 @@ pub struct Origin {
     pub privileged_below: u16,
 }
 
-impl Origin {
+impl Helper for Origin {
     /// Start it: perl, else a shell.
-    pub async fn start(session: &Session) -> Result<Origin> {
-        match Self::start_perl(session).await {
+    async fn start(on: &impl Exec) -> Result<Origin> {
+        match Self::start_perl(on).await {
             Ok(origin) => Ok(origin),
             Err(e) => {
                 tracing::debug!("origin check without perl ({e:#}): the socket table through a shell");
-                let mut shell = Shell::start(session).await?;
+                let mut shell = Shell::start(on).await?;
                 let out = shell
                     .run("id -u; cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024")
                     .await?;
@@ -90,9 +89,11 @@ impl Origin {
             }
         }
     }
+}
 
-    async fn start_perl(session: &Session) -> Result<Origin> {
-        let channel = session.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
+impl Origin {
+    async fn start_perl(on: &impl Exec) -> Result<Origin> {
+        let channel = on.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
         let mut stream = channel.into_stream();
         let line = read_line(&mut stream).await?;
         let (own_uid, privileged_below) = parse_ready(&line)

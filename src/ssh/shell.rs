@@ -12,8 +12,7 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::ssh::helper::Helper;
-use crate::ssh::{Session, EXEC_TIMEOUT};
+use crate::ssh::helper::{Exec, Helper, EXEC_TIMEOUT};
 
 /// A running remote `sh`.
 pub struct Shell {
@@ -24,8 +23,8 @@ pub struct Shell {
 
 impl Helper for Shell {
     /// Start `sh` on the SSH server.
-    async fn start(session: &Session) -> Result<Shell> {
-        let channel = session.exec_channel("exec sh").await?;
+    async fn start(on: &impl Exec) -> Result<Shell> {
+        let channel = on.exec_channel("exec sh").await?;
         Ok(Shell { stream: channel.into_stream(), buf: Vec::new(), count: 0 })
     }
 }

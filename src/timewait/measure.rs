@@ -6,7 +6,7 @@
 //! FTP server closed first, so its host keeps that tuple in TIME_WAIT for 60 s; with TCP timestamps
 //! off, the next transfer fails with `425 Unable to build data connection: Cannot assign requested
 //! address`. This module recognises that reply. The bulk commands then end the entry
-//! ([`crate::ssh::reclaimer`], the default), use another control connection, or wait. A wait lasts
+//! ([`crate::dataport::reclaim`], the default), use another control connection, or wait. A wait lasts
 //! exactly as long as the kernel says when the SSH server can see the row ([`measure`], then
 //! [`wait_out`] for the figure plus [`MARGIN`]), or follows [`crate::backoff::unseen_time_wait`]
 //! when it cannot (FTP server on another host, SSH server not Linux).

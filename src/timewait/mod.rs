@@ -9,7 +9,7 @@
 //! (`--pace`), one policy ([`after_collision`]):
 //!
 //! - **reclaim** (default): end that TIME_WAIT entry from our side of the
-//!   tuple ([`reclaim`]) and go on with the same control connection. Where
+//!   tuple ([`crate::dataport::reclaim`]) and go on with the same control connection. Where
 //!   that does not work (`tcp_rfc1337=1`, a firewall drops the SYN, no perl
 //!   on the SSH server), the run switches to rotating.
 //! - **rotate**: a new control connection has a new proxy port, so a new
@@ -18,12 +18,12 @@
 //!   server's socket table ([`measure`]), wait exactly that long, retry.
 
 pub mod measure;
-pub mod reclaim;
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff};
 
+use crate::dataport::reclaim::collision::{held_on_both_ends, Outcome};
 use crate::events::Event;
 use crate::link::Link;
 use crate::tcp::DataTuple;
@@ -103,14 +103,14 @@ pub async fn ahead(pace: Pace, server_collides: bool, link: &mut Link<'_>, so_fa
         return None;
     }
     // From now on each download's tuple is reclaimed as its data arrives, ready for the next.
-    link.reclaim_behind = true;
+    link.reclaim_behind();
     if !link.holds_time_wait() || so_far.reclaimed > 0 {
         return None;
     }
-    match reclaim::reclaim(link, link.data_tuple(), &mut so_far.reclaimed).await {
-        Ok(reclaim::Outcome::Sent | reclaim::Outcome::Unknown) => None, // unknown: the transfer will tell
-        Ok(reclaim::Outcome::HeldOnBothEnds(tuple)) => {
-            let what = format!("{}; this control connection rests", reclaim::held_on_both_ends(&tuple));
+    match link.reclaim_collided(link.data_tuple(), &mut so_far.reclaimed).await {
+        Ok(Outcome::Sent | Outcome::Unknown) => None, // unknown: the transfer will tell
+        Ok(Outcome::HeldOnBothEnds(tuple)) => {
+            let what = format!("{}; this control connection rests", held_on_both_ends(&tuple));
             link.events().emit(Event::Detour { what });
             Some(Next::Rest(REST_AFTER_DOWNLOAD))
         }
@@ -132,15 +132,14 @@ pub async fn after_collision(
     collision: &str,
 ) -> Next {
     match pace {
-        Pace::Reclaim => match reclaim::reclaim(link, tuple, &mut so_far.reclaimed).await {
-            Ok(reclaim::Outcome::Sent) => Next::Reuse,
-            Ok(reclaim::Outcome::Unknown) => {
+        Pace::Reclaim => match link.reclaim_collided(tuple, &mut so_far.reclaimed).await {
+            Ok(Outcome::Sent) => Next::Reuse,
+            Ok(Outcome::Unknown) => {
                 link.events().emit(Event::Detour { what: format!("{collision}; its 4-tuple is not known yet") });
                 Next::Rest(REST_AFTER_DOWNLOAD)
             }
-            Ok(reclaim::Outcome::HeldOnBothEnds(tuple)) => {
-                let what =
-                    format!("{collision}; {}; this control connection rests", reclaim::held_on_both_ends(&tuple));
+            Ok(Outcome::HeldOnBothEnds(tuple)) => {
+                let what = format!("{collision}; {}; this control connection rests", held_on_both_ends(&tuple));
                 link.events().emit(Event::Detour { what });
                 Next::Rest(REST_AFTER_DOWNLOAD)
             }

@@ -219,7 +219,7 @@ async fn eof_is_typed_so_the_caller_can_blame_the_transport() {
     let mut control = Control::new(client, REPLY_TIMEOUT);
     drop(server);
     let err = control.greeting().await.unwrap_err();
-    assert!(crate::error::find::<ControlClosed>(&err).is_some());
+    assert!(crate::error::find::<crate::error::Closed>(&err).is_some());
     assert!(!control.in_step());
 }
 

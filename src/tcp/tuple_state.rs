@@ -1,5 +1,5 @@
 //! A data connection's 4-tuple looked up on the SSH server, in perl, by the scripts there that
-//! wait for it to close or reclaim it ([`super::reclaimer`], [`super::relay`]).
+//! wait for it to close or reclaim it ([`crate::dataport::reclaim::reclaimer`], [`crate::dataport::relay`]).
 //!
 //! `tuple_state(LA, LP, RA, RP)` is the TCP state (Linux's numbers: 1 established, 6 TIME_WAIT,
 //! ...) of the socket on this host whose local end is LA:LP and whose peer is RA:RP, 0 if there is
@@ -7,7 +7,7 @@
 //! cookie, kept from a connection's first state to its TIME_WAIT, so a later connection of the same
 //! 4-tuple (another incarnation) tells itself apart. The table has no cookie: there it is the
 //! inode, empty once the program let go of the socket (closed, TIME_WAIT). Then come the
-//! socket's owner (uid) and inode, 0 once no process holds it ([`super::origin`] reads them).
+//! socket's owner (uid) and inode, 0 once no process holds it ([`crate::ssh::origin`] reads them).
 //!
 //! It asks the kernel for that one socket (netlink sock_diag, an exact lookup, as `ss` does for
 //! one socket). Reading `/proc/net/tcp` instead walks the whole established-socket hash, shared by

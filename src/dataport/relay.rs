@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{bail, Context, Result};
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, ChannelStream};
-use tokio::io::AsyncReadExt;
 
 use crate::error::{classified, Kind};
 use crate::ssh::Session;
@@ -182,7 +181,7 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
 /// channel with no output while the previous one's process was exiting).
 async fn watch(channel: &mut Channel<Msg>, interpreter: Interpreter) -> Result<Startup> {
     let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
-    let deadline = tokio::time::Instant::now() + crate::ssh::EXEC_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + crate::ssh::helper::EXEC_TIMEOUT;
     loop {
         let overflow = out.len() + err.len() > MAX_STARTUP_OUTPUT;
         if let Some(ready @ Startup::Ready { .. }) = judge(interpreter, &out, &err, overflow) {
@@ -268,19 +267,6 @@ fn socat_log(log: &str, out: &[u8]) -> Option<Startup> {
     } else {
         Startup::Broken(error)
     })
-}
-
-/// Read one line of a remote helper's output (the reclaim helper) byte by
-/// byte: what follows it belongs to someone else.
-pub(crate) async fn read_line(stream: &mut ChannelStream<Msg>) -> Result<String> {
-    let mut line = Vec::new();
-    loop {
-        let byte = stream.read_u8().await.context("the remote process exited before ending a line")?;
-        if byte == b'\n' || line.len() > 1024 {
-            return Ok(String::from_utf8_lossy(&line).into_owned());
-        }
-        line.push(byte);
-    }
 }
 
 /// Parse the perl or python3 relay's ready line.

@@ -1,22 +1,9 @@
-//! Reclaiming a data connection's 4-tuple from TIME_WAIT (RFC 1337's
-//! "TIME-WAIT assassination"), so the next default-port transfer can use the
-//! same control connection at once.
-//!
-//! After a download the FTP server closed first, so *its* host holds the
-//! tuple (S -> T) in TIME_WAIT, and its next connect() from S to T fails.
-//! A SYN sent from T to S (the same tuple, from our side) reaches that
-//! TIME_WAIT socket; with no listener on S it answers with a bare ACK, which
-//! our half-open socket answers with a RST carrying exactly the sequence
-//! number TIME_WAIT expects. Linux then drops the TIME_WAIT entry (unless
-//! `net.ipv4.tcp_rfc1337=1`). Nothing else is disturbed: the tuple contains
-//! our own port T, and the connection it belonged to has ended cleanly
-//! (226 received, size checked). The next RETR on the same control
-//! connection succeeds at once.
-//!
-//! sshd's listener on T must be cancelled first (a listener shares its port
-//! with nothing), and requested again after. The SYN is sent by a small perl
-//! process kept running on the SSH server for the whole session: one line in,
-//! one line out, no fork per transfer.
+//! The helper that sends a reclaim's SYN: a small perl process kept running on
+//! the SSH server for the whole link, one line in, one line out, no fork per
+//! transfer ([`super`] says why the SYN ends the FTP server's TIME_WAIT).
+//! sshd's listener on the proxy port must be cancelled first (a listener shares
+//! its port with nothing), and requested again after, unless the helper sends
+//! from its stock of sockets bound while that listener was away.
 
 use std::time::Duration;
 
@@ -25,8 +12,7 @@ use russh::client::Msg;
 use russh::ChannelStream;
 use tokio::io::AsyncWriteExt;
 
-use crate::ssh::helper::Helper;
-use crate::ssh::Session;
+use crate::ssh::helper::{Exec, Helper};
 use crate::tcp::DataTuple;
 
 /// Reads `LOCAL-ADDR LOCAL-PORT PEER-ADDR PEER-PORT WAIT-MS FREE-MS STOCK SEEN` lines; for each, binds the
@@ -38,7 +24,7 @@ use crate::tcp::DataTuple;
 /// (x1.5) up to 50 ms, for up to FREE-MS, and answers `busy` once it sees that end in TIME_WAIT
 /// itself: then the FTP server's end holds nothing to reclaim, or, where both closed at once, a
 /// TIME_WAIT that no connect() from either end can reach. It looks that end up
-/// ([`super::tuple_state`]) from the fifth try on only (after 1.6 ms): where netlink is refused,
+/// ([`crate::tcp::tuple_state`]) from the fifth try on only (after 1.6 ms): where netlink is refused,
 /// the lookup reads the whole socket table, which costs far more than a try.
 ///
 /// SEEN 1: the FTP server's end of the tuple is on this host too (loopback), and the SYN goes out
@@ -61,7 +47,7 @@ use crate::tcp::DataTuple;
 const PERL: &str = concat!(
     r#"use strict; use Socket qw(:all); use Fcntl; use Errno qw(EADDRNOTAVAIL); use Time::HiRes qw(time); $| = 1;
 "#,
-    crate::ssh::tuple_state::perl_tuple_state!(),
+    crate::tcp::tuple_state::perl_tuple_state!(),
     r#"print "FTPSSH-RECLAIM ready\n";
 my %stock;
 while (my $line = <STDIN>) {
@@ -102,8 +88,8 @@ pub struct Reclaimer {
 
 impl Helper for Reclaimer {
     /// Start it; fails if the SSH server has no perl.
-    async fn start(session: &Session) -> Result<Reclaimer> {
-        let channel = session.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
+    async fn start(on: &impl Exec) -> Result<Reclaimer> {
+        let channel = on.exec_channel(&format!("exec perl -e '{PERL}'")).await?;
         let mut reclaimer = Reclaimer { stream: channel.into_stream() };
         let line = reclaimer.read_line().await?;
         if line != "FTPSSH-RECLAIM ready" {
@@ -142,7 +128,7 @@ impl Reclaimer {
         );
         self.stream.write_all(line.as_bytes()).await.context("writing to the reclaiming process")?;
         self.stream.flush().await?;
-        let answer = crate::ssh::relay::read_line(&mut self.stream).await.context("the reclaiming process exited")?;
+        let answer = crate::ssh::helper::read_line(&mut self.stream).await.context("the reclaiming process exited")?;
         if let Some(why) = answer.strip_prefix("FTPSSH-RECLAIM-ERROR ") {
             bail!("{why}");
         }

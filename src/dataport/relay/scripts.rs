@@ -53,7 +53,7 @@ sub finals { $sb .= $_[0];
     elsif ($l =~ /^([2-5]\d\d)-/) { $multi = $1 } elsif ($l =~ /^[2-5]\d\d( |\r|$)/) { $fin++ } }
   $sb = substr($sb, 0, 8) }
 "#,
-    crate::ssh::tuple_state::perl_tuple_state!(),
+    crate::tcp::tuple_state::perl_tuple_state!(),
     r#"sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my ($ours, $theirs) = (tuple_state($la, $lp, $ra, $rp), tuple_state($ra, $rp, $la, $lp));
   ($ours == 0 || $ours == 6) && ($theirs == 0 || (($ours == 6 || !$strict) && $theirs == 6)) ? ($ours == 6 && !$strict ? 2 : 1) : 0 }
 sub due { my $h = $_[0]; return 0 if $now->() >= $h->[6];
