@@ -229,3 +229,40 @@ fn segments_are_for_get_and_not_for_ascii() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: usage error");
     }
 }
+
+/// mget (and batch, below) split only the files above `--segment-threshold`, silently fetching the
+/// others whole; every copy byte-identical.
+fn bulk_splits_only_big_files(command: &[&str], dir: &str) {
+    let tool = Tool::new();
+    let port = tool.lab.port("PROFTPD_PORT");
+    let args: Vec<&str> = ["--segments", "3", "--segment-threshold", "10M"].iter().chain(command).copied().collect();
+    let out = traced(&tool, port, &args);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_fresh_segments(&err, 3);
+    assert!(!err.contains("one segment"), "the small files are fetched whole, without a word:\n{err}");
+    for name in common::tool::FILES {
+        let want = std::fs::read(tool.remote_path(name)).unwrap();
+        assert_same(&std::fs::read(tool.work.path().join(dir).join(name)).unwrap(), &want, name);
+    }
+}
+
+#[test]
+fn mget_splits_only_files_above_the_threshold() {
+    bulk_splits_only_big_files(&["mget", "*.bin", "-d", "got"], "got");
+}
+
+#[test]
+fn batch_splits_only_files_above_the_threshold() {
+    let tool = Tool::new();
+    let port = tool.lab.port("PROFTPD_PORT");
+    std::fs::write(tool.work.path().join("b.batch"), "get big.bin\nget small.bin\n").unwrap();
+    let out = traced(&tool, port, &["--segments", "2", "--segment-threshold", "10M", "batch", "b.batch"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_fresh_segments(&err, 2);
+    for name in ["big.bin", "small.bin"] {
+        let want = std::fs::read(tool.remote_path(name)).unwrap();
+        assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
+    }
+}

@@ -86,8 +86,10 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
     if !is_bulk(&cli.command) && (cli.bulk.dry_run || cli.bulk.shard.is_some()) {
         return Err(classified(Kind::Usage, "--dry-run and --shard are for mget, mput, batch and mirror"));
     }
-    if (cli.segments > 1 || cli.ssh_connections.is_some()) && !matches!(cli.command, Cmd::Get { .. }) {
-        return Err(classified(Kind::Usage, "--segments and --ssh-connections are for get"));
+    let downloads = matches!(cli.command, Cmd::Get { .. } | Cmd::Mget { .. } | Cmd::Batch { .. })
+        || matches!(cli.command, Cmd::Mirror { reverse: false, .. });
+    if (cli.segments > 1 || cli.ssh_connections.is_some()) && !downloads {
+        return Err(classified(Kind::Usage, "--segments and --ssh-connections are for get, mget, batch and mirror"));
     }
     if cli.segments > 1 && cli.ascii {
         return Err(classified(
@@ -135,7 +137,7 @@ async fn execute(cli: &Cli, target: &crate::ssh::endpoint::SshTarget, link: &mut
                 1 => transfer::get(link, remote, &path).await,
                 n => {
                     let connections = cli.ssh_connections.unwrap_or(n).min(n);
-                    let how = Segments { segments: n.into(), connections: connections.into(), target };
+                    let how = Segments { segments: n.into(), connections: connections.into(), target, threshold: 0 };
                     transfer::segments::get(link, &how, remote, &path).await
                 }
             };

@@ -15,6 +15,8 @@
 //! segment well. Which ranges are written is recorded beside the part file
 //! ([`crate::transfer::ranges`]), so a failed or interrupted run resumes each one.
 //!
+//! The bulk commands split the files of at least `--segment-threshold` ([`fetch`]).
+//!
 //! What a server cannot do makes fewer segments, said once, never a failure: no SIZE or no
 //! REST (one segment, the plain download), fewer control connections than asked (a
 //! MaxClientsPerHost: 421 or 530 at login), fewer SSH connections (MaxStartups, a refused
@@ -54,23 +56,37 @@ pub struct Segments<'a> {
     pub connections: usize,
     /// Where the further SSH connections go.
     pub target: &'a SshTarget,
+    /// Files smaller than this are fetched whole, without a word (`--segment-threshold`, for
+    /// the bulk commands; 0 for `get`).
+    pub threshold: u64,
 }
 
 /// Download `remote` into `local` in segments, `link` carrying the first. Returns the byte count.
 pub async fn get(link: &mut Link<'_>, how: &Segments<'_>, remote: &str, local: &Path) -> Result<u64> {
     let part = PartFile::open_off_thread(local).await?;
+    let n = fetch(link, how, remote, &part).await?;
+    part.commit_off_thread(local).await?;
+    Ok(n)
+}
+
+/// Download `remote` into `part` in segments (or whole, where it cannot be split), as
+/// [`super::fetch`] does; the caller renames it. Returns the byte count.
+pub async fn fetch(link: &mut Link<'_>, how: &Segments<'_>, remote: &str, part: &PartFile) -> Result<u64> {
     let Some(size) = remote_size(link, remote).await? else {
-        return plain(link, remote, local, part, "the server gives no SIZE").await;
+        return plain(link, remote, part, Some("the server gives no SIZE")).await;
     };
+    if size < how.threshold {
+        return plain(link, remote, part, None).await;
+    }
     let n = how.segments.min((size / MIN_SEGMENT).max(1) as usize);
     if n < 2 {
-        return plain(link, remote, local, part, &format!("{size} bytes is too small to split")).await;
+        return plain(link, remote, part, Some(&format!("{size} bytes is too small to split"))).await;
     }
     // REST is what a segment starts with: a server that refuses it can only send the whole file.
     let rest = link.control.command(&Command::Rest(0)).await?;
     if rest.code != 350 {
         part.restart()?;
-        return plain(link, remote, local, part, &format!("the server does not take REST ({rest})")).await;
+        return plain(link, remote, part, Some(&format!("the server does not take REST ({rest})"))).await;
     }
     let record_file = RecordFile::open(&part.path)?;
     let held = part.len()?;
@@ -109,20 +125,19 @@ pub async fn get(link: &mut Link<'_>, how: &Segments<'_>, remote: &str, local: &
     if results.first().is_some_and(|r| matches!(r, Ok(false))) && link.spec().verify {
         reopen(link).await?;
     }
-    let verified = verify_whole(link, remote, &part, size).await?;
+    let verified = verify_whole(link, remote, part, size).await?;
     // The record goes before the rename: a complete part file without one is a complete plain one.
     record_file.take().map(RecordFile::remove).transpose()?;
-    part.commit_off_thread(local).await?;
     events.emit(Event::TransferDone { name: remote.into(), bytes: size, verified });
     Ok(size)
 }
 
 /// A plain download instead, with `why` said once.
-async fn plain(link: &mut Link<'_>, remote: &str, local: &Path, part: PartFile, why: &str) -> Result<u64> {
-    tracing::warn!("{remote}: {why}: one segment");
-    let (n, _) = super::fetch(link, remote, &part).await?;
-    part.commit_off_thread(local).await?;
-    Ok(n)
+async fn plain(link: &mut Link<'_>, remote: &str, part: &PartFile, why: Option<&str>) -> Result<u64> {
+    if let Some(why) = why {
+        tracing::warn!("{remote}: {why}: one segment");
+    }
+    Ok(super::fetch(link, remote, part).await?.0)
 }
 
 /// `--verify` over the whole file (its size was checked as each range was fetched).
@@ -141,11 +156,11 @@ async fn verify_whole(link: &mut Link<'_>, remote: &str, part: &PartFile, size: 
 }
 
 /// A worker's future: whether its link is still usable (the first's is used again to verify).
-type Worker<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + 'a>>;
+type Worker<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send + 'a>>;
 
 /// Every future to its end, all polled on this task (they borrow the first link and the
 /// shared state, so they cannot be spawned).
-async fn join_all<T>(mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + '_>>>) -> Vec<T> {
+async fn join_all<T>(mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>) -> Vec<T> {
     let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
