@@ -266,3 +266,19 @@ fn batch_splits_only_files_above_the_threshold() {
         assert_same(&std::fs::read(tool.work.path().join(name)).unwrap(), &want, name);
     }
 }
+
+/// An sshd with `MaxSessions 1` refuses a second session channel on a connection; each segment
+/// has an SSH connection of its own, so it limits nothing here: all segments run, byte-identical.
+#[test]
+fn max_sessions_one_limits_nothing_each_segment_has_its_own_ssh_connection() {
+    let tool = Tool::new();
+    let want = std::fs::read(tool.remote_path(FILE)).unwrap();
+    let cmd = tool.cmd_via(tool.lab.port("MAXSESS1_SSH_PORT"), tool.lab.port("PROFTPD_PORT"));
+    let out = common::tool::traced_cmd(cmd, &["--segments", "4", "get", FILE]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches(" is up (C = ").count(), 4, "four SSH connections:\n{err}");
+    assert_fresh_segments(&err, 4);
+    assert_same(&std::fs::read(tool.work.path().join(FILE)).unwrap(), &want, FILE);
+    assert_eq!(tool.work_entries(), [FILE]);
+}

@@ -19,8 +19,8 @@
 //!
 //! What a server cannot do makes fewer segments, said once, never a failure: no SIZE or no
 //! REST (one segment, the plain download), fewer control connections than asked (a
-//! MaxClientsPerHost: 421 or 530 at login), fewer SSH connections (MaxStartups, a refused
-//! channel, MaxSessions).
+//! MaxClientsPerHost: 421 or 530 at login), fewer SSH connections (MaxStartups). An sshd's
+//! MaxSessions limits no segment: each has an SSH connection of its own.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
