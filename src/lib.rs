@@ -31,7 +31,9 @@
 //! - [`link`]: one FTP session inside SSH, its data path default-port or passive.
 //! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files;
 //!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]);
-//!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]).
+//!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]);
+//!   `--segments`, one file in ranges over several links ([`transfer::segments`], the record of
+//!   ranges written in [`transfer::ranges`]).
 //! - [`timewait`] — **step 6**: pacing around TIME_WAIT: collision policy, reclaim,
 //!   rotate, the measured wait.
 //! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock,
