@@ -36,7 +36,9 @@
 //!   transfers in flight.
 //! - [`transfer`] — **step 5**: `get`, `put`, `ls` with no PORT/PASV; resumable part files;
 //!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]);
-//!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]).
+//!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]);
+//!   `--segments`, one file in ranges over several links ([`transfer::segments`], the record of
+//!   ranges written in [`transfer::ranges`]).
 //! - [`timewait`] — **step 6**: pacing around TIME_WAIT: the collision policy (reclaim
 //!   through [`dataport::reclaim`], rotate, the measured wait).
 //! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock,

@@ -136,6 +136,27 @@ fn a_download_never_writes_through_a_planted_part_file_link() {
     }
 }
 
+/// A segmented download writes its ranges' record beside its part file: neither is ever
+/// opened through a link another user plants there, however fast they re-plant them.
+#[test]
+fn a_segmented_download_never_writes_through_a_planted_record_or_part_link() {
+    let (tool, shared) = (Tool::new(), Shared::new());
+    let target = shared.dir.join("big.bin");
+    let names = [shared.dir.join(".big.bin.ftpssh.segs"), shared.dir.join(".big.bin.ftpssh.part")];
+    let attacker = Attacker::links(&shared.victim, &names, true);
+    let mut cmd = tool.cmd(tool.lab.port("PROFTPD_PORT"));
+    let out = run(cmd.args(["--segments", "3", "get", "big.bin"]).arg(&target));
+    drop(attacker);
+    shared.assert_victim_intact();
+    if out.status.success() {
+        assert!(std::fs::read(&target).unwrap() == std::fs::read(tool.remote_path("big.bin")).unwrap());
+        assert!(std::fs::symlink_metadata(&target).unwrap().is_file());
+    } else {
+        // Out-raced at every try: a clear error naming the file, and nothing written through a link.
+        assert!(stderr(&out).contains(".big.bin.ftpssh."), "{}", stderr(&out));
+    }
+}
+
 /// Another user's link at the download's own name is refused, not taken over;
 /// the download stays in its part file, whole.
 #[test]

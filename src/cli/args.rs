@@ -89,6 +89,15 @@ pub struct Cli {
     /// Limit the data rate of the whole run, in bytes per second, 1024-based: 500K, 2M (a bare number is KiB/s)
     #[arg(long = "bwlimit", global = true, value_name = "RATE", value_parser = crate::throttle::parse_rate)]
     pub bwlimit: Option<u64>,
+    /// get, mget, batch, mirror: fetch a file in N ranges at once, each over its own control connection (REST + RETR) and SSH connection
+    #[arg(long = "segments", global = true, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub segments: u16,
+    /// With --segments: how many SSH connections (sshd processes) carry them [default: one per segment]
+    #[arg(long = "ssh-connections", global = true, value_name = "M", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub ssh_connections: Option<u16>,
+    /// mget, batch, mirror with --segments: only files of at least this size are split, 1024-based: 64M, 1G (a bare number is KiB)
+    #[arg(long = "segment-threshold", global = true, value_name = "SIZE", default_value = "64M", value_parser = crate::throttle::parse_rate)]
+    pub segment_threshold: u64,
     /// Bulk options
     #[command(flatten)]
     pub bulk: BulkArgs,

@@ -34,6 +34,9 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
         pace: args.pace,
         continue_on_error: args.continue_on_error,
         retries: args.retries,
+        segments: usize::from(cli.segments),
+        ssh_connections: usize::from(cli.ssh_connections.unwrap_or(cli.segments).min(cli.segments)),
+        segment_threshold: cli.segment_threshold,
     };
     let ran = match &cli.command {
         Cmd::Mget { .. } | Cmd::Mirror { .. } => listed(cli, &plan, opts, interrupt, report_file.as_deref()).await?,

@@ -11,6 +11,7 @@ use crate::interrupt::{Interrupted, Watch};
 use crate::link::Link;
 use crate::ssh::Session;
 use crate::transfer;
+use crate::transfer::segments::Segments;
 
 mod args;
 mod demo;
@@ -85,6 +86,17 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
     if !is_bulk(&cli.command) && (cli.bulk.dry_run || cli.bulk.shard.is_some()) {
         return Err(classified(Kind::Usage, "--dry-run and --shard are for mget, mput, batch and mirror"));
     }
+    let downloads = matches!(cli.command, Cmd::Get { .. } | Cmd::Mget { .. } | Cmd::Batch { .. })
+        || matches!(cli.command, Cmd::Mirror { reverse: false, .. });
+    if (cli.segments > 1 || cli.ssh_connections.is_some()) && !downloads {
+        return Err(classified(Kind::Usage, "--segments and --ssh-connections are for get, mget, batch and mirror"));
+    }
+    if cli.segments > 1 && cli.ascii {
+        return Err(classified(
+            Kind::Usage,
+            "--segments and --ascii exclude each other: text is never resumed at an offset",
+        ));
+    }
     let plan = plan(cli)?;
     match &cli.command {
         Cmd::Get { .. } | Cmd::Put { .. } | Cmd::Ls { .. } => {
@@ -92,7 +104,7 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
             let session = until_interrupted(interrupt, Session::connect(&plan.target, plan.events.clone())).await?;
             let work = async {
                 let mut link = Link::open(&session, &plan.spec).await?;
-                let outcome = execute(cli, &mut link).await;
+                let outcome = execute(cli, &plan.target, &mut link).await;
                 link.close().await;
                 outcome
             };
@@ -116,12 +128,20 @@ async fn run(cli: &Cli, interrupt: &Watch) -> Result<i32> {
     }
 }
 
-async fn execute(cli: &Cli, link: &mut Link<'_>) -> Result<()> {
+async fn execute(cli: &Cli, target: &crate::ssh::endpoint::SshTarget, link: &mut Link<'_>) -> Result<()> {
     let started = Instant::now();
     let (what, bytes) = match &cli.command {
         Cmd::Get { remote, local } => {
             let path = transfer::local_target(remote, local.as_deref())?;
-            let n = transfer::get(link, remote, &path).await.with_context(|| format!("get {remote}"))?;
+            let n = match cli.segments {
+                1 => transfer::get(link, remote, &path).await,
+                n => {
+                    let connections = cli.ssh_connections.unwrap_or(n).min(n);
+                    let how = Segments { segments: n.into(), connections: connections.into(), target, threshold: 0 };
+                    transfer::segments::get(link, &how, remote, &path).await
+                }
+            };
+            let n = n.with_context(|| format!("get {remote}"))?;
             (format!("{remote} -> {}", path.display()), n)
         }
         Cmd::Put { local, remote } => {

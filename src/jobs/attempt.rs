@@ -13,6 +13,7 @@ use crate::jobs::batch::Op;
 use crate::jobs::report::Record;
 use crate::link::Link;
 use crate::timewait::Collisions;
+use crate::transfer::segments::{self, Segments};
 use crate::transfer::{self, PartFile};
 
 /// One transfer to make.
@@ -98,15 +99,24 @@ impl Attempt {
     }
 
     /// Make the transfer on `link`. A download goes to its part file, kept
-    /// across attempts so a retry resumes it.
-    pub async fn perform(&mut self, link: &mut Link<'_>) -> Result<()> {
+    /// across attempts so a retry resumes it; in ranges where `segments` says.
+    pub async fn perform(&mut self, link: &mut Link<'_>, segments: Option<&Segments<'_>>) -> Result<()> {
         match self.item.op {
             Op::Get => {
                 let target = PathBuf::from(&self.item.target);
                 self.open_part().await?;
                 let part = self.part.as_ref().expect("opened above");
-                let fetched = transfer::fetch(link, &self.item.source, part).await;
-                self.record.bytes = part.len().unwrap_or(0);
+                let fetched = match segments {
+                    Some(how) => segments::fetch(link, how, &self.item.source, part).await,
+                    None => transfer::fetch(link, &self.item.source, part).await.map(|(n, _)| n),
+                };
+                // A segmented part file has its full length from the start: what arrived is known
+                // only on success.
+                self.record.bytes = match (&fetched, segments) {
+                    (Ok(n), _) => *n,
+                    (Err(_), Some(_)) => 0,
+                    (Err(_), None) => part.len().unwrap_or(0),
+                };
                 fetched?;
                 let part = self.part.take().unwrap();
                 // Set on our descriptor before the rename: after it, the name could be

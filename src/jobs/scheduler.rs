@@ -15,6 +15,7 @@ use crate::jobs::shared::{finish, next, Options, Plan, Shared};
 use crate::link::{Collision, DataMode, Link};
 use crate::ssh::Session;
 use crate::timewait::{self, Next, Pace};
+use crate::transfer::segments::Segments;
 
 /// Idle links kept per worker; past that, all but [`KEEP_AFTER_CLOSING`]
 /// of the longest-resting are closed at once.
@@ -70,8 +71,12 @@ pub(super) async fn serve<'s>(
             link.close().await;
             continue;
         }
-        let upcoming = send_ahead(&mut link, attempt, shared).await;
-        let result = transfer(session, &mut link, attempt, &mut idle, plan, shared, pace).await;
+        // A download that may be split reads SIZE first: nothing is sent ahead.
+        let upcoming = match opts.segments > 1 {
+            true => None,
+            false => send_ahead(&mut link, attempt, shared).await,
+        };
+        let result = transfer(session, &mut link, attempt, &mut idle, (plan, opts), shared, pace).await;
         let result = match result {
             Ok(()) => Ok(()),
             Err(e) => Err(session.attribute(e).await),
@@ -275,18 +280,25 @@ async fn transfer<'s>(
     link: &mut Link<'s>,
     attempt: &mut Attempt,
     idle: &mut Vec<Idle<'s>>,
-    plan: &Plan,
+    (plan, opts): (&Plan, &Options),
     shared: &Shared,
     pace: Pace,
 ) -> Result<()> {
+    let segments = (opts.segments > 1).then_some(Segments {
+        segments: opts.segments,
+        connections: opts.ssh_connections,
+        target: &plan.target,
+        threshold: opts.segment_threshold,
+    });
+    let segments = segments.as_ref();
     let want_spares = pace == Pace::Rotate
         && shared.collides.load(Ordering::SeqCst)
         && idle.iter().filter(|l| l.ready_at <= Instant::now()).count() < MIN_READY;
     if !want_spares {
-        return attempt.perform(link).await;
+        return attempt.perform(link, segments).await;
     }
     let spares = open_spares(session, plan, shared);
-    let (result, spares) = tokio::join!(attempt.perform(link), spares);
+    let (result, spares) = tokio::join!(attempt.perform(link, segments), spares);
     let now = Instant::now();
     idle.extend(spares.into_iter().flatten().map(|link| Idle { link, ready_at: now, used: false }));
     result

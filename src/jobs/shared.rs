@@ -28,6 +28,13 @@ pub struct Options {
     pub continue_on_error: bool,
     /// Retries of a transfer after a passing failure.
     pub retries: u32,
+    /// `--segments`: downloads of at least `segment_threshold` bytes in this many ranges
+    /// ([`crate::transfer::segments`]) over `ssh_connections`; 1: none.
+    pub segments: usize,
+    /// `--ssh-connections`.
+    pub ssh_connections: usize,
+    /// `--segment-threshold`.
+    pub segment_threshold: u64,
 }
 
 /// Where and as whom: everything a worker needs to connect.

@@ -15,6 +15,8 @@ pub mod ascii;
 pub mod listing;
 pub mod part;
 pub mod place;
+pub mod ranges;
+pub mod segments;
 mod sink;
 pub mod upload;
 pub mod verify;
@@ -166,6 +168,9 @@ async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Opti
     };
     let mut hasher = method.map(|m| verify::Hasher::new(m.algorithm()));
     let sent = link.sent_next(cmd);
+    if !sent {
+        ranges::fold(part)?; // a segmented download's part file, resumed by a plain one
+    }
     let held = if sent { 0 } else { part.len()? };
     if held == 0 {
         if !sent {

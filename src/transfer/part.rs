@@ -107,6 +107,16 @@ impl PartFile {
         Ok(self.file.metadata().with_context(|| format!("could not read {}", self.path.display()))?.len())
     }
 
+    /// A handle for positioned writes (a segmented download's `write_at`).
+    pub fn positioned(&self) -> Result<File> {
+        self.file.try_clone().with_context(|| format!("could not open {}", self.path.display()))
+    }
+
+    /// Make it `len` bytes long (a segmented download gives it its final length at once).
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.file.set_len(len).with_context(|| format!("could not resize {}", self.path.display()))
+    }
+
     /// Throw away what it holds (it cannot be resumed).
     pub fn restart(&self) -> Result<()> {
         self.file.set_len(0).with_context(|| format!("could not truncate {}", self.path.display()))
@@ -145,7 +155,7 @@ impl PartFile {
 /// its place; None when another run made one between our steps (try again).
 /// Never through a link: in a shared directory another user may have planted
 /// one, or a file of theirs, at the name we will use.
-fn open_ours(path: &Path) -> Result<Option<File>> {
+pub(crate) fn open_ours(path: &Path) -> Result<Option<File>> {
     // O_NONBLOCK: a FIFO planted there must not hang the open (no effect on a regular file).
     let flags = OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits();
     match OpenOptions::new().read(true).write(true).custom_flags(flags).open(path) {
