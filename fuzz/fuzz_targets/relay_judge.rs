@@ -2,7 +2,7 @@
 //! python3, socat), the second says whether it exited; the rest is stdout, a NUL, stderr.
 #![no_main]
 
-use ftpssh::ssh::relay::{judge, Interpreter, Startup};
+use ftpssh::dataport::relay::{judge, Interpreter, Startup};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
