@@ -126,6 +126,8 @@ pub struct Link<'s> {
     /// A transfer's final reply, read before its data connection was admitted (the gate
     /// admits an unproven one once the server says it is done): [`Link::finish`] returns it.
     completed: Option<Reply>,
+    /// The offset of a REST the server accepted, for the next transfer command ([`Link::rest`]).
+    rest: Option<u64>,
 }
 
 impl<'s> Link<'s> {
@@ -171,6 +173,7 @@ impl<'s> Link<'s> {
             early_eof: true,
             pending: VecDeque::new(),
             completed: None,
+            rest: None,
         }
     }
 
@@ -237,6 +240,7 @@ impl<'s> Link<'s> {
         // connection the server made for them is refused when it comes (see the gate).
         self.pending.clear();
         self.completed = None;
+        self.rest = None;
         self.session.gate.close(self.path.ports());
         self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await?;
         self.session.gate.settle(self.path.ports(), self.control.connections_made());
@@ -293,6 +297,9 @@ struct Pending {
     after: Vec<Command>,
     /// On the wire (the default port); passive commands wait for [`Link::receive`].
     sent: bool,
+    /// The REST the server accepted for it ([`Link::rest`]): a refused default-port try
+    /// consumes it, so the passive retry sends it again.
+    rest: Option<u64>,
 }
 
 /// The server could not connect back because the data connection's 4-tuple

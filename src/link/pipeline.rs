@@ -9,7 +9,8 @@ use super::{Data, Link, Pending};
 use crate::dataport::path::DataPath;
 use crate::dataport::reclaim::start_now;
 use crate::dataport::Fallback;
-use crate::error::classified;
+use crate::error::{classified, Classify};
+use crate::ftp::control::FtpError;
 use crate::ftp::{Command, Reply};
 
 impl Link<'_> {
@@ -21,6 +22,8 @@ impl Link<'_> {
     /// transfers wait for it to send them (EPSV's port must be read first).
     pub async fn send_transfer(&mut self, before: &[Command], cmd: &Command, after: &[Command]) -> Result<()> {
         let (session, timeout) = (self.session, self.control.timeout);
+        // Taken first: whatever happens here, an accepted REST belongs to this command only.
+        let rest = self.rest.take();
         let ahead = !self.pending.is_empty();
         let default_port = self.path.as_default_port();
         let sent = default_port.is_some();
@@ -63,8 +66,33 @@ impl Link<'_> {
             }
         }
         let (before, after) = (before.to_vec(), after.to_vec());
-        self.pending.push_back(Pending { cmd: cmd.clone(), before, after, sent });
+        self.pending.push_back(Pending { cmd: cmd.clone(), before, after, sent, rest });
         Ok(())
+    }
+
+    /// REST `at` for the next transfer command; the server's reply, whatever it
+    /// is. One it accepted (350) is remembered with that transfer: if the default
+    /// port is refused (a 425 answers the transfer command, which has consumed
+    /// the REST), or the server stays silent, the passive retry sends it again.
+    /// Without it the data would start at byte 0.
+    pub async fn rest(&mut self, at: u64) -> Result<Reply> {
+        let reply = self.control.command(&Command::Rest(at)).await?;
+        self.rest = (reply.code == 350).then_some(at);
+        Ok(reply)
+    }
+
+    /// [`Link::rest`], and anything but 350 is the error.
+    pub async fn expect_rest(&mut self, at: u64) -> Result<()> {
+        let reply = self.rest(at).await?;
+        if reply.code != 350 {
+            return Err(FtpError { command: Command::Rest(at).redacted(), reply }.classified());
+        }
+        Ok(())
+    }
+
+    /// The REST offset the next transfer command is to start at, if one was accepted.
+    pub fn rest_ahead(&self) -> Option<u64> {
+        self.rest
     }
 
     /// True when a transfer sent ahead ([`Link::send_transfer`]) is still to be received.
@@ -132,6 +160,18 @@ impl Link<'_> {
                 }
                 if let Err(e) = self.leave_default_port(reconnect).await {
                     return Err(self.passive_failed_too(e));
+                }
+                if let Some(at) = pending.rest {
+                    // The refused try consumed it (or a new control connection never had it).
+                    // Sent last, right before EPSV and the transfer command.
+                    for before in &pending.before[replies.len()..] {
+                        replies.push(self.control.command(before).await?);
+                    }
+                    tracing::debug!("passive retry: REST {at} again");
+                    if let Err(e) = self.expect_rest(at).await {
+                        return Err(self.passive_failed_too(e));
+                    }
+                    self.rest = None; // it goes with this transfer, not the next
                 }
                 self.receive_passive(&pending, replies).await
             }

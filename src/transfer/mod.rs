@@ -196,7 +196,8 @@ async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Opti
         offset = 0;
     }
     if offset > 0 {
-        link.control.expect(&Command::Rest(offset), |r| r.code == 350).await?;
+        // Through the link: a passive retry of the RETR sends it again.
+        link.expect_rest(offset).await?;
         // What the part file holds is hashed before the rest arrives.
         if let Some(m) = method {
             hasher = Some(verify::seeded(m.algorithm(), &part.path, offset).await?);

@@ -254,20 +254,9 @@ async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, i: usize) -> Resu
     let remote = shared.remote;
     tracing::info!("{remote}: segment {i} from byte {at} to {end}");
     let cmd = Command::Retr(remote.into());
-    let data = loop {
-        let passive = link.is_passive();
-        link.control.expect(&Command::Rest(at), |r| r.code == 350).await?;
-        let data = link.start(&cmd).await?;
-        if link.is_passive() == passive {
-            break data;
-        }
-        // The link fell back to passive on the way, and sent RETR anew without the REST the
-        // refused one consumed: this data starts at byte 0. Hung up, and asked again.
-        Incoming::new(data, stall_window(link), String::new()).hang_up().await;
-        if let Err(e) = link.finish(&cmd).await {
-            cut_short(&e).then_some(()).ok_or(e)?;
-        }
-    };
+    // Through the link: if it falls back to passive on the way, it sends the REST again.
+    link.expect_rest(at).await?;
+    let data = link.start(&cmd).await?;
     let throttle = link.spec().throttle.clone();
     let doing = format!("downloading {remote}, segment {i}");
     let mut incoming = Incoming::new(data, stall_window(link), doing);

@@ -135,6 +135,10 @@ pub async fn converse(
                 return Ok(());
             }
             Verb::Abor => client.say("226 No transfer to abort.").await?,
+            Verb::Rest(at) => {
+                let reply = link.rest(at).await?;
+                client.relay(&reply).await?;
+            }
             Verb::Other(line) => {
                 let reply = link.control.command(&Command::Verbatim(line)).await?;
                 client.relay(&reply).await?;

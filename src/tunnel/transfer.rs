@@ -122,6 +122,8 @@ impl Transfer {
     async fn start(&mut self, client: &mut ClientControl, link: &mut Link<'_>, cmd: &Command) -> Result<Option<Data>> {
         let mut so_far = Collisions::default();
         let _ = timewait::ahead(Pace::Reclaim, self.collides, link, &mut so_far).await;
+        // The client's REST: the refused command consumed it, a retry sends it again.
+        let rest = link.rest_ahead();
         let mut retries = 0;
         loop {
             let e = match link.start(cmd).await {
@@ -140,7 +142,17 @@ impl Transfer {
                     next = timewait::after_collision(Pace::Wait, link, tuple, &mut so_far, &said).await;
                 }
                 if matches!(next, Next::Reuse) {
-                    continue;
+                    match rest {
+                        Some(at) => match link.expect_rest(at).await {
+                            Ok(()) => continue,
+                            Err(e) => {
+                                client.fail(&e, 425).await?;
+                                link.resync().await?;
+                                return Ok(None);
+                            }
+                        },
+                        None => continue,
+                    }
                 }
             }
             if matches!(kind(&e), Some(Kind::SshLost | Kind::Ssh)) {

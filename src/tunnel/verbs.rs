@@ -41,6 +41,9 @@ pub enum Verb {
     Quit,
     /// `ABOR`
     Abor,
+    /// `REST n`: the next transfer starts at byte n. Goes to the server through the link, which
+    /// sends it again if that transfer falls back to passive.
+    Rest(u64),
     /// Anything else: the client's line, to the server as it came.
     Other(String),
 }
@@ -88,6 +91,12 @@ pub fn parse(line: &str) -> Verb {
         "STOU" | "REIN" | "LPRT" | "LPSV" => Verb::Unsupported(verb),
         "QUIT" => Verb::Quit,
         "ABOR" => Verb::Abor,
+        "REST" => {
+            match arg.as_deref().map(str::trim).filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit())) {
+                Some(at) => at.parse().map_or_else(|_| Verb::Other(line.to_string()), Verb::Rest),
+                None => Verb::Other(line.to_string()),
+            }
+        }
         _ => Verb::Other(line.to_string()),
     }
 }
@@ -153,7 +162,12 @@ mod tests {
         );
         assert_eq!(parse("STOR up.bin"), Verb::Transfer(Command::Stor("up.bin".into()), Direction::Up));
         assert_eq!(parse("MLSD"), Verb::Transfer(Command::Mlsd(None), Direction::Down));
-        assert_eq!(parse("REST 100"), Verb::Other("REST 100".into()));
+        assert_eq!(parse("REST 100"), Verb::Rest(100));
+        assert_eq!(parse("rest 0"), Verb::Rest(0));
+        // Not a byte offset: the server's to answer.
+        assert_eq!(parse("REST +5"), Verb::Other("REST +5".into()));
+        assert_eq!(parse("REST"), Verb::Other("REST".into()));
+        assert_eq!(parse("REST 99999999999999999999"), Verb::Other("REST 99999999999999999999".into()));
         assert_eq!(parse("TYPE A"), Verb::Other("TYPE A".into()));
         assert_eq!(parse("STOU"), Verb::Unsupported("STOU".into()));
         assert_eq!(parse("LPRT 4,4,127,0,0,1,2,4,1"), Verb::Unsupported("LPRT".into()));
