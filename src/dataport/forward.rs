@@ -1,6 +1,6 @@
 //! The reverse forward (`-R` of the book): sshd listens on the port the FTP
 //! server will connect to, and hands each connection to us through the
-//! session's gate ([`crate::ssh::gate`]).
+//! session's gate ([`crate::dataport::gate`]).
 
 use anyhow::{Context, Result};
 

@@ -20,7 +20,9 @@
 
 pub mod discovery;
 pub mod forward;
+pub mod gate;
 mod judge;
+pub mod origin;
 pub mod passive;
 pub mod path;
 pub mod reclaim;
@@ -41,9 +43,9 @@ use crate::ftp::control::{Control, Line, Transcript};
 use crate::ftp::login::timed_login;
 use crate::ftp::{Dialect, Reply};
 use crate::ssh::endpoint::FtpTarget;
-use crate::ssh::gate::proof::Uids;
+use crate::dataport::gate::proof::Uids;
 use crate::ssh::helper::Helper;
-use crate::ssh::origin::Origin;
+use crate::dataport::origin::Origin;
 use crate::ssh::Session;
 use discovery::NotFound;
 use forward::ReverseForward;
@@ -312,7 +314,7 @@ async fn forward_and_login(
 }
 
 /// Have the gate prove each data connection's origin by its owner in the SSH server's
-/// socket table ([`crate::ssh::origin`]), the FTP server's sockets being root's, ours, or
+/// socket table ([`crate::dataport::origin`]), the FTP server's sockets being root's, ours, or
 /// those of the account the FTP session runs as there: `runs_as` (`--ftp-uid`, a uid or a
 /// name), else `ftp_user`'s own. Once per session; where no perl runs there, connections are
 /// judged by address and port alone, as said at `-v`.

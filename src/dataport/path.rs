@@ -13,7 +13,7 @@ use crate::dataport::forward::ReverseForward;
 use crate::dataport::reclaim::{collision::Outcome, Reclaim};
 use crate::dataport::Fallback;
 use crate::events::Events;
-use crate::ssh::gate::Gate;
+use crate::dataport::gate::Gate;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
 
@@ -40,7 +40,7 @@ pub struct DefaultPort<'s> {
     /// Freeing the data 4-tuple from the FTP server's TIME_WAIT.
     pub reclaim: Reclaim<'s>,
     /// Never send a transfer ahead: its connection and the last one's could wait unproven
-    /// at once (see [`crate::ssh::gate::Gate::saw_unproven`]).
+    /// at once (see [`crate::dataport::gate::Gate::saw_unproven`]).
     pub nothing_ahead: bool,
 }
 

@@ -11,7 +11,7 @@ use crate::error::{Classify, Kind};
 use crate::events::Event;
 use crate::ftp::control::FtpError;
 use crate::ftp::{Command, Reply};
-use crate::ssh::gate::{self, DataChannel};
+use crate::dataport::gate::{self, DataChannel};
 
 impl Link<'_> {
     pub(super) async fn start_default_port(
@@ -72,7 +72,7 @@ impl Link<'_> {
             let waiting_for_data = data.is_none();
             // After the preliminary reply the control connection is still read while the
             // connection is awaited: a server may end the transfer first, and the gate admits an
-            // unproven connection only then ([`crate::ssh::gate::Gate::release`]).
+            // unproven connection only then ([`crate::dataport::gate::Gate::release`]).
             let read_control = reply.is_none() || (waiting_for_data && self.completed.is_none());
             let draining = async {
                 match data.as_mut() {

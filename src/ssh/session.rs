@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events};
 use crate::ssh::endpoint::{self, SshTarget};
-use crate::ssh::gate::{Arrival, Checked, DataChannel, Gate};
+use crate::dataport::gate::{Arrival, Checked, DataChannel, Gate};
 use crate::ssh::helper::{Exec, Lazy};
 use crate::ssh::transport::{self, HostKeyCheck};
 use crate::ssh::{auth, shell};

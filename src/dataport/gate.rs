@@ -40,7 +40,7 @@ use russh::{Channel, ChannelMsg};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{Event, Events};
-use crate::ssh::origin::Origin;
+use crate::dataport::origin::Origin;
 use account::{Account, Held};
 use proof::{Proof, Uids};
 
