@@ -38,14 +38,15 @@ use backon::BackoffBuilder;
 
 use crate::backoff;
 use crate::credentials::Login;
+use crate::dataport::gate::proof::Uids;
+use crate::dataport::gate::Gate;
+use crate::dataport::origin::Origin;
 use crate::events::{Event, Via};
 use crate::ftp::control::{Control, Line, Transcript};
 use crate::ftp::login::timed_login;
 use crate::ftp::{Dialect, Reply};
 use crate::ssh::endpoint::FtpTarget;
-use crate::dataport::gate::proof::Uids;
 use crate::ssh::helper::Helper;
-use crate::dataport::origin::Origin;
 use crate::ssh::Session;
 use discovery::NotFound;
 use forward::ReverseForward;
@@ -321,7 +322,7 @@ async fn forward_and_login(
 async fn check_origins(session: &Session, ftp_user: &str, runs_as: Option<&str>) {
     // Held while it starts: another link of the session waits rather than go unchecked.
     // Set once it ended, either way: a start cancelled half-way is tried again.
-    let mut tried = session.gate.origin_tried().await;
+    let mut tried = Gate::of(session).origin_tried().await;
     if *tried {
         return;
     }
@@ -347,7 +348,7 @@ async fn check_origins(session: &Session, ftp_user: &str, runs_as: Option<&str>)
             let uids = Uids::new(origin.own_uid, ftp, origin.privileged_below);
             let (server, below) = (&uids.server, uids.privileged_below);
             tracing::debug!("data connections must be made by uid {server:?} (or from a port below {below})");
-            session.gate.check_origins(origin, uids).await;
+            Gate::of(session).check_origins(origin, uids).await;
         }
         Err(e) => tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}"),
     }
