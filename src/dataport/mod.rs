@@ -113,7 +113,9 @@ pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, logi
 /// Open a control connection for passive transfers, and read the greeting:
 /// through the relay where one runs (it acknowledges the server's replies at
 /// once, which sshd's socket does not: see [`crate::dataport::relay`]), else with
-/// sshd's own socket.
+/// sshd's own socket. It lives here, not in `ftp/`, because it opens the stream (the
+/// relay is this wing's, shared with [`prepare`]); `ftp/` speaks over any stream, and
+/// logs in on it ([`crate::ftp::login`]).
 pub async fn connect_control(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {
     match relayed_control(session, ftp, timeout).await {
         Ok((control, greeting, _)) => Ok((control, greeting)),
