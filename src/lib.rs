@@ -20,13 +20,14 @@
 //! - [`ssh`] — **step 1**, the SSH session: `[USER@]HOST[:PORT]` and ssh_config, `-o`, `-F`
 //!   ([`ssh::endpoint`], [`ssh::config`]), the way there, direct, ProxyCommand or jump hosts
 //!   ([`ssh::transport`]), host keys, the login ([`ssh::auth`]) and its questions
-//!   ([`ssh::prompt`]), ciphers, channels ([`ssh::session`]), the [`ssh::gate`] in front of
-//!   the reverse forward with its [`ssh::origin`] check (in the session's event loop), and
+//!   ([`ssh::prompt`]), ciphers, channels ([`ssh::session`]), the forwarded channels handed
+//!   from the session's event loop to whoever installed a receiver ([`ssh::forwarded`]), and
 //!   the helpers run on the SSH server ([`ssh::helper`]), such as the [`ssh::shell`].
 //! - [`dataport`] — **steps 2 to 4**, how a data connection is made: knowing P (the
 //!   SO_REUSEADDR [`dataport::relay`] that carries the control connection, or the
 //!   socket-table [`dataport::discovery`]), where the server connects back, the
-//!   reverse [`dataport::forward`] checked in the socket table, and the
+//!   reverse [`dataport::forward`] checked in the socket table, the [`dataport::gate`] that
+//!   admits each connection to it once its [`dataport::origin`] is proven, and the
 //!   [`dataport::passive`] fallback, with [`dataport::Fallback`] saying why; the link's
 //!   [`dataport::path::DataPath`] that owns all of it (default port or passive); freeing the
 //!   4-tuple from TIME_WAIT ([`dataport::reclaim`]: after a collision, or as each download

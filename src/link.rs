@@ -28,6 +28,7 @@ use russh::Channel;
 
 use crate::credentials::Login;
 use crate::dataport;
+use crate::dataport::gate::Gate;
 use crate::dataport::path::DataPath;
 use crate::dataport::reclaim::collision::Outcome;
 use crate::error::{Classify, Kind};
@@ -241,9 +242,9 @@ impl<'s> Link<'s> {
         self.pending.clear();
         self.completed = None;
         self.rest = None;
-        self.session.gate.close(self.path.ports());
+        Gate::of(self.session).close(self.path.ports());
         self.control.resync(crate::ftp::control::RESYNC_TIMEOUT).await?;
-        self.session.gate.settle(self.path.ports(), self.control.connections_made());
+        Gate::of(self.session).settle(self.path.ports(), self.control.connections_made());
         Ok(())
     }
 

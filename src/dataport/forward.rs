@@ -1,9 +1,10 @@
 //! The reverse forward (`-R` of the book): sshd listens on the port the FTP
 //! server will connect to, and hands each connection to us through the
-//! session's gate ([`crate::ssh::gate`]).
+//! session's gate ([`crate::dataport::gate`]).
 
 use anyhow::{Context, Result};
 
+use crate::dataport::gate::Gate;
 use crate::ssh::Session;
 
 /// How long sshd may take to confirm that a forward is cancelled.
@@ -32,6 +33,7 @@ impl ReverseForward {
 
     /// Forward `address:port` (required) and `address:extra` (best effort).
     pub async fn request(session: &Session, address: &str, port: u16, extra: Option<u16>) -> Result<ReverseForward> {
+        Gate::of(session); // judges whatever comes to the ports from their first moment
         session.tcpip_forward(address, port).await.map_err(|e| {
             e.context(format!(
                 "the FTP server will connect to {address}:{port}; sshd must listen there \

@@ -20,7 +20,9 @@
 
 pub mod discovery;
 pub mod forward;
+pub mod gate;
 mod judge;
+pub mod origin;
 pub mod passive;
 pub mod path;
 pub mod reclaim;
@@ -36,14 +38,15 @@ use backon::BackoffBuilder;
 
 use crate::backoff;
 use crate::credentials::Login;
+use crate::dataport::gate::proof::Uids;
+use crate::dataport::gate::Gate;
+use crate::dataport::origin::Origin;
 use crate::events::{Event, Via};
 use crate::ftp::control::{Control, Line, Transcript};
 use crate::ftp::login::timed_login;
 use crate::ftp::{Dialect, Reply};
 use crate::ssh::endpoint::FtpTarget;
-use crate::ssh::gate::proof::Uids;
 use crate::ssh::helper::Helper;
-use crate::ssh::origin::Origin;
 use crate::ssh::Session;
 use discovery::NotFound;
 use forward::ReverseForward;
@@ -110,7 +113,9 @@ pub async fn prepare(session: &Session, ftp: &FtpTarget, timeout: Duration, logi
 /// Open a control connection for passive transfers, and read the greeting:
 /// through the relay where one runs (it acknowledges the server's replies at
 /// once, which sshd's socket does not: see [`crate::dataport::relay`]), else with
-/// sshd's own socket.
+/// sshd's own socket. It lives here, not in `ftp/`, because it opens the stream (the
+/// relay is this wing's, shared with [`prepare`]); `ftp/` speaks over any stream, and
+/// logs in on it ([`crate::ftp::login`]).
 pub async fn connect_control(session: &Session, ftp: &FtpTarget, timeout: Duration) -> Result<(Control, Reply)> {
     match relayed_control(session, ftp, timeout).await {
         Ok((control, greeting, _)) => Ok((control, greeting)),
@@ -312,14 +317,14 @@ async fn forward_and_login(
 }
 
 /// Have the gate prove each data connection's origin by its owner in the SSH server's
-/// socket table ([`crate::ssh::origin`]), the FTP server's sockets being root's, ours, or
+/// socket table ([`crate::dataport::origin`]), the FTP server's sockets being root's, ours, or
 /// those of the account the FTP session runs as there: `runs_as` (`--ftp-uid`, a uid or a
 /// name), else `ftp_user`'s own. Once per session; where no perl runs there, connections are
 /// judged by address and port alone, as said at `-v`.
 async fn check_origins(session: &Session, ftp_user: &str, runs_as: Option<&str>) {
     // Held while it starts: another link of the session waits rather than go unchecked.
     // Set once it ended, either way: a start cancelled half-way is tried again.
-    let mut tried = session.gate.origin_tried().await;
+    let mut tried = Gate::of(session).origin_tried().await;
     if *tried {
         return;
     }
@@ -345,7 +350,7 @@ async fn check_origins(session: &Session, ftp_user: &str, runs_as: Option<&str>)
             let uids = Uids::new(origin.own_uid, ftp, origin.privileged_below);
             let (server, below) = (&uids.server, uids.privileged_below);
             tracing::debug!("data connections must be made by uid {server:?} (or from a port below {below})");
-            session.gate.check_origins(origin, uids).await;
+            Gate::of(session).check_origins(origin, uids).await;
         }
         Err(e) => tracing::info!("the data connections' origin cannot be checked, only their address and port: {e:#}"),
     }

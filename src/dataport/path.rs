@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::dataport::forward::ReverseForward;
+use crate::dataport::gate::Gate;
 use crate::dataport::reclaim::{collision::Outcome, Reclaim};
 use crate::dataport::Fallback;
 use crate::events::Events;
-use crate::ssh::gate::Gate;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
 
@@ -40,7 +40,7 @@ pub struct DefaultPort<'s> {
     /// Freeing the data 4-tuple from the FTP server's TIME_WAIT.
     pub reclaim: Reclaim<'s>,
     /// Never send a transfer ahead: its connection and the last one's could wait unproven
-    /// at once (see [`crate::ssh::gate::Gate::saw_unproven`]).
+    /// at once (see [`crate::dataport::gate::Gate::saw_unproven`]).
     pub nothing_ahead: bool,
 }
 
@@ -153,7 +153,7 @@ impl<'s> DataPath<'s> {
     /// The link closes: its account retired at the gate, a reclaim under way ended (the
     /// forward it cancelled kept, for [`DataPath::cancel_forward`] after the QUIT).
     pub async fn retire(&mut self, session: &Session, timeout: Duration) {
-        session.gate.retire(self.ports());
+        Gate::of(session).retire(self.ports());
         let port = match self {
             DataPath::DefaultPort(port) => port,
             DataPath::Passive(Passive { left: Some(left), .. }) => left,

@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use anyhow::{Context, Result};
 
 use super::{Collision, Data, Early, Link};
+use crate::dataport::gate::{self, DataChannel, Gate};
 use crate::dataport::Fallback;
 use crate::error::{Classify, Kind};
 use crate::events::Event;
 use crate::ftp::control::FtpError;
 use crate::ftp::{Command, Reply};
-use crate::ssh::gate::{self, DataChannel};
 
 impl Link<'_> {
     pub(super) async fn start_default_port(
@@ -24,7 +24,7 @@ impl Link<'_> {
         let (reply, data, early) = match arrived {
             Ok(both) => both,
             Err(e) => {
-                self.session.gate.close(self.path.ports());
+                Gate::of(self.session).close(self.path.ports());
                 return Err(e);
             }
         };
@@ -32,7 +32,7 @@ impl Link<'_> {
         let download = !matches!(cmd, Command::Stor(_) | Command::Appe(_));
         let (session, timeout, early_eof) = (self.session, self.control.timeout, self.early_eof);
         let port = self.path.as_default_port().context("a default-port transfer on the passive path")?;
-        port.arrived(&session.gate, origin, data.connected.1 as u16, download);
+        port.arrived(Gate::of(session), origin, data.connected.1 as u16, download);
         if let Some((from, to)) = data.ends() {
             session.events().emit(Event::DataAccepted { from, to, incarnation: data.incarnation });
         }
@@ -72,7 +72,7 @@ impl Link<'_> {
             let waiting_for_data = data.is_none();
             // After the preliminary reply the control connection is still read while the
             // connection is awaited: a server may end the transfer first, and the gate admits an
-            // unproven connection only then ([`crate::ssh::gate::Gate::release`]).
+            // unproven connection only then ([`crate::dataport::gate::Gate::release`]).
             let read_control = reply.is_none() || (waiting_for_data && self.completed.is_none());
             let draining = async {
                 match data.as_mut() {
@@ -83,7 +83,7 @@ impl Link<'_> {
             // The gate's word first: a connection admitted is taken before the final reply.
             let arrival = tokio::select! {
                 biased;
-                Some(a) = session.next_data_channel(self.bound), if waiting_for_data => Arrival::Gate(a),
+                Some(a) = Gate::of(session).next(self.bound), if waiting_for_data => Arrival::Gate(a),
                 r = control.read_reply(), if read_control => r.map_or_else(Arrival::Lost, Arrival::Reply),
                 () = draining => Arrival::Early,
                 _ = tokio::time::sleep_until(deadline), if waiting_for_data => Arrival::Deadline,
@@ -98,7 +98,7 @@ impl Link<'_> {
                     continue;
                 }
                 Arrival::Reply(r) if reply.is_some() && r.is_completion() => {
-                    match self.session.gate.release(self.path.ports(), self.path.received()).await {
+                    match Gate::of(self.session).release(self.path.ports(), self.path.received()).await {
                         // The server ended it before anything came, and the next transfer is
                         // already sent: the next connection may be that one's (its RETR runs
                         // the moment this one ends), and nothing tells the two apart. This one's
@@ -106,7 +106,7 @@ impl Link<'_> {
                         // open) or is late: either way, not a guess.
                         Ok(false)
                             if self.pending.iter().any(|p| p.sent)
-                                && self.session.gate.nothing_came(self.path.ports(), self.path.received()) =>
+                                && Gate::of(self.session).nothing_came(self.path.ports(), self.path.received()) =>
                         {
                             lost(&r)
                         }

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 
 use super::{Data, Link, Pending};
+use crate::dataport::gate::Gate;
 use crate::dataport::path::DataPath;
 use crate::dataport::reclaim::start_now;
 use crate::dataport::Fallback;
@@ -41,10 +42,10 @@ impl Link<'_> {
                 None => None,
             };
             if !ahead {
-                session.drain_data_channels().await;
+                Gate::of(session).drain().await;
             }
             // Open before sending: on loopback the connection can beat the write's return.
-            session.gate.open(&port.ports, ftp_ip);
+            Gate::of(session).open(&port.ports, ftp_ip);
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
             let piped = match hold {
                 Some(hold) => {
@@ -61,7 +62,7 @@ impl Link<'_> {
                 None => Ok(()),
             };
             if let Err(e) = piped.and(renewed) {
-                session.gate.close(&port.ports);
+                Gate::of(session).close(&port.ports);
                 return Err(e);
             }
         }
@@ -117,7 +118,7 @@ impl Link<'_> {
     /// server is known to collide with TIME_WAIT.
     pub fn can_send_ahead(&self, collides: bool) -> bool {
         let DataPath::DefaultPort(port) = &self.path else { return false };
-        if port.forward.is_none() || port.nothing_ahead || self.session.gate.saw_unproven(&port.ports) {
+        if port.forward.is_none() || port.nothing_ahead || Gate::of(self.session).saw_unproven(&port.ports) {
             return false;
         }
         if port.last.source_port_varies {

@@ -1,15 +1,15 @@
 //! The SSH session: connect, check the host key, authenticate, and open the
-//! channels everything else rides on (exec, direct-tcpip, tcpip-forward); the
-//! gate in front of the reverse forward, and the helpers run on the SSH server.
+//! channels everything else rides on (exec, direct-tcpip, tcpip-forward, and
+//! the forwarded channels handed to whoever asked for the forward), and the
+//! helpers run on the SSH server.
 
 pub mod auth;
 pub mod ciphers;
 pub mod config;
 pub mod endpoint;
-pub mod gate;
+pub mod forwarded;
 pub mod helper;
 pub mod hostkeys;
-pub mod origin;
 pub mod prompt;
 pub mod quickack;
 pub mod session;

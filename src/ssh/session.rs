@@ -2,22 +2,21 @@
 //! channels everything else rides on (exec, direct-tcpip, tcpip-forward).
 //!
 //! Forwarded-tcpip channels (the FTP server's data connections coming back
-//! through the reverse forward) are judged by the [`Gate`] inside the russh
-//! event loop, and the admitted ones are handed over on a queue.
+//! through the reverse forward) go, inside the russh event loop, to the
+//! [`Receiver`] the data path installed ([`Session::forwarded_to`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use russh::client::{self, Handle, Msg};
 use russh::keys::PublicKeyOrCertificate;
 use russh::{Channel, ChannelOpenFailure};
-use tokio::sync::mpsc;
 
 use crate::error::{classified, Kind};
 use crate::events::{Event, Events};
 use crate::ssh::endpoint::{self, SshTarget};
-use crate::ssh::gate::{Arrival, Checked, DataChannel, Gate};
+use crate::ssh::forwarded::{Forwarded, Receiver};
 use crate::ssh::helper::{Exec, Lazy};
 use crate::ssh::transport::{self, HostKeyCheck};
 use crate::ssh::{auth, shell};
@@ -36,9 +35,8 @@ pub struct Session {
     handle: Handle<Client>,
     shell: Lazy<shell::Shell>,
     events: Events,
-    incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arrival>>,
-    /// Decides which forwarded connections are admitted.
-    pub gate: Arc<Gate>,
+    /// Where forwarded channels go, once the data path installed it.
+    forwarded: Arc<OnceLock<Arc<dyn Receiver>>>,
     /// Where we are connected.
     pub target: SshTarget,
     /// The jump hosts' sessions or the proxy command that carry this one.
@@ -47,9 +45,7 @@ pub struct Session {
 
 struct Client {
     host_key: HostKeyCheck,
-    gate: Arc<Gate>,
-    /// Connections past the gate's quick checks, to the task that proves their origin.
-    checking: mpsc::UnboundedSender<Checked>,
+    forwarded: Arc<OnceLock<Arc<dyn Receiver>>>,
 }
 
 impl client::Handler for Client {
@@ -69,16 +65,15 @@ impl client::Handler for Client {
         reply: client::ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        let data = DataChannel {
-            channel,
-            originator: (originator_address.to_string(), originator_port),
-            connected: (connected_address.to_string(), connected_port),
-            incarnation: 0,
-            early: Vec::new(),
-            ended: false,
-        };
-        // The gate answers sshd, and hands it over once its origin is proven.
-        self.gate.arrive(data, reply, &self.checking);
+        let originator = (originator_address.to_string(), originator_port);
+        let connected = (connected_address.to_string(), connected_port);
+        match self.forwarded.get() {
+            Some(receiver) => receiver.arrive(Forwarded { channel, originator, connected }, reply),
+            // No forward was asked for: dropping the reply rejects the channel.
+            None => tracing::warn!(
+                "refused a forwarded channel from {originator:?} to {connected:?}: no forward was asked for"
+            ),
+        }
         Ok(())
     }
 }
@@ -89,10 +84,9 @@ impl Session {
     /// happens in this session is told to `events`.
     pub async fn connect(target: &SshTarget, events: Events) -> Result<Session> {
         let events = events.fork(); // what is watched on this session stays with it
-        let (tx, rx) = mpsc::unbounded_channel();
-        let gate = Arc::new(Gate::new(events.clone(), tx));
+        let forwarded = Arc::new(OnceLock::new());
         let host_key = HostKeyCheck::new(target);
-        let client = Client { host_key: host_key.clone(), gate: gate.clone(), checking: gate.start_checking() };
+        let client = Client { host_key: host_key.clone(), forwarded: forwarded.clone() };
         let mut way = transport::open(target).await?;
         let mut handle = match transport::connect(target, way.stream, client, &host_key).await {
             Ok(handle) => handle,
@@ -106,15 +100,7 @@ impl Session {
                 tracing::info!("SSH connection to {}:{} is up, through {}", target.host, target.port, via_name(target))
             }
         }
-        Ok(Session {
-            handle,
-            shell: Lazy::default(),
-            events,
-            incoming: tokio::sync::Mutex::new(rx),
-            gate,
-            target: target.clone(),
-            via: way.via,
-        })
+        Ok(Session { handle, shell: Lazy::default(), events, forwarded, target: target.clone(), via: way.via })
     }
 
     /// Where this session's events go.
@@ -170,22 +156,13 @@ impl Session {
         self.handle.cancel_tcpip_forward(address, port as u32).await.context("could not cancel a forward")
     }
 
-    /// What the gate decided next (an admitted forwarded connection, or why none could be),
-    /// or None after `timeout`.
-    pub async fn next_data_channel(&self, timeout: Duration) -> Option<Arrival> {
-        let mut rx = self.incoming.lock().await;
-        tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
-    }
-
-    /// Close forwarded connections left over from an earlier transfer (a
-    /// channel merely dropped stays open: the FTP server would wait for its end).
-    pub async fn drain_data_channels(&self) {
-        let Ok(mut rx) = self.incoming.try_lock() else { return };
-        while let Ok(left) = rx.try_recv() {
-            if let Arrival::Data(left) = left {
-                let _ = left.channel.close().await;
-            }
-        }
+    /// The receiver of this session's forwarded channels: the one installed, else the one
+    /// `make` builds from the session's events (installed from then on). One type per
+    /// session: the data path is the only one that asks for forwards.
+    pub fn forwarded_to<R: Receiver>(&self, make: impl FnOnce(&Events) -> Arc<R>) -> &R {
+        let receiver = self.forwarded.get_or_init(|| make(&self.events));
+        let any: &dyn std::any::Any = receiver.as_ref();
+        any.downcast_ref().expect("one kind of receiver for a session's forwarded channels")
     }
 
     /// True once the SSH connection is gone (dropped, killed, or closed).

@@ -7,7 +7,7 @@
 //! cookie, kept from a connection's first state to its TIME_WAIT, so a later connection of the same
 //! 4-tuple (another incarnation) tells itself apart. The table has no cookie: there it is the
 //! inode, empty once the program let go of the socket (closed, TIME_WAIT). Then come the
-//! socket's owner (uid) and inode, 0 once no process holds it ([`crate::ssh::origin`] reads them).
+//! socket's owner (uid) and inode, 0 once no process holds it ([`crate::dataport::origin`] reads them).
 //!
 //! It asks the kernel for that one socket (netlink sock_diag, an exact lookup, as `ss` does for
 //! one socket). Reading `/proc/net/tcp` instead walks the whole established-socket hash, shared by

@@ -6,7 +6,7 @@
 //! pacing, as any link.
 //!
 //! One link per SSH connection at a time: a session's forwarded data connections arrive on
-//! one queue ([`crate::ssh::Session::next_data_channel`]), which a link awaits as the only
+//! one queue ([`crate::dataport::gate::Gate::next`]), which a link awaits as the only
 //! transfer under way. With fewer connections than segments, each connection's link fetches
 //! its ranges one after the other.
 //!

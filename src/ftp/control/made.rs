@@ -3,7 +3,7 @@
 //! 425 (which says the connection could not be made). Some servers say 150
 //! before they connect (Pure-FTPd), some after (ProFTPD); either way the
 //! final reply settles it. The link compares this count with the connections
-//! that reached it ([`crate::ssh::gate`]): one the server made for a transfer
+//! that reached it ([`crate::dataport::gate`]): one the server made for a transfer
 //! we gave up on, and that has not arrived yet, must not be taken for the
 //! next transfer's.
 

@@ -27,76 +27,27 @@
 //! it comes, not handed to the next transfer, whose file it is not.
 
 mod account;
+mod channel;
 pub mod proof;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use russh::client::{ChannelOpenHandle, Msg};
-use russh::{Channel, ChannelMsg};
+use russh::client::ChannelOpenHandle;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::dataport::origin::Origin;
 use crate::events::{Event, Events};
-use crate::ssh::origin::Origin;
+use crate::ssh::forwarded::{Forwarded, Receiver};
+use crate::ssh::Session;
 use account::{Account, Held};
+pub use channel::DataChannel;
+use channel::KEPT_MAX;
 use proof::{Proof, Uids};
-
-/// A data connection that came back through the reverse forward.
-pub struct DataChannel {
-    /// The channel carrying its bytes.
-    pub channel: Channel<Msg>,
-    /// What it brought while its origin was looked up: read these first.
-    pub early: Vec<Vec<u8>>,
-    /// Its end (EOF or close) came too.
-    pub ended: bool,
-    /// Who connected (as sshd saw it): address and port.
-    pub originator: (String, u32),
-    /// Which forwarded address and port it connected to.
-    pub connected: (String, u32),
-    /// How many connections its 4-tuple has carried in this process, this one included.
-    pub incarnation: u32,
-}
-
-impl DataChannel {
-    /// Its 4-tuple: who connected, and where to.
-    pub fn ends(&self) -> Option<(SocketAddr, SocketAddr)> {
-        let end = |(a, p): &(String, u32)| Some(SocketAddr::new(a.parse::<IpAddr>().ok()?.to_canonical(), *p as u16));
-        Some((end(&self.originator)?, end(&self.connected)?))
-    }
-
-    fn from(&self) -> String {
-        format!("{}:{}", self.originator.0, self.originator.1)
-    }
-
-    fn to(&self) -> String {
-        format!("{}:{}", self.connected.0, self.connected.1)
-    }
-
-    /// Keep one message of the channel in memory (waiting for it); pending forever once it
-    /// ended, or once it brought [`KEPT_MAX`]: nobody reads it yet, and an unread channel
-    /// would stall the whole session (russh's bounded per-channel queue).
-    async fn keep_one(&mut self) -> Result<(), ()> {
-        if self.ended {
-            return std::future::pending().await;
-        }
-        match self.channel.wait().await {
-            Some(ChannelMsg::Data { data }) => self.early.push(data.to_vec()),
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => self.ended = true,
-            Some(_) => {}
-        }
-        match self.early.iter().map(Vec::len).sum::<usize>() > KEPT_MAX {
-            true => Err(()),
-            false => Ok(()),
-        }
-    }
-}
-
-/// What a connection may bring before it is admitted, kept in memory: a server's socket
-/// buffers, past which a server still writing holds its socket, whose owner then shows.
-const KEPT_MAX: usize = 16 << 20;
 
 /// What the gate hands to the link waiting for a data connection.
 pub enum Arrival {
@@ -146,7 +97,11 @@ pub struct Gate {
     uids: Mutex<Option<Uids>>,
     /// The origin check was tried (once a session, whatever it found): [`Gate::origin_tried`].
     origin_tried: tokio::sync::Mutex<bool>,
+    /// Connections past the quick checks, to the task that proves their origin.
+    checking: mpsc::UnboundedSender<Checked>,
     incoming: mpsc::UnboundedSender<Arrival>,
+    /// What the links take: admitted connections, or why none could be.
+    arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arrival>>,
 }
 
 /// What to do with one connection, decided under the lock and done after it.
@@ -162,27 +117,59 @@ enum Action {
 }
 
 /// A connection past the quick checks, on its way to the origin check.
-pub(crate) type Checked = (DataChannel, ChannelOpenHandle);
+type Checked = (DataChannel, ChannelOpenHandle);
 
 impl Gate {
-    /// A gate that tells `events` what it refuses and hands what it admits to `incoming`.
-    pub fn new(events: Events, incoming: mpsc::UnboundedSender<Arrival>) -> Gate {
+    /// The gate of `session`'s forwarded channels (made on first use: before any forward).
+    pub fn of(session: &Session) -> &Gate {
+        session.forwarded_to(Gate::new)
+    }
+
+    /// A gate that tells `events` what it refuses, its origin checks under way.
+    fn new(events: &Events) -> Arc<Gate> {
+        Arc::new_cyclic(|gate| Gate::build(events.clone(), Gate::start_checking(gate.clone())))
+    }
+
+    /// A gate whose connections past the quick checks go to `checking`.
+    fn build(events: Events, checking: mpsc::UnboundedSender<Checked>) -> Gate {
         let (accounts, origin, uids) = (Mutex::default(), tokio::sync::Mutex::default(), Mutex::default());
-        Gate { events, accounts, origin, uids, origin_tried: Default::default(), incoming }
+        let (incoming, arrivals) = mpsc::unbounded_channel();
+        let arrivals = tokio::sync::Mutex::new(arrivals);
+        Gate { events, accounts, origin, uids, origin_tried: Default::default(), checking, incoming, arrivals }
+    }
+
+    /// What the gate decided next (an admitted forwarded connection, or why none could be),
+    /// or None after `timeout`.
+    pub async fn next(&self, timeout: Duration) -> Option<Arrival> {
+        let mut rx = self.arrivals.lock().await;
+        tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
+    }
+
+    /// Close forwarded connections left over from an earlier transfer (a
+    /// channel merely dropped stays open: the FTP server would wait for its end).
+    pub async fn drain(&self) {
+        let Ok(mut rx) = self.arrivals.try_lock() else { return };
+        while let Ok(left) = rx.try_recv() {
+            if let Arrival::Data(left) = left {
+                let _ = left.channel.close().await;
+            }
+        }
     }
 
     /// Start the task that checks connections' origins one at a time, in the order they
     /// came (a transfer sent ahead must not get the one before's connection), until the
-    /// sender returned is dropped with the session.
+    /// sender returned is dropped with the gate (the gate is the session's: the task holds
+    /// it only while it checks one).
     ///
     /// Each is confirmed to sshd at once and its origin asked for at the same moment: the
     /// answer comes back about when its first bytes do, which wait in memory meanwhile.
     /// Confirming it gives nothing away: no byte goes to it before the proof.
-    pub(crate) fn start_checking(self: &std::sync::Arc<Self>) -> mpsc::UnboundedSender<Checked> {
+    fn start_checking(gate: Weak<Gate>) -> mpsc::UnboundedSender<Checked> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Checked>();
-        let gate = self.clone();
         tokio::spawn(async move {
             while let Some((mut data, reply)) = rx.recv().await {
+                // The gate sent it, so it is alive unless the session ended meanwhile.
+                let Some(gate) = gate.upgrade() else { break };
                 reply.accept().await;
                 let (who, ends) = (data.from(), data.ends());
                 let proving = gate.prove(&who, ends);
@@ -313,14 +300,9 @@ impl Gate {
     }
 
     /// Decide on one forwarded connection (called from the SSH event loop, which must not
-    /// wait): refused at once, or passed to `checking` ([`Gate::start_checking`]), which
+    /// wait): refused at once, or passed to the checker ([`Gate::start_checking`]), which
     /// confirms or rejects it once its origin is known.
-    pub(crate) fn arrive(
-        &self,
-        data: DataChannel,
-        reply: ChannelOpenHandle,
-        checking: &mpsc::UnboundedSender<Checked>,
-    ) {
+    fn arrive(&self, data: DataChannel, reply: ChannelOpenHandle) {
         let to_port = data.connected.1 as u16;
         if let Err(why) = self.screen(&data.originator.0, data.originator.1, to_port) {
             self.refused(&data, why, false);
@@ -328,7 +310,7 @@ impl Gate {
             return;
         }
         // A closed checker (the session is ending) drops both: the channel is rejected.
-        let _ = checking.send((data, reply));
+        let _ = self.checking.send((data, reply));
     }
 
     /// The quick refusals, before any proof: nothing expected on that port, another address,
@@ -427,5 +409,11 @@ impl Gate {
         let a = account_for(&mut accounts, to_port).unwrap();
         (a.checking, a.arrived) = (a.checking - 1, a.arrived + 1);
         a.admit_proven(&self.events, &format!("{addr}:{port}"), to).is_ok()
+    }
+}
+
+impl Receiver for Gate {
+    fn arrive(&self, forwarded: Forwarded, reply: ChannelOpenHandle) {
+        Gate::arrive(self, DataChannel::new(forwarded), reply);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 /// A gate, and the refusals it reported as possible thefts.
 fn watched() -> (Gate, impl Fn() -> Vec<String>) {
     let seen = Arc::new(Recorder::default());
-    let gate = Gate::new(Events::none().with(seen.clone()), tokio::sync::mpsc::unbounded_channel().0);
+    let gate = Gate::build(Events::none().with(seen.clone()), tokio::sync::mpsc::unbounded_channel().0);
     let refused = move || {
         let thefts = seen.take().into_iter().filter(|e| matches!(e, Event::StrayRefused { late: false, .. }));
         thefts.map(|e| e.to_string()).collect()
@@ -132,7 +132,7 @@ fn a_retired_account_is_not_the_next_links() {
 
 #[test]
 fn close_withdraws_the_expectation() {
-    let gate = Gate::new(Events::none(), tokio::sync::mpsc::unbounded_channel().0);
+    let gate = Gate::build(Events::none(), tokio::sync::mpsc::unbounded_channel().0);
     gate.open(OURS, ftp());
     gate.close(OURS);
     assert!(!admit(&gate, 40000));

@@ -1,6 +1,6 @@
 //! What the SSH server's socket table proves of a data connection's origin.
 
-use crate::ssh::origin::Seen;
+use crate::dataport::origin::Seen;
 
 /// Where a forwarded connection came from, as far as it can be proven.
 #[derive(Debug, Clone, PartialEq, Eq)]

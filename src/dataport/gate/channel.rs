@@ -1,0 +1,69 @@
+//! A data connection that came back through the reverse forward, as the gate holds it
+//! while its origin is looked up.
+
+use std::net::{IpAddr, SocketAddr};
+
+use russh::client::Msg;
+use russh::{Channel, ChannelMsg};
+
+use crate::ssh::forwarded::Forwarded;
+
+/// A data connection that came back through the reverse forward.
+pub struct DataChannel {
+    /// The channel carrying its bytes.
+    pub channel: Channel<Msg>,
+    /// What it brought while its origin was looked up: read these first.
+    pub early: Vec<Vec<u8>>,
+    /// Its end (EOF or close) came too.
+    pub ended: bool,
+    /// Who connected (as sshd saw it): address and port.
+    pub originator: (String, u32),
+    /// Which forwarded address and port it connected to.
+    pub connected: (String, u32),
+    /// How many connections its 4-tuple has carried in this process, this one included.
+    pub incarnation: u32,
+}
+
+impl DataChannel {
+    /// What sshd announced, before anything came on it.
+    pub(super) fn new(forwarded: Forwarded) -> DataChannel {
+        let Forwarded { channel, originator, connected } = forwarded;
+        DataChannel { channel, early: Vec::new(), ended: false, originator, connected, incarnation: 0 }
+    }
+
+    /// Its 4-tuple: who connected, and where to.
+    pub fn ends(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let end = |(a, p): &(String, u32)| Some(SocketAddr::new(a.parse::<IpAddr>().ok()?.to_canonical(), *p as u16));
+        Some((end(&self.originator)?, end(&self.connected)?))
+    }
+
+    pub(super) fn from(&self) -> String {
+        format!("{}:{}", self.originator.0, self.originator.1)
+    }
+
+    pub(super) fn to(&self) -> String {
+        format!("{}:{}", self.connected.0, self.connected.1)
+    }
+
+    /// Keep one message of the channel in memory (waiting for it); pending forever once it
+    /// ended, or once it brought [`KEPT_MAX`]: nobody reads it yet, and an unread channel
+    /// would stall the whole session (russh's bounded per-channel queue).
+    pub(super) async fn keep_one(&mut self) -> Result<(), ()> {
+        if self.ended {
+            return std::future::pending().await;
+        }
+        match self.channel.wait().await {
+            Some(ChannelMsg::Data { data }) => self.early.push(data.to_vec()),
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => self.ended = true,
+            Some(_) => {}
+        }
+        match self.early.iter().map(Vec::len).sum::<usize>() > KEPT_MAX {
+            true => Err(()),
+            false => Ok(()),
+        }
+    }
+}
+
+/// What a connection may bring before it is admitted, kept in memory: a server's socket
+/// buffers, past which a server still writing holds its socket, whose owner then shows.
+pub(super) const KEPT_MAX: usize = 16 << 20;
