@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Longest file allowed, in lines (tests included).
 const MAX_FILE_LINES: usize = 450;
 
-/// Module path of a source file: `src/ssh/mod.rs` -> `ssh`, `src/ssh/gate.rs` -> `ssh::gate`.
+/// Module path of a source file: `src/ssh.rs` (or `src/ssh/mod.rs`) -> `ssh`, `src/ssh/gate.rs` -> `ssh::gate`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
     let parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -375,4 +375,14 @@ fn files_are_short() {
         .map(|(f, n)| format!("{}: {n} lines", f.display()))
         .collect();
     assert!(long.is_empty(), "{long:#?}");
+}
+
+/// One module style: a module with children is `name.rs` beside `name/`, never `name/mod.rs`
+/// (so no two files share the name `mod.rs`, and a module's file is found by its name).
+#[test]
+fn one_module_style() {
+    let mut all = Vec::new();
+    files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut all);
+    let mod_rs: Vec<_> = all.iter().filter(|f| f.file_name().is_some_and(|n| n == "mod.rs")).collect();
+    assert!(mod_rs.is_empty(), "use name.rs beside name/ instead: {mod_rs:#?}");
 }
