@@ -136,8 +136,8 @@ async fn execute(cli: &Cli, target: &crate::ssh::endpoint::SshTarget, link: &mut
             let n = match cli.segments {
                 1 => transfer::get(link, remote, &path).await,
                 n => {
-                    let connections = cli.ssh_connections.unwrap_or(n).min(n);
-                    let how = Segments { segments: n.into(), connections: connections.into(), target, threshold: 0 };
+                    let connections = cli.ssh_connections.map(|m| m.min(n).into());
+                    let how = Segments { segments: n.into(), connections, target, threshold: 0 };
                     transfer::segments::get(link, &how, remote, &path).await
                 }
             };

@@ -39,7 +39,7 @@
 //!   `--verify` ([`transfer::verify`]); a directory's files and facts ([`transfer::listing`]);
 //!   `--ascii` line endings ([`transfer::ascii`]); `put --continue` ([`transfer::upload`]);
 //!   `--segments`, one file in ranges over several links ([`transfer::segments`], the record of
-//!   ranges written in [`transfer::ranges`]).
+//!   ranges written in [`transfer::ranges`], how many SSH connections in [`transfer::streams`]).
 //! - [`timewait`] — **step 6**: pacing around TIME_WAIT: the collision policy (reclaim
 //!   through [`dataport::reclaim`], rotate, the measured wait).
 //! - [`jobs`]: many transfers: workers, the scheduler, batch files, the report, the lock,

@@ -18,6 +18,7 @@ pub mod place;
 pub mod ranges;
 pub mod segments;
 mod sink;
+pub mod streams;
 pub mod upload;
 pub mod verify;
 

@@ -3,6 +3,8 @@
 //! The copy is byte-identical; a run stopped by SIGINT resumes each segment where the part
 //! file's record says it stopped, fetching nothing twice; a server that allows two control
 //! connections per host, and one without REST, get fewer segments, said once, never a failure.
+//! Unless asked, a near server (loopback here) gets one SSH connection, a far one (the 20 ms
+//! WAN path) one per segment; the tests of segments at once ask for them.
 //!
 //! Needs root and `scripts/lab up`; run with `--test-threads=1` like every lab test.
 
@@ -41,12 +43,18 @@ fn record(dir: &Path) -> Vec<(u64, u64, u64)> {
     ranges.collect()
 }
 
-/// A segmented get of the lab's 100 MiB file under the capture: byte-identical, nothing left
-/// beside it; returns the -v trace.
+/// A segmented get of the lab's 100 MiB file under the capture, over as many SSH connections
+/// as segments: byte-identical, nothing left beside it; returns the -v trace.
 fn segmented(port_key: &str, segments: &str) -> String {
+    segmented_over(port_key, segments, &["--ssh-connections", segments])
+}
+
+/// [`segmented`] with `extra` options.
+fn segmented_over(port_key: &str, segments: &str, extra: &[&str]) -> String {
     let tool = Tool::new();
     let want = std::fs::read(tool.remote_path(FILE)).unwrap();
-    let out = captured(&tool, tool.lab.port(port_key), &["--segments", segments, "--verify", "get", FILE], &want);
+    let args: Vec<&str> = extra.iter().copied().chain(["--segments", segments, "--verify", "get", FILE]).collect();
+    let out = captured(&tool, tool.lab.port(port_key), &args, &want);
     assert_same(&std::fs::read(tool.work.path().join(FILE)).unwrap(), &want, FILE);
     assert_eq!(tool.work_entries(), [FILE], "no part file, no record left");
     stderr(&out)
@@ -69,6 +77,40 @@ fn segmented_get_from_proftpd() {
     assert_default_port(&err);
     assert_fresh_segments(&err, 4);
     assert!(err.contains("over 4 SSH connections"), "{err}");
+}
+
+/// Unless asked, a server this near gets one SSH connection: the ranges one after the other.
+#[test]
+fn a_near_server_gets_one_ssh_connection_unless_asked() {
+    let err = segmented_over("PROFTPD_PORT", "4", &[]);
+    assert!(err.contains("ms (below 2 ms): the ranges one after the other over one SSH connection"), "{err}");
+    assert!(err.contains("over 1 SSH connections"), "{err}");
+    assert_eq!(err.matches(" is up (C = ").count(), 1, "one SSH connection:\n{err}");
+    assert_fresh_segments(&err, 4);
+}
+
+/// Through the 20 ms delay proxy: one SSH connection per segment, byte-identical.
+#[test]
+fn a_far_server_gets_one_ssh_connection_per_segment() {
+    let tool = Tool::new();
+    let lab = &tool.lab;
+    let want = std::fs::read(tool.remote_path(FILE)).unwrap();
+    let mut cmd = tool.bare();
+    cmd.arg("-s")
+        .arg(format!("{}@{}:{}", lab.var("SSH_USER"), lab.var("WAN_SSH_ADDR"), lab.port("WAN_SSH_PORT_20MS")))
+        .args(["-f", &format!("127.0.0.1:{}", lab.port("PROFTPD_PORT"))])
+        .arg("-i")
+        .arg(lab.path("SSH_KEY"))
+        .arg("--known-hosts")
+        .arg(lab.path("KNOWN_HOSTS"))
+        .env("FTPSSH_PASSWORD", lab.var("FTP_PASSWORD"));
+    let out = common::tool::traced_cmd(cmd, &["--segments", "2", "get", FILE]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ms: one SSH connection per segment"), "{err}");
+    assert!(err.contains("over 2 SSH connections"), "{err}");
+    assert_fresh_segments(&err, 2);
+    assert_same(&std::fs::read(tool.work.path().join(FILE)).unwrap(), &want, FILE);
 }
 
 #[test]
@@ -128,7 +170,8 @@ fn interrupted_then_resumed(port_key: &str, extra: &[&str]) -> String {
     let want = std::fs::read(tool.remote_path(FILE)).unwrap();
     let port = tool.lab.port(port_key);
     let log = tool.work.path().join("first.log");
-    let args: Vec<&str> = ["--bwlimit", "8M", "--segments", "4"].iter().copied().chain(extra.iter().copied()).collect();
+    let at_once = ["--ssh-connections", "4"];
+    let args: Vec<&str> = ["--bwlimit", "8M", "--segments", "4"].iter().chain(&at_once).chain(extra).copied().collect();
     let mut first = tool.cmd(port);
     first.args(&args).args(["get", FILE]);
     let mut child = first.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
@@ -160,7 +203,8 @@ fn interrupted_then_resumed(port_key: &str, extra: &[&str]) -> String {
 
     std::fs::remove_file(&log).unwrap();
     let mut again = tool.cmd(port);
-    let out = traced_cmd_args(&mut again, &["--segments", "4", "--verify", "get", FILE]);
+    let args: Vec<&str> = ["--segments", "4", "--verify", "get", FILE].iter().chain(&at_once).copied().collect();
+    let out = traced_cmd_args(&mut again, &args);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&format!("{left} of {} bytes to fetch", want.len())), "only what was left:\n{err}");
@@ -274,7 +318,7 @@ fn max_sessions_one_limits_nothing_each_segment_has_its_own_ssh_connection() {
     let tool = Tool::new();
     let want = std::fs::read(tool.remote_path(FILE)).unwrap();
     let cmd = tool.cmd_via(tool.lab.port("MAXSESS1_SSH_PORT"), tool.lab.port("PROFTPD_PORT"));
-    let out = common::tool::traced_cmd(cmd, &["--segments", "4", "get", FILE]);
+    let out = common::tool::traced_cmd(cmd, &["--segments", "4", "--ssh-connections", "4", "get", FILE]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert_eq!(err.matches(" is up (C = ").count(), 4, "four SSH connections:\n{err}");

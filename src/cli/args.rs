@@ -92,7 +92,7 @@ pub struct Cli {
     /// get, mget, batch, mirror: fetch a file in N ranges at once, each over its own control connection (REST + RETR) and SSH connection
     #[arg(long = "segments", global = true, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub segments: u16,
-    /// With --segments: how many SSH connections (sshd processes) carry them [default: one per segment]
+    /// With --segments: how many SSH connections (sshd processes) carry them [default: one where the round trip is below 2 ms, as on this host or a LAN; else one per segment]
     #[arg(long = "ssh-connections", global = true, value_name = "M", value_parser = clap::value_parser!(u16).range(1..=16))]
     pub ssh_connections: Option<u16>,
     /// mget, batch, mirror with --segments: only files of at least this size are split, 1024-based: 64M, 1G (a bare number is KiB)

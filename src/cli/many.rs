@@ -35,7 +35,7 @@ pub(super) async fn run(cli: &Cli, plan: Plan, interrupt: &Watch) -> Result<i32>
         continue_on_error: args.continue_on_error,
         retries: args.retries,
         segments: usize::from(cli.segments),
-        ssh_connections: usize::from(cli.ssh_connections.unwrap_or(cli.segments).min(cli.segments)),
+        ssh_connections: cli.ssh_connections.map(|m| m.min(cli.segments).into()),
         segment_threshold: cli.segment_threshold,
     };
     let ran = match &cli.command {

@@ -31,8 +31,8 @@ pub struct Options {
     /// `--segments`: downloads of at least `segment_threshold` bytes in this many ranges
     /// ([`crate::transfer::segments`]) over `ssh_connections`; 1: none.
     pub segments: usize,
-    /// `--ssh-connections`.
-    pub ssh_connections: usize,
+    /// `--ssh-connections`; None: chosen by the round trip ([`crate::transfer::segments`]).
+    pub ssh_connections: Option<usize>,
     /// `--segment-threshold`.
     pub segment_threshold: u64,
 }

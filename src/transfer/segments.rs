@@ -17,6 +17,9 @@
 //!
 //! The bulk commands split the files of at least `--segment-threshold` ([`fetch`]).
 //!
+//! How many SSH connections, unless `--ssh-connections` says: [`crate::transfer::streams`], by
+//! the control connection's round trip, measured on the SIZE and REST this asks anyway.
+//!
 //! What a server cannot do makes fewer segments, said once, never a failure: no SIZE or no
 //! REST (one segment, the plain download), fewer control connections than asked (a
 //! MaxClientsPerHost: 421 or 530 at login), fewer SSH connections (MaxStartups). An sshd's
@@ -26,10 +29,12 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
 use super::ranges::{Record, RecordFile};
+use super::streams::{connections, NEAR};
 use super::{remote_size, stall_window, Incoming, PartFile, WRITE_CHUNK};
 use crate::error::{classified, find, Kind};
 use crate::events::{Event, Events};
@@ -52,8 +57,9 @@ const CUT_SHORT: [u16; 4] = [426, 451, 450, 425];
 pub struct Segments<'a> {
     /// Segments asked for (`--segments`).
     pub segments: usize,
-    /// SSH connections to spread them over (`--ssh-connections`).
-    pub connections: usize,
+    /// SSH connections to spread them over (`--ssh-connections`); None: by the round trip
+    /// ([`crate::transfer::streams`]).
+    pub connections: Option<usize>,
     /// Where the further SSH connections go.
     pub target: &'a SshTarget,
     /// Files smaller than this are fetched whole, without a word (`--segment-threshold`, for
@@ -72,7 +78,10 @@ pub async fn get(link: &mut Link<'_>, how: &Segments<'_>, remote: &str, local: &
 /// Download `remote` into `part` in segments (or whole, where it cannot be split), as
 /// [`super::fetch`] does; the caller renames it. Returns the byte count.
 pub async fn fetch(link: &mut Link<'_>, how: &Segments<'_>, remote: &str, part: &PartFile) -> Result<u64> {
-    let Some(size) = remote_size(link, remote).await? else {
+    let asked = Instant::now();
+    let size = remote_size(link, remote).await?;
+    let mut round_trip = asked.elapsed();
+    let Some(size) = size else {
         return plain(link, remote, part, Some("the server gives no SIZE")).await;
     };
     if size < how.threshold {
@@ -83,7 +92,9 @@ pub async fn fetch(link: &mut Link<'_>, how: &Segments<'_>, remote: &str, part: 
         return plain(link, remote, part, Some(&format!("{size} bytes is too small to split"))).await;
     }
     // REST is what a segment starts with: a server that refuses it can only send the whole file.
+    let asked = Instant::now();
     let rest = link.control.command(&Command::Rest(0)).await?;
+    round_trip = round_trip.min(asked.elapsed());
     if rest.code != 350 {
         part.restart()?;
         return plain(link, remote, part, Some(&format!("the server does not take REST ({rest})"))).await;
@@ -103,7 +114,17 @@ pub async fn fetch(link: &mut Link<'_>, how: &Segments<'_>, remote: &str, part: 
     let events = link.events().clone();
     events.emit(Event::TransferStarted { name: remote.into(), offset: size - left, size: Some(size) });
     let shared = Shared::new(record, record_file, part.positioned()?, remote, events.clone());
-    let connections = how.connections.clamp(1, shared.unfinished());
+    if how.connections.is_none() && round_trip >= NEAR {
+        // A third look (the next REST overrides it): a busy host can be slow to reply.
+        let asked = Instant::now();
+        link.control.expect(&Command::Rest(0), |r| r.code == 350).await?;
+        round_trip = round_trip.min(asked.elapsed());
+    }
+    let (connections, why) = connections(how.connections, n, round_trip);
+    if let Some(why) = why {
+        tracing::info!("{remote}: {why}");
+    }
+    let connections = connections.clamp(1, shared.unfinished());
     tracing::info!(
         "{remote}: {} segments, {left} of {size} bytes to fetch, over {connections} SSH connections",
         shared.record.lock().unwrap().ranges.len()
@@ -261,6 +282,8 @@ async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, i: usize) -> Resu
     let doing = format!("downloading {remote}, segment {i}");
     let mut incoming = Incoming::new(data, stall_window(link), doing);
     let mut buf = Vec::with_capacity(WRITE_CHUNK);
+    // One chunk written while the next fills, as a plain download's sink does.
+    let mut writing: Option<Writing> = None;
     let copied = async {
         while at < end {
             let Some(chunk) = incoming.next().await? else {
@@ -276,14 +299,24 @@ async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, i: usize) -> Resu
             }
             shared.events.emit(Event::Progress { bytes: take as u64 });
             if buf.len() >= WRITE_CHUNK || at == end {
-                buf = shared.write(i, buf, at).await?;
+                let spare = match writing.take() {
+                    Some(w) => shared.settle(i, w).await?,
+                    None => Vec::with_capacity(WRITE_CHUNK),
+                };
+                writing = Some(shared.write(std::mem::replace(&mut buf, spare), at));
             }
         }
         Ok(())
     };
     let copied = copied.await;
     incoming.hang_up().await;
+    // The write in flight is recorded even if the rest failed: a retry resumes after it.
+    let settled = match writing.take() {
+        Some(w) => shared.settle(i, w).await.map(drop),
+        None => Ok(()),
+    };
     copied?;
+    settled?;
     match link.finish(&cmd).await {
         Ok(_) => Ok(true),
         Err(e) if cut_short(&e) => Ok(true),
@@ -299,6 +332,9 @@ async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, i: usize) -> Resu
 fn cut_short(e: &anyhow::Error) -> bool {
     find::<FtpError>(e).is_some_and(|f| CUT_SHORT.contains(&f.reply.code))
 }
+
+/// A chunk's write in flight, and where it ends in the file.
+type Writing = (tokio::task::JoinHandle<std::io::Result<Vec<u8>>>, u64);
 
 /// What the segments share: the record, the part file, the ranges under way.
 struct Shared<'a> {
@@ -351,11 +387,15 @@ impl<'a> Shared<'a> {
         (r.done, r.end)
     }
 
-    /// Write `buf`, which ends at `end`, into range `i`, then record it; the buffer comes back empty.
-    async fn write(&self, i: usize, mut buf: Vec<u8>, end: u64) -> Result<Vec<u8>> {
+    /// Start writing `buf`, which ends at `end`, off the async thread.
+    fn write(&self, buf: Vec<u8>, end: u64) -> Writing {
         let (file, at) = (self.file.clone(), end - buf.len() as u64);
-        let written = tokio::task::spawn_blocking(move || file.write_all_at(&buf, at).map(|()| buf)).await?;
-        buf = written.with_context(|| format!("could not write the part file of {}", self.remote))?;
+        (tokio::task::spawn_blocking(move || file.write_all_at(&buf, at).map(|()| buf)), end)
+    }
+
+    /// Wait for a write into range `i`, then record it; its buffer comes back empty.
+    async fn settle(&self, i: usize, (writing, end): Writing) -> Result<Vec<u8>> {
+        let mut buf = writing.await?.with_context(|| format!("could not write the part file of {}", self.remote))?;
         let n = buf.len() as u64;
         buf.clear();
         self.record.lock().unwrap().ranges[i].done = end;
