@@ -141,19 +141,22 @@ async fn owing_retr() -> (Control, tokio::io::DuplexStream) {
     (control, server)
 }
 
+/// The server's side: read until ABOR comes, then end the transfer and answer it (RFC 959 4.1.3).
+async fn answer_abor(mut server: tokio::io::DuplexStream) -> tokio::io::DuplexStream {
+    let mut buf = vec![0u8; 64];
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"ABOR\r\n") {
+        let n = server.read(&mut buf).await.unwrap();
+        seen.extend_from_slice(&buf[..n]);
+    }
+    server.write_all(b"426 Transfer aborted\r\n226 Abort successful\r\n").await.unwrap();
+    server
+}
+
 #[tokio::test]
 async fn a_transfer_that_does_not_end_is_aborted_and_read_through() {
-    let (mut control, mut server) = owing_retr().await;
-    let script = tokio::spawn(async move {
-        let mut buf = vec![0u8; 64];
-        let mut seen = Vec::new();
-        while !seen.ends_with(b"ABOR\r\n") {
-            let n = server.read(&mut buf).await.unwrap();
-            seen.extend_from_slice(&buf[..n]);
-        }
-        server.write_all(b"426 Transfer aborted\r\n226 Abort successful\r\n").await.unwrap();
-        server
-    });
+    let (mut control, server) = owing_retr().await;
+    let script = tokio::spawn(answer_abor(server));
     control.resync(Duration::from_millis(100)).await.unwrap();
     assert!(control.in_step());
     drop(script.await.unwrap());
@@ -161,17 +164,8 @@ async fn a_transfer_that_does_not_end_is_aborted_and_read_through() {
 
 #[tokio::test]
 async fn a_raced_transfer_is_aborted_at_once() {
-    let (mut control, mut server) = owing_retr().await;
-    let script = tokio::spawn(async move {
-        let mut buf = vec![0u8; 64];
-        let mut seen = Vec::new();
-        while !seen.ends_with(b"ABOR\r\n") {
-            let n = server.read(&mut buf).await.unwrap();
-            seen.extend_from_slice(&buf[..n]);
-        }
-        server.write_all(b"426 Transfer aborted\r\n226 Abort successful\r\n").await.unwrap();
-        server
-    });
+    let (mut control, server) = owing_retr().await;
+    let script = tokio::spawn(answer_abor(server));
     control.abort_on_resync();
     let started = std::time::Instant::now();
     control.resync(Duration::from_secs(30)).await.unwrap();
