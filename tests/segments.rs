@@ -79,7 +79,8 @@ fn segmented_get_from_proftpd() {
     assert!(err.contains("over 4 SSH connections"), "{err}");
 }
 
-/// Unless asked, a server this near gets one SSH connection: the ranges one after the other.
+/// Unless asked, a server this near gets one SSH connection: the ranges one after the other,
+/// in one transfer (each range after the first read on into, not fetched anew).
 #[test]
 fn a_near_server_gets_one_ssh_connection_unless_asked() {
     let err = segmented_over("PROFTPD_PORT", "4", &[]);
@@ -87,6 +88,7 @@ fn a_near_server_gets_one_ssh_connection_unless_asked() {
     assert!(err.contains("over 1 SSH connections"), "{err}");
     assert_eq!(err.matches(" is up (C = ").count(), 1, "one SSH connection:\n{err}");
     assert_fresh_segments(&err, 4);
+    assert_eq!(err.matches(" (read on from the one before)").count(), 3, "one transfer:\n{err}");
 }
 
 /// Through the 20 ms delay proxy: one SSH connection per segment, byte-identical.

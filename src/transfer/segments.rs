@@ -8,7 +8,9 @@
 //! One link per SSH connection at a time: a session's forwarded data connections arrive on
 //! one queue ([`crate::dataport::gate::Gate::next`]), which a link awaits as the only
 //! transfer under way. With fewer connections than segments, each connection's link fetches
-//! its ranges one after the other.
+//! its ranges one after the other, and a range that follows the one just fetched, begun by
+//! nobody, in the same transfer: over one SSH connection the whole file is then one RETR, as
+//! without segments, and still recorded range by range.
 //!
 //! A segment whose range is complete hangs up its data connection; the server then ends the
 //! transfer with 426 or 451 (or 226, when it had sent everything), all of which end that
@@ -268,10 +270,12 @@ async fn reopen(link: &mut Link<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Range `i` from where it stopped to its end, on `link`; false if its control connection
-/// ended with it.
-async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, i: usize) -> Result<bool> {
-    let (mut at, end) = shared.range(i);
+/// Range `first` from where it stopped to its end, on `link`, and on into the ranges that follow
+/// it while nobody else fetches them and they have not begun: with one SSH connection for all
+/// of them they are one transfer, not one each. False if the control connection ended with it.
+async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, first: usize) -> Result<bool> {
+    let mut i = first;
+    let (mut at, mut end) = shared.range(i);
     let remote = shared.remote;
     tracing::info!("{remote}: segment {i} from byte {at} to {end}");
     let cmd = Command::Retr(remote.into());
@@ -284,26 +288,35 @@ async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, i: usize) -> Resu
     let mut buf = Vec::with_capacity(WRITE_CHUNK);
     // One chunk written while the next fills, as a plain download's sink does.
     let mut writing: Option<Writing> = None;
+    let mut taken = Vec::new();
     let copied = async {
-        while at < end {
+        'wire: while at < end {
             let Some(chunk) = incoming.next().await? else {
                 let why = format!("{remote}: the server's data ended at byte {at}, short of {end} (the file changed?)");
                 return Err(classified(Kind::Transfer, why));
             };
-            let wire = chunk.as_ref();
-            let take = wire.len().min((end - at) as usize);
-            buf.extend_from_slice(&wire[..take]);
-            at += take as u64;
+            let mut wire = chunk.as_ref();
             if let Some(t) = &throttle {
                 t.take(wire.len()).await;
             }
-            shared.events.emit(Event::Progress { bytes: take as u64 });
-            if buf.len() >= WRITE_CHUNK || at == end {
-                let spare = match writing.take() {
-                    Some(w) => shared.settle(i, w).await?,
-                    None => Vec::with_capacity(WRITE_CHUNK),
-                };
-                writing = Some(shared.write(std::mem::replace(&mut buf, spare), at));
+            while !wire.is_empty() {
+                let take = wire.len().min((end - at) as usize);
+                buf.extend_from_slice(&wire[..take]);
+                (at, wire) = (at + take as u64, &wire[take..]);
+                shared.events.emit(Event::Progress { bytes: take as u64 });
+                if buf.len() >= WRITE_CHUNK || at == end {
+                    let spare = match writing.take() {
+                        Some(w) => shared.settle(w).await?,
+                        None => Vec::with_capacity(WRITE_CHUNK),
+                    };
+                    writing = Some(shared.write(i, std::mem::replace(&mut buf, spare), at));
+                }
+                if at == end {
+                    let Some(next) = shared.run_on(i) else { break 'wire };
+                    taken.push(next);
+                    (i, end) = (next, shared.range(next).1);
+                    tracing::info!("{remote}: segment {i} from byte {at} to {end} (read on from the one before)");
+                }
             }
         }
         Ok(())
@@ -312,9 +325,12 @@ async fn fetch_range(link: &mut Link<'_>, shared: &Shared<'_>, i: usize) -> Resu
     incoming.hang_up().await;
     // The write in flight is recorded even if the rest failed: a retry resumes after it.
     let settled = match writing.take() {
-        Some(w) => shared.settle(i, w).await.map(drop),
+        Some(w) => shared.settle(w).await.map(drop),
         None => Ok(()),
     };
+    for next in taken {
+        shared.give_back(next);
+    }
     copied?;
     settled?;
     match link.finish(&cmd).await {
@@ -333,8 +349,8 @@ fn cut_short(e: &anyhow::Error) -> bool {
     find::<FtpError>(e).is_some_and(|f| CUT_SHORT.contains(&f.reply.code))
 }
 
-/// A chunk's write in flight, and where it ends in the file.
-type Writing = (tokio::task::JoinHandle<std::io::Result<Vec<u8>>>, u64);
+/// A chunk's write in flight, its range, and where it ends in the file.
+type Writing = (tokio::task::JoinHandle<std::io::Result<Vec<u8>>>, usize, u64);
 
 /// What the segments share: the record, the part file, the ranges under way.
 struct Shared<'a> {
@@ -378,6 +394,20 @@ impl<'a> Shared<'a> {
         Some(i)
     }
 
+    /// The range after `i`, taken, if it begins where `i` ends, nobody fetches it and none of
+    /// it is written yet: a transfer at the end of `i` reads on into it.
+    fn run_on(&self, i: usize) -> Option<usize> {
+        let record = self.record.lock().unwrap();
+        let mut busy = self.busy.lock().unwrap();
+        let next = i + 1;
+        let r = record.ranges.get(next)?;
+        let follows = r.start == record.ranges[i].end && r.done == r.start && r.left() > 0;
+        (follows && !busy[next]).then(|| {
+            busy[next] = true;
+            next
+        })
+    }
+
     fn give_back(&self, i: usize) {
         self.busy.lock().unwrap()[i] = false;
     }
@@ -387,14 +417,14 @@ impl<'a> Shared<'a> {
         (r.done, r.end)
     }
 
-    /// Start writing `buf`, which ends at `end`, off the async thread.
-    fn write(&self, buf: Vec<u8>, end: u64) -> Writing {
+    /// Start writing `buf`, which ends at `end` in range `i`, off the async thread.
+    fn write(&self, i: usize, buf: Vec<u8>, end: u64) -> Writing {
         let (file, at) = (self.file.clone(), end - buf.len() as u64);
-        (tokio::task::spawn_blocking(move || file.write_all_at(&buf, at).map(|()| buf)), end)
+        (tokio::task::spawn_blocking(move || file.write_all_at(&buf, at).map(|()| buf)), i, end)
     }
 
-    /// Wait for a write into range `i`, then record it; its buffer comes back empty.
-    async fn settle(&self, i: usize, (writing, end): Writing) -> Result<Vec<u8>> {
+    /// Wait for a write, then record it in its range; its buffer comes back empty.
+    async fn settle(&self, (writing, i, end): Writing) -> Result<Vec<u8>> {
         let mut buf = writing.await?.with_context(|| format!("could not write the part file of {}", self.remote))?;
         let n = buf.len() as u64;
         buf.clear();

@@ -7,8 +7,8 @@
 //! share the same CPUs and add handshakes, logins and processes. On the lab (2 vCPUs, the
 //! server on the same host) 4 connections took 1.3x-2.2x the time of one; at 20 ms with a
 //! per-flow cap 0.26x (docs/benchmarks.md#one-file-in-segments-2026-12-06). Below [`NEAR`],
-//! then, the ranges go one after the other over one SSH connection, each still resumed where
-//! it stopped.
+//! then, the ranges go one after the other over one SSH connection, in one transfer where
+//! they follow each other, each still resumed where it stopped.
 
 use std::time::Duration;
 
