@@ -5,8 +5,8 @@
 //! something holds each stream back: the channel window over a long round trip, a per-flow
 //! shaper. They do not where the CPU bounds one stream, as on loopback or a LAN: there they
 //! share the same CPUs and add handshakes, logins and processes. On the lab (2 vCPUs, the
-//! server on the same host) 4 connections took 1.3x-2.2x the time of one; at 20 ms with a
-//! per-flow cap 0.26x (docs/benchmarks.md#one-file-in-segments-2026-12-06). Below [`NEAR`],
+//! server on the same host) 4 connections took 1.2x-2.2x the time of one; at 20 ms with a
+//! per-flow cap 0.26x (docs/benchmarks.md#one-file-in-segments-2026-12-07). Below [`NEAR`],
 //! then, the ranges go one after the other over one SSH connection, in one transfer where
 //! they follow each other, each still resumed where it stopped.
 
