@@ -1,6 +1,6 @@
 //! `tunnel`: any FTP client, unchanged, through the tool. A loopback FTP endpoint
 //! whose every client gets a control connection of its own inside SSH (a
-//! [`Link`], as the built-in client's), and whose data connections take the
+//! [`crate::link::Link`], as the built-in client's), and whose data connections take the
 //! built-in data paths: the default port through the reverse forward, else
 //! passive through SSH. Nothing reaches the network but SSH.
 //!

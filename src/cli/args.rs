@@ -53,8 +53,15 @@ pub struct Cli {
     /// SSH private key file (repeatable; the ssh-agent is tried first)
     #[arg(short = 'i', long = "identity", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub identity: Vec<PathBuf>,
-    /// Jump hosts to reach the SSH server through, each [USER@]HOST[:PORT], as ssh -J (each with its own host key check and login)
-    #[arg(short = 'J', long = "jump", overrides_with = "jump", global = true, value_name = "JUMP[,JUMP...]")]
+    /// Jump hosts, as ssh -J (the help is an attribute: its brackets would be links here).
+    #[arg(
+        short = 'J',
+        long = "jump",
+        overrides_with = "jump",
+        global = true,
+        value_name = "JUMP[,JUMP...]",
+        help = "Jump hosts to reach the SSH server through, each [USER@]HOST[:PORT], as ssh -J (each with its own host key check and login)"
+    )]
     pub jump: Option<String>,
     /// An ssh_config option, as ssh -o (repeatable; only the options the tool reads, listed in docs/ssh.md)
     #[arg(short = 'o', long = "ssh-option", global = true, value_name = "OPTION=VALUE", action = clap::ArgAction::Append)]

@@ -2,7 +2,7 @@
 //!
 //! It sends [`Command`]s and reads [`Reply`]s, tracing both as `ftp -d` does
 //! (`---> RETR x`, with `PASS ****`), and bounds every wait so that a server
-//! that hangs becomes an error, not a hang ([`reading`]).
+//! that hangs becomes an error, not a hang (its `reading` module).
 //!
 //! It also keeps the conversation in step. A command's final reply (2xx-5xx) may come long
 //! after its 1xx (a transfer), and a caller that gives up early leaves that reply unread: the
@@ -167,7 +167,7 @@ impl Control {
         }
     }
 
-    /// The data connections the server has said it made ([`made`]).
+    /// The data connections the server has said it made (1xx replies, then a final reply other than 425).
     pub fn connections_made(&self) -> u64 {
         self.made.count()
     }
