@@ -180,3 +180,22 @@ fn a_stalled_transfer_is_ended() {
     assert!(said.contains("FINAL 426"), "{said}");
     assert!(trace.contains("the data connection stalled"), "{trace}");
 }
+
+/// pyftpdlib takes a transfer without PORT and then waits in silence: the tunnel gives that
+/// control connection up and logs in anew to go passive. The client had moved (curl's CWD into
+/// `many/`, its TYPE A for a listing) and still is, for the server too: the new connection is
+/// brought to the same directory and settings before the transfer, and each file is the one
+/// the client asked for.
+#[test]
+fn a_new_control_connection_keeps_the_clients_directory() {
+    let tool = Tool::new();
+    let dir = tool.work.path();
+    let want = read(&tool.remote_path("many/f002.txt"));
+    let trace = captured(&tool, "127.0.0.1", tool.lab.port("PYFTPDLIB_PORT"), &[&want], |port| {
+        let url = format!("ftp://127.0.0.1:{port}/many/f002.txt");
+        ok(&client(&tool, dir, "curl", &["-sSn", "-P", "-", &url, "-o", "f002.txt"]), "curl -P - many/f002.txt");
+    });
+    assert_same(&read(&dir.join("f002.txt")), &want, "many/f002.txt");
+    assert!(trace.contains("---> CWD many"), "curl moved:\n{trace}");
+    assert_eq!(trace.matches("---> CWD many").count(), 2, "again on the new connection:\n{trace}");
+}

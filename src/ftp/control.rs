@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{parse_reply_in, Command, Reply};
 use crate::error::{Classify, Closed, Kind};
+pub use place::Place;
 
 /// How long to wait for any reply unless told otherwise (`--timeout`).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -146,6 +147,8 @@ pub struct Control {
     made: made::Made,
     /// The next [`Control::resync`] sends ABOR at once ([`Control::abort_on_resync`]).
     abort_first: bool,
+    /// Where an outside client's commands brought it ([`Control::place`]).
+    place: Place,
 }
 
 impl Control {
@@ -163,6 +166,7 @@ impl Control {
             transcript,
             holds: false,
             made,
+            place: Place::default(),
             abort_first: false,
         }
     }
@@ -377,7 +381,16 @@ impl Control {
     /// Send a command and read its reply, whatever it is.
     pub async fn command(&mut self, cmd: &Command) -> Result<Reply> {
         self.send(cmd).await?;
-        self.read_reply().await
+        let reply = self.read_reply().await?;
+        if let Command::Verbatim(line) = cmd {
+            self.place.note(line, &reply);
+        }
+        Ok(reply)
+    }
+
+    /// Where an outside client's commands brought this control connection.
+    pub fn place(&self) -> &Place {
+        &self.place
     }
 
     /// Send a command; its reply must satisfy `ok`, else a typed [`FtpError`].
@@ -420,6 +433,7 @@ impl Control {
 }
 
 mod made;
+mod place;
 mod reading;
 #[cfg(test)]
 mod tests;

@@ -4,14 +4,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{Data, DataMode, Early, Link};
 use crate::dataport::path::DataPath;
 use crate::dataport::{self, Fallback};
-use crate::error::{classified, Classify};
+use crate::error::{classified, Classify, Kind};
 use crate::events::Event;
-use crate::ftp::control::FtpError;
+use crate::ftp::control::{Control, FtpError, Place};
 use crate::ftp::Command;
 
 impl Link<'_> {
@@ -76,10 +76,30 @@ impl Link<'_> {
     pub(super) async fn leave_default_port(&mut self, reconnect: bool) -> Result<()> {
         self.path.cancel_forward(self.session).await;
         if reconnect {
+            let place = self.control.place().clone();
             self.control.quit().await;
             self.control = dataport::connect_control(self.session, &self.spec.ftp, self.spec.timeout).await?.0;
             crate::ftp::login::timed_login(&mut self.control, &self.spec.login).await?;
+            // An outside client's directory and settings (a tunnel's), where it had changed them.
+            retrace(&mut self.control, &place).await?;
         }
         Ok(())
     }
+}
+
+/// Bring `control`, logged in anew, to `place`: the old connection's moves and settings, each of
+/// which must succeed again.
+async fn retrace(control: &mut Control, place: &Place) -> Result<()> {
+    let Some(commands) = place.commands() else {
+        let why = "a new control connection cannot return to the client's directory: it moved too often to retrace";
+        return Err(classified(Kind::Transfer, why));
+    };
+    for line in commands {
+        let cmd = Command::Verbatim(line.into());
+        control
+            .expect(&cmd, |r| (200..300).contains(&r.code))
+            .await
+            .context("a new control connection could not return to where the client was")?;
+    }
+    Ok(())
 }
