@@ -13,6 +13,7 @@ use crate::jobs::batch::Op;
 use crate::jobs::report::Record;
 use crate::link::Link;
 use crate::timewait::Collisions;
+use crate::transfer::ranges;
 use crate::transfer::segments::{self, Segments};
 use crate::transfer::{self, PartFile};
 
@@ -110,12 +111,10 @@ impl Attempt {
                     Some(how) => segments::fetch(link, how, &self.item.source, part).await,
                     None => transfer::fetch(link, &self.item.source, part).await.map(|(n, _)| n),
                 };
-                // A segmented part file has its full length from the start: what arrived is known
-                // only on success.
-                self.record.bytes = match (&fetched, segments) {
-                    (Ok(n), _) => *n,
-                    (Err(_), Some(_)) => 0,
-                    (Err(_), None) => part.len().unwrap_or(0),
+                // A segmented part file has its full length from the start: its record says what arrived.
+                self.record.bytes = match &fetched {
+                    Ok(n) => *n,
+                    Err(_) => ranges::held(part),
                 };
                 fetched?;
                 let part = self.part.take().unwrap();

@@ -138,6 +138,17 @@ pub fn fold(part: &PartFile) -> Result<()> {
     record.remove()
 }
 
+/// What `part` holds of its download: the bytes its record says are written, where a segmented
+/// run left one (the part file has its full length from the start), else its length.
+pub fn held(part: &PartFile) -> u64 {
+    let recorded = RecordFile::existing(&part.path).ok().flatten().and_then(|f| f.load());
+    let len = part.len().unwrap_or(0);
+    match recorded {
+        Some(r) if r.size == len => r.size.saturating_sub(r.left()),
+        _ => len,
+    }
+}
+
 /// The record's path beside the part file at `part_path`.
 pub fn record_path(part_path: &Path) -> PathBuf {
     let name = part_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -244,6 +255,19 @@ mod tests {
         ] {
             assert_eq!(Record::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn what_a_part_file_holds_is_its_records_written_bytes() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let part = PartFile::open(&dir.path().join("h.bin")).unwrap();
+        part.append().unwrap().write_all(b"abcdefghij").unwrap();
+        assert_eq!(held(&part), 10, "no record: its length");
+        let mut r = Record::split(10, 2, 0);
+        (r.ranges[0].done, r.ranges[1].done) = (3, 7);
+        RecordFile::open(&part.path).unwrap().save(&r).unwrap();
+        assert_eq!(held(&part), 5, "3 of the first range and 2 of the second");
     }
 
     #[test]
