@@ -13,6 +13,18 @@ use crate::dataport::origin::Seen;
 /// How long a watched connection waits for the relay's proof before the helper is asked too:
 /// the proof normally comes with the connection, or within a millisecond of it.
 const RELAY_GRACE: Duration = Duration::from_millis(3);
+/// How long the helper's "the server's" for a watched connection waits for the relay's word:
+/// the relay looks for sshd's accept for 50 ms. A later connection proven there means the
+/// helper read that one's socket; no word at all, and the helper's answer stands.
+const RELAY_CONFIRM: Duration = Duration::from_millis(60);
+
+/// What the relay says of one connection on its watched tuple.
+pub(super) enum Word {
+    /// Its own proof (judged), and the uid it named.
+    Own(Proof, u32),
+    /// A later connection on the tuple was proven: none will come for this one.
+    Later,
+}
 
 impl Gate {
     /// The link on `ports` has its relay watch `ends` (its data connections' 4-tuple, their
@@ -54,31 +66,29 @@ impl Gate {
         }
     }
 
-    /// The relay's proof for connection `n` on the tuple of the link whose forwarded port is
-    /// `to_port`, judged (the connection came from port `from_port`); pending until it is posted
-    /// (forever where none will be).
-    pub(super) async fn relay_proof(&self, n: u64, to_port: u16, from_port: u16) -> (Proof, u32) {
+    /// The relay's word on connection `n` on the tuple of the link whose forwarded port is
+    /// `to_port` (it came from port `from_port`): its own proof, judged, or that a later
+    /// connection on the tuple was proven (so none will come for it); pending until either.
+    pub(super) async fn relay_word(&self, n: u64, to_port: u16, from_port: u16) -> Word {
         loop {
             let notified = self.proved.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let uids = self.uids.lock().unwrap().clone();
-            let uid = account_for(&mut self.accounts.lock().unwrap(), to_port).and_then(|a| a.watch.proof_for(n));
-            if let (Some(uids), Some(uid)) = (uids, uid) {
-                return (uids.judge(Seen::Held { uid }, from_port), uid);
+            let (own, later) = account_for(&mut self.accounts.lock().unwrap(), to_port)
+                .map_or((None, false), |a| (a.watch.proof_for(n), a.watch.later_than(n)));
+            match (uids, own) {
+                (Some(uids), Some(uid)) => return Word::Own(uids.judge(Seen::Held { uid }, from_port), uid),
+                _ if later => return Word::Later,
+                _ => notified.await,
             }
-            notified.await;
         }
     }
 
-    /// Whether a later connection than number `n` on the watched tuple of `to_port`'s link was
-    /// proven by the relay.
-    pub(super) fn later_proven(&self, n: u64, to_port: u16) -> bool {
-        account_for(&mut self.accounts.lock().unwrap(), to_port).is_some_and(|a| a.watch.later_than(n))
-    }
-
     /// Where `data` came from: the relay's proof where its tuple is watched and the proof comes
-    /// first, else the helper's lookup. What it brings meanwhile waits in memory.
+    /// first, else the helper's lookup. What it brings meanwhile waits in memory. On a watched
+    /// tuple the helper's "the server's" is taken only once the relay has not proven a later
+    /// connection there: within [`RELAY_CONFIRM`], or for good where the relay says nothing.
     pub(super) async fn origin_of(self: &Arc<Gate>, data: &mut DataChannel) -> Proof {
         let (who, ends, n, came) = (data.from(), data.ends(), data.watched, data.came);
         let (to_port, from_port) = (data.connected.1 as u16, data.originator.1 as u16);
@@ -92,27 +102,39 @@ impl Gate {
             let asked = tokio::spawn(async move { gate.prove(&asking, ends).await });
             asked.await.unwrap_or_else(|e| Proof::Unprovable(format!("its origin could not be checked ({e})")))
         };
-        tokio::pin!(helper);
-        let relayed = self.relay_proof(n, to_port, from_port);
-        tokio::pin!(relayed);
+        let relayed = self.relay_word(n, to_port, from_port);
+        let confirm = tokio::time::sleep(RELAY_CONFIRM);
+        tokio::pin!(helper, relayed, confirm);
+        let (mut later, mut held_by_server) = (n == 0, None);
+        let doubted = || {
+            Proof::Unproven(
+                "a later connection on its 4-tuple is the one the relay proved: the socket read may have been that one's"
+                    .into(),
+            )
+        };
         loop {
             tokio::select! {
                 biased;
-                (proof, uid) = &mut relayed, if n > 0 => {
-                    tracing::debug!("origin of {who} read by the relay, {:.2?} after it came: uid {uid}", came.elapsed());
-                    return proof;
-                }
-                proof = &mut helper => {
+                word = &mut relayed, if !later => match word {
+                    Word::Own(proof, uid) => {
+                        tracing::debug!("origin of {who} read by the relay, {:.2?} after it came: uid {uid}", came.elapsed());
+                        return proof;
+                    }
+                    Word::Later if held_by_server.is_some() => return doubted(),
+                    Word::Later => later = true,
+                },
+                proof = &mut helper, if held_by_server.is_none() => {
                     tracing::debug!("origin of {who} read by the helper, {:.2?} after it came", came.elapsed());
-                    return match proof {
-                        Proof::Proven(_) if self.later_proven(n, to_port) => Proof::Unproven(
-                            "a later connection on its 4-tuple is the one the relay proved: the socket read may \
-                             have been that one's"
-                                .into(),
-                        ),
-                        proof => proof,
-                    };
+                    match proof {
+                        Proof::Proven(_) if n > 0 && later => return doubted(),
+                        Proof::Proven(_) if n > 0 => {
+                            held_by_server = Some(proof);
+                            confirm.as_mut().reset(tokio::time::Instant::now() + RELAY_CONFIRM);
+                        }
+                        proof => return proof,
+                    }
                 }
+                () = &mut confirm, if held_by_server.is_some() => return held_by_server.take().expect("waited for"),
                 kept = data.keep_one() => if kept.is_err() {
                     return Proof::Unprovable(format!("it brought over {KEPT_MAX} bytes before its origin was known"));
                 },
