@@ -131,7 +131,7 @@ async fn relayed_control(
     ftp: &FtpTarget,
     timeout: Duration,
 ) -> Result<(Control, Reply, (SocketAddr, IpAddr))> {
-    let relayed = relay::open(session, &ftp.host, ftp.port).await?;
+    let relayed = relay::open(session, &ftp.host, ftp.port, Gate::of(session).relay_lines()).await?;
     let control = Control::with_read_ahead(relayed.stream, relayed.read_ahead, timeout);
     let mut control = control.with_transcript(transcript(session));
     if relayed.interpreter == relay::Interpreter::Perl {

@@ -183,6 +183,50 @@ fn puts_under_attack(
     assert_eq!(stolen, 0, "{what}: the attacker received {stolen} bytes of the upload");
 }
 
+/// `mget` from ProFTPD's fixed data port while the attacker races: from the third file on, the
+/// 4-tuple is pinned and our relay proves each connection's origin as the 150 goes by. Every
+/// file saved is the server's, and the attacker's connections are refused.
+#[test]
+fn an_mget_from_the_fixed_port_saves_only_the_servers_bytes() {
+    for mode in ["hold", "close"] {
+        let tool = Tool::new();
+        let port = tool.lab.port("PROFTPD_FIXED_PORT");
+        let attacker = Attacker::start(&tool.lab, mode, port, 1024);
+        let out = run(tool.cmd(port).args(["-vv", "mget", "many/f0*", "-d", "out", "--jobs", "1"]));
+        let err = stderr(&out);
+        assert!(out.status.success(), "{mode}:\n{err}");
+        common::tool::assert_many(&tool, "out", 1..=99);
+        let relayed = err.lines().filter(|l| l.contains(" read by the relay, ")).count();
+        assert!(relayed >= 90, "{mode}: {relayed} of 99 proven by the relay:\n{err}");
+        let (made, _) = attacker.stop();
+        assert!(made > 0, "{mode}: the attacker never connected");
+    }
+}
+
+/// The attacker binds ProFTPD's fixed data port itself (SO_REUSEADDR) and connects from it to
+/// sshd's forward: the very 4-tuple of the server's connections, each of its connections reset
+/// at once so that the server's can follow on the same tuple. The relay's proof is the latest
+/// connection's on the tuple only, so no file is ever saved with the attacker's bytes; whatever
+/// the race costs (a transfer refused, a link given up), no part file stays.
+#[test]
+fn an_attacker_on_the_servers_own_4_tuple_gets_no_bytes_saved() {
+    let tool = Tool::new();
+    let port = tool.lab.port("PROFTPD_FIXED_PORT");
+    let attacker = Attacker::start(&tool.lab, "tuple", port, 1024);
+    let out = run(tool.cmd(port).args(["-vv", "mget", "many/f0*", "-d", "out", "--jobs", "1"]));
+    let err = stderr(&out);
+    let (made, _) = attacker.stop();
+    let dir = tool.work.path().join("out");
+    let saved = if dir.exists() { common::tool::entries(&dir) } else { Vec::new() };
+    assert!(saved.iter().all(|n| !n.contains("part")), "part files left: {saved:?}");
+    for name in &saved {
+        let want = std::fs::read(tool.remote_path("many").join(name)).unwrap();
+        assert_same(&std::fs::read(dir.join(name)).unwrap(), &want, name);
+    }
+    assert!(made > 0, "the attacker never connected from the server's port:\n{err}");
+    eprintln!("{made} connections of the attacker's; {} files saved; exit {:?}", saved.len(), out.status.code());
+}
+
 #[test]
 fn an_upload_never_reaches_another_users_connection() {
     for ftp_key in ["PROFTPD_PORT", "PROFTPD_FIXED_PORT", "INETUTILS_PORT"] {

@@ -29,8 +29,10 @@
 mod account;
 mod channel;
 pub mod proof;
+mod relayed;
 #[cfg(test)]
 mod tests;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -88,6 +90,8 @@ fn hand_over(incoming: &mpsc::UnboundedSender<Arrival>, mut data: DataChannel) {
 
 /// Admits the one expected data connection of each pending transfer.
 pub struct Gate {
+    /// Itself, for the relay's stderr ([`Gate::relay_lines`]).
+    me: Weak<Gate>,
     events: Events,
     accounts: Mutex<Vec<Account>>,
     /// The origin check on the SSH server, once a link started it; none: where no perl
@@ -102,6 +106,8 @@ pub struct Gate {
     incoming: mpsc::UnboundedSender<Arrival>,
     /// What the links take: admitted connections, or why none could be.
     arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arrival>>,
+    /// Told when a relay's proof is posted ([`watch`]).
+    proved: tokio::sync::Notify,
 }
 
 /// What to do with one connection, decided under the lock and done after it.
@@ -127,7 +133,10 @@ impl Gate {
 
     /// A gate that tells `events` what it refuses, its origin checks under way.
     fn new(events: &Events) -> Arc<Gate> {
-        Arc::new_cyclic(|gate| Gate::build(events.clone(), Gate::start_checking(gate.clone())))
+        Arc::new_cyclic(|gate| Gate {
+            me: gate.clone(),
+            ..Gate::build(events.clone(), Gate::start_checking(gate.clone()))
+        })
     }
 
     /// A gate whose connections past the quick checks go to `checking`.
@@ -135,7 +144,8 @@ impl Gate {
         let (accounts, origin, uids) = (Mutex::default(), tokio::sync::Mutex::default(), Mutex::default());
         let (incoming, arrivals) = mpsc::unbounded_channel();
         let arrivals = tokio::sync::Mutex::new(arrivals);
-        Gate { events, accounts, origin, uids, origin_tried: Default::default(), checking, incoming, arrivals }
+        let (me, origin_tried, proved) = (Weak::new(), Default::default(), Default::default());
+        Gate { me, events, accounts, origin, uids, origin_tried, checking, incoming, arrivals, proved }
     }
 
     /// What the gate decided next (an admitted forwarded connection, or why none could be),
@@ -161,9 +171,10 @@ impl Gate {
     /// sender returned is dropped with the gate (the gate is the session's: the task holds
     /// it only while it checks one).
     ///
-    /// Each is confirmed to sshd at once and its origin asked for at the same moment: the
-    /// answer comes back about when its first bytes do, which wait in memory meanwhile.
-    /// Confirming it gives nothing away: no byte goes to it before the proof.
+    /// Each is confirmed to sshd at once and its origin asked for at the same moment (or taken
+    /// from the relay's proof, which comes with the server's 150: [`watch`]): the answer comes
+    /// back about when its first bytes do, which wait in memory meanwhile. Confirming it gives
+    /// nothing away: no byte goes to it before the proof.
     fn start_checking(gate: Weak<Gate>) -> mpsc::UnboundedSender<Checked> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Checked>();
         tokio::spawn(async move {
@@ -171,17 +182,7 @@ impl Gate {
                 // The gate sent it, so it is alive unless the session ended meanwhile.
                 let Some(gate) = gate.upgrade() else { break };
                 reply.accept().await;
-                let (who, ends) = (data.from(), data.ends());
-                let proving = gate.prove(&who, ends);
-                tokio::pin!(proving);
-                let proof = loop {
-                    tokio::select! {
-                        proof = &mut proving => break proof,
-                        kept = data.keep_one() => if kept.is_err() {
-                            break Proof::Unprovable(format!("it brought over {KEPT_MAX} bytes before its origin was known"));
-                        },
-                    }
-                };
+                let proof = gate.origin_of(&mut data).await;
                 let mut actions = Vec::new();
                 gate.judge(data, proof, &mut actions);
                 gate.act(actions).await;
@@ -302,20 +303,24 @@ impl Gate {
     /// Decide on one forwarded connection (called from the SSH event loop, which must not
     /// wait): refused at once, or passed to the checker ([`Gate::start_checking`]), which
     /// confirms or rejects it once its origin is known.
-    fn arrive(&self, data: DataChannel, reply: ChannelOpenHandle) {
+    fn arrive(&self, mut data: DataChannel, reply: ChannelOpenHandle) {
         let to_port = data.connected.1 as u16;
-        if let Err(why) = self.screen(&data.originator.0, data.originator.1, to_port) {
-            self.refused(&data, why, false);
-            drop(reply); // rejects it
-            return;
+        match self.screen(&data.originator.0, data.originator.1, to_port, data.ends()) {
+            Ok(watched) => data.watched = watched,
+            Err(why) => {
+                self.refused(&data, why, false);
+                drop(reply); // rejects it
+                return;
+            }
         }
         // A closed checker (the session is ending) drops both: the channel is rejected.
         let _ = self.checking.send((data, reply));
     }
 
     /// The quick refusals, before any proof: nothing expected on that port, another address,
-    /// another port than the one the server's connections are known to come from.
-    fn screen(&self, addr: &str, port: u32, to_port: u16) -> Result<(), String> {
+    /// another port than the one the server's connections are known to come from. One that
+    /// passes is counted on its link's watched tuple, if it has `ends` (its number there: [`watch`]).
+    fn screen(&self, addr: &str, port: u32, to_port: u16, ends: Option<watch::Ends>) -> Result<u64, String> {
         let from = addr.parse::<IpAddr>().ok().map(|a| a.to_canonical());
         let mut accounts = self.accounts.lock().unwrap();
         let Some(a) = account_for(&mut accounts, to_port) else {
@@ -328,7 +333,7 @@ impl Gate {
             return Err(format!("it does not come from the FTP server's data port {source}"));
         }
         a.checking += 1;
-        Ok(())
+        Ok(a.watch.arrived(ends))
     }
 
     /// Where the connection `who` (`ends`) came from, by the SSH server's socket table.
@@ -401,7 +406,7 @@ impl Gate {
     /// admitted or not.
     #[cfg(test)]
     fn admit_from(&self, addr: &str, port: u32, to_port: u16, to: &str) -> bool {
-        if let Err(why) = self.screen(addr, port, to_port) {
+        if let Err(why) = self.screen(addr, port, to_port, None) {
             self.events.emit(Event::StrayRefused { from: format!("{addr}:{port}"), to: to.into(), why, late: false });
             return false;
         }

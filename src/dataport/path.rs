@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::dataport::forward::ReverseForward;
+use crate::dataport::gate::watch::Ends;
 use crate::dataport::gate::Gate;
 use crate::dataport::reclaim::{collision::Outcome, Reclaim};
 use crate::dataport::Fallback;
@@ -42,6 +43,8 @@ pub struct DefaultPort<'s> {
     /// Never send a transfer ahead: its connection and the last one's could wait unproven
     /// at once (see [`crate::dataport::gate::Gate::saw_unproven`]).
     pub nothing_ahead: bool,
+    /// The 4-tuple our relay was told to prove ([`DefaultPort::watch_line`]).
+    pub watched: Option<Ends>,
 }
 
 /// What the last default-port data connection showed.
@@ -55,6 +58,8 @@ pub struct Last {
     pub tuple: Option<DataTuple>,
     /// Two data connections in a row came from different ports: each has a 4-tuple of its own.
     pub source_port_varies: bool,
+    /// Two data connections in a row came from the same port: the next ones' 4-tuple is known.
+    pub pinned: bool,
 }
 
 /// The passive path.
@@ -79,6 +84,7 @@ impl<'s> DataPath<'s> {
             last: Last::default(),
             reclaim: Reclaim::default(),
             nothing_ahead,
+            watched: None,
         }))
     }
 
@@ -185,6 +191,7 @@ impl<'s> DefaultPort<'s> {
     pub fn arrived(&mut self, gate: &Gate, origin: Option<(IpAddr, u16)>, proxy_port: u16, download: bool) {
         if let (Some((_, before)), Some((_, now))) = (self.last.origin, origin) {
             self.last.source_port_varies = before != now;
+            self.last.pinned = before == now;
             gate.pin_source(&self.ports, (!self.last.source_port_varies).then_some(now));
         }
         self.last.origin = origin;
@@ -204,6 +211,19 @@ impl<'s> DefaultPort<'s> {
         let strict = u8::from(self.reclaim.behind);
         let (proxy, server_port) = (tuple.proxy, tuple.server_port?);
         Some(format!("FTPSSH-HOLD {} {} {} {server_port} {strict}\r\n", proxy.ip(), proxy.port(), tuple.server))
+    }
+
+    /// The watch line for our relay that has it prove the next data connections' origin as the
+    /// server's 1xx reply goes by ([`crate::dataport::gate::watch`]): once, where their 4-tuple is
+    /// known in advance (one pinned source port) and that port alone proves nothing.
+    pub fn watch_line(&mut self, gate: &Gate) -> Option<String> {
+        let tuple = self.last.tuple.filter(|_| self.last.pinned)?;
+        let ends = (SocketAddr::new(tuple.server, tuple.server_port?), tuple.proxy);
+        if self.watched == Some(ends) || !gate.watch(&self.ports, ends) {
+            return None;
+        }
+        self.watched = Some(ends);
+        Some(format!("FTPSSH-WATCH {} {} {} {}\r\n", ends.0.ip(), ends.0.port(), ends.1.ip(), ends.1.port()))
     }
 
     /// Begin reclaiming the download just accepted ([`Reclaim::begin`]),

@@ -15,20 +15,23 @@
 //! Interpreters are tried in order (perl, python3, socat) until one reports
 //! ready; the one that worked is tried first next time. perl and python3 print
 //! `FTPSSH-RELAY <local-addr> <local-port> <peer-addr>` as their first line on
-//! stdout; socat (`-d -d`) logs its local address on stderr.
+//! stdout; socat (`-d -d`) logs its local address on stderr. The perl relay also proves data
+//! connections' origins on its stderr ([`stream`]).
 
 mod scripts;
+pub mod stream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use russh::client::Msg;
-use russh::{Channel, ChannelMsg, ChannelStream};
+use russh::{Channel, ChannelMsg};
 
 use crate::error::{classified, Kind};
 use crate::ssh::Session;
 use scripts::{PERL, PYTHON};
+use stream::{OnLine, RelayStream};
 
 /// First line of a relay that is connected: `FTPSSH-RELAY <local-addr> <local-port> <peer-addr>`.
 const READY: &str = "FTPSSH-RELAY ";
@@ -89,7 +92,7 @@ static PREFERRED: AtomicUsize = AtomicUsize::new(0);
 /// A control connection made by the relay.
 pub struct Relayed {
     /// The byte stream to the FTP server.
-    pub stream: ChannelStream<Msg>,
+    pub stream: Box<dyn crate::ftp::control::Stream>,
     /// What the FTP server sent before the relay was known to be ready (its
     /// greeting, often): read it before `stream`.
     pub read_ahead: Vec<u8>,
@@ -134,8 +137,10 @@ pub enum Startup {
     Broken(String),
 }
 
-/// Start the relay towards `host:port`, trying each interpreter in turn.
-pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
+/// Start the relay towards `host:port`, trying each interpreter in turn. The perl relay's
+/// stderr lines go to `on_line` (what it proves: [`stream`]).
+pub async fn open(session: &Session, host: &str, port: u16, on_line: OnLine) -> Result<Relayed> {
+    let mut on_line = Some(on_line);
     let first = PREFERRED.load(Ordering::Relaxed);
     let mut tried = Vec::new();
     let mut installed = false;
@@ -155,7 +160,10 @@ pub async fn open(session: &Session, host: &str, port: u16) -> Result<Relayed> {
         match watch(&mut channel, interpreter).await? {
             Startup::Ready { local, peer, read_ahead } => {
                 PREFERRED.store(index, Ordering::Relaxed);
-                let stream = channel.into_stream();
+                let stream: Box<dyn crate::ftp::control::Stream> = match (interpreter, on_line.take()) {
+                    (Interpreter::Perl, Some(on_line)) => Box::new(RelayStream::new(channel, on_line)),
+                    _ => Box::new(channel.into_stream()),
+                };
                 return Ok(Relayed { stream, read_ahead, local, peer, interpreter });
             }
             Startup::Unreachable(why) => {

@@ -187,7 +187,7 @@ impl Control {
         self.holds
     }
 
-    /// Like [`Control::pipeline`], with `hold` (a line for our relay on the
+    /// Like [`Control::pipeline`], with `hold` (lines for our relay on the
     /// SSH server, not for the FTP server: see [`crate::dataport::relay`]) in
     /// front, in the same write.
     pub async fn pipeline_held(&mut self, hold: &str, cmds: &[&Command]) -> Result<()> {

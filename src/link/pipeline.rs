@@ -37,6 +37,8 @@ impl Link<'_> {
                 false => port.end_reclaim(session.events(), timeout).await?,
             };
             let hold = port.hold_line().filter(|_| ahead);
+            // Only the perl relay takes these lines, as it takes hold lines.
+            let watch = self.control.holds().then(|| port.watch_line(Gate::of(session))).flatten();
             let renewing = match cancelled {
                 Some(forward) => Some(start_now(async move { (forward.renew(session).await, forward) }).await),
                 None => None,
@@ -47,12 +49,18 @@ impl Link<'_> {
             // Open before sending: on loopback the connection can beat the write's return.
             Gate::of(session).open(&port.ports, ftp_ip);
             let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
-            let piped = match hold {
-                Some(hold) => {
-                    tracing::debug!("relay: hold {} until the data tuple is free", cmd.redacted());
-                    self.control.pipeline_held(&hold, &wire).await
+            if let Some(watch) = &watch {
+                tracing::debug!("relay: {}", watch.trim_end());
+            }
+            let piped = match (watch, hold) {
+                (None, None) => self.control.pipeline(&wire).await,
+                (watch, hold) => {
+                    if hold.is_some() {
+                        tracing::debug!("relay: hold {} until the data tuple is free", cmd.redacted());
+                    }
+                    let lines = watch.unwrap_or_default() + &hold.unwrap_or_default();
+                    self.control.pipeline_held(&lines, &wire).await
                 }
-                None => self.control.pipeline(&wire).await,
             };
             let renewed = match renewing {
                 Some(renewing) => {

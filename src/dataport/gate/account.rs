@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use tokio::sync::oneshot;
 
 use super::proof::Proof;
+use super::watch::Watch;
 use super::{Action, DataChannel};
 use crate::events::{Event, Events};
 
@@ -68,6 +69,8 @@ pub(super) struct Account {
     /// A connection of this link came whose origin could not be proven (the server closes its
     /// data sockets before they can be read): see [`super::Gate::saw_unproven`].
     pub(super) unproven_seen: bool,
+    /// The 4-tuple the link's relay proves, and the proofs it sent ([`super::watch`]).
+    pub(super) watch: Watch,
 }
 
 impl Account {
@@ -86,6 +89,7 @@ impl Account {
             releases: 0,
             admitted: 0,
             unproven_seen: false,
+            watch: Watch::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! while its origin is looked up.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg};
@@ -22,13 +23,18 @@ pub struct DataChannel {
     pub connected: (String, u32),
     /// How many connections its 4-tuple has carried in this process, this one included.
     pub incarnation: u32,
+    /// Its number on its link's watched tuple, 0 if not on it ([`super::watch`]).
+    pub(super) watched: u64,
+    /// When it came.
+    pub(super) came: Instant,
 }
 
 impl DataChannel {
     /// What sshd announced, before anything came on it.
     pub(super) fn new(forwarded: Forwarded) -> DataChannel {
         let Forwarded { channel, originator, connected } = forwarded;
-        DataChannel { channel, early: Vec::new(), ended: false, originator, connected, incarnation: 0 }
+        let (early, came) = (Vec::new(), Instant::now());
+        DataChannel { channel, early, ended: false, originator, connected, incarnation: 0, watched: 0, came }
     }
 
     /// Its 4-tuple: who connected, and where to.

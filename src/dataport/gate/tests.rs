@@ -1,4 +1,4 @@
-//! The gate's rules, without an origin check.
+//! The gate's rules, without an origin check, and the relay's proofs.
 
 use super::*;
 use crate::events::Recorder;
@@ -143,4 +143,92 @@ fn incarnations_count_per_four_tuple() {
     let a = || Some(("10.9.9.9:2020".parse().unwrap(), "10.9.9.9:40000".parse().unwrap()));
     let b = || Some(("10.9.9.9:2020".parse().unwrap(), "10.9.9.9:40002".parse().unwrap()));
     assert_eq!([next_incarnation(a()), next_incarnation(a()), next_incarnation(b())], [1, 2, 1]);
+}
+
+/// A gate whose links' connections must be made by uid 1001 (the FTP login's account there),
+/// watching the tuple from the server's port 2020 to [`OURS`]: a connection's number on it.
+fn watching() -> (Gate, impl Fn() -> Vec<String>) {
+    let (gate, refused) = watched();
+    *gate.uids.lock().unwrap() = Some(Uids::new(1000, Some(1001), 1024));
+    gate.open(OURS, ftp());
+    assert!(gate.watch(OURS, tuple(2020)));
+    assert!(!gate.watch(OURS, tuple(20)), "port 20 proves itself: nothing to watch");
+    (gate, refused)
+}
+
+fn tuple(from: u16) -> watch::Ends {
+    (SocketAddr::from(([127, 0, 0, 1], from)), SocketAddr::from(([127, 0, 0, 1], 40000)))
+}
+
+/// A connection on the watched tuple arrives: its number there.
+fn arrives(gate: &Gate) -> u64 {
+    gate.screen(FTP, 2020, 40000, Some(tuple(2020))).unwrap()
+}
+
+/// The relay's proof for connection `n` on the tuple, if posted within a moment.
+async fn relayed(gate: &Gate, n: u64) -> Option<Proof> {
+    let word = tokio::time::timeout(Duration::from_millis(50), gate.relay_word(n, 40000, 2020)).await;
+    match word {
+        Ok(relayed::Word::Own(proof, _)) => Some(proof),
+        _ => None,
+    }
+}
+
+const PROOF: &str = "FTPSSH-PROOF 127.0.0.1 2020 127.0.0.1 40000 1001";
+
+#[tokio::test]
+async fn a_relay_proof_posted_after_the_connection_came_proves_it() {
+    let (gate, _) = watching();
+    let n = arrives(&gate);
+    assert_eq!(relayed(&gate, n).await, None, "nothing posted yet");
+    gate.post_relay_line(PROOF);
+    assert!(matches!(relayed(&gate, n).await, Some(Proof::Proven(_))));
+}
+
+/// The relay writes its proof once sshd has accepted the connection, so its channel is here
+/// first: a proof posted before a connection came is an earlier one's, never the next one's.
+#[tokio::test]
+async fn a_relay_proof_posted_before_the_connection_came_is_not_its() {
+    let (gate, _) = watching();
+    gate.post_relay_line(PROOF);
+    let n = arrives(&gate);
+    assert_eq!(relayed(&gate, n).await, None);
+    gate.post_relay_line(PROOF); // its own
+    assert!(matches!(relayed(&gate, n).await, Some(Proof::Proven(_))));
+}
+
+#[tokio::test]
+async fn a_relay_proof_naming_another_uid_names_the_intruder() {
+    let (gate, _) = watching();
+    let n = arrives(&gate);
+    gate.post_relay_line("FTPSSH-PROOF 127.0.0.1 2020 127.0.0.1 40000 65534");
+    match relayed(&gate, n).await {
+        Some(Proof::Foreign(why)) => assert!(why.contains("uid 65534"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_relay_proof_for_another_tuple_proves_nothing_here() {
+    let (gate, _) = watching();
+    let n = arrives(&gate);
+    gate.post_relay_line("FTPSSH-PROOF 127.0.0.1 2021 127.0.0.1 40000 1001");
+    gate.post_relay_line("FTPSSH-PROOF 127.0.0.1 2020 127.0.0.1 40002 1001");
+    gate.post_relay_line("150 FTPSSH-PROOF 127.0.0.1 2020 127.0.0.1 40000 1001");
+    assert_eq!(relayed(&gate, n).await, None);
+    assert_eq!(gate.screen(FTP, 2020, 40000, Some(tuple(2021))), Ok(0), "another tuple is not counted");
+}
+
+/// Two connections on the tuple before the proof: the proof is the later one's (one 4-tuple has
+/// one live connection at a time); for the earlier one the relay says so, and its helper answer
+/// "the server's" is then doubted.
+#[tokio::test]
+async fn a_relay_proof_is_the_latest_connections_on_the_tuple() {
+    let (gate, _) = watching();
+    let (first, second) = (arrives(&gate), arrives(&gate));
+    gate.post_relay_line(PROOF);
+    assert_eq!(relayed(&gate, first).await, None);
+    assert!(matches!(relayed(&gate, second).await, Some(Proof::Proven(_))));
+    let word = tokio::time::timeout(Duration::from_millis(50), gate.relay_word(first, 40000, 2020)).await;
+    assert!(matches!(word, Ok(relayed::Word::Later)), "the first one's own proof never comes");
 }

@@ -32,6 +32,16 @@
 // how often: docs/benchmarks.md#measured-effects). Waiting costs at most 1 ms, and only then.
 // An FTP server on another host stamps by its own clock: there the relay waits 1 ms instead, which
 // moves any clock on by a tick since that server's last segment (sent before we saw the TIME_WAIT).
+//
+// It also proves (WATCH below): after a line `FTPSSH-WATCH LA LP RA RP` from us (not passed on; LA:LP
+// the FTP server's data socket, RA:RP the forwarded port), each preliminary (1xx) reply from the server
+// has it look that socket up: the FTP servers connect before they send it. Once the server's end is
+// held by a process, sshd's end accepted (an inode: sshd sends a forwarded channel's open as it
+// accepts it, so that open is on the SSH connection before anything we write later), and the server's
+// end still the same socket, it writes `FTPSSH-PROOF LA LP RA RP UID` on stderr, which only the relay
+// writes (the FTP server's bytes go to stdout). sshd's end not yet accepted: it looks again every
+// 0.2 ms for up to 50 ms; anything else: no proof, and the gate's own lookup decides
+// ([`crate::dataport::gate`]).
 pub(super) const PERL: &str = concat!(
     r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY AF_INET6 inet_aton inet_pton);
 my ($h, $p) = @ARGV; $| = 1; binmode STDIN; binmode STDOUT;
@@ -46,11 +56,12 @@ my (undef, $lh, $lp) = getnameinfo(getsockname($s), NI_NUMERICHOST | NI_NUMERICS
 my (undef, $ph) = getnameinfo(getpeername($s), NI_NUMERICHOST | NI_NUMERICSERV);
 print "FTPSSH-RELAY $lh $lp $ph\n";
 sub put { my ($fh, $b) = @_; while (length $b) { my $w = syswrite($fh, $b); exit 1 unless defined $w; substr($b, 0, $w) = "" } }
-my ($in, $pend, $sb, $fin, $multi, $cmds, $hold, $nap) = (1, "", "", -1, undef, 0, undef, 0);
+my ($in, $pend, $sb, $fin, $multi, $cmds, $hold, $nap, $watch, $proving) = (1, "", "", -1, undef, 0, undef, 0, undef, undef);
 sub finals { $sb .= $_[0];
   while ($sb =~ s/^([^\n]*)\n//) { my $l = $1;
     if (defined $multi) { if (substr($l, 0, 4) eq "$multi ") { undef $multi; $fin++ } }
-    elsif ($l =~ /^([2-5]\d\d)-/) { $multi = $1 } elsif ($l =~ /^[2-5]\d\d( |\r|$)/) { $fin++ } }
+    elsif ($l =~ /^([2-5]\d\d)-/) { $multi = $1 } elsif ($l =~ /^[2-5]\d\d( |\r|$)/) { $fin++ }
+    elsif ($watch && $l =~ /^1\d\d( |\r|$)/) { $proving = $now->() + 0.05 } }
   $sb = substr($sb, 0, 8) }
 "#,
     crate::tcp::tuple_state::perl_tuple_state!(),
@@ -59,8 +70,12 @@ sub finals { $sb .= $_[0];
 sub due { my $h = $_[0]; return 0 if $now->() >= $h->[6];
   unless ($h->[7]) { my $c = clear(@$h[1 .. 5]); return undef unless $c; return 0 if $c == 1 || !$mono; $h->[7] = $h->[3] =~ /^(?:127\.|::1$|::ffff:127\.)/ ? (int($mono->() * 1000) + 1) / 1000 : $mono->() + 0.001 }
   my $left = $h->[7] - $mono->(); $left > 0 ? $left : 0 }
+sub prove { my ($la, $lp, $ra, $rp) = @$watch; my ($st, $id, $uid, $ino) = tuple_sock(@$watch); return 1 unless $st && $ino;
+  my (undef, undef, $su, $si) = tuple_sock($ra, $rp, $la, $lp); return 0 unless $si; return 1 unless $su == $< || $su == 0;
+  return 1 unless (tuple_sock(@$watch))[1] eq $id; print STDERR "FTPSSH-PROOF $la $lp $ra $rp $uid\n"; 1 }
 sub pump { while (!$hold && $pend =~ s/^([^\n]*\n)//) { my $l = $1;
     if ($l =~ /^FTPSSH-HOLD (\S+) (\d+) (\S+) (\d+) ([01])\r?\n$/) { $hold = [$cmds, $1, $2, $3, $4, $5, undef]; $nap = 0.0002 }
+    elsif ($l =~ /^FTPSSH-WATCH (\S+) (\d+) (\S+) (\d+)\r?\n$/) { $watch = [$1, $2, $3, $4] }
     elsif ($l !~ /^FTPSSH-RELEASE\r?\n$/) { put($s, $l); $cmds++ } }
   if (!$in && !$hold && defined $pend) { put($s, $pend); undef $pend; shutdown($s, 1) } }
 while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s), 1) = 1; my $wait;
@@ -68,6 +83,7 @@ while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s)
     if (defined $due && $due <= 0) { undef $hold; pump() }
     elsif (defined $due) { $wait = $due }
     else { $wait = $nap; $nap = $nap >= 0.013 ? 0.02 : $nap * 1.5 } }
+  if ($proving) { if (prove() || $now->() >= $proving) { undef $proving } elsif (!defined $wait || $wait > 0.0002) { $wait = 0.0002 } }
   next unless select($r, undef, undef, $wait) > 0;
   if (vec($r, fileno($s), 1)) { my $n = sysread($s, my $b, 65536); exit 0 unless $n;
     setsockopt($s, IPPROTO_TCP, $quick, 1) if defined $quick; put(\*STDOUT, $b); finals($b) }
@@ -253,6 +269,62 @@ mod tests {
             assert!(sent <= last + 20, "held {} ms", sent - last);
             server.write_all(b"226 done\r\n").unwrap(); // RETR b's reply: the next hold counts on it
         }
+        drop((child.stdin.take(), server));
+        child.wait().unwrap();
+    }
+
+    /// A watched tuple is looked up at each preliminary reply: its proof comes on stderr once sshd's
+    /// end (here: the listener's) is accepted, as soon as it is; the watch line never reaches the
+    /// server, and a tuple nobody holds brings no proof.
+    #[test]
+    fn perl_relay_proves_the_watched_tuple_at_each_preliminary_reply() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut child = std::process::Command::new("perl")
+            .args(["-e", super::PERL, "127.0.0.1", &listener.local_addr().unwrap().port().to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut proofs = BufReader::new(child.stderr.take().unwrap());
+        let forward = TcpListener::bind("127.0.0.1:0").unwrap(); // sshd's, for the data connection
+        let ftp_end = TcpStream::connect(forward.local_addr().unwrap()).unwrap(); // not yet accepted
+        let (f, l) = (ftp_end.local_addr().unwrap(), forward.local_addr().unwrap());
+        let stdin = child.stdin.as_mut().unwrap();
+        write!(stdin, "FTPSSH-WATCH {} {} {} {}\r\nRETR a\r\n", f.ip(), f.port(), l.ip(), l.port()).unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "RETR a\r\n");
+        server.write_all(b"150 here\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let accepted = Instant::now();
+        let _sshd_end = forward.accept().unwrap();
+        let mut line = String::new();
+        proofs.read_line(&mut line).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        assert_eq!(line, format!("FTPSSH-PROOF {} {} {} {} {me}\n", f.ip(), f.port(), l.ip(), l.port()));
+        assert!(accepted.elapsed() < Duration::from_millis(25), "{:?}", accepted.elapsed());
+        // Another reply: proven again; the server's end closed: nothing, then the next proof.
+        server.write_all(b"226 done\r\n125 again\r\n").unwrap();
+        line.clear();
+        proofs.read_line(&mut line).unwrap();
+        assert!(line.starts_with("FTPSSH-PROOF "), "{line}");
+        drop(ftp_end);
+        std::thread::sleep(Duration::from_millis(20));
+        server.write_all(b"226 done\r\n150 gone\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let (ftp_end, _sshd_end) = tuple();
+        let (f, l) = (ftp_end.local_addr().unwrap(), _sshd_end.local_addr().unwrap());
+        let stdin = child.stdin.as_mut().unwrap();
+        write!(stdin, "FTPSSH-WATCH {} {} {} {}\r\nNOOP\r\n", f.ip(), f.port(), l.ip(), l.port()).unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "NOOP\r\n");
+        server.write_all(b"150 here\r\n").unwrap();
+        line.clear();
+        proofs.read_line(&mut line).unwrap();
+        assert_eq!(
+            line,
+            format!("FTPSSH-PROOF {} {} {} {} {me}\n", f.ip(), f.port(), l.ip(), l.port()),
+            "only the new one"
+        );
         drop((child.stdin.take(), server));
         child.wait().unwrap();
     }
