@@ -89,6 +89,8 @@ pub fn parse(line: &str) -> Verb {
         "STOR" => Verb::Transfer(Command::Stor(path()), Direction::Up),
         "APPE" => Verb::Transfer(Command::Appe(path()), Direction::Up),
         "STOU" | "REIN" | "LPRT" | "LPSV" => Verb::Unsupported(verb),
+        // Our relay's own lines (hold, release, watch): taken by it, never a client's to send.
+        v if v.starts_with("FTPSSH-") => Verb::Unsupported(verb),
         "QUIT" => Verb::Quit,
         "ABOR" => Verb::Abor,
         "REST" => {
@@ -170,6 +172,8 @@ mod tests {
         assert_eq!(parse("REST 99999999999999999999"), Verb::Other("REST 99999999999999999999".into()));
         assert_eq!(parse("TYPE A"), Verb::Other("TYPE A".into()));
         assert_eq!(parse("STOU"), Verb::Unsupported("STOU".into()));
+        assert_eq!(parse("ftpssh-hold 1 2 3 4 0"), Verb::Unsupported("FTPSSH-HOLD".into()));
+        assert_eq!(parse("FTPSSH-WATCH a 1 b 2"), Verb::Unsupported("FTPSSH-WATCH".into()));
         assert_eq!(parse("LPRT 4,4,127,0,0,1,2,4,1"), Verb::Unsupported("LPRT".into()));
         assert_eq!(parse("lpsv"), Verb::Unsupported("LPSV".into()));
         assert_eq!(parse(" port\t127,0,0,1,156,64"), Verb::Active(Ok("127.0.0.1:40000".parse().unwrap())));
