@@ -342,7 +342,7 @@ fn the_next_files_commands_go_out_early_where_source_ports_vary() {
 /// reuse moved the last one ahead) is refused too, and sent again 10 ms later (TCPSynRetrans: 0-10
 /// a run of 200, 300 in 10,000, before the hold waited for the next millisecond in that case).
 /// The same relay proves each data connection's origin as the 150 goes by (watching the pinned
-/// 4-tuple from the third file on), so the origin helper is not asked.
+/// 4-tuple from the first file on), so the origin helper is not asked.
 #[test]
 fn fixed_port_files_go_out_early_behind_the_relays_hold() {
     let lab = Lab::get();
@@ -358,7 +358,7 @@ fn fixed_port_files_go_out_early_behind_the_relays_hold() {
         }
         let holds = err.lines().filter(|l| l.starts_with("relay: hold RETR")).count();
         assert!(holds >= 150, "timestamps on: {on}: {holds} holds:\n{err}");
-        // From the third file on, the relay proves each connection's origin as the 150 goes by.
+        // From the first file on, the relay proves each connection's origin as the 150 goes by.
         assert_eq!(err.lines().filter(|l| l.starts_with("relay: FTPSSH-WATCH ")).count(), 1, "{err}");
         let relayed = err.lines().filter(|l| l.contains(" read by the relay, ")).count();
         assert!(relayed >= 190, "timestamps on: {on}: {relayed} of 200 proven by the relay:\n{err}");

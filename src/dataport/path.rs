@@ -58,8 +58,6 @@ pub struct Last {
     pub tuple: Option<DataTuple>,
     /// Two data connections in a row came from different ports: each has a 4-tuple of its own.
     pub source_port_varies: bool,
-    /// Two data connections in a row came from the same port: the next ones' 4-tuple is known.
-    pub pinned: bool,
 }
 
 /// The passive path.
@@ -191,7 +189,6 @@ impl<'s> DefaultPort<'s> {
     pub fn arrived(&mut self, gate: &Gate, origin: Option<(IpAddr, u16)>, proxy_port: u16, download: bool) {
         if let (Some((_, before)), Some((_, now))) = (self.last.origin, origin) {
             self.last.source_port_varies = before != now;
-            self.last.pinned = before == now;
             gate.pin_source(&self.ports, (!self.last.source_port_varies).then_some(now));
         }
         self.last.origin = origin;
@@ -213,11 +210,20 @@ impl<'s> DefaultPort<'s> {
         Some(format!("FTPSSH-HOLD {} {} {} {server_port} {strict}\r\n", proxy.ip(), proxy.port(), tuple.server))
     }
 
-    /// The watch line for our relay that has it prove the next data connections' origin as the
-    /// server's 1xx reply goes by ([`crate::dataport::gate::watch`]): once, where their 4-tuple is
-    /// known in advance (one pinned source port) and that port alone proves nothing.
+    /// The line for our relay that has it prove the next data connections' origin as the server's
+    /// 1xx reply goes by ([`crate::dataport::gate::watch`]), where their 4-tuple is known in
+    /// advance and that port alone proves nothing; none where nothing changed. The tuple is
+    /// watched from the first connection on, while its source port is not seen to vary (as the
+    /// hold line is sent): a transfer sent before the relay has the line may have its 1xx go by
+    /// unproven, and so wait for the helper's answer to be confirmed. Once the port is seen to
+    /// vary, the relay is told to stop looking.
     pub fn watch_line(&mut self, gate: &Gate) -> Option<String> {
-        let tuple = self.last.tuple.filter(|_| self.last.pinned)?;
+        if self.last.source_port_varies {
+            self.watched.take()?;
+            gate.unwatch(&self.ports);
+            return Some("FTPSSH-UNWATCH\r\n".into());
+        }
+        let tuple = self.last.tuple?;
         let ends = (SocketAddr::new(tuple.server, tuple.server_port?), tuple.proxy);
         if self.watched == Some(ends) || !gate.watch(&self.ports, ends) {
             return None;

@@ -38,6 +38,11 @@ impl Gate {
         worth && self.with(ports, |a| a.watch.set(ends)).is_some()
     }
 
+    /// The link on `ports` has its relay stop watching: its data connections' source port varies.
+    pub fn unwatch(&self, ports: &[u16]) {
+        self.with(ports, |a| a.watch = Default::default());
+    }
+
     /// Where the relay's stderr lines go: its proofs to the gate, anything else to the debug log.
     pub fn relay_lines(&self) -> Box<dyn Fn(&str) + Send + Sync> {
         let gate = self.me.clone();
@@ -134,7 +139,10 @@ impl Gate {
                         proof => return proof,
                     }
                 }
-                () = &mut confirm, if held_by_server.is_some() => return held_by_server.take().expect("waited for"),
+                () = &mut confirm, if held_by_server.is_some() => {
+                    tracing::debug!("origin of {who}: the relay said nothing in {RELAY_CONFIRM:?}, the helper's answer stands");
+                    return held_by_server.take().expect("waited for");
+                }
                 kept = data.keep_one() => if kept.is_err() {
                     return Proof::Unprovable(format!("it brought over {KEPT_MAX} bytes before its origin was known"));
                 },

@@ -1,7 +1,10 @@
 //! The relay's proofs: a data connection's origin proven with no round trip of its own.
 //!
 //! Where a link's data connections all come from one pinned source port, their 4-tuple is known
-//! before they come. The link asks its perl relay to watch it ([`super::Gate::watch`]), and the relay,
+//! before they come. From the link's first data connection on, as long as its source port is not
+//! seen to vary, the link asks its perl relay to watch that tuple ([`super::Gate::watch`]), with the
+//! very next transfer's commands: a transfer already on its way before the relay had the tuple
+//! could have its 1xx go by unproven, and wait for the helper's answer to be confirmed. The relay,
 //! which reads the FTP server's replies anyway, looks the server's socket up as each 1xx reply
 //! goes by (the servers connect before they send it), and writes what it found on its stderr
 //! (`FTPSSH-PROOF LA LP RA RP UID`, [`crate::dataport::relay`]). That line comes with the 150,

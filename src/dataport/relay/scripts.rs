@@ -41,7 +41,7 @@
 // end still the same socket, it writes `FTPSSH-PROOF LA LP RA RP UID` on stderr, which only the relay
 // writes (the FTP server's bytes go to stdout). sshd's end not yet accepted: it looks again every
 // 0.2 ms for up to 50 ms; anything else: no proof, and the gate's own lookup decides
-// ([`crate::dataport::gate`]).
+// ([`crate::dataport::gate`]). A line `FTPSSH-UNWATCH` ends the watch (the source port varies).
 pub(super) const PERL: &str = concat!(
     r#"use strict; use Socket qw(:addrinfo SOCK_STREAM SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY AF_INET6 inet_aton inet_pton);
 my ($h, $p) = @ARGV; $| = 1; binmode STDIN; binmode STDOUT;
@@ -76,6 +76,7 @@ sub prove { my ($la, $lp, $ra, $rp) = @$watch; my ($st, $id, $uid, $ino) = tuple
 sub pump { while (!$hold && $pend =~ s/^([^\n]*\n)//) { my $l = $1;
     if ($l =~ /^FTPSSH-HOLD (\S+) (\d+) (\S+) (\d+) ([01])\r?\n$/) { $hold = [$cmds, $1, $2, $3, $4, $5, undef]; $nap = 0.0002 }
     elsif ($l =~ /^FTPSSH-WATCH (\S+) (\d+) (\S+) (\d+)\r?\n$/) { $watch = [$1, $2, $3, $4] }
+    elsif ($l =~ /^FTPSSH-UNWATCH\r?\n$/) { undef $watch; undef $proving }
     elsif ($l !~ /^FTPSSH-RELEASE\r?\n$/) { put($s, $l); $cmds++ } }
   if (!$in && !$hold && defined $pend) { put($s, $pend); undef $pend; shutdown($s, 1) } }
 while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s), 1) = 1; my $wait;
@@ -275,7 +276,7 @@ mod tests {
 
     /// A watched tuple is looked up at each preliminary reply: its proof comes on stderr once sshd's
     /// end (here: the listener's) is accepted, as soon as it is; the watch line never reaches the
-    /// server, and a tuple nobody holds brings no proof.
+    /// server, and a tuple nobody holds brings no proof, nor one no longer watched.
     #[test]
     fn perl_relay_proves_the_watched_tuple_at_each_preliminary_reply() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -325,7 +326,25 @@ mod tests {
             format!("FTPSSH-PROOF {} {} {} {} {me}\n", f.ip(), f.port(), l.ip(), l.port()),
             "only the new one"
         );
-        drop((child.stdin.take(), server));
+        // Told to stop: a reply brings no proof of that tuple, and the next watch is proven alone.
+        let stdin = child.stdin.as_mut().unwrap();
+        write!(stdin, "FTPSSH-UNWATCH\r\nNOOP\r\n").unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "NOOP\r\n");
+        server.write_all(b"200 ok\r\n150 unwatched\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let (ftp_end2, sshd_end2) = tuple();
+        let (f2, l2) = (ftp_end2.local_addr().unwrap(), sshd_end2.local_addr().unwrap());
+        write!(stdin, "FTPSSH-WATCH {} {} {} {}\r\nNOOP\r\n", f2.ip(), f2.port(), l2.ip(), l2.port()).unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "NOOP\r\n");
+        server.write_all(b"150 here\r\n").unwrap();
+        line.clear();
+        proofs.read_line(&mut line).unwrap();
+        assert_eq!(
+            line,
+            format!("FTPSSH-PROOF {} {} {} {} {me}\n", f2.ip(), f2.port(), l2.ip(), l2.port()),
+            "none for the tuple no longer watched"
+        );
+        drop((child.stdin.take(), server, ftp_end));
         child.wait().unwrap();
     }
 
