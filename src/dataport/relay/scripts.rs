@@ -313,37 +313,26 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         server.write_all(b"226 done\r\n150 gone\r\n").unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        let (ftp_end, _sshd_end) = tuple();
-        let (f, l) = (ftp_end.local_addr().unwrap(), _sshd_end.local_addr().unwrap());
-        let stdin = child.stdin.as_mut().unwrap();
-        write!(stdin, "FTPSSH-WATCH {} {} {} {}\r\nNOOP\r\n", f.ip(), f.port(), l.ip(), l.port()).unwrap();
-        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "NOOP\r\n");
-        server.write_all(b"150 here\r\n").unwrap();
-        line.clear();
-        proofs.read_line(&mut line).unwrap();
-        assert_eq!(
-            line,
-            format!("FTPSSH-PROOF {} {} {} {} {me}\n", f.ip(), f.port(), l.ip(), l.port()),
-            "only the new one"
-        );
+        // A new tuple watched, a 150: the next proof read is that tuple's.
+        let mut watch_new = |child: &mut std::process::Child, server: &mut TcpStream, why: &str| {
+            let (ftp_end, sshd_end) = tuple();
+            let (f, l) = (ftp_end.local_addr().unwrap(), sshd_end.local_addr().unwrap());
+            let stdin = child.stdin.as_mut().unwrap();
+            write!(stdin, "FTPSSH-WATCH {} {} {} {}\r\nNOOP\r\n", f.ip(), f.port(), l.ip(), l.port()).unwrap();
+            assert_eq!(read_for(server, Duration::from_millis(500)), "NOOP\r\n");
+            server.write_all(b"150 here\r\n").unwrap();
+            line.clear();
+            proofs.read_line(&mut line).unwrap();
+            assert_eq!(line, format!("FTPSSH-PROOF {} {} {} {} {me}\n", f.ip(), f.port(), l.ip(), l.port()), "{why}");
+            (ftp_end, sshd_end)
+        };
+        let ftp_end = watch_new(&mut child, &mut server, "only the new one");
         // Told to stop: a reply brings no proof of that tuple, and the next watch is proven alone.
-        let stdin = child.stdin.as_mut().unwrap();
-        write!(stdin, "FTPSSH-UNWATCH\r\nNOOP\r\n").unwrap();
+        write!(child.stdin.as_mut().unwrap(), "FTPSSH-UNWATCH\r\nNOOP\r\n").unwrap();
         assert_eq!(read_for(&mut server, Duration::from_millis(500)), "NOOP\r\n");
         server.write_all(b"200 ok\r\n150 unwatched\r\n").unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        let (ftp_end2, sshd_end2) = tuple();
-        let (f2, l2) = (ftp_end2.local_addr().unwrap(), sshd_end2.local_addr().unwrap());
-        write!(stdin, "FTPSSH-WATCH {} {} {} {}\r\nNOOP\r\n", f2.ip(), f2.port(), l2.ip(), l2.port()).unwrap();
-        assert_eq!(read_for(&mut server, Duration::from_millis(500)), "NOOP\r\n");
-        server.write_all(b"150 here\r\n").unwrap();
-        line.clear();
-        proofs.read_line(&mut line).unwrap();
-        assert_eq!(
-            line,
-            format!("FTPSSH-PROOF {} {} {} {} {me}\n", f2.ip(), f2.port(), l2.ip(), l2.port()),
-            "none for the tuple no longer watched"
-        );
+        let _second = watch_new(&mut child, &mut server, "none for the tuple no longer watched");
         drop((child.stdin.take(), server, ftp_end));
         child.wait().unwrap();
     }
