@@ -149,9 +149,15 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
 /// owes. [`fetch`] of the same file then receives it; sent while the last
 /// transfer runs, it starts the moment that one ends.
 pub async fn send_get(link: &mut Link<'_>, remote: &str) -> Result<()> {
-    let method = verify::method(link).await?;
+    let method = verify::method(link).await?.filter(|_| hash_with_retr(link));
     let after: Vec<Command> = method.map(|m| m.command(remote)).into_iter().collect();
     link.send_transfer(&[Command::Size(remote.into())], &Command::Retr(remote.into()), &after).await
+}
+
+/// The hash command goes out with RETR only where our relay holds it until the transfer's final
+/// reply: a server that reads commands during a transfer would answer it before the 226.
+fn hash_with_retr(link: &Link<'_>) -> bool {
+    link.control.holds()
 }
 
 /// A download begun: the size SIZE gave, the offset, the data connection,
@@ -179,7 +185,7 @@ async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Opti
         }
         let (replies, data) = link.receive(cmd).await?;
         let size = replies.first().and_then(size_of);
-        return Ok((size, 0, data, hasher, method.is_some()));
+        return Ok((size, 0, data, hasher, method.is_some() && hash_with_retr(link)));
     }
     let expected = remote_size(link, remote).await?;
     let mut offset = held;

@@ -214,6 +214,35 @@ fn a_long_text_comes_back_as_it_went() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("long.txt"));
 }
 
+/// ProFTPD reads the control connection while it sends a file in ASCII: it answers a SIZE that
+/// arrives then before the transfer's 226, and refuses a RETR with 450. The next file's commands,
+/// sent ahead of the transfer's end, must reach it only after that end (our relay holds them).
+#[test]
+fn commands_sent_ahead_wait_for_an_ascii_transfer_to_end() {
+    let tool = Tool::new();
+    let port = tool.lab.port("PROFTPD_PORT");
+    let dir = RemoteDir::new(&tool, "ahead");
+    let names: Vec<String> = (1..=4).map(|i| format!("long{i}.txt")).collect();
+    let mut texts = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let text: Vec<u8> = (0..150_000).flat_map(|n| format!("{i} line {n}\n").into_bytes()).collect();
+        std::fs::write(dir.path.join(name), &text).unwrap();
+        texts.push(text);
+    }
+    let into = tool.work.path().join("mget");
+    std::fs::create_dir(&into).unwrap();
+    let globs: Vec<String> = names.iter().map(|n| format!("{}/{n}", dir.name)).collect();
+    let mut args = vec!["-vv", "--ascii", "mget", "-d", into.to_str().unwrap()];
+    args.extend(globs.iter().map(String::as_str));
+    let out = run(tool.cmd(port).args(&args));
+    let err = stderr(&out);
+    assert!(out.status.success(), "mget --ascii: {err}");
+    assert!(err.contains("relay: hold RETR"), "nothing was sent ahead, nothing tested: {err}");
+    for (name, text) in names.iter().zip(&texts) {
+        assert!(std::fs::read(into.join(name)).unwrap() == *text, "{name} differs");
+    }
+}
+
 /// What ASCII cannot do is refused before anything is sent.
 #[test]
 fn ascii_refuses_verify_and_continue() {

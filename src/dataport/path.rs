@@ -18,6 +18,10 @@ use crate::events::Events;
 use crate::ssh::Session;
 use crate::tcp::DataTuple;
 
+/// The line that has our relay hold what follows until every command before it has its final
+/// reply: no command reaches a server while it transfers (some read and answer them then).
+pub const AFTER_LINE: &str = "FTPSSH-AFTER\r\n";
+
 /// How a link's data connections are made.
 pub enum DataPath<'s> {
     /// RFC 959's default port: the server connects back to U-1 or U, where sshd listens for us.
@@ -198,11 +202,12 @@ impl<'s> DefaultPort<'s> {
     }
 
     /// The hold line for our relay that keeps the next transfer's commands
-    /// from the FTP server until this path's data tuple is free again
-    /// ([`crate::dataport::relay`]); none where the source port varies.
+    /// from the FTP server until the transfers before have ended and, where the
+    /// source port is fixed, this path's data tuple is free again
+    /// ([`crate::dataport::relay`]).
     pub fn hold_line(&self) -> Option<String> {
         if self.last.source_port_varies {
-            return None;
+            return Some(AFTER_LINE.into());
         }
         let tuple = self.last.tuple?;
         let strict = u8::from(self.reclaim.behind);

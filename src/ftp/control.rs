@@ -187,14 +187,6 @@ impl Control {
         self.holds
     }
 
-    /// Like [`Control::pipeline`], with `hold` (lines for our relay on the
-    /// SSH server, not for the FTP server: see [`crate::dataport::relay`]) in
-    /// front, in the same write.
-    pub async fn pipeline_held(&mut self, hold: &str, cmds: &[&Command]) -> Result<()> {
-        anyhow::ensure!(self.holds, "this control connection does not end in a relay that holds");
-        self.pipeline_behind(hold.as_bytes(), cmds).await
-    }
-
     /// Tell `transcript` every line sent and received from now on.
     pub fn with_transcript(mut self, transcript: Transcript) -> Control {
         self.transcript = transcript;
@@ -323,59 +315,12 @@ impl Control {
         }
     }
 
-    /// Send one command; refused while an earlier one still owes its final reply.
-    pub async fn send(&mut self, cmd: &Command) -> Result<()> {
-        if let Some(refusal) = self.state.refusal() {
-            return Err(refusal.classified());
-        }
-        self.pipeline(&[cmd]).await
-    }
-
-    /// Send `cmds` in one write, behind any commands still owed: the server
-    /// answers them in order, and each reply read answers the oldest owed
-    /// command. For commands that need no answer before the next goes (SIZE
-    /// with RETR, the next file's RETR before this one's 226): a round trip
-    /// saved for each. Refused only on a broken connection.
-    pub async fn pipeline(&mut self, cmds: &[&Command]) -> Result<()> {
-        self.pipeline_behind(b"", cmds).await
-    }
-
-    async fn pipeline_behind(&mut self, front: &[u8], cmds: &[&Command]) -> Result<()> {
-        if let State::Broken(why) = &self.state {
-            return Err(OutOfStep::Broken(why.clone()).classified());
-        }
-        self.put_on_wire(front, cmds).await?;
-        for cmd in cmds {
-            self.state.push(cmd.redacted());
-        }
-        Ok(())
-    }
-
     /// How many commands still owe their final replies.
     pub fn owed(&self) -> usize {
         match &self.state {
             State::Owed(owed) => owed.len(),
             _ => 0,
         }
-    }
-
-    /// Put commands on the wire in one write, `front` (for our relay) first, whatever the state
-    /// (ABOR is sent while a transfer owes its reply).
-    async fn put_on_wire(&mut self, front: &[u8], cmds: &[&Command]) -> Result<()> {
-        let mut wire = front.to_vec();
-        for cmd in cmds {
-            wire.extend(cmd.to_wire()?);
-            (self.transcript)(Line::Sent(&cmd.redacted()));
-        }
-        let written = async {
-            self.stream.write_all(&wire).await?;
-            self.stream.flush().await
-        };
-        if let Err(e) = written.await {
-            self.state = State::Broken(format!("write failed: {e}"));
-            return Err(anyhow::Error::new(e).context("writing the FTP control connection"));
-        }
-        Ok(())
     }
 
     /// Send a command and read its reply, whatever it is.
@@ -437,3 +382,4 @@ mod place;
 mod reading;
 #[cfg(test)]
 mod tests;
+mod writing;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::{Data, Link, Pending};
 use crate::dataport::gate::Gate;
-use crate::dataport::path::DataPath;
+use crate::dataport::path::{DataPath, AFTER_LINE};
 use crate::dataport::reclaim::start_now;
 use crate::dataport::Fallback;
 use crate::error::{classified, Classify};
@@ -16,7 +16,8 @@ use crate::ftp::{Command, Reply};
 
 impl Link<'_> {
     /// Put transfer command `cmd` on the wire, with `before` (commands that
-    /// need no answer first: SIZE) and `after` (HASH) in the same write, behind
+    /// need no answer first: SIZE) and `after` (HASH: only where our relay
+    /// holds it until the transfer's final reply) in the same write, behind
     /// whatever this link still owes: the server takes them in order, so a
     /// transfer sent while the last one runs starts the moment it ends.
     /// [`Link::receive`] takes the transfers in the order sent. Passive
@@ -48,18 +49,23 @@ impl Link<'_> {
             }
             // Open before sending: on loopback the connection can beat the write's return.
             Gate::of(session).open(&port.ports, ftp_ip);
-            let wire: Vec<&Command> = before.iter().chain([cmd]).chain(after).collect();
+            let wire: Vec<&Command> = before.iter().chain([cmd]).collect();
             if let Some(watch) = &watch {
                 tracing::debug!("relay: {}", watch.trim_end());
             }
             let piped = match (watch, hold) {
-                (None, None) => self.control.pipeline(&wire).await,
+                (None, None) if after.is_empty() => self.control.pipeline(&wire).await,
                 (watch, hold) => {
-                    if hold.is_some() {
-                        tracing::debug!("relay: hold {} until the data tuple is free", cmd.redacted());
+                    if let Some(hold) = &hold {
+                        let tuple = if hold == AFTER_LINE { "" } else { " and the data tuple is free" };
+                        tracing::debug!(
+                            "relay: hold {} until the transfers before it have ended{tuple}",
+                            cmd.redacted()
+                        );
                     }
                     let lines = watch.unwrap_or_default() + &hold.unwrap_or_default();
-                    self.control.pipeline_held(&lines, &wire).await
+                    let after: Vec<&Command> = after.iter().collect();
+                    self.control.pipeline_held(&lines, &wire, AFTER_LINE, &after).await
                 }
             };
             let renewed = match renewing {
@@ -115,9 +121,9 @@ impl Link<'_> {
     }
 
     /// True when the next transfer may be sent before this one ends: the
-    /// default port works on this link, and the server's data connections
-    /// come from a new port each time, or else our relay holds the next
-    /// commands ([`Link::send_transfer`]). From a fixed port (20, or L-1) every
+    /// default port works on this link, and our relay holds the next commands
+    /// until this transfer has ended ([`Link::send_transfer`]), and, where the
+    /// source port is fixed, until its 4-tuple is free. From a fixed port (20, or L-1) every
     /// transfer reuses one 4-tuple, and a server that reconnects within
     /// microseconds of the last close races its own final ACK: the new SYN can
     /// overtake that ACK (two CPUs' loopback queues), meet sshd's end still in
@@ -127,6 +133,11 @@ impl Link<'_> {
     pub fn can_send_ahead(&self, collides: bool) -> bool {
         let DataPath::DefaultPort(port) = &self.path else { return false };
         if port.forward.is_none() || port.nothing_ahead || Gate::of(self.session).saw_unproven(&port.ports) {
+            return false;
+        }
+        // The relay holds the next commands until this transfer's final reply in any case: a server
+        // may read commands during a transfer (ProFTPD answers SIZE then, and refuses a RETR).
+        if !self.control.holds() {
             return false;
         }
         if port.last.source_port_varies {
@@ -139,7 +150,7 @@ impl Link<'_> {
         // that must cancel sshd's listener waits for the next commands to renew it: none ahead.
         // The relay sees that TIME_WAIT only where the FTP server runs on the SSH server itself.
         let Some(tuple) = port.last.tuple else { return false };
-        self.control.holds() && (!collides || (port.reclaim.unasked() && tuple.server.is_loopback()))
+        !collides || (port.reclaim.unasked() && tuple.server.is_loopback())
     }
 
     /// The data connection of `cmd`, the oldest transfer sent and not yet
@@ -195,7 +206,10 @@ impl Link<'_> {
             replies.push(self.control.command(before).await?);
         }
         let data = self.start_passive(&pending.cmd).await?;
-        self.control.pipeline(&pending.after.iter().collect::<Vec<_>>()).await?;
+        if !pending.after.is_empty() {
+            // Held by our relay until the transfer's final reply, as on the default port.
+            self.control.pipeline_held("", &[], AFTER_LINE, &pending.after.iter().collect::<Vec<_>>()).await?;
+        }
         Ok((replies, data))
     }
 }

@@ -33,6 +33,10 @@
 // An FTP server on another host stamps by its own clock: there the relay waits 1 ms instead, which
 // moves any clock on by a tick since that server's last segment (sent before we saw the TIME_WAIT).
 //
+// A line `FTPSSH-AFTER` holds what follows on (1) alone, with no second limit: commands must not
+// reach a server while it transfers, where it reads them then (ProFTPD answers a SIZE before the
+// transfer's 226 and refuses a RETR with 450). A RELEASE drops every HOLD and AFTER line it finds.
+//
 // It also proves (WATCH below): after a line `FTPSSH-WATCH LA LP RA RP` from us (not passed on; LA:LP
 // the FTP server's data socket, RA:RP the forwarded port), each preliminary (1xx) reply from the server
 // has it look that socket up: the FTP servers connect before they send it. Once the server's end is
@@ -67,7 +71,7 @@ sub finals { $sb .= $_[0];
     crate::tcp::tuple_state::perl_tuple_state!(),
     r#"sub clear { my ($la, $lp, $ra, $rp, $strict) = @_; my ($ours, $theirs) = (tuple_state($la, $lp, $ra, $rp), tuple_state($ra, $rp, $la, $lp));
   ($ours == 0 || $ours == 6) && ($theirs == 0 || (($ours == 6 || !$strict) && $theirs == 6)) ? ($ours == 6 && !$strict ? 2 : 1) : 0 }
-sub due { my $h = $_[0]; return 0 if $now->() >= $h->[6];
+sub due { my $h = $_[0]; return 0 if !defined $h->[1] || $now->() >= $h->[6];
   unless ($h->[7]) { my $c = clear(@$h[1 .. 5]); return undef unless $c; return 0 if $c == 1 || !$mono; $h->[7] = $h->[3] =~ /^(?:127\.|::1$|::ffff:127\.)/ ? (int($mono->() * 1000) + 1) / 1000 : $mono->() + 0.001 }
   my $left = $h->[7] - $mono->(); $left > 0 ? $left : 0 }
 sub prove { my ($la, $lp, $ra, $rp) = @$watch; my ($st, $id, $uid, $ino) = tuple_sock(@$watch); return 1 unless $st && $ino;
@@ -75,6 +79,7 @@ sub prove { my ($la, $lp, $ra, $rp) = @$watch; my ($st, $id, $uid, $ino) = tuple
   return 1 unless (tuple_sock(@$watch))[1] eq $id; print STDERR "FTPSSH-PROOF $la $lp $ra $rp $uid\n"; 1 }
 sub pump { while (!$hold && $pend =~ s/^([^\n]*\n)//) { my $l = $1;
     if ($l =~ /^FTPSSH-HOLD (\S+) (\d+) (\S+) (\d+) ([01])\r?\n$/) { $hold = [$cmds, $1, $2, $3, $4, $5, undef]; $nap = 0.0002 }
+    elsif ($l =~ /^FTPSSH-AFTER\r?\n$/) { $hold = [$cmds] }
     elsif ($l =~ /^FTPSSH-WATCH (\S+) (\d+) (\S+) (\d+)\r?\n$/) { $watch = [$1, $2, $3, $4] }
     elsif ($l =~ /^FTPSSH-UNWATCH\r?\n$/) { undef $watch; undef $proving }
     elsif ($l !~ /^FTPSSH-RELEASE\r?\n$/) { put($s, $l); $cmds++ } }
@@ -90,7 +95,8 @@ while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s)
     setsockopt($s, IPPROTO_TCP, $quick, 1) if defined $quick; put(\*STDOUT, $b); finals($b) }
   if ($in && vec($r, fileno(STDIN), 1)) { my $n = sysread(STDIN, my $b, 65536);
     if ($n) { $pend .= $b } else { $in = 0 }
-    undef $hold if $hold && $pend =~ s/^FTPSSH-RELEASE\r?\n//m; pump() } }"#
+    if ($pend =~ s/^FTPSSH-RELEASE\r?\n//m) { undef $hold; $pend =~ s/^FTPSSH-(?:HOLD|AFTER)\b[^\n]*\n//mg }
+    pump() } }"#
 );
 
 pub(super) const PYTHON: &str = r#"import os, select, socket, sys
@@ -156,6 +162,16 @@ mod tests {
             Ok(n) => String::from_utf8_lossy(&got[..n]).into_owned(),
             Err(_) => String::new(),
         }
+    }
+
+    /// What the server reads until it has `want`'s length or `within` has passed (the relay
+    /// writes line by line).
+    fn read_until(server: &mut TcpStream, want: &str, within: Duration) -> String {
+        let (deadline, mut got) = (Instant::now() + within, String::new());
+        while got.len() < want.len() && Instant::now() < deadline {
+            got += &read_for(server, deadline - Instant::now());
+        }
+        got
     }
 
     /// A connection between two ports of this host, as sshd's end and the FTP server's.
@@ -337,6 +353,30 @@ mod tests {
         child.wait().unwrap();
     }
 
+    /// An after line holds what follows until every command before it has its final reply, past
+    /// the hold's one second (a transfer may last longer); a 1xx is not final.
+    #[test]
+    fn perl_relay_holds_after_lines_until_the_final_replies() {
+        let (mut child, _out, mut server) = greeted();
+        let stdin = child.stdin.as_mut().unwrap();
+        write!(stdin, "SIZE a\r\nRETR a\r\nFTPSSH-AFTER\r\nSIZE b\r\nRETR b\r\nFTPSSH-AFTER\r\nHASH b\r\n").unwrap();
+        let want = "SIZE a\r\nRETR a\r\n";
+        assert_eq!(read_until(&mut server, want, Duration::from_millis(500)), want);
+        server.write_all(b"213 5\r\n150 sending\r\n").unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(1300)), "", "held past a second: RETR a runs");
+        server.write_all(b"226-done\r\n226 really\r\n").unwrap();
+        let want = "SIZE b\r\nRETR b\r\n";
+        assert_eq!(read_until(&mut server, want, Duration::from_millis(500)), want);
+        server.write_all(b"213 5\r\n150 sending\r\n").unwrap();
+        assert_eq!(read_for(&mut server, Duration::from_millis(200)), "", "HASH b waits for RETR b");
+        // ABOR: the release lets go of everything held, the later after line too.
+        write!(stdin, "FTPSSH-RELEASE\r\nABOR\r\n").unwrap();
+        let want = "HASH b\r\nABOR\r\n";
+        assert_eq!(read_until(&mut server, want, Duration::from_millis(1000)), want);
+        drop((child.stdin.take(), server));
+        child.wait().unwrap();
+    }
+
     /// A release line lets go of a hold at once (the ABOR behind it must not wait for a transfer
     /// that hangs), and never reaches the server.
     #[test]
@@ -347,11 +387,8 @@ mod tests {
         assert_eq!(read_for(&mut server, Duration::from_millis(500)), "RETR a\r\n");
         assert_eq!(read_for(&mut server, Duration::from_millis(200)), "", "held: RETR a has no reply");
         write!(stdin, "FTPSSH-RELEASE\r\nABOR\r\n").unwrap();
-        let mut got = read_for(&mut server, Duration::from_millis(500));
-        if got.len() < 14 {
-            got += &read_for(&mut server, Duration::from_millis(500));
-        }
-        assert_eq!(got, "RETR b\r\nABOR\r\n");
+        let want = "RETR b\r\nABOR\r\n";
+        assert_eq!(read_until(&mut server, want, Duration::from_millis(1000)), want);
         drop((child.stdin.take(), server));
         child.wait().unwrap();
     }
