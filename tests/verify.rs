@@ -46,6 +46,45 @@ fn every_copy_is_checked_with_the_servers_sha256() {
     assert!(out.status.success() && !stderr(&out).contains("---> HASH"), "{}", stderr(&out));
 }
 
+/// ProFTPD copying the data itself (`UseSendfile off`: the lab's proftpd-max2) reads the control
+/// connection during a transfer and answers what it reads there at once: the next file's SIZE
+/// and RETR, sent ahead, and each file's HASH, sent with its RETR, wait in our relay for the
+/// transfer's end. It also sends its 226 without waiting for our end to close, so the next
+/// file's connection comes while this one's last megabytes are still on the way: it is read
+/// meanwhile, or the whole SSH session stalls. Every file of an mget arrives whole and checked.
+#[test]
+fn what_is_sent_ahead_waits_for_a_server_that_reads_during_transfers() {
+    let tool = Tool::new();
+    let dir = format!("upload/ahead-{}", std::process::id());
+    let path = tool.remote_path(&dir);
+    std::fs::create_dir_all(&path).unwrap();
+    let names: Vec<String> = (1..=4).map(|i| format!("f{i}.bin")).collect();
+    let mut cleanup = vec![];
+    for (i, name) in names.iter().enumerate() {
+        let bytes: Vec<u8> = (0..16u32 << 20).map(|n| (n.wrapping_mul(2654435761) >> 13) as u8 ^ i as u8).collect();
+        std::fs::write(path.join(name), bytes).unwrap();
+        cleanup.push(RemoveOnDrop(path.join(name)));
+    }
+    let globs: Vec<String> = names.iter().map(|n| format!("{dir}/{n}")).collect();
+    // No retries: a session stalled by the next transfer's unread connection fails (60 s), not retried.
+    let mut args = vec!["-vv", "--verify", "--retries", "0", "mget", "-d", "out", "--report", "json", "r.json"];
+    args.extend(globs.iter().map(String::as_str));
+    std::fs::create_dir(tool.work.path().join("out")).unwrap();
+    let out = run(tool.cmd(tool.lab.port("PROFTPD_MAX2_PORT")).args(&args));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("---> HASH"), "{err}");
+    for t in &report(&tool, "r.json") {
+        assert_eq!(t["verified"], "sha256 = server's", "{t}");
+    }
+    for name in &names {
+        let want = std::fs::read(path.join(name)).unwrap();
+        common::tool::assert_same(&std::fs::read(tool.work.path().join("out").join(name)).unwrap(), &want, name);
+    }
+    drop(cleanup);
+    let _ = std::fs::remove_dir(&path);
+}
+
 /// A server whose HASH does not match the bytes it sent: the transfer fails
 /// (exit 5), and nothing is saved, neither the file nor a part file.
 #[test]

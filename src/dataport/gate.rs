@@ -28,6 +28,7 @@
 
 mod account;
 mod channel;
+mod kept;
 pub mod proof;
 mod relayed;
 #[cfg(test)]
@@ -49,6 +50,7 @@ use crate::ssh::Session;
 use account::{Account, Held};
 pub use channel::DataChannel;
 use channel::KEPT_MAX;
+use kept::{Inbound, Kept, Queue};
 use proof::{Proof, Uids};
 
 /// What the gate hands to the link waiting for a data connection.
@@ -61,6 +63,9 @@ pub enum Arrival {
     /// Several connections came for one transfer and none could be told apart as the
     /// server's: all were refused (who).
     Raced(String),
+    /// A connection admitted for a transfer sent ahead brought too much before the link took
+    /// it ([`kept`]): closed (why).
+    TooMuch(String),
 }
 
 /// Connections admitted per 4-tuple, across every session of the process: a
@@ -82,10 +87,10 @@ fn account_for(accounts: &mut [Account], to_port: u16) -> Option<&mut Account> {
 }
 
 /// Give an admitted connection to the link waiting for it.
-fn hand_over(incoming: &mpsc::UnboundedSender<Arrival>, mut data: DataChannel) {
+fn hand_over(incoming: &mpsc::UnboundedSender<Inbound>, mut data: DataChannel) {
     data.incarnation = next_incarnation(data.ends());
     // A closed receiver means nobody waits any more: the channel just drops.
-    let _ = incoming.send(Arrival::Data(data));
+    let _ = incoming.send(Inbound::Data(Kept::start(data)));
 }
 
 /// Admits the one expected data connection of each pending transfer.
@@ -103,9 +108,9 @@ pub struct Gate {
     origin_tried: tokio::sync::Mutex<bool>,
     /// Connections past the quick checks, to the task that proves their origin.
     checking: mpsc::UnboundedSender<Checked>,
-    incoming: mpsc::UnboundedSender<Arrival>,
+    incoming: mpsc::UnboundedSender<Inbound>,
     /// What the links take: admitted connections, or why none could be.
-    arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arrival>>,
+    arrivals: tokio::sync::Mutex<Queue>,
     /// Told when a relay's proof is posted ([`watch`]).
     proved: tokio::sync::Notify,
 }
@@ -143,7 +148,7 @@ impl Gate {
     fn build(events: Events, checking: mpsc::UnboundedSender<Checked>) -> Gate {
         let (accounts, origin, uids) = (Mutex::default(), tokio::sync::Mutex::default(), Mutex::default());
         let (incoming, arrivals) = mpsc::unbounded_channel();
-        let arrivals = tokio::sync::Mutex::new(arrivals);
+        let arrivals = tokio::sync::Mutex::new(Queue::new(arrivals));
         let (me, origin_tried, proved) = (Weak::new(), Default::default(), Default::default());
         Gate { me, events, accounts, origin, uids, origin_tried, checking, incoming, arrivals, proved }
     }
@@ -151,15 +156,14 @@ impl Gate {
     /// What the gate decided next (an admitted forwarded connection, or why none could be),
     /// or None after `timeout`.
     pub async fn next(&self, timeout: Duration) -> Option<Arrival> {
-        let mut rx = self.arrivals.lock().await;
-        tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
+        self.arrivals.lock().await.next(timeout).await
     }
 
     /// Close forwarded connections left over from an earlier transfer (a
     /// channel merely dropped stays open: the FTP server would wait for its end).
     pub async fn drain(&self) {
-        let Ok(mut rx) = self.arrivals.try_lock() else { return };
-        while let Ok(left) = rx.try_recv() {
+        let Ok(mut queue) = self.arrivals.try_lock() else { return };
+        for left in queue.left().await {
             if let Arrival::Data(left) = left {
                 let _ = left.channel.close().await;
             }
@@ -387,7 +391,7 @@ impl Gate {
                         let admit = loop {
                             tokio::select! {
                                 decided = &mut decided => break decided.unwrap_or(false),
-                                kept = data.keep_one() => if kept.is_err() { break false },
+                                kept = data.keep_one(KEPT_MAX) => if kept.is_err() { break false },
                             }
                         };
                         match admit {
@@ -396,8 +400,8 @@ impl Gate {
                         }
                     });
                 }
-                Action::Tell(why) => _ = self.incoming.send(Arrival::Unprovable(why)),
-                Action::Raced(who) => _ = self.incoming.send(Arrival::Raced(who)),
+                Action::Tell(why) => _ = self.incoming.send(Inbound::Said(Arrival::Unprovable(why))),
+                Action::Raced(who) => _ = self.incoming.send(Inbound::Said(Arrival::Raced(who))),
             }
         }
     }

@@ -131,6 +131,7 @@ impl Link<'_> {
                     continue;
                 }
                 Arrival::Gate(gate::Arrival::Unprovable(why)) => Fallback::Unprovable(why).into(),
+                Arrival::Gate(gate::Arrival::TooMuch(why)) => crate::error::classified(Kind::Transfer, why),
                 Arrival::Gate(gate::Arrival::Raced(who)) => {
                     self.control.abort_on_resync();
                     raced(who)

@@ -17,6 +17,8 @@ pub struct DataChannel {
     pub early: Vec<Vec<u8>>,
     /// Its end (EOF or close) came too.
     pub ended: bool,
+    /// The bytes kept in `early` so far.
+    kept: usize,
     /// Who connected (as sshd saw it): address and port.
     pub originator: (String, u32),
     /// Which forwarded address and port it connected to.
@@ -34,7 +36,7 @@ impl DataChannel {
     pub(super) fn new(forwarded: Forwarded) -> DataChannel {
         let Forwarded { channel, originator, connected } = forwarded;
         let (early, came) = (Vec::new(), Instant::now());
-        DataChannel { channel, early, ended: false, originator, connected, incarnation: 0, watched: 0, came }
+        DataChannel { channel, early, ended: false, kept: 0, originator, connected, incarnation: 0, watched: 0, came }
     }
 
     /// Its 4-tuple: who connected, and where to.
@@ -52,18 +54,21 @@ impl DataChannel {
     }
 
     /// Keep one message of the channel in memory (waiting for it); pending forever once it
-    /// ended, or once it brought [`KEPT_MAX`]: nobody reads it yet, and an unread channel
+    /// ended, or once it brought over `max`: nobody reads it yet, and an unread channel
     /// would stall the whole session (russh's bounded per-channel queue).
-    pub(super) async fn keep_one(&mut self) -> Result<(), ()> {
+    pub(super) async fn keep_one(&mut self, max: usize) -> Result<(), ()> {
         if self.ended {
             return std::future::pending().await;
         }
         match self.channel.wait().await {
-            Some(ChannelMsg::Data { data }) => self.early.push(data.to_vec()),
+            Some(ChannelMsg::Data { data }) => {
+                self.kept += data.len();
+                self.early.push(data.to_vec());
+            }
             Some(ChannelMsg::Eof | ChannelMsg::Close) | None => self.ended = true,
             Some(_) => {}
         }
-        match self.early.iter().map(Vec::len).sum::<usize>() > KEPT_MAX {
+        match self.kept > max {
             true => Err(()),
             false => Ok(()),
         }

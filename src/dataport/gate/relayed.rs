@@ -99,11 +99,12 @@ impl Gate {
         let (to_port, from_port) = (data.connected.1 as u16, data.originator.1 as u16);
         let (gate, asking) = (self.clone(), who.clone());
         let helper = async move {
-            if n == 0 {
-                return gate.prove(&asking, ends).await;
+            if n > 0 {
+                tokio::time::sleep(RELAY_GRACE).await;
             }
-            tokio::time::sleep(RELAY_GRACE).await;
-            // Its own task: a lookup the relay's proof overtakes must still read its answer.
+            // Its own task: a lookup must read its answer even where this connection is decided
+            // without it (the relay's proof came first, or it brought too much meanwhile); else
+            // the next lookup would read this one's answer as its own.
             let asked = tokio::spawn(async move { gate.prove(&asking, ends).await });
             asked.await.unwrap_or_else(|e| Proof::Unprovable(format!("its origin could not be checked ({e})")))
         };
@@ -143,7 +144,7 @@ impl Gate {
                     tracing::debug!("origin of {who}: the relay said nothing in {RELAY_CONFIRM:?}, the helper's answer stands");
                     return held_by_server.take().expect("waited for");
                 }
-                kept = data.keep_one() => if kept.is_err() {
+                kept = data.keep_one(KEPT_MAX) => if kept.is_err() {
                     return Proof::Unprovable(format!("it brought over {KEPT_MAX} bytes before its origin was known"));
                 },
             }
