@@ -35,7 +35,8 @@
 //
 // A line `FTPSSH-AFTER` holds what follows on (1) alone, with no second limit: commands must not
 // reach a server while it transfers, where it reads them then (ProFTPD answers a SIZE before the
-// transfer's 226 and refuses a RETR with 450). A RELEASE drops every HOLD and AFTER line it finds.
+// transfer's 226 and refuses a RETR with 450). A RELEASE line is taken out as it comes, never
+// passed on, and drops every HOLD and AFTER line then pending.
 //
 // It also proves (WATCH below): after a line `FTPSSH-WATCH LA LP RA RP` from us (not passed on; LA:LP
 // the FTP server's data socket, RA:RP the forwarded port), each preliminary (1xx) reply from the server
@@ -82,7 +83,7 @@ sub pump { while (!$hold && $pend =~ s/^([^\n]*\n)//) { my $l = $1;
     elsif ($l =~ /^FTPSSH-AFTER\r?\n$/) { $hold = [$cmds] }
     elsif ($l =~ /^FTPSSH-WATCH (\S+) (\d+) (\S+) (\d+)\r?\n$/) { $watch = [$1, $2, $3, $4] }
     elsif ($l =~ /^FTPSSH-UNWATCH\r?\n$/) { undef $watch; undef $proving }
-    elsif ($l !~ /^FTPSSH-RELEASE\r?\n$/) { put($s, $l); $cmds++ } }
+    else { put($s, $l); $cmds++ } }
   if (!$in && !$hold && defined $pend) { put($s, $pend); undef $pend; shutdown($s, 1) } }
 while (1) { my $r = ""; vec($r, fileno(STDIN), 1) = 1 if $in; vec($r, fileno($s), 1) = 1; my $wait;
   if ($hold && $fin >= $hold->[0]) { $hold->[6] //= $now->() + 1; my $due = due($hold);
