@@ -216,7 +216,7 @@ impl<'s> Link<'s> {
 
     /// Send a transfer command (RETR, STOR, LIST, NLST) and get its data connection.
     pub async fn start(&mut self, cmd: &Command) -> Result<Data> {
-        self.send_transfer(&[], cmd, &[]).await?;
+        self.send_transfer(&[], cmd).await?;
         Ok(self.receive(cmd).await?.1)
     }
 
@@ -293,9 +293,8 @@ impl<'s> Link<'s> {
 /// A transfer command on its way ([`Link::send_transfer`]).
 struct Pending {
     cmd: Command,
-    /// Sent with it, before and after, in one write.
+    /// Sent before it, in the same write.
     before: Vec<Command>,
-    after: Vec<Command>,
     /// On the wire (the default port); passive commands wait for [`Link::receive`].
     sent: bool,
     /// The REST the server accepted for it ([`Link::rest`]): a refused default-port try

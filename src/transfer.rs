@@ -68,7 +68,7 @@ pub async fn get(link: &mut Link<'_>, remote: &str, local: &Path) -> Result<u64>
 pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result<(u64, bool)> {
     let method = verify::method(link).await?;
     let cmd = Command::Retr(remote.into());
-    let (expected, offset, data, mut hasher, hash_sent) = begin(link, &cmd, part, method).await?;
+    let (expected, offset, data, mut hasher, hash_reply) = begin(link, &cmd, part, method).await?;
     let events = link.events().clone();
     let throttle = link.spec().throttle.clone();
     // In ASCII the server's size is not what arrives: no total to show.
@@ -128,12 +128,9 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
         ));
     }
     if let (Some(m), Some(h)) = (method, hasher) {
-        let judged = match hash_sent {
-            true => {
-                let reply = link.control.read_reply().await?;
-                verify::judge(link.events(), remote, m, &reply, &h.finish())
-            }
-            false => verify::compare(link, remote, m, &h.finish()).await,
+        let judged = match hash_reply {
+            Some(reply) => verify::judge(link.events(), remote, m, &reply, &h.finish()),
+            None => verify::compare(link, remote, m, &h.finish()).await,
         };
         if let Err(e) = judged {
             part.restart()?; // not the server's file: nothing to resume, nothing saved
@@ -144,30 +141,30 @@ pub async fn fetch(link: &mut Link<'_>, remote: &str, part: &PartFile) -> Result
     Ok((received, want.is_some()))
 }
 
-/// Put a fresh download's commands on the wire now: SIZE, RETR and (for
-/// `--verify`) the hash command, in one write, behind whatever `link` still
-/// owes. [`fetch`] of the same file then receives it; sent while the last
-/// transfer runs, it starts the moment that one ends.
+/// Put a fresh download's commands on the wire now: SIZE, (for `--verify`) the
+/// hash command, and RETR, in one write, behind whatever `link` still owes.
+/// [`fetch`] of the same file then receives it; sent while the last transfer
+/// runs, it starts the moment that one ends.
+///
+/// The hash is asked before the transfer, not after: its reply then never meets
+/// the transfer's (a server that reads commands during a transfer, as ProFTPD
+/// does wherever it copies the data itself, answers one sent after RETR before
+/// the 226), and the next file's commands need not wait for it. A file that
+/// changes between the two fails the check, as it would after.
 pub async fn send_get(link: &mut Link<'_>, remote: &str) -> Result<()> {
-    let method = verify::method(link).await?.filter(|_| hash_with_retr(link));
-    let after: Vec<Command> = method.map(|m| m.command(remote)).into_iter().collect();
-    link.send_transfer(&[Command::Size(remote.into())], &Command::Retr(remote.into()), &after).await
-}
-
-/// The hash command goes out with RETR only where our relay holds it until the transfer's final
-/// reply: a server that reads commands during a transfer would answer it before the 226.
-fn hash_with_retr(link: &Link<'_>) -> bool {
-    link.control.holds()
+    let mut before = vec![Command::Size(remote.into())];
+    before.extend(verify::method(link).await?.map(|m| m.command(remote)));
+    link.send_transfer(&before, &Command::Retr(remote.into())).await
 }
 
 /// A download begun: the size SIZE gave, the offset, the data connection,
 /// for `--verify` a hasher that has seen what the part file holds, and
-/// whether the hash command went out with RETR (its reply follows the 226).
-type Begun = (Option<u64>, u64, Data, Option<verify::Hasher>, bool);
+/// the reply to the hash command sent before RETR, if one was.
+type Begun = (Option<u64>, u64, Data, Option<verify::Hasher>, Option<Reply>);
 
-/// Start `cmd` (a RETR) on `link`: from the start (SIZE, RETR and the hash
-/// command in one write, unless [`send_get`] sent them already), or after
-/// what `part` already holds (SIZE, REST, RETR).
+/// Start `cmd` (a RETR) on `link`: from the start (SIZE, the hash command and
+/// RETR in one write, unless [`send_get`] sent them already), or after what
+/// `part` already holds (SIZE, REST, RETR).
 async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Option<Method>) -> Result<Begun> {
     let remote = match cmd {
         Command::Retr(remote) => remote.as_str(),
@@ -183,9 +180,10 @@ async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Opti
         if !sent {
             send_get(link, remote).await?;
         }
-        let (replies, data) = link.receive(cmd).await?;
+        let (mut replies, data) = link.receive(cmd).await?;
         let size = replies.first().and_then(size_of);
-        return Ok((size, 0, data, hasher, method.is_some() && hash_with_retr(link)));
+        let hash_reply = (replies.len() == 2 && method.is_some()).then(|| replies.swap_remove(1));
+        return Ok((size, 0, data, hasher, hash_reply));
     }
     let expected = remote_size(link, remote).await?;
     let mut offset = held;
@@ -210,7 +208,7 @@ async fn begin(link: &mut Link<'_>, cmd: &Command, part: &PartFile, method: Opti
             hasher = Some(verify::seeded(m.algorithm(), &part.path, offset).await?);
         }
     }
-    Ok((expected, offset, link.start(cmd).await?, hasher, false))
+    Ok((expected, offset, link.start(cmd).await?, hasher, None))
 }
 
 /// The names NLST gives for `dir` (as the server writes them).

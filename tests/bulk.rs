@@ -306,7 +306,7 @@ fn mput_uploads_every_file_into_the_remote_directory() {
 }
 
 /// Where the server's data connections come from a new port each time (ProFTPD's default), the
-/// next file's SIZE, RETR and HASH go out before this one's 226. A missing file among them fails
+/// next file's SIZE, HASH and RETR go out before this one's 226. A missing file among them fails
 /// alone: the file sent behind it is fetched again, and every copy is right.
 #[test]
 fn the_next_files_commands_go_out_early_where_source_ports_vary() {

@@ -254,6 +254,26 @@ fn epsv_with_unusual_delimiters() {
     }
 }
 
+/// A hash that takes longer than the wait for a data connection (a big file's): asked before its
+/// RETR, it delays the connection, which is awaited from the hash's reply on, so the default port
+/// still carries the download, and the copy is checked. (The default `--timeout`: the reply takes
+/// longer than the other cases' 2 s.)
+#[test]
+fn a_hash_slower_than_the_data_connections_bound() {
+    let tool = Tool::new();
+    let mut cmd = tool.cmd(tool.lab.port("HOSTILE_FTP_PORT"));
+    cmd.args(["-v", "-u", "slow-hash", "--verify", "get", "good.bin"]);
+    let (out, took, _) = captured(&tool, &mut cmd);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let (hash, retr) = (err.find("---> HASH good.bin").unwrap(), err.find("---> RETR good.bin").unwrap());
+    assert!(hash < retr, "the hash is asked before the transfer:\n{err}");
+    assert!(!err.contains("---> EPSV") && !err.contains("---> PASV"), "went passive:\n{err}");
+    assert!(err.contains(" = the server's"), "{err}");
+    assert!(took < GET_BOUND + Duration::from_secs(6), "took {took:?}");
+    assert_same(&std::fs::read(tool.work.path().join("good.bin")).unwrap(), &content(&tool), "good.bin");
+}
+
 #[test]
 fn epsv_with_an_impossible_port() {
     let tool = Tool::new();

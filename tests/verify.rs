@@ -47,9 +47,8 @@ fn every_copy_is_checked_with_the_servers_sha256() {
 }
 
 /// ProFTPD copying the data itself (`UseSendfile off`: the lab's proftpd-max2) reads the control
-/// connection during a transfer and answers what it reads there at once: the next file's SIZE
-/// and RETR, sent ahead, and each file's HASH, sent with its RETR, wait in our relay for the
-/// transfer's end. It also sends its 226 without waiting for our end to close, so the next
+/// connection during a transfer and answers what it reads there at once: the next file's SIZE,
+/// HASH and RETR, sent ahead, wait in our relay for the transfer's end. It also sends its 226 without waiting for our end to close, so the next
 /// file's connection comes while this one's last megabytes are still on the way: it is read
 /// meanwhile, or the whole SSH session stalls. Every file of an mget arrives whole and checked.
 #[test]

@@ -47,8 +47,8 @@ impl Link<'_> {
     }
 
     /// Send `cmd` and wait for both its preliminary reply and the server's
-    /// connection, in whichever order they come, within [`Link::bound`] for
-    /// as long as the connection has not come.
+    /// connection, in whichever order they come, within [`Link::bound`] of the
+    /// last reply to the commands before it for as long as the connection has not come.
     async fn await_data_connection(
         &mut self,
         cmd: &Command,
@@ -62,7 +62,10 @@ impl Link<'_> {
             Early,
             Deadline,
         }
-        let deadline = tokio::time::Instant::now() + self.bound;
+        // From the last reply to what was sent before it on: the server reads the transfer
+        // command only then (a hash command before RETR takes a while on a big file), and each
+        // reply has the control connection's own bound meanwhile.
+        let mut deadline = tokio::time::Instant::now() + self.bound;
         let (mut reply, mut data, mut early) = (None, None::<DataChannel>, Early::default());
         loop {
             if let (Some(_), Some(_)) = (&reply, &data) {
@@ -86,11 +89,12 @@ impl Link<'_> {
                 Some(a) = Gate::of(session).next(self.bound), if waiting_for_data => Arrival::Gate(a),
                 r = control.read_reply(), if read_control => r.map_or_else(Arrival::Lost, Arrival::Reply),
                 () = draining => Arrival::Early,
-                _ = tokio::time::sleep_until(deadline), if waiting_for_data => Arrival::Deadline,
+                _ = tokio::time::sleep_until(deadline), if waiting_for_data && replies.len() >= before => Arrival::Deadline,
             };
             let failed = match arrival {
                 Arrival::Reply(r) if replies.len() < before => {
                     replies.push(r);
+                    deadline = tokio::time::Instant::now() + self.bound;
                     continue;
                 }
                 Arrival::Reply(r) if r.is_preliminary() && reply.is_none() => {

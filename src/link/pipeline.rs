@@ -1,7 +1,7 @@
 //! Transfers sent ahead: a transfer command goes on the wire with the
-//! commands that need no answer first (SIZE) and those asked after (HASH), in
-//! one write, behind whatever the link still owes; [`Link::receive`] takes
-//! the data connections in the order sent.
+//! commands that need no answer first (SIZE, HASH), in one write, behind
+//! whatever the link still owes; [`Link::receive`] takes the data connections
+//! in the order sent.
 
 use anyhow::{Context, Result};
 
@@ -16,13 +16,12 @@ use crate::ftp::{Command, Reply};
 
 impl Link<'_> {
     /// Put transfer command `cmd` on the wire, with `before` (commands that
-    /// need no answer first: SIZE) and `after` (HASH: only where our relay
-    /// holds it until the transfer's final reply) in the same write, behind
+    /// need no answer first: SIZE, HASH) in the same write, behind
     /// whatever this link still owes: the server takes them in order, so a
     /// transfer sent while the last one runs starts the moment it ends.
     /// [`Link::receive`] takes the transfers in the order sent. Passive
     /// transfers wait for it to send them (EPSV's port must be read first).
-    pub async fn send_transfer(&mut self, before: &[Command], cmd: &Command, after: &[Command]) -> Result<()> {
+    pub async fn send_transfer(&mut self, before: &[Command], cmd: &Command) -> Result<()> {
         let (session, timeout) = (self.session, self.control.timeout);
         // Taken first: whatever happens here, an accepted REST belongs to this command only.
         let rest = self.rest.take();
@@ -54,7 +53,7 @@ impl Link<'_> {
                 tracing::debug!("relay: {}", watch.trim_end());
             }
             let piped = match (watch, hold) {
-                (None, None) if after.is_empty() => self.control.pipeline(&wire).await,
+                (None, None) => self.control.pipeline(&wire).await,
                 (watch, hold) => {
                     if let Some(hold) = &hold {
                         let tuple = if hold == AFTER_LINE { "" } else { " and the data tuple is free" };
@@ -64,8 +63,7 @@ impl Link<'_> {
                         );
                     }
                     let lines = watch.unwrap_or_default() + &hold.unwrap_or_default();
-                    let after: Vec<&Command> = after.iter().collect();
-                    self.control.pipeline_held(&lines, &wire, AFTER_LINE, &after).await
+                    self.control.pipeline_held(&lines, &wire).await
                 }
             };
             let renewed = match renewing {
@@ -80,8 +78,7 @@ impl Link<'_> {
                 return Err(e);
             }
         }
-        let (before, after) = (before.to_vec(), after.to_vec());
-        self.pending.push_back(Pending { cmd: cmd.clone(), before, after, sent, rest });
+        self.pending.push_back(Pending { cmd: cmd.clone(), before: before.to_vec(), sent, rest });
         Ok(())
     }
 
@@ -202,14 +199,14 @@ impl Link<'_> {
 
     /// `pending` over EPSV/PASV; `replies` holds those of its `before` commands already had.
     async fn receive_passive(&mut self, pending: &Pending, mut replies: Vec<Reply>) -> Result<(Vec<Reply>, Data)> {
-        for before in &pending.before[replies.len()..] {
-            replies.push(self.control.command(before).await?);
+        let unanswered: Vec<&Command> = pending.before[replies.len()..].iter().collect();
+        if !unanswered.is_empty() {
+            self.control.pipeline(&unanswered).await?;
+            for _ in &unanswered {
+                replies.push(self.control.read_reply().await?);
+            }
         }
         let data = self.start_passive(&pending.cmd).await?;
-        if !pending.after.is_empty() {
-            // Held by our relay until the transfer's final reply, as on the default port.
-            self.control.pipeline_held("", &[], AFTER_LINE, &pending.after.iter().collect::<Vec<_>>()).await?;
-        }
         Ok((replies, data))
     }
 }

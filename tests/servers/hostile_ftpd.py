@@ -21,6 +21,8 @@ login:
   USER one-session       while another session of this user is open, USER is answered only
                          after SILENCE (a server that greets one login at a time: --jobs)
   USER escapes           ESC in the listings' names, and in the 550 every RETR gets
+  USER slow-hash         FEAT offers HASH (SHA-256), which answers after SLOW_HASH: a big file's
+                         hash, asked before its RETR
   any other USER         a normal login (PASS must be $FTP_PASSWORD)
 
   RETR CASE/bad.bin      misbehaves as CASE says (see TRANSFER below); CASE/good.bin and
@@ -32,6 +34,7 @@ Data connections: EPSV/PASV, or with neither, RFC 959's default data port: the s
 from an ephemeral port to the control connection's peer address and port U (the greeting does
 not say ProFTPD, so the client expects U, not U-1). Uploads are kept in memory (SIZE answers).
 """
+import hashlib
 import os
 import socket
 import sys
@@ -41,6 +44,7 @@ import time
 PORT, CONTENT, ELSEWHERE = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys.argv[3]
 PASSWORD = os.environ["FTP_PASSWORD"]
 SILENCE = 10  # seconds of silence before the late reply of `silence`
+SLOW_HASH = 6  # seconds a slow-hash HASH takes: longer than the client waits for a data connection
 HALF = len(CONTENT) // 2
 TRANSFER = {
     "421-mid", "426-mid", "early-close", "no-data", "slow", "long-line", "multiline-mismatch", "silence", "huge-150",
@@ -116,6 +120,14 @@ class Session:
             return False
         elif verb in ("TYPE", "NOOP"):
             self.reply("200 OK")
+        elif verb == "FEAT" and self.user == "slow-hash":
+            for line in ("211-Features:", " SIZE", " HASH SHA-256*", "211 End"):
+                self.reply(line)
+        elif verb == "HASH" and self.user == "slow-hash":
+            body = uploads.get(arg, CONTENT) if arg in uploads or self.exists(arg) else None
+            time.sleep(SLOW_HASH)
+            digest = hashlib.sha256(body).hexdigest() if body is not None else None
+            self.reply(f"213 SHA-256 0-{len(body)} {digest} {arg}" if body is not None else "550 No such file")
         elif verb == "ABOR":
             self.reply("226 Nothing to abort")
         elif verb == "REST":

@@ -24,35 +24,24 @@ impl Control {
     /// with RETR, the next file's RETR before this one's 226): a round trip
     /// saved for each. Refused only on a broken connection.
     pub async fn pipeline(&mut self, cmds: &[&Command]) -> Result<()> {
-        self.pipeline_among("", cmds, "", &[]).await
+        self.pipeline_among("", cmds).await
     }
 
-    /// Like [`Control::pipeline`] of `cmds` then `then`, with lines for our relay on the SSH
-    /// server (not for the FTP server: see [`crate::dataport::relay`]): `hold` in front,
-    /// `between` in between, in the same write.
-    pub async fn pipeline_held(
-        &mut self,
-        hold: &str,
-        cmds: &[&Command],
-        between: &str,
-        then: &[&Command],
-    ) -> Result<()> {
+    /// Like [`Control::pipeline`], with lines for our relay on the SSH server in front (not
+    /// for the FTP server: see [`crate::dataport::relay`]), in the same write.
+    pub async fn pipeline_held(&mut self, hold: &str, cmds: &[&Command]) -> Result<()> {
         anyhow::ensure!(self.holds, "this control connection does not end in a relay that holds");
-        self.pipeline_among(hold, cmds, between, then).await
+        self.pipeline_among(hold, cmds).await
     }
 
-    async fn pipeline_among(&mut self, hold: &str, cmds: &[&Command], between: &str, then: &[&Command]) -> Result<()> {
+    async fn pipeline_among(&mut self, hold: &str, cmds: &[&Command]) -> Result<()> {
         if let State::Broken(why) = &self.state {
             return Err(OutOfStep::Broken(why.clone()).classified());
         }
         let mut wire = hold.as_bytes().to_vec();
         wire.extend(self.encode(cmds)?);
-        if !then.is_empty() {
-            wire.extend(between.as_bytes());
-            wire.extend(self.encode(then)?);
-        }
         self.write_wire(&wire).await?;
-        for cmd in cmds.iter().chain(then) {
+        for cmd in cmds {
             self.state.push(cmd.redacted());
         }
         Ok(())
