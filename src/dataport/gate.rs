@@ -40,7 +40,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use russh::client::ChannelOpenHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dataport::origin::Origin;
@@ -128,7 +127,7 @@ enum Action {
 }
 
 /// A connection past the quick checks, on its way to the origin check.
-type Checked = (DataChannel, ChannelOpenHandle);
+type Checked = DataChannel;
 
 impl Gate {
     /// The gate of `session`'s forwarded channels (made on first use: before any forward).
@@ -175,17 +174,15 @@ impl Gate {
     /// sender returned is dropped with the gate (the gate is the session's: the task holds
     /// it only while it checks one).
     ///
-    /// Each is confirmed to sshd at once and its origin asked for at the same moment (or taken
-    /// from the relay's proof, which comes with the server's 150: [`watch`]): the answer comes
-    /// back about when its first bytes do, which wait in memory meanwhile. Confirming it gives
-    /// nothing away: no byte goes to it before the proof.
+    /// Each was confirmed to sshd as it came ([`Gate::arrive`]); its origin is asked for at
+    /// once (or taken from the relay's proof, which comes with the server's 150: [`watch`]):
+    /// the answer comes back about when its first bytes do, which wait in memory meanwhile.
     fn start_checking(gate: Weak<Gate>) -> mpsc::UnboundedSender<Checked> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Checked>();
         tokio::spawn(async move {
-            while let Some((mut data, reply)) = rx.recv().await {
+            while let Some(mut data) = rx.recv().await {
                 // The gate sent it, so it is alive unless the session ended meanwhile.
                 let Some(gate) = gate.upgrade() else { break };
-                reply.accept().await;
                 let proof = gate.origin_of(&mut data).await;
                 let mut actions = Vec::new();
                 gate.judge(data, proof, &mut actions);
@@ -306,19 +303,20 @@ impl Gate {
 
     /// Decide on one forwarded connection (called from the SSH event loop, which must not
     /// wait): refused at once, or passed to the checker ([`Gate::start_checking`]), which
-    /// confirms or rejects it once its origin is known.
-    fn arrive(&self, mut data: DataChannel, reply: ChannelOpenHandle) {
+    /// admits or closes it once its origin is known. One passed on is confirmed to sshd at
+    /// once: that gives nothing away (no byte goes to it before the proof), and its first
+    /// bytes come while the origin is looked up.
+    fn arrive(&self, mut data: DataChannel) -> bool {
         let to_port = data.connected.1 as u16;
         match self.screen(&data.originator.0, data.originator.1, to_port, data.ends()) {
             Ok(watched) => data.watched = watched,
             Err(why) => {
                 self.refused(&data, why, false);
-                drop(reply); // rejects it
-                return;
+                return false;
             }
         }
-        // A closed checker (the session is ending) drops both: the channel is rejected.
-        let _ = self.checking.send((data, reply));
+        // A closed checker (the session is ending): the channel is rejected.
+        self.checking.send(data).is_ok()
     }
 
     /// The quick refusals, before any proof: nothing expected on that port, another address,
@@ -342,14 +340,11 @@ impl Gate {
 
     /// Where the connection `who` (`ends`) came from, by the SSH server's socket table.
     async fn prove(&self, who: &str, ends: Option<(SocketAddr, SocketAddr)>) -> Proof {
-        let uids = self.uids.lock().unwrap().clone();
-        let Some(uids) = uids else { return Proof::Unchecked };
-        let Some((from, to)) = ends else {
-            return Proof::Unprovable(format!("{who} is not an address whose sockets can be looked up"));
-        };
-        if let Some(proven) = uids.by_port(from.port()) {
-            return proven; // no row to read: only root binds that port (ProFTPD's 20)
+        if let Some(known) = self.known_origin(who, ends) {
+            return known;
         }
+        let uids = self.uids.lock().unwrap().clone().expect("known_origin: checked");
+        let (from, to) = ends.expect("known_origin: an address");
         let mut origin = self.origin.lock().await;
         let Some(check) = origin.as_mut() else {
             return Proof::Unprovable("the origin check on the SSH server has ended".into());
@@ -365,6 +360,17 @@ impl Gate {
                 Proof::Unprovable(format!("its origin could not be checked ({e:#})"))
             }
         }
+    }
+
+    /// What is known of `who`'s origin with nothing looked up: no check (none asked for), an
+    /// address with no sockets to look up, a port only root binds (ProFTPD's 20).
+    fn known_origin(&self, who: &str, ends: Option<(SocketAddr, SocketAddr)>) -> Option<Proof> {
+        let uids = self.uids.lock().unwrap().clone();
+        let Some(uids) = uids else { return Some(Proof::Unchecked) };
+        let Some((from, _)) = ends else {
+            return Some(Proof::Unprovable(format!("{who} is not an address whose sockets can be looked up")));
+        };
+        uids.by_port(from.port())
     }
 
     /// The rule itself, once the origin is known.
@@ -422,7 +428,7 @@ impl Gate {
 }
 
 impl Receiver for Gate {
-    fn arrive(&self, forwarded: Forwarded, reply: ChannelOpenHandle) {
-        Gate::arrive(self, DataChannel::new(forwarded), reply);
+    fn arrive(&self, forwarded: Forwarded) -> bool {
+        Gate::arrive(self, DataChannel::new(forwarded))
     }
 }

@@ -7,12 +7,12 @@
 
 use std::any::Any;
 
-use russh::client::{ChannelOpenHandle, Msg};
+use russh::client::Msg;
 use russh::Channel;
 
 /// A forwarded-tcpip channel as sshd announced it.
 pub struct Forwarded {
-    /// The channel carrying its bytes, not yet confirmed to sshd.
+    /// The channel carrying its bytes, confirmed to sshd once the receiver has taken it.
     pub channel: Channel<Msg>,
     /// Who connected (as sshd saw it): address and port.
     pub originator: (String, u32),
@@ -22,7 +22,7 @@ pub struct Forwarded {
 
 /// Takes the session's forwarded channels.
 pub trait Receiver: Any + Send + Sync {
-    /// One channel came. Called from the session's event loop, which must not wait:
-    /// answer sshd with `reply` (accept it, or drop it to reject the channel) later if need be.
-    fn arrive(&self, forwarded: Forwarded, reply: ChannelOpenHandle);
+    /// One channel came: taken (true: the session confirms it to sshd at once), or to be
+    /// rejected. Called from the session's event loop, which must not wait.
+    fn arrive(&self, forwarded: Forwarded) -> bool;
 }

@@ -67,12 +67,17 @@ impl client::Handler for Client {
     ) -> Result<(), Self::Error> {
         let originator = (originator_address.to_string(), originator_port);
         let connected = (connected_address.to_string(), connected_port);
-        match self.forwarded.get() {
-            Some(receiver) => receiver.arrive(Forwarded { channel, originator, connected }, reply),
+        let Some(receiver) = self.forwarded.get() else {
             // No forward was asked for: dropping the reply rejects the channel.
-            None => tracing::warn!(
+            tracing::warn!(
                 "refused a forwarded channel from {originator:?} to {connected:?}: no forward was asked for"
-            ),
+            );
+            return Ok(());
+        };
+        // Confirmed here, in the event loop's own turn: sshd sends nothing before it.
+        match receiver.arrive(Forwarded { channel, originator, connected }) {
+            true => reply.accept().await,
+            false => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
         }
         Ok(())
     }

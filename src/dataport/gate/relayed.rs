@@ -96,6 +96,10 @@ impl Gate {
     /// connection there: within [`RELAY_CONFIRM`], or for good where the relay says nothing.
     pub(super) async fn origin_of(self: &Arc<Gate>, data: &mut DataChannel) -> Proof {
         let (who, ends, n, came) = (data.from(), data.ends(), data.watched, data.came);
+        // Nothing to look up, nothing to wait for: no task to hand over to.
+        if let Some(known) = self.known_origin(&who, ends) {
+            return known;
+        }
         let (to_port, from_port) = (data.connected.1 as u16, data.originator.1 as u16);
         let (gate, asking) = (self.clone(), who.clone());
         let helper = async move {
