@@ -55,6 +55,25 @@ fn password_only(port_key: &str, tag: &str) {
     assert!(prompts.iter().all(|p| *p == want), "{prompts:?}");
 }
 
+/// A key at hand (no passphrase) is tried before anything is asked, and its refusal says what
+/// the server offers: where sshd takes passwords only, the password is asked, and the passphrase
+/// of the next key given never is (the server offers no keys).
+#[test]
+fn a_key_refused_first_then_the_password_and_no_passphrase_asked() {
+    let tool = Tool::new();
+    let lab = &tool.lab;
+    let answers = [("*password*", lab.var("FTP_PASSWORD")), ("*passphrase*", lab.var("KEY_PASSPHRASE"))];
+    let askpass = Askpass::new(&tool, &answers);
+    let port = lab.port("PASSWORD_SSH_PORT");
+    let mut c = cmd(&tool, &at(&tool, "SERVER_ADDR", port), &ftp(&tool), Some(&askpass));
+    c.arg("-i").arg(lab.path("SSH_KEY")).arg("-i").arg(lab.path("ENCRYPTED_KEY"));
+    let want = std::fs::read(tool.remote_path("empty.bin")).unwrap();
+    captured(&tool, &|| c_clone(&c), &["get", "empty.bin"], &want, &client_wire(port));
+    let prompts = askpass.prompts();
+    let password = format!("{}@{}'s password: ", lab.var("SSH_USER"), lab.var("SERVER_ADDR"));
+    assert_eq!(prompts, vec![password], "{prompts:?}");
+}
+
 #[test]
 fn keyboard_interactive_two_questions_through_pam() {
     let tool = Tool::new();

@@ -1,6 +1,10 @@
 //! SSH authentication as OpenSSH does it, in the order the server offers its methods: public
 //! keys (the agent's, then the key files, each key's certificate before the key itself),
 //! keyboard-interactive (the server's prompts shown escaped, as it sends them), password.
+//! Where a key is at hand with no question to ask (the agent's, or a file without a
+//! passphrase), it is tried first, and its refusal tells the server's methods: asking with
+//! `none` first, as OpenSSH does, cost OpenSSH's sshd 13 ms more per login
+//! (docs/benchmarks.md#where-each-files-time-goes-2026-12-07).
 //! A key with a passphrase, a password and the answers of keyboard-interactive are asked
 //! through [`prompt`]: three tries each (`NumberOfPasswordPrompts`), none at all in
 //! `BatchMode`. What worked is remembered for the other sessions of the same run (`-j`,
@@ -58,15 +62,28 @@ pub async fn authenticate<H: client::Handler>(handle: &mut Handle<H>, target: &S
 }
 
 async fn methods<H: client::Handler>(handle: &mut Handle<H>, target: &SshTarget) -> Result<()> {
-    let mut run = Run { handle, target, asker: prompt::asker(target.auth.batch_mode), tried: Vec::new() };
+    let mut run =
+        Run { handle, target, asker: prompt::asker(target.auth.batch_mode), tried: Vec::new(), offered: None };
     let user = target.user.clone();
-    // "none" makes the server tell its methods, in its order.
-    let mut offered = match run.handle.authenticate_none(&user).await.context("SSH authentication")? {
-        AuthResult::Success => return Ok(()),
-        AuthResult::Failure { remaining_methods, .. } => remaining_methods,
+    let mut done: Vec<MethodKind> = Vec::new();
+    let mut partial = None;
+    if target.auth.pubkey && key_at_hand(target) {
+        match run.publickey().await? {
+            Outcome::Success => return Ok(()),
+            Outcome::Partial(more) => partial = Some(more),
+            Outcome::Failed => done.push(MethodKind::PublicKey),
+        }
+    }
+    let mut offered = match (partial, run.offered.clone()) {
+        (Some(more), _) => more,
+        (None, Some(offered)) => offered,
+        // "none" makes the server tell its methods, in its order.
+        (None, None) => match run.handle.authenticate_none(&user).await.context("SSH authentication")? {
+            AuthResult::Success => return Ok(()),
+            AuthResult::Failure { remaining_methods, .. } => remaining_methods,
+        },
     };
     let first_offer = names(&offered);
-    let mut done: Vec<MethodKind> = Vec::new();
     loop {
         let auth = &target.auth;
         let next = offered.iter().copied().find(|m| {
@@ -112,6 +129,15 @@ struct Run<'a, H: client::Handler> {
     target: &'a SshTarget,
     asker: Asker,
     tried: Vec<String>,
+    /// The methods the server's last refusal offered.
+    offered: Option<MethodSet>,
+}
+
+/// A key that can be tried without asking anything: the agent's, or a key file without a
+/// passphrase.
+fn key_at_hand(target: &SshTarget) -> bool {
+    std::env::var_os("SSH_AUTH_SOCK").is_some()
+        || target.identities.iter().any(|path| path.exists() && keys::load_secret_key(path, None).is_ok())
 }
 
 impl<H: client::Handler> Run<'_, H> {
@@ -129,6 +155,18 @@ impl<H: client::Handler> Run<'_, H> {
         tokio::task::spawn_blocking(move || asker.ask(&prompt, echo)).await.context("the question was cancelled")?
     }
 
+    /// Note what a refusal says the server still offers.
+    fn refused(&mut self, r: &AuthResult) {
+        if let AuthResult::Failure { remaining_methods, partial_success: false } = r {
+            self.offered = Some(remaining_methods.clone());
+        }
+    }
+
+    /// The server no longer offers public keys: no other key is tried (nor its passphrase asked).
+    fn keys_refused(&self) -> bool {
+        self.offered.as_ref().is_some_and(|m| !m.contains(&MethodKind::PublicKey))
+    }
+
     async fn publickey(&mut self) -> Result<Outcome> {
         let user = self.user();
         if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await {
@@ -141,12 +179,17 @@ impl<H: client::Handler> Run<'_, H> {
                     Ok(r @ AuthResult::Success) | Ok(r @ AuthResult::Failure { partial_success: true, .. }) => {
                         return Ok(r.into())
                     }
-                    _ => self.tried.push(format!("agent key {comment}")),
+                    Ok(r) => self.refused(&r),
+                    Err(_) => {}
+                }
+                self.tried.push(format!("agent key {comment}"));
+                if self.keys_refused() {
+                    return Ok(Outcome::Failed);
                 }
             }
         }
         for path in self.target.identities.clone() {
-            if !path.exists() {
+            if !path.exists() || self.keys_refused() {
                 continue;
             }
             let Some(key) = self.load(&path).await? else { continue };
@@ -157,6 +200,7 @@ impl<H: client::Handler> Run<'_, H> {
                 if !matches!(r, AuthResult::Failure { partial_success: false, .. }) {
                     return Ok(r.into());
                 }
+                self.refused(&r);
                 self.tried.push(format!("{} (certificate)", path.display()));
             }
             let hash = self.rsa_hash(key.public_key()).await;
@@ -169,6 +213,7 @@ impl<H: client::Handler> Run<'_, H> {
             if !matches!(r, AuthResult::Failure { partial_success: false, .. }) {
                 return Ok(r.into());
             }
+            self.refused(&r);
             self.tried.push(path.display().to_string());
         }
         Ok(Outcome::Failed)
