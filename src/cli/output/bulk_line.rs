@@ -50,11 +50,13 @@ impl BulkLine {
     pub fn moved(&mut self, bytes: u64, now: Instant) {
         self.moved += bytes;
         self.remaining = self.remaining.saturating_sub(bytes);
-        // The first sample stays where the run began; later ones are merged within SAMPLE_EVERY.
-        let several = self.samples.len() > 1;
-        match self.samples.back_mut() {
-            Some((at, total)) if several && now.duration_since(*at) < SAMPLE_EVERY => (*at, *total) = (now, self.moved),
-            _ => self.samples.push_back((now, self.moved)),
+        // The first sample stays where the run began; the last is always now, and replaces the one
+        // before while that is within SAMPLE_EVERY of the one before it (merging by the last one's own
+        // time would move it on with every event: no sample would ever age out of the window).
+        let n = self.samples.len();
+        match n > 2 && now.duration_since(self.samples[n - 2].0) < SAMPLE_EVERY {
+            true => self.samples[n - 1] = (now, self.moved),
+            false => self.samples.push_back((now, self.moved)),
         }
         while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= RATE_WINDOW {
             self.samples.pop_front();
@@ -134,6 +136,20 @@ mod tests {
         }
         let rate = line.rate(t0 + Duration::from_millis(10_500)).unwrap();
         assert!((rate - f64::from(10 << 20)).abs() < f64::from(1 << 20), "{rate}");
+    }
+
+    /// Events far closer together than SAMPLE_EVERY (a transfer's every packet) still leave the
+    /// window as it moves on: a stall early in the run is forgotten three seconds later.
+    #[test]
+    fn a_stall_leaves_the_window_even_between_frequent_events() {
+        let t0 = Instant::now();
+        let mut line = BulkLine::default();
+        line.started("a", 0, Some(u64::MAX), t0);
+        for ms in 2000..7000u64 {
+            line.moved(1024, t0 + Duration::from_millis(ms)); // after 2 s of nothing, 1 KiB a millisecond
+        }
+        let rate = line.rate(t0 + Duration::from_millis(7000)).unwrap();
+        assert!((rate - 1_024_000.0).abs() < 50_000.0, "{rate}");
     }
 
     #[test]
