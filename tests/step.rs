@@ -256,7 +256,9 @@ fn interrupted_mget_then_rerun(jobs: &str, signal: Signal, code: i32) {
     let port = tool.lab.port("PROFTPD_PORT");
     let glob = format!("{remote_dir}/*");
     let args = ["-v", "mget", &glob, "-d", "out", "--jobs", jobs, "--report", "json", "report.json"];
-    let trigger = format!("---> RETR {remote_dir}/b.bin");
+    // ProFTPD's 150 for b.bin: its data is flowing (a RETR sent is not yet a transfer begun:
+    // the SHA-256 asked before it takes the server seconds over 1 GiB).
+    let trigger = format!("data connection for {remote_dir}/b.bin");
     let (status, err) = run_until(tool.cmd(port).args(args), &trigger, Duration::from_millis(1000), |pid| {
         stop(&tool, &before, pid, signal)
     });
