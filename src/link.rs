@@ -112,7 +112,7 @@ pub struct Link<'s> {
     path: DataPath<'s>,
     /// [`DATA_CONNECT_BOUND`] and the measured round trips.
     bound: Duration,
-    /// What FEAT listed, once asked.
+    /// What FEAT listed, once asked (the same server on a new control connection: kept).
     features: Option<Features>,
     /// How `--verify` asks this server for hashes, once decided ([`crate::transfer::verify::method`]).
     pub verify_method: Option<Option<Method>>,
@@ -199,8 +199,9 @@ impl<'s> Link<'s> {
         &self.spec
     }
 
-    /// What the server's FEAT lists (none for a server without FEAT), asked
-    /// once per control connection; the caller may note what OPTS changed.
+    /// What the server's FEAT lists (none for a server without FEAT), asked once per link (a
+    /// new control connection reaches the same server); the caller may note what OPTS changed,
+    /// which the passive fallback's new control connection selects again.
     pub async fn features(&mut self) -> Result<&mut Features> {
         if self.features.is_none() {
             let reply = self.control.command(&Command::Feat).await?;

@@ -199,3 +199,30 @@ fn a_new_control_connection_keeps_the_clients_directory() {
     assert!(trace.contains("---> CWD many"), "curl moved:\n{trace}");
     assert_eq!(trace.matches("---> CWD many").count(), 2, "again on the new connection:\n{trace}");
 }
+
+/// ProFTPD with RootRevoke cannot bind port 20 and stays silent on a transfer without PORT: the
+/// tunnel goes passive on a new control connection. What the client selected there (lftp's
+/// `quote OPTS HASH SHA-256`) is selected again, so its next HASH is answered as it asked, not
+/// with the server's default (SHA-1).
+#[test]
+fn a_new_control_connection_keeps_the_clients_options() {
+    let tool = Tool::new();
+    let dir = tool.work.path();
+    let small = read(&tool.remote_path("small.bin"));
+    let log = dir.join("lftp.log");
+    let script = format!(
+        "debug -o {} 5; quote OPTS HASH SHA-256; get small.bin -o got.bin; quote HASH small.bin; quit",
+        log.display()
+    );
+    let host = tool.lab.var("PROFTPD21_ADDR").to_string();
+    let mut said = String::new();
+    let trace = captured(&tool, &host, tool.lab.port("PROFTPD21_PORT"), &[&small], |port| {
+        let out = client(&tool, dir, "lftp", &["-p", &port.to_string(), "-e", &script, "127.0.0.1"]);
+        ok(&out, "lftp");
+        said = String::from_utf8_lossy(&out.stdout).into_owned(); // quote's replies
+    });
+    assert_same(&read(&dir.join("got.bin")), &small, "get");
+    assert!(trace.contains("switching to passive"), "{trace}");
+    assert_eq!(trace.matches("---> OPTS HASH SHA-256").count(), 2, "again on the new connection:\n{trace}");
+    assert!(said.contains("213 SHA-256 0-10876 "), "{said}\n{}", String::from_utf8_lossy(&read(&log)));
+}

@@ -175,3 +175,30 @@ fn a_resumed_download_is_checked_whole_and_a_corrupt_part_is_caught() {
     assert!(err.contains("but the server's is") && err.contains("nothing saved"), "{err}");
     assert_eq!(tool.work_entries(), Vec::<String>::new(), "no file, and the emptied part file is gone");
 }
+
+/// A server silent on a transfer without PORT (ProFTPD with RootRevoke, which cannot bind port
+/// 20) is left for a new control connection, in passive: there HASH is back at the server's
+/// default (ProFTPD: SHA-1), so the SHA-256 chosen on the first one is selected again. Every later
+/// file, download and upload, is still checked with SHA-256, not by its size only.
+#[test]
+fn a_new_control_connection_selects_the_hash_again() {
+    let tool = Tool::new();
+    let dir = tool.work.path();
+    let upload = format!("upload/verify-again-{}.bin", std::process::id());
+    let _cleanup = RemoveOnDrop(tool.remote_path(&upload));
+    std::fs::write(dir.join("up.bin"), b"uploaded after the fallback\n".repeat(100)).unwrap();
+    let batch = format!("get small.bin\nget many/f001.txt f1.txt\nput up.bin {upload}\n");
+    std::fs::write(dir.join("v.batch"), batch).unwrap();
+    let (ssh, host) = (tool.lab.port("SSH_PORT"), tool.lab.var("PROFTPD21_ADDR").to_string());
+    let mut cmd = tool.cmd_to(ssh, &host, tool.lab.port("PROFTPD21_PORT"));
+    let out = run(cmd.args(["-v", "batch", "v.batch", "--report", "json", "report.json"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("switching to passive") && err.contains("neither answered RETR small.bin"), "{err}");
+    assert_eq!(err.matches("---> OPTS HASH SHA-256").count(), 2, "once on each control connection:\n{err}");
+    for t in &report(&tool, "report.json") {
+        assert_eq!(t["outcome"], "ok", "{t}");
+        assert_eq!(t["verified"], "sha256 = server's", "{t}\n{err}");
+    }
+    assert_eq!(std::fs::read(tool.remote_path(&upload)).unwrap(), std::fs::read(dir.join("up.bin")).unwrap());
+}

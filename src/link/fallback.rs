@@ -12,6 +12,7 @@ use crate::dataport::{self, Fallback};
 use crate::error::{classified, Classify, Kind};
 use crate::events::Event;
 use crate::ftp::control::{Control, FtpError, Place};
+use crate::ftp::digest::Method;
 use crate::ftp::Command;
 
 impl Link<'_> {
@@ -82,6 +83,12 @@ impl Link<'_> {
             crate::ftp::login::timed_login(&mut self.control, &self.spec.login).await?;
             // An outside client's directory and settings (a tunnel's), where it had changed them.
             retrace(&mut self.control, &place).await?;
+            // HASH is back at the server's default (ProFTPD: SHA-1): select again what --verify
+            // chose, before the transfer's own HASH (if unanswered) and every later file's.
+            if let Some(Some(Method::Hash(a))) = self.verify_method {
+                let opts = Command::Opts(format!("HASH {}", a.hash_name()));
+                self.control.expect(&opts, |r| r.code == 200).await?;
+            }
         }
         Ok(())
     }

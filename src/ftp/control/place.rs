@@ -1,5 +1,6 @@
 //! Where a control connection stands: the commands that moved it (CWD, CDUP and their X
-//! forms) and those that set how it transfers (TYPE, MODE, STRU), as the server took them.
+//! forms) and those that set how it transfers and answers (TYPE, MODE, STRU, OPTS), as the
+//! server took them.
 //!
 //! A link may give its control connection up and log in anew (a server that stays silent on a
 //! transfer without PORT is still busy with it: [`crate::link`]'s fallback). For the built-in
@@ -38,11 +39,11 @@ impl Place {
                 self.moves.push(line.into());
             }
             "CDUP" | "XCUP" => self.moves.push(line.into()),
-            v @ ("TYPE" | "MODE" | "STRU") => {
-                self.settings.retain(|s| !s.get(..v.len()).is_some_and(|w| w.eq_ignore_ascii_case(v)));
+            _ => {
+                let Some(key) = setting(line) else { return };
+                self.settings.retain(|s| setting(s).as_ref() != Some(&key));
                 self.settings.push(line.into());
             }
-            _ => return,
         }
         if self.moves.len() > MAX_MOVES {
             self.moves.clear();
@@ -54,6 +55,17 @@ impl Place {
     /// relative moves were made to keep them all.
     pub fn commands(&self) -> Option<impl Iterator<Item = &str>> {
         (!self.lost).then(|| self.moves.iter().chain(&self.settings).map(String::as_str))
+    }
+}
+
+/// Which setting `line` makes, if any: TYPE, MODE, STRU, or an OPTS by its first word (`OPTS
+/// HASH SHA-256`, `OPTS UTF8 ON`: a new connection starts from the server's defaults).
+fn setting(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace().map(str::to_ascii_uppercase);
+    match words.next()?.as_str() {
+        v @ ("TYPE" | "MODE" | "STRU") => Some(v.into()),
+        "OPTS" => Some(format!("OPTS {}", words.next()?)),
+        _ => None,
     }
 }
 
@@ -89,8 +101,15 @@ mod tests {
             ("PWD", 257),
             ("RETR f001.txt", 226),
             ("MODE S", 200),
+            ("OPTS HASH SHA-1", 200),
+            ("OPTS UTF8 ON", 200),
+            ("opts hash SHA-256", 200),
+            ("OPTS MLST size;", 501),
         ]);
-        assert_eq!(commands(&p), ["CWD many", "CDUP", "XCWD many", "type A", "MODE S"]);
+        assert_eq!(
+            commands(&p),
+            ["CWD many", "CDUP", "XCWD many", "type A", "MODE S", "OPTS UTF8 ON", "opts hash SHA-256"]
+        );
     }
 
     #[test]
