@@ -274,6 +274,23 @@ fn a_hash_slower_than_the_data_connections_bound() {
     assert_same(&std::fs::read(tool.work.path().join("good.bin")).unwrap(), &content(&tool), "good.bin");
 }
 
+/// A hash is answered once the server has read the file: its reply may take `--timeout` and a
+/// second per 16 MiB of the size the server just gave (big.bin: 160 MiB, 10 s), so a big file's
+/// slow hash (6 s) is waited for under `--timeout 2`; a small file's is not (nothing saved).
+#[test]
+fn a_big_files_hash_may_take_longer_than_the_timeout() {
+    let tool = Tool::new();
+    let out = run(hostile(&tool).args(["-v", "-u", "slow-hash", "--verify", "get", "big.bin"]));
+    let err = stderr(&out);
+    assert!(out.status.success() && err.contains(" = the server's"), "{err}");
+    assert_eq!(std::fs::metadata(tool.work.path().join("big.bin")).unwrap().len(), 160 << 20);
+    let (out, took, _) = captured(&tool, hostile(&tool).args(["-u", "slow-hash", "--verify", "get", "good.bin"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(TRANSFER), "{err}");
+    assert!(err.contains("no reply within 2s") && took < GET_BOUND, "took {took:?}: {err}");
+    assert_not_saved(&tool, tool.work.path(), "good.bin");
+}
+
 #[test]
 fn epsv_with_an_impossible_port() {
     let tool = Tool::new();

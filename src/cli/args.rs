@@ -78,7 +78,7 @@ pub struct Cli {
     /// How data connections are made: auto tries the default port first, then EPSV/PASV; both inside SSH
     #[arg(long = "data-mode", overrides_with = "data_mode", global = true, value_enum, default_value = "auto")]
     pub data_mode: DataMode,
-    /// Seconds to wait for any FTP reply before giving up on a server that hangs; a data connection that moves less than 1 KiB in twice that is dead too
+    /// Seconds to wait for any FTP reply before giving up on a server that hangs (for a file's hash, a second more per 16 MiB); a data connection that moves less than 1 KiB in twice that is dead too
     #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Check each copy with the server's own hash (HASH, XSHA256, XSHA1, XMD5; else the size) [default: on for mget, mput, batch, mirror]

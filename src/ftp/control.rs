@@ -149,6 +149,8 @@ pub struct Control {
     abort_first: bool,
     /// Where an outside client's commands brought it ([`Control::place`]).
     place: Place,
+    /// The last size the server gave, which a hash of that file may take time for.
+    sized: allowance::Sized,
 }
 
 impl Control {
@@ -168,6 +170,7 @@ impl Control {
             made,
             place: Place::default(),
             abort_first: false,
+            sized: allowance::Sized::default(),
         }
     }
 
@@ -290,6 +293,9 @@ impl Control {
                     (self.transcript)(Line::Received(line));
                 }
                 if !reply.is_preliminary() {
+                    if let (State::Owed(owed), Some(last)) = (&self.state, reply.lines.last()) {
+                        self.sized.note(owed.front().map_or("", String::as_str), reply.code, last);
+                    }
                     self.state.answered();
                 }
                 self.made.note(&reply);
@@ -377,6 +383,7 @@ impl Control {
     }
 }
 
+mod allowance;
 mod made;
 mod place;
 mod reading;

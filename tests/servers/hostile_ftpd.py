@@ -22,7 +22,7 @@ login:
                          after SILENCE (a server that greets one login at a time: --jobs)
   USER escapes           ESC in the listings' names, and in the 550 every RETR gets
   USER slow-hash         FEAT offers HASH (SHA-256), which answers after SLOW_HASH: a big file's
-                         hash, asked before its RETR
+                         hash, asked before its RETR; big.bin is one (BIG bytes of zeros)
   any other USER         a normal login (PASS must be $FTP_PASSWORD)
 
   RETR CASE/bad.bin      misbehaves as CASE says (see TRANSFER below); CASE/good.bin and
@@ -45,6 +45,7 @@ PORT, CONTENT, ELSEWHERE = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys
 PASSWORD = os.environ["FTP_PASSWORD"]
 SILENCE = 10  # seconds of silence before the late reply of `silence`
 SLOW_HASH = 6  # seconds a slow-hash HASH takes: longer than the client waits for a data connection
+BIG = 160 << 20  # big.bin's size: at 16 MiB/s, a hash the client waits 10 s for beyond --timeout
 HALF = len(CONTENT) // 2
 TRANSFER = {
     "421-mid", "426-mid", "early-close", "no-data", "slow", "long-line", "multiline-mismatch", "silence", "huge-150",
@@ -124,7 +125,7 @@ class Session:
             for line in ("211-Features:", " SIZE", " HASH SHA-256*", "211 End"):
                 self.reply(line)
         elif verb == "HASH" and self.user == "slow-hash":
-            body = uploads.get(arg, CONTENT) if arg in uploads or self.exists(arg) else None
+            body = self.body(arg) if arg in uploads or self.exists(arg) else None
             time.sleep(SLOW_HASH)
             digest = hashlib.sha256(body).hexdigest() if body is not None else None
             self.reply(f"213 SHA-256 0-{len(body)} {digest} {arg}" if body is not None else "550 No such file")
@@ -134,7 +135,7 @@ class Session:
             self.rest = int(arg)
             self.reply(f"350 Restarting at {arg}")
         elif verb == "SIZE":
-            size = len(uploads.get(arg, CONTENT)) if arg in uploads or self.exists(arg) else None
+            size = len(self.body(arg)) if arg in uploads or self.exists(arg) else None
             self.reply(f"213 {size}" if size is not None else "550 No such file")
         elif verb == "EPSV" and self.user == "pasv-elsewhere":
             self.reply("500 EPSV not understood")
@@ -173,7 +174,11 @@ class Session:
     @staticmethod
     def exists(path):
         case, _, name = path.rpartition("/")
-        return path == "good.bin" or (case in TRANSFER and name in ("bad.bin", "good.bin"))
+        return path in ("good.bin", "big.bin") or (case in TRANSFER and name in ("bad.bin", "good.bin"))
+
+    @staticmethod
+    def body(path):
+        return uploads[path] if path in uploads else bytes(BIG) if path == "big.bin" else CONTENT
 
     def send_listing(self, body):
         self.reply("150 Here comes the listing")
@@ -186,7 +191,7 @@ class Session:
         if not self.exists(path):
             self.reply("550 No such file")
             return True
-        body, self.rest = CONTENT[self.rest:], 0
+        body, self.rest = (bytes(BIG) if path == "big.bin" else CONTENT)[self.rest :], 0
         case = path.rpartition("/")[0] if path.endswith("/bad.bin") else "good"
         if case == "421-mid":
             self.reply("421 Service not available, closing control connection")

@@ -2,6 +2,8 @@
 //! `120` (ready in n minutes) replies a server sends before it, so that a server that never
 //! finishes (a line dribbled forever, `120` twice a second forever) ends within `--timeout`.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use tokio::time::Instant;
 
@@ -16,7 +18,7 @@ impl Control {
         let deadline = Instant::now() + self.timeout;
         let mut waits: Option<(Reply, usize)> = None;
         loop {
-            let reply = match self.read_reply_by(deadline).await {
+            let reply = match self.read_reply_by(deadline, self.timeout).await {
                 Ok(reply) => reply,
                 Err(e) => match &waits {
                     // Not a silence: name what it kept sending.
@@ -38,17 +40,23 @@ impl Control {
         }
     }
 
-    /// Read the next reply, bounded by [`Control::timeout`].
+    /// Read the next reply, bounded by [`Control::timeout`] (and for a hash, by the file's size:
+    /// [`super::allowance`]).
     pub async fn read_reply(&mut self) -> Result<Reply> {
-        self.read_reply_by(Instant::now() + self.timeout).await
+        let owed = match &self.state {
+            State::Owed(owed) => owed.front().map_or("", String::as_str),
+            _ => "",
+        };
+        let bound = self.timeout + self.sized.allowance(owed);
+        self.read_reply_by(Instant::now() + bound, bound).await
     }
 
-    /// Read the next reply, all of it by `deadline`.
-    async fn read_reply_by(&mut self, deadline: Instant) -> Result<Reply> {
+    /// Read the next reply, all of it by `deadline` (`bound` from now, for the message).
+    async fn read_reply_by(&mut self, deadline: Instant, bound: Duration) -> Result<Reply> {
         match tokio::time::timeout_at(deadline, self.read_reply_unbounded()).await {
             Ok(reply) => reply,
             Err(_) => {
-                let why = self.no_reply(self.timeout);
+                let why = self.no_reply(bound);
                 // A reply begun and not finished: where it ends can no longer be told (a later
                 // reply's line could be taken for its closing one, and a pipelined transfer's
                 // data for its own), so this connection carries nothing more.
@@ -62,7 +70,7 @@ impl Control {
 
     /// Why no reply came: none at all, or one begun and never finished (a multi-line reply
     /// whose closing line, its own code and a space, a hostile server left out).
-    fn no_reply(&self, timeout: std::time::Duration) -> String {
+    fn no_reply(&self, timeout: Duration) -> String {
         let mut lines = self.buf.split(|&b| b == b'\n').filter(|l| !l.is_empty());
         let Some(first) = lines.next() else { return format!("the FTP server sent no reply within {timeout:?}") };
         let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
