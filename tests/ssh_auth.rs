@@ -278,28 +278,7 @@ fn user_certificate_from_a_trusted_ca() {
 fn add_keys_to_agent_after_the_passphrase() {
     let tool = Tool::new();
     let lab = &tool.lab;
-    let sock = tool.home.path().join("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let started = std::time::Instant::now();
-    while !sock.exists() {
-        assert!(started.elapsed() < AT_ONCE, "ssh-agent did not start");
-        assert!(agent.try_wait().unwrap().is_none(), "ssh-agent exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _agent = Kill(agent);
+    let (sock, _agent) = empty_agent(&tool);
     let port = lab.port("SSH_PORT");
     let ssh = at(&tool, "SERVER_ADDR", port);
     let askpass = Askpass::new(&tool, &[("*passphrase*", lab.var("KEY_PASSPHRASE"))]);
@@ -323,4 +302,43 @@ fn add_keys_to_agent_after_the_passphrase() {
         c
     };
     captured(&tool, &make, &["get", "small.bin", "again.bin"], &want, &client_wire(port));
+}
+
+/// An ssh-agent of its own, holding no key yet, killed when dropped.
+fn empty_agent(tool: &Tool) -> (std::path::PathBuf, impl Drop) {
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let sock = tool.home.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent");
+    let agent = Kill(agent.arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap());
+    let started = std::time::Instant::now();
+    while !sock.exists() {
+        assert!(started.elapsed() < AT_ONCE, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (sock, agent)
+}
+
+/// An agent that holds no key (a desktop session's, before ssh-add) tells nothing of the server:
+/// its methods are asked before a key file's passphrase is, and where sshd takes passwords only,
+/// the password alone is asked.
+#[test]
+fn an_empty_agent_then_a_key_with_a_passphrase_against_a_password_only_server() {
+    let tool = Tool::new();
+    let lab = &tool.lab;
+    let (sock, _agent) = empty_agent(&tool);
+    let answers = [("*password*", lab.var("FTP_PASSWORD")), ("*passphrase*", lab.var("KEY_PASSPHRASE"))];
+    let askpass = Askpass::new(&tool, &answers);
+    let port = lab.port("PASSWORD_SSH_PORT");
+    let mut c = cmd(&tool, &at(&tool, "SERVER_ADDR", port), &ftp(&tool), Some(&askpass));
+    c.env("SSH_AUTH_SOCK", &sock).arg("-i").arg(lab.path("ENCRYPTED_KEY"));
+    let want = std::fs::read(tool.remote_path("empty.bin")).unwrap();
+    captured(&tool, &|| c_clone(&c), &["get", "empty.bin"], &want, &client_wire(port));
+    let password = format!("{}@{}'s password: ", lab.var("SSH_USER"), lab.var("SERVER_ADDR"));
+    assert_eq!(askpass.prompts(), vec![password]);
 }

@@ -140,6 +140,12 @@ fn key_at_hand(target: &SshTarget) -> bool {
         || target.identities.iter().any(|path| path.exists() && keys::load_secret_key(path, None).is_ok())
 }
 
+/// Loading the key in `path` would ask its passphrase (none given yet in this run).
+fn would_ask(path: &Path) -> bool {
+    matches!(keys::load_secret_key(path, None), Err(keys::Error::KeyIsEncrypted))
+        && !KEYS.lock().unwrap().as_ref().is_some_and(|k| k.contains_key(path))
+}
+
 impl<H: client::Handler> Run<'_, H> {
     fn user(&self) -> String {
         self.target.user.clone()
@@ -191,6 +197,17 @@ impl<H: client::Handler> Run<'_, H> {
         for path in self.target.identities.clone() {
             if !path.exists() || self.keys_refused() {
                 continue;
+            }
+            if self.offered.is_none() && would_ask(&path) {
+                // Nothing tried told the server's methods (an agent without keys): learn them
+                // before a passphrase is asked, as ssh does, for a server that takes no keys.
+                match self.handle.authenticate_none(&user).await.context("SSH authentication")? {
+                    AuthResult::Success => return Ok(Outcome::Success),
+                    r => self.refused(&r),
+                }
+                if self.keys_refused() {
+                    continue;
+                }
             }
             let Some(key) = self.load(&path).await? else { continue };
             for cert in self.certificates(&path, &key) {
