@@ -126,14 +126,18 @@ pub async fn compare(link: &mut Link<'_>, remote: &str, method: Method, local: &
 /// Compare the hash in the server's `reply` (to `method`'s command for
 /// `remote`) with `local` (hex). A mismatch is a transfer failure; a server
 /// that cannot hash this one file (ProFTPD's X commands refuse an empty
-/// file) leaves the size check.
+/// file) leaves the size check. A hash answered but unreadable (another
+/// algorithm than the one selected) leaves it too, and is said once a run: a
+/// --verify that checks sizes only is not silent.
 pub fn judge(events: &Events, remote: &str, method: Method, reply: &Reply, local: &str) -> Result<()> {
+    static SAID: AtomicBool = AtomicBool::new(false);
     let algorithm = method.algorithm();
     let server = match method.parse(reply) {
         Ok(server) => server,
         Err(why) => {
             let why = format!("{remote}: no {} from the server ({why}): size checked only", algorithm.as_str());
-            events.emit(Event::Unverified { why, first: false });
+            let first = reply.is_completion() && !SAID.swap(true, Ordering::Relaxed);
+            events.emit(Event::Unverified { why, first });
             return Ok(());
         }
     };
@@ -168,6 +172,27 @@ mod tests {
             digest(Algorithm::Sha256, &[b"a", b"bc"]),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn an_unreadable_hash_is_said_once_a_refusal_quietly() {
+        let seen = std::sync::Arc::new(crate::events::Recorder::default());
+        let events = Events::none().with(seen.clone());
+        let method = Method::Hash(Algorithm::Sha256);
+        let sha1 = Reply { code: 213, lines: vec!["213 SHA-1 0-3 a9993e364706816aba3e25717850c26c9cd0d89d f".into()] };
+        let refused = Reply { code: 550, lines: vec!["550 f: Is a directory".into()] };
+        for reply in [&refused, &sha1, &sha1] {
+            judge(&events, "f", method, reply, "00").unwrap();
+        }
+        let firsts: Vec<bool> = seen
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Unverified { why, first } => Some(first && why.contains("SHA-1 0-3")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(firsts, [false, true, false]);
     }
 
     #[tokio::test]
