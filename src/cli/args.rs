@@ -12,6 +12,9 @@ use crate::link::DataMode;
 use crate::ssh::endpoint::DEFAULT_FTP;
 use crate::timewait::Pace;
 
+/// The largest `--timeout`: deadlines are instants, which a larger one overflows (a panic).
+const MAX_TIMEOUT: u64 = u32::MAX as u64;
+
 pub(super) const EXIT_CODES: &str = "\
 Exit codes:
   0  success
@@ -79,7 +82,7 @@ pub struct Cli {
     #[arg(long = "data-mode", overrides_with = "data_mode", global = true, value_enum, default_value = "auto")]
     pub data_mode: DataMode,
     /// Seconds to wait for any FTP reply before giving up on a server that hangs (for a file's hash, a second more per 16 MiB); a data connection that moves less than 1 KiB in twice that is dead too
-    #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "timeout", overrides_with = "timeout", global = true, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
     pub timeout: u64,
     /// Check each copy with the server's own hash (HASH, XSHA256, XSHA1, XMD5; else the size) [default: on for mget, mput, batch, mirror]
     #[arg(long = "verify", global = true, overrides_with = "no_verify")]
@@ -252,6 +255,14 @@ mod tests {
         assert_eq!(cli.identity, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(cli.known_hosts, Some(PathBuf::from("k2")));
         assert!(matches!(cli.command, Cmd::Get { ref remote, local: None } if remote == "f"));
+    }
+
+    #[test]
+    fn a_timeout_past_any_instant_is_a_usage_error() {
+        assert_eq!(Cli::parse_from(["x", "--timeout", "4294967295", "ls"]).timeout, u64::from(u32::MAX));
+        for bad in ["0", "4294967296", "18446744073709551615"] {
+            assert!(Cli::try_parse_from(["x", "--timeout", bad, "ls"]).is_err(), "{bad}");
+        }
     }
 
     #[test]

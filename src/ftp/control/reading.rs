@@ -1,6 +1,7 @@
 //! Reading replies within a deadline: each reply whole, and the greeting whole, however many
 //! `120` (ready in n minutes) replies a server sends before it, so that a server that never
-//! finishes (a line dribbled forever, `120` twice a second forever) ends within `--timeout`.
+//! finishes (a line dribbled forever, `120` twice a second forever) ends within `--timeout` (a
+//! hash's reply: that and a time for the file's size, [`super::allowance`]).
 
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ impl Control {
             State::Owed(owed) => owed.front().map_or("", String::as_str),
             _ => "",
         };
-        let bound = self.timeout + self.sized.allowance(owed);
+        let bound = self.timeout.saturating_add(self.sized.allowance(owed));
         self.read_reply_by(Instant::now() + bound, bound).await
     }
 
