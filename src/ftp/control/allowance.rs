@@ -24,7 +24,7 @@ impl Sized {
     pub fn note(&mut self, line: &str, code: u16, text: &str) {
         let Some(path) = line.strip_prefix("SIZE ") else { return };
         let size = text.get(4..).and_then(|n| n.trim().parse().ok());
-        self.0 = (code == 213).then_some(()).and(size).map(|n| (path.to_string(), n));
+        self.0 = size.filter(|_| code == 213).map(|n| (path.to_string(), n));
     }
 
     /// The time beyond `--timeout` the reply to `line` (the oldest command owed) may take.
