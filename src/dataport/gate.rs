@@ -338,13 +338,9 @@ impl Gate {
         Ok(a.watch.arrived(ends))
     }
 
-    /// Where the connection `who` (`ends`) came from, by the SSH server's socket table.
-    async fn prove(&self, who: &str, ends: Option<(SocketAddr, SocketAddr)>) -> Proof {
-        if let Some(known) = self.known_origin(who, ends) {
-            return known;
-        }
-        let uids = self.uids.lock().unwrap().clone().expect("known_origin: checked");
-        let (from, to) = ends.expect("known_origin: an address");
+    /// Where the connection `who` came from, by the SSH server's socket table: its ends
+    /// `from` and `to`, judged by `uids` ([`Gate::lookup`] gives them).
+    async fn prove(&self, who: &str, uids: Uids, (from, to): (SocketAddr, SocketAddr)) -> Proof {
         let mut origin = self.origin.lock().await;
         let Some(check) = origin.as_mut() else {
             return Proof::Unprovable("the origin check on the SSH server has ended".into());
@@ -362,15 +358,23 @@ impl Gate {
         }
     }
 
-    /// What is known of `who`'s origin with nothing looked up: no check (none asked for), an
-    /// address with no sockets to look up, a port only root binds (ProFTPD's 20).
-    fn known_origin(&self, who: &str, ends: Option<(SocketAddr, SocketAddr)>) -> Option<Proof> {
+    /// What a look-up of `who`'s origin ([`Gate::prove`]) needs, or the origin where it is known
+    /// with nothing looked up: no check (none asked for), an address with no sockets to look
+    /// up, a port only root binds (ProFTPD's 20).
+    fn lookup(
+        &self,
+        who: &str,
+        ends: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<(Uids, (SocketAddr, SocketAddr)), Proof> {
         let uids = self.uids.lock().unwrap().clone();
-        let Some(uids) = uids else { return Some(Proof::Unchecked) };
-        let Some((from, _)) = ends else {
-            return Some(Proof::Unprovable(format!("{who} is not an address whose sockets can be looked up")));
+        let Some(uids) = uids else { return Err(Proof::Unchecked) };
+        let Some(ends) = ends else {
+            return Err(Proof::Unprovable(format!("{who} is not an address whose sockets can be looked up")));
         };
-        uids.by_port(from.port())
+        match uids.by_port(ends.0.port()) {
+            Some(known) => Err(known),
+            None => Ok((uids, ends)),
+        }
     }
 
     /// The rule itself, once the origin is known.

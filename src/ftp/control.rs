@@ -113,6 +113,14 @@ impl State {
         }
     }
 
+    /// The oldest command still owed its final reply, as traced ("" when none is).
+    fn oldest(&self) -> &str {
+        match self {
+            State::Owed(owed) => owed.front().map_or("", String::as_str),
+            _ => "",
+        }
+    }
+
     fn refusal(&self) -> Option<OutOfStep> {
         match self {
             State::InStep => None,
@@ -293,8 +301,8 @@ impl Control {
                     (self.transcript)(Line::Received(line));
                 }
                 if !reply.is_preliminary() {
-                    if let (State::Owed(owed), Some(last)) = (&self.state, reply.lines.last()) {
-                        self.sized.note(owed.front().map_or("", String::as_str), reply.code, last);
+                    if let Some(last) = reply.lines.last() {
+                        self.sized.note(self.state.oldest(), reply.code, last);
                     }
                     self.state.answered();
                 }

@@ -142,8 +142,12 @@ fn key_at_hand(target: &SshTarget) -> bool {
 
 /// Loading the key in `path` would ask its passphrase (none given yet in this run).
 fn would_ask(path: &Path) -> bool {
-    matches!(keys::load_secret_key(path, None), Err(keys::Error::KeyIsEncrypted))
-        && !KEYS.lock().unwrap().as_ref().is_some_and(|k| k.contains_key(path))
+    matches!(keys::load_secret_key(path, None), Err(keys::Error::KeyIsEncrypted)) && decrypted(path).is_none()
+}
+
+/// The key in `path` as decrypted earlier in this run.
+fn decrypted(path: &Path) -> Option<Arc<PrivateKey>> {
+    KEYS.lock().unwrap().as_ref().and_then(|k| k.get(path).cloned())
 }
 
 impl<H: client::Handler> Run<'_, H> {
@@ -246,12 +250,11 @@ impl<H: client::Handler> Run<'_, H> {
                 return Ok(None);
             }
         }
-        let remembered = || KEYS.lock().unwrap().as_ref().and_then(|k| k.get(path).cloned());
-        if let Some(key) = remembered() {
+        if let Some(key) = decrypted(path) {
             return Ok(Some(key));
         }
         let _turn = ASKING.lock().await;
-        if let Some(key) = remembered() {
+        if let Some(key) = decrypted(path) {
             return Ok(Some(key)); // another session asked meanwhile
         }
         let shown_path = shown(&path.display().to_string()).into_owned();

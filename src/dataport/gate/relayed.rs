@@ -97,9 +97,10 @@ impl Gate {
     pub(super) async fn origin_of(self: &Arc<Gate>, data: &mut DataChannel) -> Proof {
         let (who, ends, n, came) = (data.from(), data.ends(), data.watched, data.came);
         // Nothing to look up, nothing to wait for: no task to hand over to.
-        if let Some(known) = self.known_origin(&who, ends) {
-            return known;
-        }
+        let (uids, ends) = match self.lookup(&who, ends) {
+            Ok(lookup) => lookup,
+            Err(known) => return known,
+        };
         let (to_port, from_port) = (data.connected.1 as u16, data.originator.1 as u16);
         let (gate, asking) = (self.clone(), who.clone());
         let helper = async move {
@@ -109,7 +110,7 @@ impl Gate {
             // Its own task: a lookup must read its answer even where this connection is decided
             // without it (the relay's proof came first, or it brought too much meanwhile); else
             // the next lookup would read this one's answer as its own.
-            let asked = tokio::spawn(async move { gate.prove(&asking, ends).await });
+            let asked = tokio::spawn(async move { gate.prove(&asking, uids, ends).await });
             asked.await.unwrap_or_else(|e| Proof::Unprovable(format!("its origin could not be checked ({e})")))
         };
         let relayed = self.relay_word(n, to_port, from_port);

@@ -44,11 +44,7 @@ impl Control {
     /// Read the next reply, bounded by [`Control::timeout`] (and for a hash, by the file's size:
     /// [`super::allowance`]).
     pub async fn read_reply(&mut self) -> Result<Reply> {
-        let owed = match &self.state {
-            State::Owed(owed) => owed.front().map_or("", String::as_str),
-            _ => "",
-        };
-        let bound = self.timeout.saturating_add(self.sized.allowance(owed));
+        let bound = self.timeout.saturating_add(self.sized.allowance(self.state.oldest()));
         self.read_reply_by(Instant::now() + bound, bound).await
     }
 
